@@ -1,0 +1,70 @@
+"""The executor interface: how the engine runs a step on a node, the deploy host or a cloud API.
+
+Implementations: the SSH executor (core/transports/ssh.py), the local executor
+(core/transports/local.py), the openstacksdk cloud adapter (core/cloud.py) and the lab's
+in-process executor (core/lab/). The engine only sees this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.inventory import Node, Site
+
+# Called once per complete output line: (stream, line) with stream "stdout" or "stderr".
+OutputCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command or cloud action ended."""
+
+    exit_status: int | None  # None when there is no exit status (timed out, terminated)
+    timed_out: bool = False
+    error: str | None = None  # one line: why there is no exit status, or what the call said
+
+
+class TransportError(Exception):
+    """A connection-level failure (unreachable, refused, reset, lost, auth, host key).
+
+    `retryable` is True for failures that may pass on their own (refused, reset, timed out
+    connecting); False for ones that need the operator (auth failed, host key changed).
+    """
+
+    def __init__(self, node: str, message: str, *, retryable: bool = True):
+        self.node = node
+        self.retryable = retryable
+        super().__init__(f"{node}: {message}")
+
+
+class Executor(Protocol):
+    async def run(
+        self, node: Node, command: str, *, on_output: OutputCallback, timeout: float
+    ) -> CommandResult:
+        """Run `command` on `node` (over SSH, or on the deploy host for local executors).
+
+        Streams output line by line; on timeout terminates the command and returns
+        CommandResult(None, timed_out=True). Raises TransportError when the node cannot be
+        reached or the connection drops.
+        """
+        ...
+
+    async def cloud(
+        self,
+        site: Site,
+        action: str,
+        args: dict[str, Any],
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+    ) -> CommandResult:
+        """Perform a cloud API action for a site: disable-compute, enable-compute,
+        wait-compute-up (args: host, binary, reason). exit_status 0 on success, 1 on failure
+        with `error` set. Raises TransportError when the API cannot be reached."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection."""
+        ...

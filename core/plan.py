@@ -1,0 +1,600 @@
+"""The upgrade plan: phases in DOMAIN.md §1 order, stages of steps bound to nodes, and gates.
+
+JSON schema (format "rollgate.plan/1"), stable for other tools:
+  {format, cloud, method, upgrade: {from, to, skip_level}, inventory_digest, digest,
+   policy: {gates, canary, batch_size, failure_budget, site_concurrency, step_timeout},
+   phases: [{id, tier, site, wave, title, gate, stages: [
+       {id, title, kind, gate, steps: [
+           {id, action, service, role, node, site, executor, command, args, exit_codes,
+            repeat_max, title, gate}]}]}]}
+  gate = null | {id, kind: phase|canary|step, title}
+  executor = ssh (command on the node) | local (command on the deploy host) | cloud (API call)
+  stage kind = pre | control | network | canary | batch | post
+Stages run in order; inside a stage each node's steps run in order and nodes run in parallel.
+Phases of one wave (one tier) run site by site, up to policy.site_concurrency at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.hostrange import compress
+from core.inventory import Inventory, Node, Site
+from core.recipes import Recipe, load_recipe, render, render_title
+from core.roles import AGENT_ORDER, ROLES, TIERS
+
+PLAN_FORMAT = "rollgate.plan/1"
+
+
+@dataclass(frozen=True)
+class Gate:
+    id: str
+    kind: str  # phase | canary | step
+    title: str
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: str
+    service: str
+    role: str
+    node: str
+    site: str
+    executor: str  # ssh | local | cloud
+    command: str | None
+    title: str
+    args: dict[str, Any] = field(default_factory=dict)
+    exit_codes: dict[int, str] = field(default_factory=lambda: {0: "ok"})
+    repeat_max: int = 1
+    gate: Gate | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    title: str
+    kind: str  # pre | control | network | canary | batch | post
+    steps: tuple[Step, ...]
+    gate: Gate | None = None
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(dict.fromkeys(s.node for s in self.steps))
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str
+    tier: str
+    site: str
+    wave: int
+    title: str
+    stages: tuple[Stage, ...]
+    gate: Gate | None = None
+
+    @property
+    def steps(self) -> list[Step]:
+        return [s for st in self.stages for s in st.steps]
+
+
+@dataclass(frozen=True)
+class Plan:
+    cloud: str
+    method: str
+    source: str
+    target: str
+    skip_level: bool
+    inventory_digest: str
+    policy: dict[str, Any]
+    phases: tuple[Phase, ...]
+    digest: str = ""
+
+    @property
+    def steps(self) -> list[Step]:
+        return [s for p in self.phases for s in p.steps]
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "cloud": self.cloud,
+            "method": self.method,
+            "upgrade": {"from": self.source, "to": self.target, "skip_level": self.skip_level},
+            "inventory_digest": self.inventory_digest,
+            "digest": self.digest,
+            "policy": self.policy,
+            "phases": [_phase_dict(p) for p in self.phases],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not a {PLAN_FORMAT} document (format {data.get('format')!r})")
+        phases = tuple(
+            Phase(
+                id=p["id"],
+                tier=p["tier"],
+                site=p["site"],
+                wave=p["wave"],
+                title=p["title"],
+                gate=_gate(p["gate"]),
+                stages=tuple(
+                    Stage(
+                        id=s["id"],
+                        title=s["title"],
+                        kind=s["kind"],
+                        gate=_gate(s["gate"]),
+                        steps=tuple(
+                            Step(
+                                **{
+                                    **st,
+                                    "gate": _gate(st["gate"]),
+                                    "exit_codes": {int(k): v for k, v in st["exit_codes"].items()},
+                                }
+                            )
+                            for st in s["steps"]
+                        ),
+                    )
+                    for s in p["stages"]
+                ),
+            )
+            for p in data["phases"]
+        )
+        up = data["upgrade"]
+        return cls(
+            data["cloud"],
+            data["method"],
+            up["from"],
+            up["to"],
+            up["skip_level"],
+            data["inventory_digest"],
+            data["policy"],
+            phases,
+            data.get("digest", ""),
+        )
+
+
+def _gate(data: dict[str, Any] | None) -> Gate | None:
+    return Gate(**data) if data else None
+
+
+def _step_dict(step: Step) -> dict[str, Any]:
+    d = asdict(step)
+    d["exit_codes"] = {str(k): v for k, v in sorted(step.exit_codes.items())}
+    return d
+
+
+def _phase_dict(phase: Phase) -> dict[str, Any]:
+    return {
+        "id": phase.id,
+        "tier": phase.tier,
+        "site": phase.site,
+        "wave": phase.wave,
+        "title": phase.title,
+        "gate": asdict(phase.gate) if phase.gate else None,
+        "stages": [
+            {
+                "id": s.id,
+                "title": s.title,
+                "kind": s.kind,
+                "gate": asdict(s.gate) if s.gate else None,
+                "steps": [_step_dict(st) for st in s.steps],
+            }
+            for s in phase.stages
+        ],
+    }
+
+
+def plan_digest(plan: Plan) -> str:
+    data = plan.to_dict()
+    data.pop("digest")
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- building
+
+
+TIER_TITLES = {
+    "identity": "Identity (keystone)",
+    "image": "Image (glance)",
+    "compute": "Compute (placement, nova, neutron)",
+    "block-storage": "Block Storage (cinder)",
+    "dashboard": "Dashboard (horizon)",
+}
+
+
+class _PhaseBuilder:
+    """Accumulates the stages of one phase and renders each step from the recipe."""
+
+    def __init__(self, plan: _PlanContext, tier: str, site: Site):
+        self.ctx = plan
+        self.tier = tier
+        self.site = site
+        self.id = f"{site.name}/{tier}"
+        self.stages: list[Stage] = []
+        self._current: list[Step] = []
+        self._stage_meta: tuple[str, str, str, Gate | None] | None = None
+        self.upgraded: set[str] = set()  # nodes whose packages this phase already upgraded
+
+    # stage management
+    def stage(self, name: str, title: str, kind: str, gate: Gate | None = None) -> None:
+        self.flush()
+        self._stage_meta = (f"{self.id}/{name}", title, kind, gate)
+
+    def flush(self) -> None:
+        if self._stage_meta and self._current:
+            sid, title, kind, gate = self._stage_meta
+            self.stages.append(Stage(sid, title, kind, tuple(self._current), gate))
+        self._current = []
+
+    def add(self, action: str, node: Node, role: str, **extra: Any) -> None:
+        """Add `action` for `node` unless the recipe does not use it."""
+        service = ROLES[role].service
+        recipe_action = self.ctx.recipe.action(service, action)
+        if recipe_action is None:
+            return
+        values = self.ctx.values(node, role, extra)
+        local = recipe_action.on == "deploy-host"
+        qualifier = extra.get("unit") or extra.get("package")
+        self._append(
+            Step(
+                id=self._step_id(node, f"{service}.{action}", qualifier),
+                action=action,
+                service=service,
+                role=role,
+                node=node.name,
+                site=self.site.name,
+                executor="local" if local else "ssh",
+                command=render(recipe_action.run, values),
+                title=render_title(recipe_action.title, values),
+                exit_codes=dict(recipe_action.exit_codes),
+                repeat_max=recipe_action.repeat_max,
+            )
+        )
+
+    def cloud(self, action: str, node: Node, role: str, title: str, **args: Any) -> None:
+        self._append(
+            Step(
+                id=self._step_id(node, action, None),
+                action=action,
+                service=ROLES[role].service,
+                role=role,
+                node=node.name,
+                site=self.site.name,
+                executor="cloud",
+                command=None,
+                title=title,
+                args=args,
+            )
+        )
+
+    def _append(self, step: Step) -> None:
+        if "step" in self.ctx.gates:
+            step = Step(
+                **{
+                    **step.__dict__,
+                    "gate": Gate(f"gate:{step.id}", "step", f"run '{step.title}' on {step.node}?"),
+                }
+            )
+        self._current.append(step)
+
+    def _step_id(self, node: Node, action: str, qualifier: str | None) -> str:
+        assert self._stage_meta is not None
+        base = f"{self._stage_meta[0]}/{node.name}/{action}"
+        return f"{base}:{qualifier}" if qualifier else base
+
+    def upgrade_node(self, node: Node, role: str) -> None:
+        """Upgrade the packages of every role of this phase on `node`, once per phase."""
+        if node.name in self.upgraded:
+            return
+        self.upgraded.add(node.name)
+        packages = sorted(
+            {ROLES[r].package for r in node.roles if r in ROLES and ROLES[r].tier == self.tier}
+        )
+        self.add("upgrade-packages", node, role, packages=packages, kolla_tag=ROLES[role].service)
+
+    def build(self, title: str) -> Phase | None:
+        self.flush()
+        if not self.stages:
+            return None
+        gate = None
+        if "phase" in self.ctx.gates:
+            gate = Gate(f"gate:{self.id}", "phase", f"start {title} at {self.site.name}?")
+        return Phase(
+            self.id,
+            self.tier,
+            self.site.name,
+            TIERS.index(self.tier),
+            title,
+            tuple(self.stages),
+            gate,
+        )
+
+
+@dataclass
+class _PlanContext:
+    inventory: Inventory
+    recipe: Recipe
+
+    @property
+    def gates(self) -> list[str]:
+        return list(self.inventory.policy.gates)
+
+    def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
+        service = ROLES[role].service
+        return {
+            **self.recipe.variables,
+            "cloud": self.inventory.cloud,
+            "from": self.inventory.upgrade.source.id,
+            "to": self.inventory.upgrade.target.id,
+            "service": service,
+            "databases": self.recipe.databases.get(service, [service]),
+            "node": node.name,
+            "site": node.site,
+            "unit": ROLES[role].unit,
+            "package": ROLES[role].package,
+            "container": role.replace("-", "_"),
+            "kolla_tag": service,
+            **extra,
+        }
+
+
+def _first(nodes: list[Node]) -> Node:
+    return nodes[0]
+
+
+def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> None:
+    """One stage per (role, node): upgrade packages once, schema on the first, restart unit."""
+    schema_done = False
+    for role in roles:
+        for node in b.site.with_role(role):
+            b.stage(f"{role}@{node.name}", f"{role} on {node.name}", "control")
+            b.upgrade_node(node, role)
+            if not schema_done:
+                schema(node, role)
+                schema_done = True
+            b.add("restart", node, role, unit=ROLES[role].unit)
+            b.add("verify-running", node, role, unit=ROLES[role].unit)
+
+
+def _identity(b: _PhaseBuilder) -> None:
+    nodes = b.site.with_role("keystone")
+    if not nodes:
+        return
+    k1 = _first(nodes)
+    b.stage("pre", "back up and check keystone", "pre")
+    b.add("db-backup", k1, "keystone")
+    b.add("keys-backup", k1, "keystone")
+    b.add("doctor", k1, "keystone")
+    b.add("status-check", k1, "keystone")
+    _control_role_stages(b, ["keystone"], lambda n, r: b.add("db-expand", n, r))
+    b.stage("post", "contract the keystone schema", "post")
+    b.add("db-contract", k1, "keystone")
+    b.add("db-check", k1, "keystone")
+
+
+def _image(b: _PhaseBuilder) -> None:
+    nodes = b.site.with_role("glance-api")
+    if not nodes:
+        return
+    g1 = _first(nodes)
+    b.stage("pre", "back up and check glance", "pre")
+    b.add("db-backup", g1, "glance-api")
+    b.add("status-check", g1, "glance-api")
+    b.add("db-check", g1, "glance-api")
+
+    def schema(node: Node, role: str) -> None:
+        b.add("db-expand", node, role)
+        b.add("db-migrate", node, role)
+
+    _control_role_stages(b, ["glance-api"], schema)
+    b.stage("post", "contract the glance schema", "post")
+    b.add("db-contract", g1, "glance-api")
+
+
+def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
+    """A data-plane host: fence it from the scheduler, upgrade, restart agents then nova."""
+    is_compute = node.has("nova-compute")
+    main_role = "nova-compute" if is_compute else next(r for r in AGENT_ORDER if node.has(r))
+    if is_compute:
+        b.cloud(
+            "disable-compute",
+            node,
+            "nova-compute",
+            f"disable nova-compute on {node.name} in the scheduler",
+            host=node.name,
+            binary="nova-compute",
+            reason=reason,
+        )
+    b.upgrade_node(node, main_role)
+    for agent in AGENT_ORDER:
+        if node.has(agent):
+            b.add("restart", node, agent, unit=ROLES[agent].unit)
+    if is_compute:
+        b.add("restart", node, "nova-compute", unit="nova-compute")
+        b.add("verify-version", node, "nova-compute", package="nova-compute")
+        b.cloud(
+            "enable-compute",
+            node,
+            "nova-compute",
+            f"enable nova-compute on {node.name}",
+            host=node.name,
+            binary="nova-compute",
+        )
+        b.cloud(
+            "wait-compute-up",
+            node,
+            "nova-compute",
+            f"wait until nova-compute on {node.name} reports up",
+            host=node.name,
+            binary="nova-compute",
+        )
+
+
+def _compute(b: _PhaseBuilder) -> None:
+    site, inv = b.site, b.ctx.inventory
+    placement = site.with_role("placement-api")
+    if placement:
+        p1 = _first(placement)
+        b.stage("placement-pre", "back up and check placement", "pre")
+        b.add("db-backup", p1, "placement-api")
+        b.add("status-check", p1, "placement-api")
+        _control_role_stages(b, ["placement-api"], lambda n, r: b.add("db-sync", n, r))
+        b.stage("placement-post", "placement online data migrations", "post")
+        b.add("online-migrations", p1, "placement-api")
+    controllers = [r for r in ("nova-conductor", "nova-scheduler", "nova-api") if site.with_role(r)]
+    servers = site.with_role("neutron-server")
+    if controllers or servers:
+        b.stage("pre", "back up and check nova and neutron", "pre")
+        if controllers:
+            n1 = _first(site.with_role(controllers[0]))
+            b.add("db-backup", n1, controllers[0])
+            b.add("status-check", n1, controllers[0])
+        if servers:
+            b.add("db-backup", servers[0], "neutron-server")
+            b.add("status-check", servers[0], "neutron-server")
+
+    def nova_schema(node: Node, role: str) -> None:
+        b.add("api-db-sync", node, role)
+        b.add("db-sync", node, role)
+
+    _control_role_stages(b, controllers, nova_schema)
+    expanded = False
+    for node in servers:
+        b.stage(f"neutron-server@{node.name}", f"neutron-server on {node.name}", "control")
+        b.upgrade_node(node, "neutron-server")
+        if not expanded:
+            b.add("db-expand", node, "neutron-server")
+            expanded = True
+        b.add("restart", node, "neutron-server", unit="neutron-server")
+        for agent in AGENT_ORDER:
+            if node.has(agent) and not node.has("nova-compute"):
+                b.add("restart", node, agent, unit=ROLES[agent].unit)
+    reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
+    network_only = [
+        n
+        for n in site.nodes
+        if not n.has("nova-compute")
+        and not n.has("neutron-server")
+        and any(n.has(a) for a in AGENT_ORDER)
+    ]
+    for node in network_only:
+        b.stage(f"network@{node.name}", f"network node {node.name}", "network")
+        _compute_host_steps(b, node, reason)
+    computes = site.with_role("nova-compute")
+    canary = computes[: inv.policy.canary]
+    rest = computes[len(canary) :]
+    if canary:
+        b.stage("canary", f"canary {compress([n.name for n in canary])}", "canary")
+        for node in canary:
+            _compute_host_steps(b, node, reason)
+    size = inv.policy.batch_size
+    batches = [rest[i : i + size] for i in range(0, len(rest), size)]
+    for i, batch in enumerate(batches, start=1):
+        gate = None
+        if i == 1 and canary and "canary" in b.ctx.gates:
+            gate = Gate(
+                f"gate:{b.id}/canary",
+                "canary",
+                f"canary {compress([n.name for n in canary])} is upgraded at "
+                f"{site.name}: continue with {len(rest)} computes in {len(batches)} "
+                "batches?",
+            )
+        names = compress([n.name for n in batch])
+        b.stage(f"batch-{i}", f"batch {i}/{len(batches)} {names}", "batch", gate)
+        for node in batch:
+            _compute_host_steps(b, node, reason)
+    if controllers:
+        b.stage("post", "nova online data migrations", "post")
+        b.add("online-migrations", _first(site.with_role(controllers[0])), controllers[0])
+
+
+def _block_storage(b: _PhaseBuilder) -> None:
+    order = [
+        r
+        for r in ("cinder-scheduler", "cinder-volume", "cinder-backup", "cinder-api")
+        if b.site.with_role(r)
+    ]
+    if not order:
+        return
+    c1 = _first(b.site.with_role(order[0]))
+    b.stage("pre", "back up and check cinder", "pre")
+    b.add("db-backup", c1, order[0])
+    b.add("previous-migrations", c1, order[0])
+    b.add("status-check", c1, order[0])
+    _control_role_stages(b, order, lambda n, r: b.add("db-sync", n, r))
+    b.stage("post", "cinder online data migrations", "post")
+    b.add("online-migrations", c1, order[0])
+
+
+def _dashboard(b: _PhaseBuilder) -> None:
+    for node in b.site.with_role("horizon"):
+        b.stage(f"horizon@{node.name}", f"horizon on {node.name}", "control")
+        b.upgrade_node(node, "horizon")
+        b.add("collectstatic", node, "horizon")
+        b.add("compress", node, "horizon")
+        b.add("reload", node, "horizon")
+
+
+BUILDERS = {
+    "identity": _identity,
+    "image": _image,
+    "compute": _compute,
+    "block-storage": _block_storage,
+    "dashboard": _dashboard,
+}
+
+
+def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
+    """Turn a validated inventory into the ordered, gated, deterministic upgrade plan."""
+    ctx = _PlanContext(inventory, recipe or load_recipe(inventory.method))
+    phases: list[Phase] = []
+    for tier in TIERS:
+        if tier == "identity":
+            sites = [inventory.site(inventory.identity_site)]
+        elif tier == "dashboard" and inventory.dashboard_site:
+            sites = [inventory.site(inventory.dashboard_site)]
+        else:
+            sites = list(inventory.sites)
+        for site in sites:
+            builder = _PhaseBuilder(ctx, tier, site)
+            BUILDERS[tier](builder)
+            phase = builder.build(TIER_TITLES[tier])
+            if phase is not None:
+                phases.append(phase)
+    policy = inventory.policy
+    plan = Plan(
+        cloud=inventory.cloud,
+        method=inventory.method,
+        source=inventory.upgrade.source.id,
+        target=inventory.upgrade.target.id,
+        skip_level=inventory.upgrade.skip_level,
+        inventory_digest=inventory.digest,
+        policy={
+            "gates": list(policy.gates),
+            "canary": policy.canary,
+            "batch_size": policy.batch_size,
+            "failure_budget": policy.failure_budget,
+            "site_concurrency": policy.site_concurrency,
+            "step_timeout": policy.step_timeout,
+            "transport_retries": policy.transport_retries,
+        },
+        phases=tuple(phases),
+    )
+    ids = [s.id for s in plan.steps]
+    if len(ids) != len(set(ids)):  # a bug in a builder, never the user's input
+        raise AssertionError(f"duplicate step ids: {sorted(i for i in ids if ids.count(i) > 1)}")
+    return Plan(**{**plan.__dict__, "digest": plan_digest(plan)})

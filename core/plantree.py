@@ -1,0 +1,62 @@
+"""The plan as a rich Tree an operator can read on one screen; large batches are summarised."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from rich.tree import Tree
+
+from core.hostrange import compress
+from core.plan import Plan, Stage
+
+
+def _gate_line(title: str) -> Text:
+    return Text.assemble(("⏸ gate: ", "bold yellow"), (title, "yellow"))
+
+
+def _per_node(stage: Stage, detail: bool) -> list[str]:
+    first = stage.nodes[0]
+    steps = [s for s in stage.steps if s.node == first]
+    if detail:
+        return [s.command or f"[{s.executor}] {s.title}" for s in steps]
+    return [s.title for s in steps]
+
+
+def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
+    """Build the tree; `detail` shows commands instead of titles."""
+    kind = " (skip-level)" if plan.skip_level else ""
+    root = Tree(
+        Text.assemble(
+            (f"{plan.cloud}", "bold"),
+            f": {plan.source} -> {plan.target}{kind}, ",
+            f"method {plan.method}, {len(plan.phases)} phases, {len(plan.steps)} steps, ",
+            (f"plan {plan.digest[:12]}", "dim"),
+        )
+    )
+    for phase in plan.phases:
+        if phase.gate:
+            root.add(_gate_line(phase.gate.title))
+        branch = root.add(Text(f"{phase.wave + 1}. {phase.title} @ {phase.site}", "bold cyan"))
+        batches = [s for s in phase.stages if s.kind == "batch"]
+        for stage in phase.stages:
+            if stage.gate:
+                branch.add(_gate_line(stage.gate.title))
+            if stage.kind == "batch":
+                if stage is not batches[0]:
+                    continue
+                names = [n for b in batches for n in b.nodes]
+                size = max(len(b.nodes) for b in batches)
+                node = branch.add(
+                    f"batches: {compress(names)} ({len(names)} nodes, {len(batches)} batches "
+                    f"of up to {size})"
+                )
+                node.add("each node: " + " -> ".join(_per_node(stage, detail)))
+                continue
+            if stage.kind in ("canary", "network"):
+                node = branch.add(f"{stage.title} ({len(stage.nodes)} nodes)")
+                node.add("each node: " + " -> ".join(_per_node(stage, detail)))
+                continue
+            node = branch.add(stage.title)
+            for step in stage.steps:
+                label = step.command if detail and step.command else step.title
+                node.add(Text.assemble(label, (f"  [{step.node}]", "dim")))
+    return root

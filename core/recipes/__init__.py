@@ -1,0 +1,124 @@
+"""Recipes: per deployment method, what each plan action runs, rendered with shell quoting."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+OUTCOMES = ("ok", "warning", "failed", "repeat")
+_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+class RecipeError(ValueError):
+    """A recipe file is malformed or a command needs a value nobody gave."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a step can do: a command template and what its exit codes mean."""
+
+    name: str
+    title: str
+    run: str
+    on: str = "node"  # node (over SSH) or deploy-host (local)
+    exit_codes: dict[int, str] = field(default_factory=lambda: {0: "ok"})
+    repeat_max: int = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    method: str
+    description: str
+    variables: dict[str, str]
+    databases: dict[str, list[str]]
+    actions: dict[str, Action | None]
+
+    def action(self, service: str, name: str) -> Action | None:
+        """The action for `service`, falling back to the generic one; None when not used."""
+        key = f"{service}:{name}"
+        if key in self.actions:
+            return self.actions[key]
+        if name in self.actions:
+            return self.actions[name]
+        raise RecipeError(f"recipe {self.method!r} has no action {name!r} (nor {key!r})")
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Fill `{{name}}` placeholders; strings are shell-quoted, lists become quoted words."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise RecipeError(f"no value for {{{{{name}}}}} in {template!r}")
+        value = values[name]
+        if isinstance(value, list | tuple):
+            return " ".join(shlex.quote(str(v)) for v in value)
+        return shlex.quote(str(value))
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def render_title(template: str, values: dict[str, Any]) -> str:
+    """Like render, without quoting: for human-readable titles."""
+
+    def fill(match: re.Match[str]) -> str:
+        value = values.get(match.group(1), match.group(0))
+        return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
+    if not isinstance(data, dict) or "method" not in data or "actions" not in data:
+        raise RecipeError(f"{source}: a recipe needs 'method' and 'actions'")
+    actions: dict[str, Action | None] = {}
+    for name, body in data["actions"].items():
+        if body is None:
+            actions[name] = None
+            continue
+        if isinstance(body, str):
+            body = {"run": body}
+        unknown = set(body) - {"title", "run", "on", "exit_codes", "repeat_max"}
+        if unknown or "run" not in body:
+            raise RecipeError(
+                f"{source}: action {name!r} needs 'run' and knows only title, "
+                f"on, exit_codes, repeat_max (got {sorted(body)})"
+            )
+        codes = {int(k): str(v) for k, v in (body.get("exit_codes") or {0: "ok"}).items()}
+        bad = [v for v in codes.values() if v not in OUTCOMES]
+        if bad:
+            raise RecipeError(
+                f"{source}: action {name!r}: outcome {bad[0]!r} is not one of {', '.join(OUTCOMES)}"
+            )
+        on = body.get("on", "node")
+        if on not in ("node", "deploy-host"):
+            raise RecipeError(f"{source}: action {name!r}: 'on' is node or deploy-host")
+        actions[name] = Action(
+            name,
+            str(body.get("title", name)),
+            str(body["run"]),
+            on,
+            codes,
+            int(body.get("repeat_max", 1)),
+        )
+    return Recipe(
+        method=str(data["method"]),
+        description=str(data.get("description", "")),
+        variables={k: str(v) for k, v in (data.get("variables") or {}).items()},
+        databases={k: list(v) for k, v in (data.get("databases") or {}).items()},
+        actions=actions,
+    )
+
+
+def load_recipe(method: str) -> Recipe:
+    """The built-in recipe for a deployment method (`apt`, `kolla`)."""
+    try:
+        text = resources.files(__package__).joinpath(f"{method}.yaml").read_text("utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"no recipe for deployment method {method!r}") from None
+    return parse_recipe(yaml.safe_load(text), f"{method}.yaml")

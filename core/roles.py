@@ -1,0 +1,69 @@
+"""The roles a node can carry: which service each belongs to, its packages and systemd unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Upgrade tiers in the order of DOMAIN.md §1.
+TIERS = ("identity", "image", "compute", "block-storage", "dashboard")
+
+
+@dataclass(frozen=True)
+class Role:
+    """A service component a node runs, e.g. `nova-compute`."""
+
+    name: str
+    service: str  # the project whose database and status tool it uses: keystone, nova ...
+    tier: str  # one of TIERS
+    package: str  # the Ubuntu package that carries it
+    unit: str  # the systemd unit that runs it
+
+    @property
+    def data_plane(self) -> bool:
+        """Roles that run on hypervisors and network hosts, upgraded in rolling batches."""
+        return self.name == "nova-compute" or self.name in AGENT_ORDER
+
+
+def _role(name: str, service: str, tier: str, package: str | None = None, unit: str | None = None):
+    return Role(name, service, tier, package or name, unit or name)
+
+
+ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        _role("keystone", "keystone", "identity", unit="apache2"),
+        _role("glance-api", "glance", "image"),
+        _role("placement-api", "placement", "compute", unit="apache2"),
+        _role("nova-conductor", "nova", "compute"),
+        _role("nova-scheduler", "nova", "compute"),
+        _role("nova-api", "nova", "compute"),
+        _role("nova-compute", "nova", "compute"),
+        _role("neutron-server", "neutron", "compute"),
+        _role(
+            "neutron-l2-agent",
+            "neutron",
+            "compute",
+            package="neutron-openvswitch-agent",
+            unit="neutron-openvswitch-agent",
+        ),
+        _role("neutron-l3-agent", "neutron", "compute"),
+        _role("neutron-dhcp-agent", "neutron", "compute"),
+        _role("neutron-metadata-agent", "neutron", "compute"),
+        _role("cinder-scheduler", "cinder", "block-storage"),
+        _role("cinder-volume", "cinder", "block-storage"),
+        _role("cinder-backup", "cinder", "block-storage"),
+        _role("cinder-api", "cinder", "block-storage"),
+        _role("horizon", "horizon", "dashboard", package="openstack-dashboard", unit="apache2"),
+    )
+}
+
+# Roles Rollgate knows and leaves alone (infrastructure that is not upgraded with a release).
+INFRA_ROLES = frozenset({"database", "rabbitmq", "memcached", "haproxy", "ovsdb"})
+
+# Neutron agents restart in this order inside a host's batch: L2 first, then the rest.
+AGENT_ORDER = (
+    "neutron-l2-agent",
+    "neutron-l3-agent",
+    "neutron-dhcp-agent",
+    "neutron-metadata-agent",
+)

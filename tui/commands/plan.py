@@ -1,0 +1,33 @@
+"""`rollgate plan INVENTORY`: print the upgrade plan as a tree or as JSON."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tree", "json"]),
+    default="tree",
+    show_default=True,
+    help="tree for people, json for tools (schema in core/plan.py).",
+)
+@click.option("--detail", is_flag=True, help="Show each step's command instead of its title.")
+def plan(inventory: str, fmt: str, detail: bool) -> int:
+    """Build the plan for INVENTORY and print it; nothing is run."""
+    from core.inventory import load_inventory
+    from core.plan import build_plan
+
+    the_plan = build_plan(load_inventory(inventory))
+    if fmt == "json":
+        click.echo(the_plan.to_json())
+        return 0
+    from rich.console import Console
+
+    from core.plantree import plan_tree
+
+    Console().print(plan_tree(the_plan, detail=detail))
+    return 0

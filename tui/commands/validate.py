@@ -1,0 +1,23 @@
+"""`rollgate validate INVENTORY`: check an inventory and print a one-line summary."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+def validate(inventory: str) -> int:
+    """Check INVENTORY without touching any node: exit 0 and a summary, or the errors and 2."""
+    from core.inventory import load_inventory
+    from core.plan import build_plan
+
+    inv = load_inventory(inventory)
+    plan = build_plan(inv)
+    computes = sum(1 for n in inv.nodes if n.has("nova-compute"))
+    click.echo(
+        f"{inventory}: ok: cloud {inv.cloud}, {inv.upgrade.describe()}, {len(inv.sites)} sites, "
+        f"{len(inv.nodes)} nodes ({computes} computes), {len(plan.phases)} phases, "
+        f"{len(plan.steps)} steps, plan {plan.digest[:12]}"
+    )
+    return 0
