@@ -41,9 +41,16 @@ class TransportError(Exception):
 
 class Executor(Protocol):
     async def run(
-        self, node: Node, command: str, *, on_output: OutputCallback, timeout: float
+        self,
+        node: Node,
+        command: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        local: bool = False,
     ) -> CommandResult:
-        """Run `command` on `node` (over SSH, or on the deploy host for local executors).
+        """Run `command` on `node` over SSH, or on the deploy host when `local` is True
+        (kolla-ansible steps, whose command already names the node it targets).
 
         Streams output line by line; on timeout terminates the command and returns
         CommandResult(None, timed_out=True). Raises TransportError when the node cannot be
