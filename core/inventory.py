@@ -465,6 +465,7 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
             )
         site_ssh = defaults.merged(site.ssh)
         nodes: list[Node] = []
+        problems_before = len(problems)
         for i, spec_node in enumerate(site.nodes):
             node_path: Path = (*site_path, "nodes", i)
             for j, role in enumerate(spec_node.roles):
@@ -488,7 +489,8 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                 problem(
                     (*node_path, "address"),
                     f"{spec_node.address!r} is one address for {len(names)} nodes "
-                    f"({spec_node.name}); give a matching range such as 10.0.0.[1:{len(names)}]",
+                    f"({spec_node.name}); give a matching range such as "
+                    f"{_range_hint(spec_node.address, len(names))}",
                 )
                 continue
             if len(addresses) != len(names):
@@ -534,7 +536,12 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                 )
         nodes.sort(key=lambda n: hostrange.natural_key(n.name))
         roles_here = {r for n in nodes for r in n.roles}
-        if "nova-compute" in roles_here and "nova-conductor" not in roles_here:
+        rejected_nodes = len(problems) > problems_before  # no cascade from a rejected node
+        if (
+            "nova-compute" in roles_here
+            and "nova-conductor" not in roles_here
+            and not rejected_nodes
+        ):
             problem(
                 (*site_path, "nodes"),
                 f"site {site_name!r} has nova-compute nodes but no nova-conductor; add the "
@@ -620,6 +627,13 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
         spec=spec,
         digest=spec_digest(spec),
     )
+
+
+def _range_hint(address: str, count: int) -> str:
+    head, _, last = address.rpartition(".")
+    if head and last.isdigit():
+        return f"{head}.[{last}:{int(last) + count - 1}]"
+    return f"{address}[1:{count}]"
 
 
 def _aware(moment: datetime) -> datetime:

@@ -227,7 +227,7 @@ class _PhaseBuilder:
         self.stages: list[Stage] = []
         self._current: list[Step] = []
         self._stage_meta: tuple[str, str, str, Gate | None] | None = None
-        self.upgraded: set[str] = set()  # nodes whose packages this phase already upgraded
+        self.upgraded: set[tuple[str, str]] = set()  # (node, service) already upgraded
 
     # stage management
     def stage(self, name: str, title: str, kind: str, gate: Gate | None = None) -> None:
@@ -240,8 +240,16 @@ class _PhaseBuilder:
             self.stages.append(Stage(sid, title, kind, tuple(self._current), gate))
         self._current = []
 
-    def add(self, action: str, node: Node, role: str, **extra: Any) -> None:
-        """Add `action` for `node` unless the recipe does not use it."""
+    def add(
+        self,
+        action: str,
+        node: Node,
+        role: str,
+        args: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Add `action` for `node` unless the recipe does not use it; `extra` fills the
+        command's placeholders, `args` is recorded on the step for executors and readers."""
         service = ROLES[role].service
         recipe_action = self.ctx.recipe.action(service, action)
         if recipe_action is None:
@@ -260,6 +268,7 @@ class _PhaseBuilder:
                 executor="local" if local else "ssh",
                 command=render(recipe_action.run, values),
                 title=render_title(recipe_action.title, values),
+                args=dict(args or {}),
                 exit_codes=dict(recipe_action.exit_codes),
                 repeat_max=recipe_action.repeat_max,
             )
@@ -296,15 +305,36 @@ class _PhaseBuilder:
         base = f"{self._stage_meta[0]}/{node.name}/{action}"
         return f"{base}:{qualifier}" if qualifier else base
 
-    def upgrade_node(self, node: Node, role: str) -> None:
-        """Upgrade the packages of every role of this phase on `node`, once per phase."""
-        if node.name in self.upgraded:
-            return
-        self.upgraded.add(node.name)
-        packages = sorted(
-            {ROLES[r].package for r in node.roles if r in ROLES and ROLES[r].tier == self.tier}
+    def upgrade_node(self, node: Node, role: str, *, host: bool = False) -> None:
+        """Upgrade the packages of `role`'s service on `node` (of every data-plane role when
+        `host`), each (node, service) once per phase, so no service's packages move before
+        its own backup and status check."""
+        wanted = (
+            {ROLES[r].service for r in node.roles if r in ROLES and ROLES[r].data_plane}
+            if host
+            else {ROLES[role].service}
         )
-        self.add("upgrade-packages", node, role, packages=packages, kolla_tag=ROLES[role].service)
+        roles = [
+            r
+            for r in node.roles
+            if r in ROLES
+            and ROLES[r].tier == self.tier
+            and ROLES[r].service in wanted
+            and (node.name, ROLES[r].service) not in self.upgraded
+        ]
+        if not roles:
+            return
+        self.upgraded.update((node.name, ROLES[r].service) for r in roles)
+        packages = sorted({ROLES[r].package for r in roles})
+        services = sorted({ROLES[r].service for r in roles})
+        self.add(
+            "upgrade-packages",
+            node,
+            role,
+            args={"packages": packages, "services": services},
+            packages=packages,
+            kolla_tag=ROLES[role].service,
+        )
 
     def build(self, title: str) -> Phase | None:
         self.flush()
@@ -419,7 +449,7 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             binary="nova-compute",
             reason=reason,
         )
-    b.upgrade_node(node, main_role)
+    b.upgrade_node(node, main_role, host=True)
     for agent in AGENT_ORDER:
         if node.has(agent):
             b.add("restart", node, agent, unit=ROLES[agent].unit)

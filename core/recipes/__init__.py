@@ -83,11 +83,11 @@ def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
             continue
         if isinstance(body, str):
             body = {"run": body}
-        unknown = set(body) - {"title", "run", "on", "exit_codes", "repeat_max"}
+        unknown = set(body) - {"title", "run", "where", "exit_codes", "repeat_max"}
         if unknown or "run" not in body:
             raise RecipeError(
                 f"{source}: action {name!r} needs 'run' and knows only title, "
-                f"on, exit_codes, repeat_max (got {sorted(body)})"
+                f"where, exit_codes, repeat_max (got {sorted(body)})"
             )
         codes = {int(k): str(v) for k, v in (body.get("exit_codes") or {0: "ok"}).items()}
         bad = [v for v in codes.values() if v not in OUTCOMES]
@@ -95,9 +95,9 @@ def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
             raise RecipeError(
                 f"{source}: action {name!r}: outcome {bad[0]!r} is not one of {', '.join(OUTCOMES)}"
             )
-        on = body.get("on", "node")
+        on = body.get("where", "node")
         if on not in ("node", "deploy-host"):
-            raise RecipeError(f"{source}: action {name!r}: 'on' is node or deploy-host")
+            raise RecipeError(f"{source}: action {name!r}: 'where' is node or deploy-host")
         actions[name] = Action(
             name,
             str(body.get("title", name)),

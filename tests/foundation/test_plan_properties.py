@@ -1,0 +1,255 @@
+"""Properties every plan must have, over generated valid inventories (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.inventory import parse_inventory
+from core.plan import Plan, build_plan
+from core.roles import ROLES, TIERS
+
+CONTROL_ROLES = [
+    "glance-api",
+    "placement-api",
+    "nova-conductor",
+    "nova-scheduler",
+    "nova-api",
+    "neutron-server",
+    "cinder-scheduler",
+    "cinder-volume",
+    "cinder-backup",
+    "cinder-api",
+]
+
+
+@st.composite
+def inventories(draw: st.DrawFn) -> dict[str, Any]:
+    n_sites = draw(st.integers(1, 3))
+    shared_dashboard = draw(st.booleans())
+    keystones = draw(st.integers(1, 3))
+    sites: dict[str, Any] = {
+        "hub": {
+            "nodes": [
+                {
+                    "name": f"key[1:{keystones}]",
+                    "address": f"10.9.0.[1:{keystones}]",
+                    "roles": ["keystone"],
+                }
+            ]
+        }
+    }
+    if shared_dashboard:
+        sites["hub"]["nodes"].append(
+            {"name": "dash1", "address": "10.9.0.50", "roles": ["horizon"]}
+        )
+    for s in range(n_sites):
+        name = f"site{s}"
+        controllers = []
+        n_ctl = draw(st.integers(1, 3))
+        for c in range(n_ctl):
+            roles = draw(
+                st.lists(st.sampled_from(CONTROL_ROLES), min_size=1, max_size=6, unique=True)
+            )
+            if c == 0:
+                roles = sorted({*roles, "nova-conductor"})
+            if not shared_dashboard and draw(st.booleans()):
+                roles.append("horizon")
+            if draw(st.booleans()):
+                roles.append("neutron-l3-agent")
+            controllers.append(
+                {"name": f"{name}-ctl{c + 1}", "address": f"10.{s}.0.{c + 1}", "roles": roles}
+            )
+        n_cmp = draw(st.integers(0, 25))
+        nodes = controllers
+        if n_cmp:
+            nodes.append(
+                {
+                    "name": f"{name}-cmp[001:{n_cmp:03d}]",
+                    "address": f"10.{s}.1.[1:{n_cmp}]",
+                    "roles": ["nova-compute", "neutron-l2-agent"],
+                }
+            )
+        if draw(st.booleans()):
+            nodes.append(
+                {
+                    "name": f"{name}-net1",
+                    "address": f"10.{s}.2.1",
+                    "roles": ["neutron-l2-agent", "neutron-l3-agent", "neutron-dhcp-agent"],
+                }
+            )
+        sites[name] = {"priority": draw(st.integers(0, 3)), "nodes": nodes}
+    src = draw(st.sampled_from(["2024.1", "2025.1", "2025.2"]))
+    dst = {
+        "2024.1": "2025.1",
+        "2025.1": draw(st.sampled_from(["2025.2", "2026.1"])),
+        "2025.2": "2026.1",
+    }[src]
+    inventory: dict[str, Any] = {
+        "cloud": "prop",
+        "upgrade": {"from": src, "to": dst},
+        "method": draw(st.sampled_from(["apt", "kolla"])),
+        "shared": {"identity": {"site": "hub"}},
+        "sites": sites,
+        "policy": {
+            "gates": draw(st.lists(st.sampled_from(["phase", "canary", "step"]), unique=True)),
+            "canary": draw(st.integers(0, 3)),
+            "batch_size": draw(st.integers(1, 7)),
+            "site_concurrency": draw(st.integers(1, 3)),
+        },
+    }
+    if shared_dashboard:
+        inventory["shared"]["dashboard"] = {"site": "hub"}
+    return inventory
+
+
+def plan_of(data: dict[str, Any]) -> Plan:
+    return build_plan(parse_inventory(yaml.safe_dump(data, sort_keys=False), "gen.yaml"))
+
+
+def shuffled(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, dict):
+        items = list(value.items())
+        rng.shuffle(items)
+        return {k: shuffled(v, rng) for k, v in items}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(inventories())
+def test_phases_follow_the_tier_order(data: dict[str, Any]) -> None:
+    plan = plan_of(data)
+    waves = [p.wave for p in plan.phases]
+    assert waves == sorted(waves)
+    assert plan.phases[0].tier == "identity" and plan.phases[0].site == "hub"
+    assert sum(p.tier == "identity" for p in plan.phases) == 1
+    if "dashboard" in data["shared"]:
+        assert [p.site for p in plan.phases if p.tier == "dashboard"] == ["hub"]
+    for phase in plan.phases:
+        assert phase.tier == TIERS[phase.wave]
+        assert all(ROLES[s.role].tier == phase.tier for s in phase.steps)
+
+
+@SETTINGS
+@given(inventories())
+def test_every_step_runs_on_a_node_with_its_role(data: dict[str, Any]) -> None:
+    inv = parse_inventory(yaml.safe_dump(data), "gen.yaml")
+    for step in build_plan(inv).steps:
+        node = inv.node(step.node)
+        assert step.role in node.roles, step.id
+        assert node.site == step.site
+
+
+def _stage_index(phase: Any, predicate: Any) -> list[int]:
+    return [i for i, st_ in enumerate(phase.stages) if predicate(st_)]
+
+
+@SETTINGS
+@given(inventories())
+def test_compute_order_canary_and_batches(data: dict[str, Any]) -> None:
+    inv = parse_inventory(yaml.safe_dump(data), "gen.yaml")
+    plan = build_plan(inv)
+    for phase in (p for p in plan.phases if p.tier == "compute"):
+
+        def first_restart(role: str, phase: Any = phase) -> int | None:
+            for i, stage in enumerate(phase.stages):
+                if any(s.action == "restart" and s.role == role for s in stage.steps):
+                    return i
+            return None
+
+        order = [
+            first_restart(r)
+            for r in (
+                "placement-api",
+                "nova-conductor",
+                "nova-scheduler",
+                "nova-api",
+                "neutron-server",
+            )
+        ]
+        present = [i for i in order if i is not None]
+        assert present == sorted(present)
+        canary = _stage_index(phase, lambda s: s.kind == "canary")
+        batches = _stage_index(phase, lambda s: s.kind == "batch")
+        controls = _stage_index(phase, lambda s: s.kind in ("control", "network"))
+        if canary and batches:
+            assert max(canary) < min(batches)
+        if controls and (canary or batches):
+            assert max(controls) < min(canary + batches)
+        seen: list[str] = []
+        for stage in phase.stages:
+            if stage.kind in ("canary", "batch"):
+                assert len(stage.nodes) <= max(inv.policy.batch_size, inv.policy.canary)
+                seen += stage.nodes
+        computes = [n.name for n in inv.site(phase.site).with_role("nova-compute")]
+        assert sorted(seen) == sorted(computes)  # every compute once, none in two batches
+        for stage in phase.stages:
+            if stage.kind in ("canary", "batch"):
+                for node in stage.nodes:
+                    actions = [s.action for s in stage.steps if s.node == node]
+                    assert actions[0] == "disable-compute"
+                    work = [
+                        i for i, a in enumerate(actions) if a in ("restart", "upgrade-packages")
+                    ]
+                    assert actions.index("enable-compute") > max(work)
+
+
+@SETTINGS
+@given(inventories())
+def test_backup_and_checks_before_upgrades_contract_after(data: dict[str, Any]) -> None:
+    plan = plan_of(data)
+    for phase in plan.phases:
+        steps = phase.steps
+        for service in {s.service for s in steps}:
+            mine = [(i, s) for i, s in enumerate(steps) if s.service == service]
+            upgrades = [
+                i
+                for i, s in enumerate(steps)
+                if s.action == "upgrade-packages" and service in s.args["services"]
+            ]
+            backups = [i for i, s in mine if s.action == "db-backup"]
+            if backups and upgrades and plan.method == "apt":
+                assert max(backups) < min(upgrades)
+            restarts = [i for i, s in mine if s.action in ("restart", "upgrade-packages")]
+            late = [i for i, s in mine if s.action in ("db-contract", "online-migrations")]
+            if late and restarts:
+                assert min(late) > max(restarts)
+        cinder = [s.role for s in steps if s.action == "restart" and s.service == "cinder"]
+        order = ["cinder-scheduler", "cinder-volume", "cinder-backup", "cinder-api"]
+        ranks = [order.index(r) for r in cinder]
+        assert ranks == sorted(ranks)
+
+
+@SETTINGS
+@given(inventories(), st.randoms(use_true_random=False))
+def test_digest_is_stable_across_runs_and_key_order(
+    data: dict[str, Any], rng: random.Random
+) -> None:
+    first = plan_of(data)
+    again = plan_of(data)
+    reordered = plan_of(shuffled(data, rng))
+    assert first.digest == again.digest == reordered.digest
+    assert Plan.from_dict(first.to_dict()).to_dict() == first.to_dict()
+
+
+@SETTINGS
+@given(inventories())
+def test_gates_sit_where_the_policy_asks(data: dict[str, Any]) -> None:
+    plan = plan_of(data)
+    gates = data["policy"]["gates"]
+    assert all((p.gate is not None) == ("phase" in gates) for p in plan.phases)
+    assert all((s.gate is not None) == ("step" in gates) for s in plan.steps)
+    canary_gates = [st_ for p in plan.phases for st_ in p.stages if st_.gate]
+    if "canary" not in gates:
+        assert canary_gates == []
+    for stage in canary_gates:
+        assert stage.kind == "batch" and stage.id.endswith("batch-1")
