@@ -1,4 +1,4 @@
-"""`rollgate validate` and `rollgate plan` as a user runs them: exit codes, output, no tracebacks."""
+"""`rollgate validate` and `rollgate plan` as a user runs them: exit codes, output, no traces."""
 
 from __future__ import annotations
 
