@@ -1,0 +1,574 @@
+"""The engine: executes a plan through an executor, emits events, obeys operator commands.
+
+It is the only thing that changes the world. It never draws and never waits on a UI: it emits
+events (journalled before it acts on them) and accepts commands (`send`). Concurrency follows
+the plan: waves (tiers) in order; the phases of a wave site by site, up to site_concurrency at
+once; stages in order; inside a stage, each node's steps in order and nodes in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from core import events as ev
+from core.executor import CommandResult, Executor, TransportError
+from core.inventory import Inventory
+from core.journal import JournalWriter
+from core.plan import Gate, Phase, Plan, Stage, Step
+from core.state import FINISHED_OK, RunState, apply
+
+DATA_PLANE_STAGES = ("canary", "batch", "network")
+PLAN_GATE_KINDS = ("phase", "canary", "step")
+AUTO_OPERATOR = "auto-approve"
+
+
+class CommandRejected(Exception):
+    """A command that does not fit the run's current state (no gate open, wrong option)."""
+
+
+class _Abort(Exception):
+    """Internal: unwinds a lane when the run is aborted or stopped."""
+
+
+@dataclass
+class EngineOptions:
+    operator: str
+    run_id: str
+    auto_approve: bool = False
+    backoff: float = 0.5  # first transport retry delay in seconds; doubles each retry
+    flush_interval: float = 0.1  # how often buffered output becomes StepOutput events
+
+
+class Engine:
+    def __init__(
+        self,
+        plan: Plan,
+        inventory: Inventory,
+        executor: Executor,
+        options: EngineOptions,
+        *,
+        journal: JournalWriter | None = None,
+        history: list[ev.Event] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.plan = plan
+        self.inventory = inventory
+        self.executor = executor
+        self.options = options
+        self.journal = journal
+        self.clock = clock
+        self.history: list[ev.Event] = list(history or [])
+        self.state = RunState.initial(plan)
+        for event in self.history:
+            apply(self.state, event)
+        self.resumed = bool(self.history)
+        self._seq = self.state.last_seq
+        self._nodes = {n.name: n for n in inventory.nodes}
+        self._sites = {s.name: s for s in inventory.sites}
+        self._new_event = asyncio.Event()
+        self._runnable = asyncio.Event()
+        self._runnable.set()
+        self._gate_lock = asyncio.Lock()
+        self._gate_future: asyncio.Future[tuple[str, str]] | None = None
+        self._stop: str | None = None  # "aborted" or "stopped" once the run must end
+        self._running: set[asyncio.Task[Any]] = set()
+        self._buffers: dict[tuple[str, str], list[str]] = {}
+        self._phase_failures: dict[str, int] = {}
+        self.finished = asyncio.Event()
+
+    # ---------------------------------------------------------------- events
+
+    def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
+        if cls is not ev.StepOutput:
+            self._flush_output()
+        self._seq += 1
+        event = cls(seq=self._seq, time=self.clock(), mono=time.monotonic(), **fields)
+        if self.journal is not None:
+            self.journal.write(event)  # durable before we act on it
+        apply(self.state, event)
+        self.history.append(event)
+        self._new_event.set()
+        self._new_event = asyncio.Event()
+        return event
+
+    async def wait_for_event_after(self, count: int) -> None:
+        """Wait until history holds more than `count` events or the run finished."""
+        while len(self.history) <= count and not self.finished.is_set():
+            waiter = self._new_event
+            done = asyncio.ensure_future(self.finished.wait())
+            try:
+                await asyncio.wait(
+                    {asyncio.ensure_future(waiter.wait()), done},
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                done.cancel()
+
+    def _on_output(self, step: Step) -> Callable[[str, str], None]:
+        def collect(stream: str, line: str) -> None:
+            self._buffers.setdefault((step.id, stream), []).append(line)
+
+        return collect
+
+    def _flush_output(self, step_id: str | None = None) -> None:
+        for key in list(self._buffers):
+            if step_id is not None and key[0] != step_id:
+                continue
+            lines = self._buffers.pop(key)
+            if lines:
+                self.emit(ev.StepOutput, step=key[0], stream=key[1], lines=tuple(lines))
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.flush_interval)
+            self._flush_output()
+            if self.journal is not None:
+                self.journal.flush()
+
+    # ---------------------------------------------------------------- commands
+
+    async def send(self, command: ev.Command) -> None:
+        """Apply an operator command; raises CommandRejected when it does not fit."""
+        kind = command.kind
+        if kind == "pause":
+            if self.state.status != "running":
+                raise CommandRejected(f"the run is {self.state.status}; only a running run pauses")
+            self._runnable.clear()
+            self.emit(ev.RunPaused, operator=command.operator, reason=command.comment)
+            return
+        if kind == "resume":
+            if self.state.status != "paused":
+                raise CommandRejected(f"the run is {self.state.status}, not paused")
+            self.emit(ev.RunResumed, operator=command.operator)
+            self._runnable.set()
+            return
+        if kind == "note":
+            self.emit(ev.OperatorNote, operator=command.operator, text=command.comment)
+            return
+        gate = self.state.gate
+        if kind == "abort" and (gate is None or "abort" not in gate.options):
+            self._abort(command.operator, command.comment)
+            return
+        if gate is None or self._gate_future is None:
+            raise CommandRejected("no gate is open")
+        if command.gate is not None and command.gate != gate.id:
+            raise CommandRejected(f"gate {command.gate!r} is no longer open (now: {gate.id!r})")
+        if kind not in gate.options:
+            raise CommandRejected(f"this gate takes {', '.join(gate.options)}, not {kind}")
+        if kind == "skip" and not command.comment.strip():
+            raise CommandRejected("skipping needs a reason")
+        self.emit(
+            ev.GateDecided,
+            gate=gate.id,
+            decision=kind,
+            operator=command.operator,
+            comment=command.comment,
+        )
+        if not self._gate_future.done():
+            self._gate_future.set_result((kind, command.comment))
+        if kind == "abort":
+            self._abort(command.operator, command.comment, decided=True)
+
+    def _abort(self, operator: str, reason: str, decided: bool = False) -> None:
+        if self._stop == "aborted" or self.finished.is_set():
+            return
+        self._stop = "aborted"
+        self.emit(ev.RunAborted, operator=operator, reason=reason)
+        if self.state.gate is not None and not decided:
+            self.emit(
+                ev.GateDecided,
+                gate=self.state.gate.id,
+                decision="abort",
+                operator=operator,
+                comment=reason,
+            )
+        if self._gate_future is not None and not self._gate_future.done():
+            self._gate_future.set_result(("abort", reason))
+        self._runnable.set()
+        for task in list(self._running):
+            task.cancel()
+
+    # ---------------------------------------------------------------- gates
+
+    async def _gate(
+        self,
+        gate_id: str,
+        kind: str,
+        title: str,
+        *,
+        summary: str = "",
+        options: tuple[str, ...] = ("approve", "reject"),
+        step: str | None = None,
+    ) -> tuple[str, str]:
+        async with self._gate_lock:
+            if self._stop:
+                raise _Abort
+            if kind in PLAN_GATE_KINDS and self.state.approved(gate_id):
+                return ("approve", "")
+            self.emit(
+                ev.GateOpened,
+                gate=gate_id,
+                kind=kind,
+                title=title,
+                summary=summary,
+                options=options,
+                step=step,
+            )
+            self._gate_future = asyncio.get_running_loop().create_future()
+            if self.options.auto_approve and "approve" in options:
+                await self.send(
+                    ev.Command(
+                        "approve", AUTO_OPERATOR, "approved automatically (--auto-approve)", gate_id
+                    )
+                )
+            elif self.options.auto_approve and "rerun" in options:
+                await self.send(
+                    ev.Command(
+                        "rerun", AUTO_OPERATOR, "re-run automatically (--auto-approve)", gate_id
+                    )
+                )
+            decision = await self._gate_future
+            self._gate_future = None
+        if decision[0] == "abort" or self._stop == "aborted":
+            raise _Abort
+        if decision[0] == "reject" and kind in PLAN_GATE_KINDS:
+            self._stop = "stopped"
+            raise _Abort
+        return decision
+
+    async def _plan_gate(self, gate: Gate | None, summary: str = "") -> None:
+        if gate is not None:
+            await self._gate(gate.id, gate.kind, gate.title, summary=summary)
+
+    def _summary_before(self, what: str) -> str:
+        counts = self.state.step_counts()
+        done = sum(counts.get(k, 0) for k in FINISHED_OK)
+        failed = len(self.state.failed_steps)
+        warnings = counts.get("warning", 0)
+        return (
+            f"done so far: {done}/{len(self.state.steps)} steps, {failed} failed, "
+            f"{warnings} warnings acknowledged; next: {what}"
+        )
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self) -> str:
+        """Drive the plan to the end; returns complete | failed | stopped | aborted."""
+        self.emit(
+            ev.RunStarted,
+            run_id=self.options.run_id,
+            operator=self.options.operator,
+            plan_digest=self.plan.digest,
+            resumed=self.resumed,
+            auto_approve=self.options.auto_approve,
+        )
+        flusher = asyncio.create_task(self._flusher())
+        try:
+            if self.resumed:
+                await self._settle_interrupted()
+            for _, wave in groupby(self.plan.phases, key=lambda p: p.wave):
+                phases = list(wave)
+                limit = asyncio.Semaphore(self.plan.policy.get("site_concurrency", 1))
+                await asyncio.gather(*(self._phase(p, limit) for p in phases))
+                if self._stop:
+                    break
+        except _Abort:
+            pass
+        finally:
+            flusher.cancel()
+        outcome = self._stop or ("failed" if self.state.failed_steps else "complete")
+        self.emit(ev.RunFinished, outcome=outcome)
+        if self.journal is not None:
+            self.journal.flush()
+        self.finished.set()
+        self._new_event.set()
+        return outcome
+
+    async def _settle_interrupted(self) -> None:
+        for step in [s for s in self.state.steps.values() if s.status == "interrupted"]:
+            decision, comment = await self._gate(
+                f"gate:interrupted:{step.id}:{self._seq}",
+                "interrupted",
+                f"'{step.id}' was running on {step.node} when the run stopped: run it again, "
+                "or mark it done if you checked it finished?",
+                options=("rerun", "mark-done", "abort"),
+                step=step.id,
+            )
+            if decision == "mark-done":
+                self.emit(
+                    ev.StepFinished,
+                    step=step.id,
+                    attempt=step.attempts,
+                    outcome="ok",
+                    error=f"marked done by the operator: {comment}".rstrip(": "),
+                )
+
+    async def _phase(self, phase: Phase, limit: asyncio.Semaphore) -> None:
+        phase_steps = [self.state.steps[s.id] for s in phase.steps]
+        if all(s.done for s in phase_steps):
+            return
+        async with limit:
+            if self._stop:
+                return
+            try:
+                await self._plan_gate(
+                    phase.gate,
+                    self._summary_before(
+                        f"{phase.title} at {phase.site}: {len(phase.steps)} steps"
+                    ),
+                )
+                self.emit(ev.PhaseStarted, phase=phase.id)
+                for stage in phase.stages:
+                    await self._stage(phase, stage)
+                await self._phase_failures_gate(phase)
+            except _Abort:
+                self.emit(
+                    ev.PhaseFinished,
+                    phase=phase.id,
+                    outcome="aborted" if self._stop == "aborted" else "stopped",
+                )
+                raise
+            failed = any(not self.state.steps[s.id].done for s in phase.steps)
+            self.emit(ev.PhaseFinished, phase=phase.id, outcome="failed" if failed else "ok")
+
+    async def _stage(self, phase: Phase, stage: Stage) -> None:
+        if all(self.state.steps[s.id].done for s in stage.steps):
+            return
+        await self._plan_gate(stage.gate, self._summary_before(stage.title))
+        self.emit(ev.StageStarted, stage=stage.id)
+        lanes: dict[str, list[Step]] = {}
+        for step in stage.steps:
+            lanes.setdefault(step.node, []).append(step)
+        data_plane = stage.kind in DATA_PLANE_STAGES
+        results = await asyncio.gather(
+            *(self._lane(phase, steps, data_plane) for steps in lanes.values()),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        failed = any(not self.state.steps[s.id].done for s in stage.steps)
+        self.emit(ev.StageFinished, stage=stage.id, outcome="failed" if failed else "ok")
+
+    async def _lane(self, phase: Phase, steps: list[Step], data_plane: bool) -> None:
+        """One node's steps in order. A data-plane node that fails stops here (the phase's
+        failure budget decides whether the run goes on); a control-plane failure opens a
+        failure gate at once."""
+        for step in steps:
+            while not self.state.steps[step.id].done:
+                outcome = await self._run_step(step)
+                if outcome in FINISHED_OK:
+                    break
+                if data_plane:
+                    self._phase_failures[phase.id] = self._phase_failures.get(phase.id, 0) + 1
+                    budget = int(self.plan.policy.get("failure_budget", 0))
+                    if self._phase_failures[phase.id] <= budget:
+                        return  # within budget: this node stays failed, the others go on
+                    self._runnable.clear()  # budget spent: start nothing new until decided
+                    try:
+                        decision = await self._failure_gate(
+                            step,
+                            f"failure budget spent at {phase.site}: "
+                            f"{self._phase_failures[phase.id]} failed nodes (budget {budget})",
+                        )
+                    finally:
+                        if self.state.status != "paused":
+                            self._runnable.set()
+                    self._phase_failures[phase.id] -= 1
+                else:
+                    decision = await self._failure_gate(step, "a control-plane step failed")
+                if decision[0] == "skip":
+                    self.emit(
+                        ev.StepFinished,
+                        step=step.id,
+                        attempt=self.state.steps[step.id].attempts,
+                        outcome="skipped",
+                        error=f"skipped: {decision[1]}",
+                    )
+                # retry: loop runs the step again
+
+    async def _phase_failures_gate(self, phase: Phase) -> None:
+        """Nodes that failed within the budget: retry them, skip them, or abort."""
+        while True:
+            failed = [
+                s
+                for s in phase.steps
+                if not self.state.steps[s.id].done and self.state.steps[s.id].status != "pending"
+            ]
+            if not failed:
+                return
+            nodes = sorted({s.node for s in failed})
+            decision, reason = await self._gate(
+                f"gate:failures:{phase.id}:{self._seq}",
+                "failure",
+                f"{len(nodes)} node(s) failed in {phase.title} at {phase.site}: "
+                f"{', '.join(nodes[:10])}; retry them, skip them (with a reason), or abort?",
+                summary=self._summary_before("the next phase"),
+                options=("retry", "skip", "abort"),
+            )
+            self._phase_failures[phase.id] = 0
+            if decision == "skip":
+                for node in nodes:
+                    for step in phase.steps:
+                        if step.node == node and not self.state.steps[step.id].done:
+                            self.emit(
+                                ev.StepFinished,
+                                step=step.id,
+                                attempt=self.state.steps[step.id].attempts,
+                                outcome="skipped",
+                                error=f"skipped: {reason}",
+                            )
+                return
+            lanes: dict[str, list[Step]] = {}
+            for stage in phase.stages:
+                for step in stage.steps:
+                    if step.node in nodes and not self.state.steps[step.id].done:
+                        lanes.setdefault(f"{stage.id}/{step.node}", []).append(step)
+            await asyncio.gather(*(self._lane(phase, steps, True) for steps in lanes.values()))
+
+    async def _failure_gate(self, step: Step, why: str) -> tuple[str, str]:
+        state = self.state.steps[step.id]
+        tail = "; ".join(list(state.tail)[-3:])
+        return await self._gate(
+            f"gate:failure:{step.id}:{state.attempts}",
+            "failure",
+            f"{why}: {step.title} on {step.node} ended {state.status}"
+            f" ({state.error or 'no output'}); retry, skip with a reason, or abort?",
+            summary=f"last output: {tail}" if tail else "",
+            options=("retry", "skip", "abort"),
+            step=step.id,
+        )
+
+    async def _run_step(self, step: Step) -> str:
+        await self._wait_runnable()
+        if step.gate is not None:
+            await self._plan_gate(step.gate)
+            await self._wait_runnable()
+        attempt = self.state.steps[step.id].attempts + 1
+        self.emit(
+            ev.StepStarted, step=step.id, node=step.node, attempt=attempt, command=step.command
+        )
+        started = time.monotonic()
+        task = asyncio.create_task(self._execute(step))
+        self._running.add(task)
+        try:
+            outcome, status, error = await task
+        except asyncio.CancelledError:
+            if not self._stop:
+                raise
+            outcome, status, error = (
+                "interrupted",
+                None,
+                "aborted by the operator; the command was terminated",
+            )
+        finally:
+            self._running.discard(task)
+        self._flush_output(step.id)
+        if outcome == "warning":
+            decision, comment = await self._warning_gate(step, status)
+            if decision == "reject":
+                outcome, error = "failed", f"warning rejected by the operator: {comment}"
+        self.emit(
+            ev.StepFinished,
+            step=step.id,
+            attempt=attempt,
+            outcome=outcome,
+            exit_status=status,
+            error=error,
+            duration=round(time.monotonic() - started, 3),
+        )
+        self._after_step(step, outcome)
+        if self._stop:
+            raise _Abort
+        return outcome
+
+    async def _warning_gate(self, step: Step, status: int | None) -> tuple[str, str]:
+        tail = "; ".join(list(self.state.steps[step.id].tail)[-3:])
+        return await self._gate(
+            f"gate:warning:{step.id}:{self.state.steps[step.id].attempts}",
+            "warning",
+            f"{step.title} on {step.node} reported a warning (exit {status}): acknowledge and "
+            "go on, or reject?",
+            summary=tail,
+            step=step.id,
+        )
+
+    def _after_step(self, step: Step, outcome: str) -> None:
+        if outcome not in FINISHED_OK:
+            return
+        if step.action == "disable-compute":
+            self.emit(ev.NodeStatus, node=step.node, disabled=True)
+        elif step.action == "enable-compute":
+            self.emit(ev.NodeStatus, node=step.node, disabled=False)
+        elif step.action == "verify-version":
+            tail = self.state.steps[step.id].tail
+            if tail:
+                self.emit(ev.NodeStatus, node=step.node, version=tail[-1], reachable=True)
+
+    async def _wait_runnable(self) -> None:
+        while not self._runnable.is_set():
+            await self._runnable.wait()
+        if self._stop:
+            raise _Abort
+
+    async def _execute(self, step: Step) -> tuple[str, int | None, str]:
+        """Run a step to an outcome: transport errors retried with backoff, `repeat` looped."""
+        node = self._nodes[step.node]
+        timeout = float(self.plan.policy.get("step_timeout", 1800))
+        retries_left = int(self.plan.policy.get("transport_retries", 3))
+        delay = self.options.backoff
+        runs = 0
+        collect = self._on_output(step)
+        while True:
+            try:
+                result = await self._call(step, node, collect, timeout)
+            except TransportError as exc:
+                if exc.retryable and retries_left > 0:
+                    collect("info", f"{exc}; retrying in {delay:g}s")
+                    retries_left -= 1
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                self.emit(ev.NodeStatus, node=step.node, reachable=False)
+                return "unreachable", None, str(exc)
+            if result.timed_out:
+                return (
+                    "timed_out",
+                    None,
+                    result.error or (f"timed out after {timeout:g}s; the command was terminated"),
+                )
+            if result.exit_status is None:
+                return "failed", None, result.error or "no exit status"
+            outcome = step.exit_codes.get(result.exit_status, "failed")
+            runs += 1
+            if outcome == "repeat":
+                if runs >= step.repeat_max:
+                    return (
+                        "failed",
+                        result.exit_status,
+                        (f"still exit {result.exit_status} (more to do) after {runs} runs"),
+                    )
+                continue
+            error = (
+                ""
+                if outcome in ("ok", "warning")
+                else (result.error or f"exit status {result.exit_status}")
+            )
+            return outcome, result.exit_status, error
+
+    async def _call(
+        self, step: Step, node: Any, collect: Callable[[str, str], None], timeout: float
+    ) -> CommandResult:
+        if step.executor == "cloud":
+            return await self.executor.cloud(
+                self._sites[step.site], step.action, step.args, on_output=collect, timeout=timeout
+            )
+        assert step.command is not None
+        return await self.executor.run(
+            node, step.command, on_output=collect, timeout=timeout, local=step.executor == "local"
+        )

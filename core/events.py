@@ -1,0 +1,243 @@
+"""The run as a stream of small typed events, serialised one JSON object per line.
+
+Every event has `seq` (1, 2, ... per run), `time` (wall clock, epoch seconds) and `mono`
+(monotonic seconds, for durations). `type` names the class. The format is versioned by
+JOURNAL_FORMAT in core/journal.py; readers ignore fields they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    seq: int = 0
+    time: float = 0.0
+    mono: float = 0.0
+    type: ClassVar[str] = "event"
+    # State changes are fsynced before the engine acts on them; output may be batched.
+    durable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = "".join(f"-{c.lower()}" if c.isupper() else c for c in cls.__name__).lstrip("-")
+        cls.type = name
+        EVENT_TYPES[name] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    cls = EVENT_TYPES.get(data.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    known = {f.name for f in fields(cls)}
+    values = {k: v for k, v in data.items() if k in known}
+    for f in fields(cls):  # JSON has lists where the dataclass holds tuples
+        if isinstance(values.get(f.name), list) and f.type in ("tuple[str, ...]",):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def event_from_json(line: str) -> Event:
+    return event_from_dict(json.loads(line))
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    """The engine started (or resumed) driving the run."""
+
+    run_id: str
+    operator: str
+    plan_digest: str
+    resumed: bool = False
+    auto_approve: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPaused(Event):
+    """Running steps finish; nothing new starts until resumed."""
+
+    operator: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResumed(Event):
+    """New work may start again."""
+
+    operator: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunAborted(Event):
+    """An operator aborted: running commands are terminated, nothing new starts."""
+
+    operator: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    """The run ended: complete, failed, stopped (a gate was rejected) or aborted."""
+
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseStarted(Event):
+    """A phase (one tier at one site) started."""
+
+    phase: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseFinished(Event):
+    """A phase ended: ok, failed or aborted."""
+
+    phase: str
+    outcome: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageStarted(Event):
+    """A stage of a phase (pre, a controller, the canary, a batch, post) started."""
+
+    stage: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageFinished(Event):
+    stage: str
+    outcome: str
+
+
+# ---------------------------------------------------------------- gates
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateOpened(Event):
+    """The engine waits for a decision.
+
+    kind: phase | canary | step (from the plan), warning (a status check exited 1),
+    failure (a step failed, or a phase's failure budget is spent), interrupted (resume).
+    options: the decisions it accepts, e.g. ("approve", "reject") or ("retry", "skip", "abort").
+    """
+
+    gate: str
+    kind: str
+    title: str
+    summary: str = ""
+    options: tuple[str, ...] = ("approve", "reject")
+    step: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateDecided(Event):
+    """Who decided what at a gate, with their comment (or the skip reason)."""
+
+    gate: str
+    decision: str
+    operator: str
+    comment: str = ""
+
+
+# ---------------------------------------------------------------- steps and nodes
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepStarted(Event):
+    step: str
+    node: str
+    attempt: int
+    command: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepOutput(Event):
+    """Output lines of a running step, batched (at most ~100 ms of output per event)."""
+
+    durable: ClassVar[bool] = False
+    step: str
+    stream: str  # stdout | stderr | info
+    lines: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepFinished(Event):
+    """outcome: ok | warning (acknowledged) | failed | timed_out | unreachable | skipped |
+    interrupted."""
+
+    step: str
+    attempt: int
+    outcome: str
+    exit_status: int | None = None
+    error: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeStatus(Event):
+    """What is known about a node: reachability, installed version, service states."""
+
+    node: str
+    reachable: bool | None = None
+    version: str | None = None
+    disabled: bool | None = None
+    services: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperatorNote(Event):
+    """A free-text note an operator added to the record."""
+
+    operator: str
+    text: str
+
+
+# ---------------------------------------------------------------- commands (sent, not emitted)
+
+
+COMMAND_KINDS = (
+    "approve",
+    "reject",
+    "retry",
+    "skip",
+    "abort",
+    "rerun",
+    "mark-done",
+    "pause",
+    "resume",
+    "note",
+)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What an operator asks of the engine; every accepted command becomes an event.
+
+    Gate decisions (approve, reject, retry, skip, abort, rerun, mark-done) answer the open
+    gate (`gate` may name it, to avoid answering a gate that has just changed); pause, resume,
+    abort and note act on the run at any time.
+    """
+
+    kind: str
+    operator: str
+    comment: str = ""
+    gate: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in COMMAND_KINDS:
+            raise ValueError(f"unknown command {self.kind!r}; one of {', '.join(COMMAND_KINDS)}")

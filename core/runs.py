@@ -1,0 +1,149 @@
+"""Where runs live (platformdirs state dir, runs/<run-id>/), the driver lock, and the listing."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+
+def state_home() -> Path:
+    from platformdirs import user_state_dir
+
+    return Path(os.environ.get("ROLLGATE_STATE_DIR") or user_state_dir("rollgate"))
+
+
+def runs_dir() -> Path:
+    path = state_home() / "runs"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def new_run_id(cloud: str, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
+    base = f"{stamp}-{cloud}"
+    run_id, n = base, 1
+    while (runs_dir() / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def resolve_journal(ref: str) -> Path:
+    """A run id (from `rollgate runs`) or a path to a journal file or run directory."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir() and (path / "journal.jsonl").is_file():
+        return path / "journal.jsonl"
+    candidate = runs_dir() / ref / "journal.jsonl"
+    if candidate.is_file():
+        return candidate
+    raise UserError(
+        f"no run or journal {ref!r}; list runs with `rollgate runs` or give the "
+        "path of a journal.jsonl"
+    )
+
+
+class RunLock:
+    """An exclusive lock held while a run is driven (flock, released by the OS on a crash)."""
+
+    def __init__(self, path: Path, what: str):
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise UserError(
+                f"{self.what} is already being driven by pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')} since {holder.get('started', '?')}; watch it with "
+                "`rollgate watch` or stop that console first"
+            ) from None
+        os.ftruncate(fd, 0)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        os.write(fd, json.dumps(info).encode())
+        os.fsync(fd)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def cloud_lock(cloud: str) -> RunLock:
+    """Two consoles may not drive upgrades of the same cloud at once."""
+    return RunLock(state_home() / "locks" / f"{cloud}.lock", f"cloud {cloud!r}")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    cloud: str
+    source: str
+    target: str
+    started: str
+    state: str
+    path: Path
+
+
+def list_runs() -> list[RunSummary]:
+    from core.journal import JournalError, read_journal
+
+    out = []
+    for run in sorted(runs_dir().iterdir()):
+        journal = run / "journal.jsonl"
+        if not journal.is_file():
+            continue
+        try:
+            contents = read_journal(journal)
+        except JournalError:
+            out.append(RunSummary(run.name, "?", "?", "?", "?", "unreadable", journal))
+            continue
+        header = contents.header
+        state = "started"
+        for event in contents.events:
+            if event.type == "run-finished":
+                state = event.outcome  # type: ignore[attr-defined]
+            elif event.type == "run-started":
+                state = "running or crashed"
+        out.append(
+            RunSummary(
+                run.name,
+                header.get("cloud", "?"),
+                header.get("from", "?"),
+                header.get("to", "?"),
+                header.get("created", "?"),
+                state,
+                journal,
+            )
+        )
+    return out

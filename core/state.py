@@ -1,0 +1,354 @@
+"""RunState, folded from events by one reducer: the live view, replay, resume and reports.
+
+`apply(state, event)` is the reducer. It updates `state` in place and returns it, because
+folding a million-event journal by copying the state per event would be far too slow; it
+depends only on the state and the event (no clock, no I/O), so folding the same events always
+gives the same state. `reduce(state, event)` is the pure form (it copies first) for callers
+that must keep the old state.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import events as ev
+from core.plan import Plan
+
+OUTPUT_TAIL = 20  # lines kept per step; the journal has everything
+
+FINISHED_OK = ("ok", "warning", "skipped")
+
+
+@dataclass
+class StepState:
+    id: str
+    node: str
+    site: str
+    phase: str
+    stage: str
+    status: str = "pending"  # pending | running | ok | warning | failed | timed_out |
+    #                           unreachable | skipped | interrupted
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+    duration: float = 0.0
+    exit_status: int | None = None
+    error: str = ""
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED_OK
+
+
+@dataclass
+class NodeState:
+    name: str
+    site: str
+    status: str = "pending"  # pending | working | done | failed | skipped | unreachable
+    steps_total: int = 0
+    steps_done: int = 0
+    running: int = 0
+    failed: int = 0
+    version: str | None = None
+    reachable: bool | None = None
+    disabled: bool | None = None
+    services: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GateState:
+    id: str
+    kind: str
+    title: str
+    summary: str
+    options: tuple[str, ...]
+    step: str | None
+    opened: float
+    decision: str | None = None
+    operator: str | None = None
+    comment: str = ""
+    decided: float | None = None
+
+
+@dataclass
+class RunState:
+    plan: Plan
+    status: str = "pending"  # pending | running | paused | complete | failed | stopped | aborted
+    run_id: str = ""
+    operator: str = ""
+    started: float | None = None
+    finished: float | None = None
+    last_seq: int = 0
+    steps: dict[str, StepState] = field(default_factory=dict)
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
+    gate: GateState | None = None
+    gates: list[GateState] = field(default_factory=list)
+    notes: list[tuple[float, str, str]] = field(default_factory=list)
+    pauses: int = 0
+    torn: bool = False  # set by readers when the journal ended mid-line
+
+    @classmethod
+    def initial(cls, plan: Plan) -> RunState:
+        state = cls(plan=plan)
+        for phase in plan.phases:
+            state.phases[phase.id] = "pending"
+            for stage in phase.stages:
+                state.stages[stage.id] = "pending"
+                for step in stage.steps:
+                    state.steps[step.id] = StepState(
+                        step.id, step.node, step.site, phase.id, stage.id
+                    )
+                    node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
+                    node.steps_total += 1
+        return state
+
+    # ---------------------------------------------------------------- derived views
+
+    def counts(self, site: str | None = None) -> dict[str, int]:
+        """Node counts by status, for one site or all."""
+        out: dict[str, int] = {}
+        for node in self.nodes.values():
+            if site is None or node.site == site:
+                out[node.status] = out.get(node.status, 0) + 1
+        return out
+
+    def step_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for step in self.steps.values():
+            out[step.status] = out.get(step.status, 0) + 1
+        return out
+
+    @property
+    def current_phases(self) -> list[str]:
+        return [p for p, s in self.phases.items() if s == "running"]
+
+    @property
+    def running_steps(self) -> list[StepState]:
+        return [s for s in self.steps.values() if s.status == "running"]
+
+    @property
+    def failed_steps(self) -> list[StepState]:
+        return [
+            s
+            for s in self.steps.values()
+            if s.status in ("failed", "timed_out", "unreachable", "interrupted")
+        ]
+
+    def approved(self, gate_id: str) -> bool:
+        return any(g.id == gate_id and g.decision == "approve" for g in self.gates)
+
+
+def _node_status(node: NodeState) -> str:
+    if node.running:
+        return "working"
+    if node.reachable is False and node.failed:
+        return "unreachable"
+    if node.failed:
+        return "failed"
+    if node.steps_total and node.steps_done >= node.steps_total:
+        return "done"
+    if node.steps_done:
+        return "working"
+    return "pending"
+
+
+def apply(state: RunState, event: ev.Event) -> RunState:
+    """Fold one event into `state` in place (see the module docstring) and return it."""
+    state.last_seq = max(state.last_seq, event.seq)
+    handler = _HANDLERS.get(type(event))
+    if handler is not None:
+        handler(state, event)
+    return state
+
+
+def reduce(state: RunState, event: ev.Event) -> RunState:
+    """The pure reducer: a new state with `event` folded in; `state` is left unchanged."""
+    return apply(copy.deepcopy(state), event)
+
+
+def fold(plan: Plan, events: Any) -> RunState:
+    state = RunState.initial(plan)
+    for event in events:
+        apply(state, event)
+    return state
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _run_started(s: RunState, e: ev.RunStarted) -> None:
+    s.status = "running"
+    s.run_id, s.operator = e.run_id, e.operator
+    if s.started is None:
+        s.started = e.time
+    s.finished = None
+    for step in s.steps.values():  # in flight when the previous driver died
+        if step.status == "running":
+            _finish_step(s, step, "interrupted", e.time, None, "the run stopped while it ran")
+
+
+def _run_paused(s: RunState, e: ev.RunPaused) -> None:
+    if s.status == "running":
+        s.status = "paused"
+    s.pauses += 1
+
+
+def _run_resumed(s: RunState, e: ev.RunResumed) -> None:
+    if s.status == "paused":
+        s.status = "running"
+
+
+def _run_aborted(s: RunState, e: ev.RunAborted) -> None:
+    s.status = "aborted"
+
+
+def _run_finished(s: RunState, e: ev.RunFinished) -> None:
+    s.status = e.outcome
+    s.finished = e.time
+    s.gate = None
+
+
+def _phase_started(s: RunState, e: ev.PhaseStarted) -> None:
+    s.phases[e.phase] = "running"
+
+
+def _phase_finished(s: RunState, e: ev.PhaseFinished) -> None:
+    s.phases[e.phase] = e.outcome
+
+
+def _stage_started(s: RunState, e: ev.StageStarted) -> None:
+    s.stages[e.stage] = "running"
+
+
+def _stage_finished(s: RunState, e: ev.StageFinished) -> None:
+    s.stages[e.stage] = e.outcome
+
+
+def _gate_opened(s: RunState, e: ev.GateOpened) -> None:
+    gate = GateState(e.gate, e.kind, e.title, e.summary, tuple(e.options), e.step, e.time)
+    s.gate = gate
+    s.gates.append(gate)
+
+
+def _gate_decided(s: RunState, e: ev.GateDecided) -> None:
+    for gate in reversed(s.gates):
+        if gate.id == e.gate and gate.decision is None:
+            gate.decision, gate.operator, gate.comment, gate.decided = (
+                e.decision,
+                e.operator,
+                e.comment,
+                e.time,
+            )
+            break
+    if s.gate is not None and s.gate.id == e.gate:
+        s.gate = None
+
+
+def _step_started(s: RunState, e: ev.StepStarted) -> None:
+    step = s.steps.get(e.step)
+    if step is None:
+        return
+    node = s.nodes[step.node]
+    if step.status in FINISHED_OK:
+        node.steps_done -= 1
+    if step.status in ("failed", "timed_out", "unreachable", "interrupted"):
+        node.failed -= 1
+    if step.status != "running":
+        node.running += 1
+    step.status = "running"
+    step.attempts = max(step.attempts, e.attempt)
+    step.started = e.time
+    step.finished = None
+    step.exit_status = None
+    step.error = ""
+    node.status = _node_status(node)
+
+
+def _finish_step(
+    s: RunState,
+    step: StepState,
+    outcome: str,
+    time: float,
+    exit_status: int | None,
+    error: str,
+    duration: float = 0.0,
+) -> None:
+    node = s.nodes[step.node]
+    if step.status == "running":
+        node.running -= 1
+    elif step.status in FINISHED_OK:
+        node.steps_done -= 1
+    elif step.status in ("failed", "timed_out", "unreachable", "interrupted"):
+        node.failed -= 1
+    step.status = outcome
+    step.finished = time
+    step.exit_status = exit_status
+    step.error = error
+    step.duration = duration
+    if outcome in FINISHED_OK:
+        node.steps_done += 1
+    else:
+        node.failed += 1
+    if outcome == "unreachable":
+        node.reachable = False
+    node.status = _node_status(node)
+
+
+def _step_finished(s: RunState, e: ev.StepFinished) -> None:
+    step = s.steps.get(e.step)
+    if step is None:
+        return
+    step.attempts = max(step.attempts, e.attempt)
+    _finish_step(s, step, e.outcome, e.time, e.exit_status, e.error, e.duration)
+    if e.error:
+        step.tail.append(e.error)
+
+
+def _step_output(s: RunState, e: ev.StepOutput) -> None:
+    step = s.steps.get(e.step)
+    if step is not None:
+        step.tail.extend(e.lines)
+
+
+def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
+    node = s.nodes.get(e.node)
+    if node is None:
+        return
+    if e.reachable is not None:
+        node.reachable = e.reachable
+    if e.version is not None:
+        node.version = e.version
+    if e.disabled is not None:
+        node.disabled = e.disabled
+    node.services.update(e.services)
+    node.status = _node_status(node)
+
+
+def _note(s: RunState, e: ev.OperatorNote) -> None:
+    s.notes.append((e.time, e.operator, e.text))
+
+
+_HANDLERS: dict[type[ev.Event], Any] = {
+    ev.RunStarted: _run_started,
+    ev.RunPaused: _run_paused,
+    ev.RunResumed: _run_resumed,
+    ev.RunAborted: _run_aborted,
+    ev.RunFinished: _run_finished,
+    ev.PhaseStarted: _phase_started,
+    ev.PhaseFinished: _phase_finished,
+    ev.StageStarted: _stage_started,
+    ev.StageFinished: _stage_finished,
+    ev.GateOpened: _gate_opened,
+    ev.GateDecided: _gate_decided,
+    ev.StepStarted: _step_started,
+    ev.StepOutput: _step_output,
+    ev.StepFinished: _step_finished,
+    ev.NodeStatus: _node_status_event,
+    ev.OperatorNote: _note,
+}
