@@ -41,11 +41,11 @@ def resolve_journal(ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.is_file():
         return path
-    if path.is_dir() and (path / "journal.jsonl").is_file():
-        return path / "journal.jsonl"
-    candidate = runs_dir() / ref / "journal.jsonl"
-    if candidate.is_file():
-        return candidate
+    for run_dir in (path, runs_dir() / ref):
+        if (run_dir / "journal.jsonl").is_file():
+            return run_dir / "journal.jsonl"
+        if (run_dir / "journal.path").is_file():  # the run was started with --journal PATH
+            return Path((run_dir / "journal.path").read_text().strip())
     raise UserError(
         f"no run or journal {ref!r}; list runs with `rollgate runs` or give the "
         "path of a journal.jsonl"

@@ -12,6 +12,8 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("tui.commands.validate:validate", "Check an inventory and print a summary."),
     "plan": ("tui.commands.plan:plan", "Print the upgrade plan as a tree or JSON."),
+    "run": ("tui.commands.run:run", "Drive an upgrade in the console (or --headless)."),
+    "runs": ("tui.commands.runs:runs", "List past and current runs."),
 }
 
 

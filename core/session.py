@@ -1,0 +1,238 @@
+"""A run session: inventory + plan + executor + journal + lock + engine, ready to drive.
+
+`open_session` is what `rollgate run` (headless or console) uses; tests build runs the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.client import EngineClient
+from core.engine import Engine, EngineOptions
+from core.errors import UserError
+from core.executor import Executor
+from core.inventory import Inventory, load_inventory
+from core.journal import JournalWriter, read_journal
+from core.plan import Plan, build_plan
+from core.runs import RunLock, cloud_lock, new_run_id, resolve_journal, runs_dir
+
+
+@dataclass
+class RunOptions:
+    operator: str = ""
+    auto_approve: bool = False
+    dry_run: bool = False
+    journal: str | None = None
+    resume: str | None = None
+    lab_inprocess: bool = False
+    time_scale: float | None = None
+    faults: list[str] = field(default_factory=list)
+    insecure: bool = False  # --no-verify-host-keys
+
+
+@dataclass
+class Session:
+    inventory: Inventory
+    plan: Plan
+    engine: Engine
+    client: EngineClient
+    header: dict[str, Any]
+    journal_path: Path
+    run_dir: Path
+    notices: list[str]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.header["run_id"])
+
+
+def default_operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "operator")
+
+
+def tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rollgate")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _plan_differences(old: dict[str, Any], new: Plan) -> str:
+    old_ids = [s["id"] for p in old.get("phases", []) for st in p["stages"] for s in st["steps"]]
+    new_ids = [s.id for s in new.steps]
+    added = [i for i in new_ids if i not in set(old_ids)]
+    removed = [i for i in old_ids if i not in set(new_ids)]
+    parts = []
+    if added:
+        parts.append(f"{len(added)} steps added (first: {added[0]})")
+    if removed:
+        parts.append(f"{len(removed)} steps removed (first: {removed[0]})")
+    if not parts:
+        parts.append("the same steps with different commands, gates or policy")
+    return "; ".join(parts)
+
+
+@contextlib.asynccontextmanager
+async def open_executor(
+    inventory: Inventory, options: RunOptions, notices: list[str]
+) -> AsyncIterator[tuple[Executor, Inventory]]:
+    """Make the executor for this inventory: the one place that chooses how steps run.
+
+    --dry-run: nothing runs. A `lab:` section: the lab starts (over SSH and HTTP on loopback,
+    or in-process with --lab-inprocess). Otherwise: SSH to the nodes and the OpenStack API.
+    """
+    if options.dry_run:
+        from core.transports.dryrun import DryRunExecutor
+
+        notices.append("dry run: nothing is executed; each step says what it would run")
+        yield DryRunExecutor(), inventory
+        return
+    if inventory.lab is not None:
+        from core.lab import Lab
+
+        lab = await Lab.start(
+            inventory,
+            time_scale=options.time_scale,
+            faults=options.faults or None,
+            serve=not options.lab_inprocess,
+        )
+        try:
+            if options.lab_inprocess:
+                notices.append("lab: in-process (no SSH or HTTP)")
+                yield lab.executor(), lab.effective_inventory
+            else:
+                from core.transports.real import RealExecutor
+
+                notices.append(f"lab: nodes answer SSH on loopback; clouds.yaml {lab.clouds_yaml}")
+                executor = RealExecutor(
+                    lab.effective_inventory, insecure=options.insecure, run_id="lab"
+                )
+                try:
+                    yield executor, lab.effective_inventory
+                finally:
+                    await executor.close()
+        finally:
+            await lab.close()
+        return
+    try:
+        from core.transports.real import RealExecutor
+    except ImportError:
+        raise UserError(
+            "real SSH/API transports are not available in this build; use "
+            "--dry-run or an inventory with a lab: section"
+        ) from None
+    executor = RealExecutor(inventory, insecure=options.insecure, run_id="")
+    try:
+        yield executor, inventory
+    finally:
+        await executor.close()
+
+
+@contextlib.asynccontextmanager
+async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterator[Session]:
+    inventory = load_inventory(inventory_path)
+    plan = build_plan(inventory)
+    operator = options.operator or default_operator()
+    history: list[Any] = []
+    if options.resume:
+        journal_path = resolve_journal(options.resume)
+        contents = read_journal(journal_path)
+        header = contents.header
+        run_dir = journal_path.parent
+        if header.get("inventory_digest") != inventory.digest:
+            raise UserError(
+                f"{inventory_path} changed since run {header.get('run_id')} started (inventory "
+                f"digest {str(header.get('inventory_digest'))[:12]} -> {inventory.digest[:12]}); "
+                "resume with the inventory as it was, or start a new run"
+            )
+        if header.get("plan_digest") != plan.digest:
+            old_plan: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                old_plan = json.loads((run_dir / "plan.json").read_text())
+            raise UserError(
+                f"the plan changed since run {header.get('run_id')} started "
+                f"({_plan_differences(old_plan, plan)}); resume with the same Rollgate version "
+                "and inventory, or start a new run"
+            )
+        history = contents.events
+        if history and history[-1].type == "run-finished" and history[-1].outcome == "complete":  # type: ignore[attr-defined]
+            raise UserError(f"run {header.get('run_id')} is already complete; nothing to resume")
+    else:
+        run_id = new_run_id(inventory.cloud)
+        run_dir = runs_dir() / run_id
+        run_dir.mkdir(parents=True, mode=0o700)
+        journal_path = (
+            Path(options.journal).expanduser() if options.journal else (run_dir / "journal.jsonl")
+        )
+        if options.journal and journal_path.exists() and journal_path.stat().st_size > 0:
+            raise UserError(
+                f"{journal_path} already exists; resume it with --resume "
+                f"{journal_path}, or choose another --journal path"
+            )
+        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        header = {
+            "tool_version": tool_version(),
+            "run_id": run_id,
+            "cloud": inventory.cloud,
+            "from": plan.source,
+            "to": plan.target,
+            "skip_level": plan.skip_level,
+            "inventory": str(Path(inventory_path).resolve()),
+            "inventory_digest": inventory.digest,
+            "plan_digest": plan.digest,
+            "operator": operator,
+            "host": socket.gethostname(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (run_dir / "plan.json").write_text(plan.to_json())
+        if options.journal:
+            (run_dir / "journal.path").write_text(str(journal_path.resolve()))
+    lock: RunLock = cloud_lock(inventory.cloud)
+    lock.acquire()
+    journal: JournalWriter | None = None
+    try:
+        journal = JournalWriter(journal_path, None if options.resume else header)
+        notices: list[str] = []
+        if options.resume:
+            notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")
+        async with open_executor(inventory, options, notices) as (executor, effective):
+            engine = Engine(
+                plan,
+                effective,
+                executor,
+                EngineOptions(
+                    operator=operator,
+                    run_id=str(header["run_id"]),
+                    auto_approve=options.auto_approve,
+                ),
+                journal=journal,
+                history=history,
+            )
+            yield Session(
+                effective,
+                plan,
+                engine,
+                EngineClient(engine, header),
+                header,
+                journal_path,
+                run_dir,
+                notices,
+            )
+    finally:
+        if journal is not None:
+            journal.close()
+        lock.release()

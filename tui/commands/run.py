@@ -1,0 +1,108 @@
+"""`rollgate run INVENTORY`: drive an upgrade, in the console or headless in the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+
+@click.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option(
+    "--headless",
+    is_flag=True,
+    help="No console: a live view in the terminal that asks at each gate.",
+)
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Approve every approval gate without asking (journalled as auto-approve). "
+    "Failure gates still need a decision.",
+)
+@click.option("--operator", default="", help="Your name in the journal (default: login name).")
+@click.option(
+    "--journal",
+    "journal",
+    type=click.Path(dir_okay=False),
+    help="Write the journal here instead of the run directory.",
+)
+@click.option(
+    "--resume",
+    metavar="RUN_ID|JOURNAL",
+    help="Continue a run that stopped: finished steps are not run again.",
+)
+@click.option("--dry-run", is_flag=True, help="Run nothing; show what each step would run.")
+@click.option(
+    "--lab-inprocess",
+    is_flag=True,
+    help="Lab inventories: simulate in-process instead of over SSH and HTTP.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Lab inventories: scale simulated durations (0 = instant).",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Lab inventories: inject a fault (repeatable; see docs/lab.md).",
+)
+@click.option(
+    "--no-verify-host-keys",
+    "insecure",
+    is_flag=True,
+    help="Do not verify SSH host keys (warned about on every run).",
+)
+def run(
+    inventory: str,
+    headless: bool,
+    auto_approve: bool,
+    operator: str,
+    journal: str | None,
+    resume: str | None,
+    dry_run: bool,
+    lab_inprocess: bool,
+    time_scale: float | None,
+    faults: tuple[str, ...],
+    insecure: bool,
+) -> int:
+    """Upgrade the cloud described by INVENTORY, supervising it step by step.
+
+    Exit codes: 0 the run completed, 1 it failed, was stopped or aborted, 2 a usage or input
+    error.
+    """
+    from core.session import RunOptions, open_session
+
+    options = RunOptions(
+        operator=operator,
+        auto_approve=auto_approve,
+        dry_run=dry_run,
+        journal=journal,
+        resume=resume,
+        lab_inprocess=lab_inprocess,
+        time_scale=time_scale,
+        faults=list(faults),
+        insecure=insecure,
+    )
+
+    async def main() -> int:
+        async with open_session(inventory, options) as session:
+            if headless:
+                from core.headless import HeadlessRunner
+
+                return await HeadlessRunner(session).run()
+            try:
+                from tui.app import run_console
+            except ImportError:
+                from core.errors import UserError
+
+                raise UserError(
+                    "the console is not available in this build; add --headless"
+                ) from None
+            return await run_console(session)
+
+    return asyncio.run(main())
