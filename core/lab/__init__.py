@@ -1,0 +1,58 @@
+"""The lab: a simulated multi-site cloud reached exactly as a real one (SSH and the OpenStack
+API on loopback), or in-process for engine tests and benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.inventory import Inventory
+from core.lab.faults import parse_faults
+from core.lab.inprocess import LabExecutor
+from core.lab.world import World
+
+
+class Lab:
+    def __init__(self, inventory: Inventory, world: World):
+        self.inventory = inventory
+        self.effective_inventory = inventory
+        self.world = world
+        self.clouds_yaml: Path | None = None
+        self.known_hosts: Path | None = None
+        self.client_key: Path | None = None
+        self._servers: list[Any] = []
+
+    @classmethod
+    async def start(
+        cls,
+        inventory: Inventory,
+        *,
+        time_scale: float | None = None,
+        faults: list[str] | None = None,
+        serve: bool = True,
+        state_dir: Path | None = None,
+    ) -> Lab:
+        spec = inventory.lab
+        scale = time_scale if time_scale is not None else (spec.time_scale if spec else 0.0)
+        specs = list(spec.faults if spec else []) + list(faults or [])
+        parsed = parse_faults(
+            specs, {n.name for n in inventory.nodes}, {s.name for s in inventory.sites}
+        )
+        world = World(inventory, time_scale=scale, faults=parsed, seed=spec.seed if spec else 0)
+        lab = cls(inventory, world)
+        if serve:
+            from core.lab.serve import serve_lab
+
+            await serve_lab(lab, state_dir)
+        return lab
+
+    def executor(self) -> LabExecutor:
+        return LabExecutor(self.world)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+            wait = getattr(server, "wait_closed", None)
+            if wait is not None:
+                await wait()
+        self._servers.clear()

@@ -1,0 +1,43 @@
+"""Cloud actions on the lab world (disable/enable/wait for a compute service): used by the
+in-process executor; the lab's HTTP API changes the same records."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from core.executor import CommandResult, OutputCallback
+from core.lab.world import World
+
+
+async def cloud_action(
+    world: World, site: str, action: str, args: dict[str, Any], out: OutputCallback
+) -> CommandResult:
+    await world.sleep("api")
+    if site in world.faults.api_errors or "*" in world.faults.api_errors:
+        return CommandResult(
+            1, error=f"the compute API at {site} answered 503 Service Unavailable (lab fault)"
+        )
+    record = world.record(site, args["host"], args.get("binary", "nova-compute"))
+    if record is None:
+        return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")
+    if action == "disable-compute":
+        record.disabled_reason = args.get("reason") or "disabled by rollgate"
+        out("info", f"{record.binary} on {record.host} disabled: {record.disabled_reason}")
+        return CommandResult(0)
+    if action == "enable-compute":
+        record.disabled_reason = None
+        out("info", f"{record.binary} on {record.host} enabled")
+        return CommandResult(0)
+    if action == "wait-compute-up":
+        for _ in range(600):
+            if world.record_state(record) == "up":
+                out(
+                    "info",
+                    f"{record.binary} on {record.host} is up "
+                    f"(version {world.record_version(record).id})",
+                )
+                return CommandResult(0)
+            await asyncio.sleep(max(0.01, world.time_scale))
+        return CommandResult(1, error=f"{record.binary} on {record.host} did not come up")
+    return CommandResult(1, error=f"unknown cloud action {action!r}")

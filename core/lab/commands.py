@@ -1,0 +1,504 @@
+"""The lab's shell: understands the commands the apt recipe runs, with their real exit codes.
+
+Commands are parsed with shlex and interpreted against the World; nothing is ever executed
+on the host. Anything else exits 127 with `command not found`, as a shell would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from collections.abc import Awaitable, Callable
+
+from core.lab.world import LabNode, World, package_version
+from core.releases import Release
+from core.roles import ROLES
+
+Out = Callable[[str, str], None]
+Handler = Callable[["Shell", list[str]], Awaitable[int]]
+
+MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
+
+
+class Shell:
+    """One command on one lab node."""
+
+    def __init__(self, world: World, node: LabNode, out: Out):
+        self.world = world
+        self.node = node
+        self.out = out
+
+    def say(self, line: str) -> None:
+        self.out("stdout", line)
+
+    def err(self, line: str) -> None:
+        self.out("stderr", line)
+
+    async def pause(self, kind: str, factor: float = 1.0) -> None:
+        await self.world.sleep(kind, self.node.name, factor)
+
+    # ------------------------------------------------------------ helpers
+
+    def code(self, service: str) -> Release | None:
+        """The release of `service`'s installed code on this node (what *-manage runs)."""
+        return self.world.installed(self.node, service)
+
+    def db(self, service: str):
+        return self.world.database(self.node, service)
+
+    def running_code(self, service: str) -> list[tuple[str, Release]]:
+        """(node, release) of every running unit of `service` in its site."""
+        out = []
+        for node in self.world.service_nodes(self.node.site, service):
+            for role in node.roles:
+                spec = ROLES.get(role)
+                if spec and spec.service == service and spec.unit in node.units:
+                    out.append((node.name, node.units[spec.unit].code))
+        return out
+
+
+async def run_command(world: World, node: LabNode, command: str, out: Out) -> int:
+    """Interpret `command` on `node`; returns the exit status."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        out("stderr", f"sh: syntax error: {exc}")
+        return 2
+    while argv and argv[0] == "sudo":
+        argv = argv[1:]
+        while argv and argv[0].startswith("-"):
+            argv = argv[1:]
+    if not argv:
+        return 0
+    text = " ".join(argv)
+    fault = world.faults.for_command(node.name, text)
+    shell = Shell(world, node, out)
+    if fault is not None:
+        if fault.kind == "hang":
+            out("stdout", f"{argv[0]}: waiting for a lock held by another process ...")
+            await asyncio.Event().wait()  # until terminated
+        await shell.pause("quick")
+        if fault.kind == "warn":
+            out("stdout", "+--------------------------------------+")
+            out("stdout", "| Check: injected condition             |")
+            out("stdout", "| Result: Warning                       |")
+            out("stdout", "| Details: a lab fault asked for a warning |")
+            out("stdout", "+--------------------------------------+")
+            return 1
+        out("stderr", f"{argv[0]}: injected failure (lab fault), exit {fault.exit}")
+        return fault.exit
+    handler = _dispatch(argv)
+    if handler is None:
+        out("stderr", f"sh: 1: {argv[0]}: command not found")
+        return 127
+    return await handler(shell, argv)
+
+
+def _dispatch(argv: list[str]) -> Handler | None:
+    name = argv[0]
+    if name.endswith("-status") and argv[1:3] == ["upgrade", "check"]:
+        return _status_check
+    if name == MANAGE_PY:
+        return _horizon_manage
+    return _COMMANDS.get(name)
+
+
+# ---------------------------------------------------------------- packages and units
+
+
+async def _apt_get(sh: Shell, argv: list[str]) -> int:
+    if argv[1:2] == ["update"]:
+        sh.say("Hit:1 http://ubuntu-cloud.archive.canonical.com/ubuntu jammy-updates InRelease")
+        await sh.pause("apt-update")
+        sh.say("Reading package lists... Done")
+        return 0
+    if "install" not in argv or "--only-upgrade" not in argv:
+        sh.err("E: the lab's apt-get supports `update` and `install --only-upgrade -y PKG...`")
+        return 100
+    packages = [a for a in argv[argv.index("install") + 1 :] if not a.startswith("-")]
+    sh.say("Reading package lists...")
+    sh.say("Building dependency tree...")
+    for package in packages:
+        if package not in sh.node.packages:
+            sh.say(f"Package {package} is not installed, so not upgraded.")
+            continue
+        old = sh.node.packages[package]
+        service = next((r.service for r in ROLES.values() if r.package == package), package)
+        await sh.pause("apt-install", 1.0 / max(1, len(packages)))
+        sh.node.packages[package] = sh.world.target
+        sh.say(
+            f"Unpacking {package} ({package_version(service, sh.world.target)}) over "
+            f"({package_version(service, old)}) ..."
+        )
+        sh.say(f"Setting up {package} ({package_version(service, sh.world.target)}) ...")
+    return 0
+
+
+async def _dpkg_query(sh: Shell, argv: list[str]) -> int:
+    package = argv[-1]
+    if package not in sh.node.packages:
+        sh.err(f"dpkg-query: no packages found matching {package}")
+        return 1
+    service = next((r.service for r in ROLES.values() if r.package == package), package)
+    sh.say(package_version(service, sh.node.packages[package]))
+    return 0
+
+
+def _roles_of_unit(node: LabNode, unit: str) -> list[str]:
+    return [r for r in node.roles if r in ROLES and ROLES[r].unit == unit]
+
+
+async def _systemctl(sh: Shell, argv: list[str]) -> int:
+    if len(argv) < 3:
+        sh.err("systemctl: usage: systemctl stop|start|restart|reload|is-active UNIT")
+        return 1
+    verb, unit_name = argv[1], argv[2]
+    unit = sh.node.units.get(unit_name)
+    if unit is None:
+        sh.err(f"Failed to {verb} {unit_name}.service: Unit {unit_name}.service not found.")
+        return 5 if verb != "is-active" else 4
+    if verb == "is-active":
+        up = sh.world.unit_up(sh.node, unit_name)
+        if unit.active and not up:  # just restarted: give it the moment it needs
+            await asyncio.sleep(max(0.0, unit.down_until - sh.world.now()))
+            up = sh.world.unit_up(sh.node, unit_name)
+        sh.say("active" if up else "failed")
+        return 0 if up else 3
+    if verb == "stop":
+        unit.active = False
+        return 0
+    if verb not in ("start", "restart", "reload"):
+        sh.err(f"systemctl: unknown command {verb!r}")
+        return 1
+    await sh.pause("restart")
+    for role in _roles_of_unit(sh.node, unit_name):
+        spec = ROLES[role]
+        code = sh.node.packages[spec.package]
+        if spec.service != "horizon":
+            db = sh.world.database(sh.node, spec.service)
+            if code.index > db.supports.index:
+                unit.active = False
+                sh.err(
+                    f"Job for {unit_name}.service failed because the control process exited "
+                    "with error code."
+                )
+                sh.err(
+                    f"{role}: database schema is at {db.supports.id} but the code is "
+                    f"{code.id}: run the schema migrations first"
+                )
+                return 1
+        if role == "nova-conductor":
+            oldest = sh.world.oldest_compute(sh.node.site)
+            if oldest is not None and code.index - oldest.index > 2:
+                unit.active = False
+                sh.err(f"Job for {unit_name}.service failed.")
+                sh.err(
+                    f"nova-conductor: Current Nova version does not support computes older "
+                    f"than {code.id} minus two releases but the minimum compute service "
+                    f"level in this site is {oldest.id}; upgrade the computes first"
+                )
+                return 1
+    if verb != "reload":
+        unit.down_until = sh.world.now() + sh.world.time_scale * 4.0
+    unit.code = max(
+        (sh.node.packages[ROLES[r].package] for r in _roles_of_unit(sh.node, unit_name)),
+        key=lambda r: r.index,
+        default=unit.code,
+    )
+    unit.active = True
+    return 0
+
+
+# ---------------------------------------------------------------- status checks
+
+
+def _check_table(sh: Shell, checks: list[tuple[str, str, str]]) -> None:
+    sh.say("+" + "-" * 58 + "+")
+    sh.say("| Upgrade Check Results" + " " * 36 + "|")
+    for name, result, details in checks:
+        sh.say("+" + "-" * 58 + "+")
+        sh.say(f"| Check: {name:<50}|")
+        sh.say(f"| Result: {result:<49}|")
+        sh.say(f"| Details: {details[:48]:<48}|")
+    sh.say("+" + "-" * 58 + "+")
+
+
+async def _status_check(sh: Shell, argv: list[str]) -> int:
+    service = argv[0].removesuffix("-status")
+    await sh.pause("check")
+    checks: list[tuple[str, str, str]] = [("Policy File JSON to YAML Migration", "Success", "None")]
+    worst = 0
+    world = sh.world
+    if service == "nova":
+        oldest = world.oldest_compute(sh.node.site)
+        target = world.target
+        if oldest is not None and target.index - oldest.index > 2:
+            checks.append(
+                (
+                    "Older than N-2 computes",
+                    "Failure",
+                    f"computes at {oldest.id} are too old for {target.id}",
+                )
+            )
+            worst = 2
+        down = [
+            r.host
+            for r in world.services
+            if r.site == sh.node.site
+            and r.binary == "nova-compute"
+            and world.record_state(r) == "down"
+        ]
+        if down and worst < 1:
+            checks.append(("Compute services", "Warning", f"down: {', '.join(down[:3])}"))
+            worst = 1
+    if service == "cinder":
+        db = sh.db("cinder")
+        if db.previous_pending:
+            checks.append(
+                (
+                    "Online data migrations",
+                    "Failure",
+                    f"{db.previous_pending} batches of the previous release pending",
+                )
+            )
+            worst = 2
+    if service == "placement" and sh.db("placement").online_pending:
+        checks.append(("Incomplete Consumers", "Warning", "run online_data_migrations"))
+        worst = max(worst, 1)
+    if service not in ("keystone", "glance", "placement", "nova", "neutron", "cinder"):
+        sh.err(f"sh: 1: {argv[0]}: command not found")
+        return 127
+    checks.append(("Upgrade readiness", "Success" if worst == 0 else "See above", "None"))
+    _check_table(sh, checks)
+    return worst
+
+
+# ---------------------------------------------------------------- schemas
+
+
+def _expand(sh: Shell, service: str) -> int:
+    code = sh.code(service)
+    db = sh.db(service)
+    if code is None:
+        sh.err(f"{service} is not installed on this node")
+        return 1
+    if code.index > db.schema.index:
+        db.expanded = code
+        db.migrated = False
+        sh.say(f"Database expanded for {code.id}")
+    else:
+        sh.say("Database is up to date")
+    return 0
+
+
+def _contract(sh: Shell, service: str) -> int:
+    db = sh.db(service)
+    if db.expanded is None:
+        sh.say("Nothing to contract")
+        return 0
+    old = [(n, r) for n, r in sh.running_code(service) if r.index < db.expanded.index]
+    if old:
+        names = ", ".join(n for n, _ in old[:5])
+        sh.err(
+            f"ERROR: cannot contract: {len(old)} {service} service(s) still run "
+            f"{old[0][1].id} code ({names}); upgrade and restart every node first"
+        )
+        return 1
+    if service == "glance" and not db.migrated:
+        sh.err("ERROR: data migration is not complete; run `glance-manage db migrate` first")
+        return 1
+    db.schema, db.expanded = db.expanded, None
+    sh.say(f"Database contracted; schema is at {db.schema.id}")
+    return 0
+
+
+def _sync(sh: Shell, service: str, online: int) -> int:
+    code = sh.code(service)
+    db = sh.db(service)
+    if code is None:
+        sh.err(f"{service} is not installed on this node")
+        return 1
+    if code.index > db.schema.index:
+        db.schema, db.expanded = code, None
+        db.online_pending = online
+        sh.say(f"Running upgrade to {code.id} ... done")
+    else:
+        sh.say("Database is already at the latest version")
+    return 0
+
+
+def _online(sh: Shell, service: str, attr: str = "online_pending") -> int:
+    db = sh.db(service)
+    left = getattr(db, attr)
+    sh.say("+---------------------------+--------------+-----------+")
+    sh.say("|         Migration         | Total Needed | Completed |")
+    if left > 0:
+        setattr(db, attr, left - 1)
+        sh.say(f"| populate_batches          | {left:>12} | {1:>9} |")
+        sh.say("+---------------------------+--------------+-----------+")
+        return 1  # some migrations ran; run again until it exits 0
+    sh.say("+---------------------------+--------------+-----------+")
+    return 0
+
+
+async def _keystone_manage(sh: Shell, argv: list[str]) -> int:
+    args = argv[1:]
+    await sh.pause("db" if "db_sync" in args else "check")
+    if args[:1] == ["doctor"]:
+        return 0
+    if args[:1] != ["db_sync"]:
+        sh.err("keystone-manage: the lab knows doctor and db_sync")
+        return 2
+    if "--expand" in args:
+        return _expand(sh, "keystone")
+    if "--contract" in args:
+        return _contract(sh, "keystone")
+    if "--check" in args:
+        db = sh.db("keystone")
+        code = sh.code("keystone")
+        if db.expanded is not None:
+            sh.say("Database expanded; contract is needed")
+            return 4
+        if code is not None and code.index > db.schema.index:
+            sh.say("Database needs expanding")
+            return 2
+        sh.say("Database is up to date")
+        return 0
+    return _sync(sh, "keystone", 0)
+
+
+async def _glance_manage(sh: Shell, argv: list[str]) -> int:
+    args = argv[1:]
+    await sh.pause("db")
+    db = sh.db("glance")
+    match args:
+        case ["db", "check"]:
+            code = sh.code("glance")
+            if db.expanded is not None:
+                return 5 if db.migrated else 4
+            return 3 if code is not None and code.index > db.schema.index else 0
+        case ["db", "expand"]:
+            return _expand(sh, "glance")
+        case ["db", "migrate"]:
+            if db.expanded is None:
+                sh.say("Database is up to date. No migrations needed.")
+                return 0
+            db.migrated = True
+            sh.say("Database migrated")
+            return 0
+        case ["db", "contract"]:
+            return _contract(sh, "glance")
+    sh.err(f"glance-manage: unknown command {' '.join(args)!r}")
+    return 2
+
+
+async def _placement_manage(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("db")
+    if argv[1:3] == ["db", "sync"]:
+        return _sync(sh, "placement", 2)
+    if argv[1:3] == ["db", "online_data_migrations"]:
+        return _online(sh, "placement")
+    sh.err("placement-manage: unknown command")
+    return 2
+
+
+async def _nova_manage(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("db")
+    if argv[1:3] == ["api_db", "sync"]:
+        sh.say("api_db is at the latest version")
+        return 0
+    if argv[1:3] == ["db", "sync"]:
+        return _sync(sh, "nova", 3)
+    if argv[1:3] == ["db", "online_data_migrations"]:
+        return _online(sh, "nova")
+    sh.err("nova-manage: unknown command")
+    return 2
+
+
+async def _neutron_db_manage(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("db")
+    if argv[1:3] == ["upgrade", "--expand"]:
+        return _expand(sh, "neutron")
+    if argv[1:3] == ["upgrade", "--contract"]:
+        return _contract(sh, "neutron")
+    if argv[1:2] == ["has_offline_migrations"]:
+        db = sh.db("neutron")
+        if db.expanded is not None:
+            sh.say("Need to apply contract migrations")
+            return 1
+        sh.say("No offline migrations pending.")
+        return 0
+    sh.err("neutron-db-manage: unknown command")
+    return 2
+
+
+async def _cinder_manage(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("db")
+    db = sh.db("cinder")
+    if argv[1:3] == ["db", "sync"]:
+        if db.previous_pending:
+            sh.err(
+                "ERROR: There are still untyped volumes / incomplete online data migrations "
+                "of the previous release; run `cinder-manage db online_data_migrations` "
+                "until it exits 0"
+            )
+            return 1
+        return _sync(sh, "cinder", 2)
+    if argv[1:3] == ["db", "online_data_migrations"]:
+        if db.previous_pending:
+            return _online(sh, "cinder", "previous_pending")
+        return _online(sh, "cinder")
+    sh.err("cinder-manage: unknown command")
+    return 2
+
+
+async def _horizon_manage(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("quick")
+    if argv[1:2] == ["collectstatic"]:
+        sh.say("1286 static files copied to '/var/lib/openstack-dashboard/static'.")
+        return 0
+    if argv[1:2] == ["compress"]:
+        sh.say("Compressing... done")
+        sh.say("Compressed 12 block(s) from 1 template(s) for 2 context(s).")
+        return 0
+    sh.err(f"Unknown command: {argv[1:2]}")
+    return 1
+
+
+async def _mysqldump(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("backup")
+    target = next((a.split("=", 1)[1] for a in argv if a.startswith("--result-file=")), None)
+    names = argv[argv.index("--databases") + 1 :] if "--databases" in argv else ["all"]
+    sh.err(f"-- dump of {' '.join(names)} written to {target or 'stdout'}")
+    return 0
+
+
+async def _tar(sh: Shell, argv: list[str]) -> int:
+    await sh.pause("quick")
+    return 0
+
+
+_COMMANDS: dict[str, Handler] = {
+    "apt-get": _apt_get,
+    "dpkg-query": _dpkg_query,
+    "systemctl": _systemctl,
+    "keystone-manage": _keystone_manage,
+    "glance-manage": _glance_manage,
+    "placement-manage": _placement_manage,
+    "nova-manage": _nova_manage,
+    "neutron-db-manage": _neutron_db_manage,
+    "cinder-manage": _cinder_manage,
+    "mysqldump": _mysqldump,
+    "tar": _tar,
+    "true": lambda sh, argv: _zero(),
+    "hostname": lambda sh, argv: _say(sh, sh.node.name),
+}
+
+
+async def _zero() -> int:
+    return 0
+
+
+async def _say(sh: Shell, text: str) -> int:
+    sh.say(text)
+    return 0

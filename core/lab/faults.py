@@ -1,0 +1,95 @@
+"""Fault injection for the lab, from the inventory's `lab.faults` or `--fault SPEC`.
+
+Specs (NODE may be `*` for every node; CMD is the start of a command, after any sudo):
+  unreachable:NODE              SSH to NODE fails (connection refused), every time
+  fail:NODE:CMD[:EXIT[:COUNT]]  CMD exits EXIT (default 1) the first COUNT times (default: always)
+  warn:NODE:CMD                 CMD exits 1 (a warning) with a warning in its output, once
+  hang:NODE:CMD[:COUNT]         CMD never finishes (until its timeout or termination)
+  slow:NODE:FACTOR              everything on NODE takes FACTOR times longer
+  api-error:SITE                the site's API answers 503 to compute/volume/network calls
+  cinder-pending:COUNT          the previous release's cinder online migrations are unfinished
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.errors import UserError
+
+
+@dataclass
+class CommandFault:
+    kind: str  # fail | warn | hang
+    node: str
+    prefix: str
+    exit: int = 1
+    remaining: int | None = None  # None: always
+
+
+@dataclass
+class Faults:
+    unreachable: set[str] = field(default_factory=set)
+    commands: list[CommandFault] = field(default_factory=list)
+    slow: dict[str, float] = field(default_factory=dict)
+    api_errors: set[str] = field(default_factory=set)
+    cinder_pending: int = 0
+
+    def is_unreachable(self, node: str) -> bool:
+        return node in self.unreachable or "*" in self.unreachable
+
+    def slowness(self, node: str) -> float:
+        return self.slow.get(node, self.slow.get("*", 1.0))
+
+    def for_command(self, node: str, command: str) -> CommandFault | None:
+        for fault in self.commands:
+            if fault.node in (node, "*") and command.startswith(fault.prefix):
+                if fault.remaining is None:
+                    return fault
+                if fault.remaining > 0:
+                    fault.remaining -= 1
+                    return fault
+        return None
+
+
+def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -> Faults:
+    faults = Faults()
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        parts = rest.split(":") if rest else []
+
+        def node_of(name: str, spec: str = spec) -> str:
+            if name != "*" and name not in node_names:
+                raise UserError(f"fault {spec!r}: no node {name!r} in the inventory")
+            return name
+
+        try:
+            if kind == "unreachable" and len(parts) == 1:
+                faults.unreachable.add(node_of(parts[0]))
+            elif kind in ("fail", "warn", "hang") and len(parts) >= 2:
+                node, prefix = node_of(parts[0]), parts[1]
+                extra = parts[2:]
+                if kind == "fail":
+                    code = int(extra[0]) if extra else 1
+                    count = int(extra[1]) if len(extra) > 1 else None
+                elif kind == "warn":
+                    code, count = 1, 1
+                else:
+                    code, count = 0, int(extra[0]) if extra else None
+                faults.commands.append(CommandFault(kind, node, prefix, code, count))
+            elif kind == "slow" and len(parts) == 2:
+                faults.slow[node_of(parts[0])] = float(parts[1])
+            elif kind == "api-error" and len(parts) == 1:
+                if parts[0] not in site_names and parts[0] != "*":
+                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
+                faults.api_errors.add(parts[0])
+            elif kind == "cinder-pending" and len(parts) == 1:
+                faults.cinder_pending = int(parts[0])
+            else:
+                raise ValueError
+        except ValueError:
+            raise UserError(
+                f"fault {spec!r} is not a fault spec; write e.g. unreachable:NODE, "
+                "fail:NODE:COMMAND[:EXIT[:COUNT]], warn:NODE:COMMAND, hang:NODE:COMMAND, "
+                "slow:NODE:FACTOR, api-error:SITE or cinder-pending:COUNT (see docs/lab.md)"
+            ) from None
+    return faults

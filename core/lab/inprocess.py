@@ -1,0 +1,71 @@
+"""The lab's in-process executor: the Executor interface straight onto the World, no network.
+
+For engine tests and benchmarks at tens of thousands of nodes; the default way to reach the
+lab is over SSH and HTTP, exactly as a real cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from core.executor import CommandResult, OutputCallback, TransportError
+from core.inventory import Node, Site
+from core.lab.api_actions import cloud_action
+from core.lab.commands import run_command
+from core.lab.world import World
+
+
+class LabExecutor:
+    def __init__(self, world: World):
+        self.world = world
+
+    async def run(
+        self,
+        node: Node,
+        command: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        local: bool = False,
+    ) -> CommandResult:
+        if local:
+            on_output("stderr", f"sh: 1: {command.split()[0]}: command not found")
+            return CommandResult(127)
+        if self.world.faults.is_unreachable(node.name):
+            raise TransportError(
+                node.name,
+                f"cannot connect to {node.address}: connection "
+                "refused; check the node is up and sshd listens",
+            )
+        lab_node = self.world.nodes[node.name]
+        try:
+            status = await asyncio.wait_for(
+                run_command(self.world, lab_node, command, on_output), timeout
+            )
+        except TimeoutError:
+            return CommandResult(
+                None,
+                timed_out=True,
+                error=f"timed out after {timeout:g}s; the command was terminated",
+            )
+        return CommandResult(status)
+
+    async def cloud(
+        self,
+        site: Site,
+        action: str,
+        args: dict[str, Any],
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+    ) -> CommandResult:
+        try:
+            return await asyncio.wait_for(
+                cloud_action(self.world, site.name, action, args, on_output), timeout
+            )
+        except TimeoutError:
+            return CommandResult(None, timed_out=True, error=f"{action} timed out")
+
+    async def close(self) -> None:
+        return None

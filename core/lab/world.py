@@ -1,0 +1,209 @@
+"""The lab's model of a cloud: packages, running code, schemas and service records, and the
+rules a real cloud enforces on them (see docs/lab.md for the list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+from core.inventory import Inventory
+from core.lab.faults import Faults
+from core.releases import CATALOGUE, Release
+from core.roles import ROLES
+
+# Realistic durations in seconds, multiplied by the time scale.
+DURATIONS = {
+    "apt-install": 90.0,
+    "apt-update": 8.0,
+    "restart": 6.0,
+    "db": 25.0,
+    "check": 4.0,
+    "backup": 30.0,
+    "api": 0.5,
+    "down-after-restart": 4.0,
+    "quick": 0.3,
+}
+
+HORIZON_BASE = 21  # horizon releases independently; a stand-in major per release index
+
+
+def package_version(service: str, release: Release) -> str:
+    major = release.majors.get(service, HORIZON_BASE + release.index)
+    return f"3:{major}.1.0-0ubuntu1~cloud0"
+
+
+@dataclass
+class Unit:
+    name: str
+    code: Release  # what the running process runs (new packages need a restart)
+    active: bool = True
+    down_until: float = 0.0
+
+
+@dataclass
+class LabNode:
+    name: str
+    site: str
+    address: str
+    roles: tuple[str, ...]
+    packages: dict[str, Release] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+    instances: int = 0
+
+
+@dataclass
+class Database:
+    service: str
+    schema: Release  # the schema the service runs against
+    expanded: Release | None = None  # expanded for this release, not yet contracted
+    migrated: bool = False  # glance: data migrated after expand
+    online_pending: int = 0  # online data migration batches still to run
+    previous_pending: int = 0  # the previous release's online migrations (cinder rule)
+
+    @property
+    def supports(self) -> Release:
+        return self.expanded or self.schema
+
+
+@dataclass
+class ServiceRecord:
+    id: int
+    host: str
+    binary: str
+    site: str
+    disabled_reason: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+
+class World:
+    """One lab cloud. Not thread-safe: the lab's servers all run on one event loop."""
+
+    def __init__(self, inventory: Inventory, *, time_scale: float, faults: Faults, seed: int):
+        self.inventory = inventory
+        self.source = inventory.upgrade.source
+        self.target = inventory.upgrade.target
+        self.time_scale = time_scale
+        self.faults = faults
+        self.rng = random.Random(seed)
+        self.nodes: dict[str, LabNode] = {}
+        self.by_address: dict[str, LabNode] = {}
+        self.databases: dict[tuple[str, str], Database] = {}
+        self.services: list[ServiceRecord] = []
+        self.identity_site = inventory.identity_site
+        for node in inventory.nodes:
+            lab_node = LabNode(node.name, node.site, node.address, node.roles)
+            for role in node.roles:
+                spec = ROLES.get(role)
+                if spec is None:
+                    continue
+                lab_node.packages[spec.package] = self.source
+                lab_node.units[spec.unit] = Unit(spec.unit, self.source)
+                key = self.db_key(node.site, spec.service)
+                if key not in self.databases and spec.service != "horizon":
+                    self.databases[key] = Database(spec.service, self.source)
+                if role in (
+                    "nova-compute",
+                    "nova-conductor",
+                    "nova-scheduler",
+                    "cinder-volume",
+                    "cinder-scheduler",
+                    "cinder-backup",
+                ) or role in (
+                    "neutron-l2-agent",
+                    "neutron-l3-agent",
+                    "neutron-dhcp-agent",
+                    "neutron-metadata-agent",
+                ):
+                    binary = (
+                        spec.package if role != "neutron-l2-agent" else "neutron-openvswitch-agent"
+                    )
+                    self.services.append(
+                        ServiceRecord(len(self.services) + 1, node.name, binary, node.site)
+                    )
+            if node.has("nova-compute"):
+                lab_node.instances = 2 + self.rng.randrange(6)
+            self.nodes[node.name] = lab_node
+            self.by_address[node.address] = lab_node
+        for db in self.databases.values():
+            if db.service == "cinder":
+                db.previous_pending = faults.cinder_pending
+
+    # ---------------------------------------------------------------- time
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, kind: str, node: str | None = None, factor: float = 1.0) -> None:
+        seconds = DURATIONS[kind] * factor * self.time_scale
+        if node is not None:
+            seconds *= self.faults.slowness(node)
+        if seconds > 0:
+            await asyncio.sleep(seconds * (0.8 + 0.4 * self.rng.random()))
+
+    # ---------------------------------------------------------------- lookups
+
+    def db_key(self, site: str, service: str) -> tuple[str, str]:
+        return (self.identity_site if service == "keystone" else site, service)
+
+    def database(self, node: LabNode, service: str) -> Database:
+        return self.databases[self.db_key(node.site, service)]
+
+    def service_nodes(self, site: str, service: str) -> list[LabNode]:
+        site = self.identity_site if service == "keystone" else site
+        return [
+            n
+            for n in self.nodes.values()
+            if n.site == site and any(ROLES[r].service == service for r in n.roles if r in ROLES)
+        ]
+
+    def unit_up(self, node: LabNode, unit: str) -> bool:
+        u = node.units.get(unit)
+        return u is not None and u.active and self.now() >= u.down_until
+
+    def installed(self, node: LabNode, service: str) -> Release | None:
+        releases = [
+            node.packages[ROLES[r].package]
+            for r in node.roles
+            if r in ROLES and ROLES[r].service == service
+        ]
+        return max(releases, key=lambda r: r.index) if releases else None
+
+    def record(self, site: str, host: str, binary: str) -> ServiceRecord | None:
+        return next(
+            (s for s in self.services if s.site == site and s.host == host and s.binary == binary),
+            None,
+        )
+
+    def record_state(self, record: ServiceRecord) -> str:
+        node = self.nodes[record.host]
+        unit = (
+            "neutron-openvswitch-agent"
+            if record.binary == "neutron-openvswitch-agent"
+            else record.binary
+        )
+        return "up" if self.unit_up(node, unit) else "down"
+
+    def record_version(self, record: ServiceRecord) -> Release:
+        node = self.nodes[record.host]
+        return node.units[record.binary].code if record.binary in node.units else self.source
+
+    def oldest_compute(self, site: str) -> Release | None:
+        computes = [
+            n.units["nova-compute"].code
+            for n in self.nodes.values()
+            if n.site == site and "nova-compute" in n.units
+        ]
+        return min(computes, key=lambda r: r.index) if computes else None
+
+    def release_after(self, release: Release) -> Release:
+        return CATALOGUE[min(release.index + 1, len(CATALOGUE) - 1)]
+
+    # ---------------------------------------------------------------- what the cloud looks like
+
+    def all_upgraded(self) -> bool:
+        return all(rel == self.target for n in self.nodes.values() for rel in n.packages.values())
