@@ -3,6 +3,7 @@ API on loopback), or in-process for engine tests and benchmarks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,15 @@ from core.inventory import Inventory
 from core.lab.faults import parse_faults
 from core.lab.inprocess import LabExecutor
 from core.lab.world import World
+
+
+def lab_state_dir(inventory: Inventory) -> Path:
+    """Keys, known_hosts, clouds.yaml and the saved world of this inventory's lab."""
+    from core.runs import state_home
+
+    if inventory.lab is not None and inventory.lab.state_dir:
+        return Path(inventory.lab.state_dir).expanduser()
+    return state_home() / "lab" / inventory.cloud
 
 
 class Lab:
@@ -21,6 +31,7 @@ class Lab:
         self.known_hosts: Path | None = None
         self.client_key: Path | None = None
         self._servers: list[Any] = []
+        self.state_dir: Path = Path()
 
     @classmethod
     async def start(
@@ -31,7 +42,12 @@ class Lab:
         faults: list[str] | None = None,
         serve: bool = True,
         state_dir: Path | None = None,
+        persist: bool = False,
+        restore: bool = False,
     ) -> Lab:
+        """Start the lab for `inventory`. `persist` keeps the world in the lab's state dir
+        after every change (so a console that crashes finds the cloud as it left it);
+        `restore` starts from that saved world instead of a fresh one at `from`."""
         spec = inventory.lab
         scale = time_scale if time_scale is not None else (spec.time_scale if spec else 0.0)
         specs = list(spec.faults if spec else []) + list(faults or [])
@@ -40,6 +56,14 @@ class Lab:
         )
         world = World(inventory, time_scale=scale, faults=parsed, seed=spec.seed if spec else 0)
         lab = cls(inventory, world)
+        lab.state_dir = state_dir or lab_state_dir(inventory)
+        if persist or restore:
+            lab.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            saved = lab.state_dir / "world.json"
+            if restore and saved.is_file():
+                world.restore(json.loads(saved.read_text()))
+            if persist:
+                world.persist_path = saved
         if serve:
             from core.lab.serve import serve_lab
 

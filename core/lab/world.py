@@ -5,12 +5,16 @@ rules a real cloud enforces on them (see docs/lab.md for the list).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from core.inventory import Inventory
 from core.lab.faults import Faults
-from core.releases import CATALOGUE, Release
+from core.releases import CATALOGUE, Release, find_release
 from core.roles import ROLES
 
 # Realistic durations in seconds, multiplied by the time scale.
@@ -90,6 +94,7 @@ class World:
         self.time_scale = time_scale
         self.faults = faults
         self.rng = random.Random(seed)
+        self.persist_path: Path | None = None  # where save() keeps the world between runs
         self.nodes: dict[str, LabNode] = {}
         self.by_address: dict[str, LabNode] = {}
         self.databases: dict[tuple[str, str], Database] = {}
@@ -207,3 +212,52 @@ class World:
 
     def all_upgraded(self) -> bool:
         return all(rel == self.target for n in self.nodes.values() for rel in n.packages.values())
+
+    # ---------------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a real cloud would remember across a console crash."""
+        return {
+            "nodes": {
+                n.name: {
+                    "packages": {p: r.id for p, r in n.packages.items()},
+                    "units": {u.name: [u.code.id, u.active] for u in n.units.values()},
+                }
+                for n in self.nodes.values()
+            },
+            "databases": [
+                [
+                    site,
+                    svc,
+                    db.schema.id,
+                    db.expanded.id if db.expanded else None,
+                    db.migrated,
+                    db.online_pending,
+                    db.previous_pending,
+                ]
+                for (site, svc), db in self.databases.items()
+            ],
+            "services": {str(r.id): r.disabled_reason for r in self.services},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        by_id = {r.id: r for r in CATALOGUE}
+        for name, node in data["nodes"].items():
+            lab_node = self.nodes[name]
+            lab_node.packages = {p: find_release(r) for p, r in node["packages"].items()}
+            for unit, (code, active) in node["units"].items():
+                lab_node.units[unit] = Unit(unit, by_id[code], active)
+        for site, svc, schema, expanded, migrated, online, previous in data["databases"]:
+            db = self.databases[(site, svc)]
+            db.schema = by_id[schema]
+            db.expanded = by_id[expanded] if expanded else None
+            db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
+        for record in self.services:
+            record.disabled_reason = data["services"].get(str(record.id))
+
+    def save(self) -> None:
+        if self.persist_path is None:
+            return
+        tmp = self.persist_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot()))
+        os.replace(tmp, self.persist_path)

@@ -1,0 +1,83 @@
+"""Helpers that build a real engine on the in-process lab for the small test cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import events as ev
+from core.client import EngineClient
+from core.engine import Engine, EngineOptions
+from core.inventory import Inventory, load_inventory
+from core.journal import JournalWriter
+from core.lab import Lab
+from core.plan import Plan, build_plan
+
+SMALL = Path(__file__).with_name("small.yaml")
+
+Decide = Callable[[ev.GateOpened], Awaitable[ev.Command | None] | ev.Command | None]
+
+
+@dataclasses.dataclass
+class Harness:
+    inventory: Inventory
+    plan: Plan
+    lab: Lab
+    engine: Engine
+    client: EngineClient
+
+    def events(self, cls: type[ev.Event]) -> list[Any]:
+        return [e for e in self.engine.history if isinstance(e, cls)]
+
+    def step_ids(self, outcome: str) -> list[str]:
+        return [e.step for e in self.events(ev.StepFinished) if e.outcome == outcome]
+
+
+async def make(tmp_path: Path | None = None, *, faults: list[str] | None = None,
+               auto_approve: bool = True, policy: dict[str, Any] | None = None,
+               history: list[ev.Event] | None = None, backoff: float = 0.0) -> Harness:
+    inventory = load_inventory(SMALL)
+    if policy:
+        inventory = dataclasses.replace(
+            inventory, policy=inventory.policy.model_copy(update=policy))
+    plan = build_plan(inventory)
+    lab = await Lab.start(inventory, time_scale=0, faults=faults, serve=False)
+    journal = None
+    if tmp_path is not None:
+        journal = JournalWriter(tmp_path / "journal.jsonl",
+                                None if history else {"run_id": "t", "plan_digest": plan.digest})
+    engine = Engine(plan, inventory, lab.executor(),
+                    EngineOptions("tester", "t", auto_approve=auto_approve, backoff=backoff,
+                                  flush_interval=0.01),
+                    journal=journal, history=history)
+    return Harness(inventory, plan, lab, engine, EngineClient(engine, {}))
+
+
+async def drive(h: Harness, decide: Decide, timeout: float = 30) -> str:
+    """Run the engine, answering each gate with `decide(gate)` (None: approve)."""
+
+    async def answer() -> None:
+        async for event in h.client.events(1):
+            if isinstance(event, ev.GateOpened):
+                command = decide(event)
+                if asyncio.iscoroutine(command):
+                    command = await command
+                if command is None:
+                    command = ev.Command("approve", "tester", "", event.gate)
+                await h.client.send(command)
+
+    answering = asyncio.create_task(answer())
+    try:
+        return await asyncio.wait_for(h.engine.run(), timeout)
+    finally:
+        answering.cancel()
+
+
+@pytest.fixture
+def small_inventory() -> Inventory:
+    return load_inventory(SMALL)
