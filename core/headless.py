@@ -108,7 +108,7 @@ class HeadlessRunner:
         self.engine = session.engine
         self.console = console or Console()
         self.interrupts = 0
-        self._printed = 0
+        self._printed = len(session.engine.history)  # a resumed run's past is not news
         self.operator = session.engine.options.operator
 
     def _on_sigint(self) -> None:

@@ -109,6 +109,8 @@ async def open_executor(
             time_scale=options.time_scale,
             faults=options.faults or None,
             serve=not options.lab_inprocess,
+            persist=True,
+            restore=bool(options.resume),
         )
         try:
             if options.lab_inprocess:

@@ -13,6 +13,15 @@ from core.lab.world import World
 async def cloud_action(
     world: World, site: str, action: str, args: dict[str, Any], out: OutputCallback
 ) -> CommandResult:
+    try:
+        return await _cloud_action(world, site, action, args, out)
+    finally:
+        world.save()
+
+
+async def _cloud_action(
+    world: World, site: str, action: str, args: dict[str, Any], out: OutputCallback
+) -> CommandResult:
     await world.sleep("api")
     if site in world.faults.api_errors or "*" in world.faults.api_errors:
         return CommandResult(

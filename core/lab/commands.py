@@ -91,7 +91,10 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
     if handler is None:
         out("stderr", f"sh: 1: {argv[0]}: command not found")
         return 127
-    return await handler(shell, argv)
+    try:
+        return await handler(shell, argv)
+    finally:
+        world.save()  # a real cloud remembers what a command did, whatever the console does
 
 
 def _dispatch(argv: list[str]) -> Handler | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from core import events as ev
 from core.client import EngineClient
-from core.engine import Engine, EngineOptions
+from core.engine import CommandRejected, Engine, EngineOptions
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriter
 from core.lab import Lab
@@ -38,23 +39,38 @@ class Harness:
         return [e.step for e in self.events(ev.StepFinished) if e.outcome == outcome]
 
 
-async def make(tmp_path: Path | None = None, *, faults: list[str] | None = None,
-               auto_approve: bool = True, policy: dict[str, Any] | None = None,
-               history: list[ev.Event] | None = None, backoff: float = 0.0) -> Harness:
+async def make(
+    tmp_path: Path | None = None,
+    *,
+    faults: list[str] | None = None,
+    auto_approve: bool = True,
+    policy: dict[str, Any] | None = None,
+    history: list[ev.Event] | None = None,
+    backoff: float = 0.0,
+) -> Harness:
     inventory = load_inventory(SMALL)
     if policy:
         inventory = dataclasses.replace(
-            inventory, policy=inventory.policy.model_copy(update=policy))
+            inventory, policy=inventory.policy.model_copy(update=policy)
+        )
     plan = build_plan(inventory)
     lab = await Lab.start(inventory, time_scale=0, faults=faults, serve=False)
     journal = None
     if tmp_path is not None:
-        journal = JournalWriter(tmp_path / "journal.jsonl",
-                                None if history else {"run_id": "t", "plan_digest": plan.digest})
-    engine = Engine(plan, inventory, lab.executor(),
-                    EngineOptions("tester", "t", auto_approve=auto_approve, backoff=backoff,
-                                  flush_interval=0.01),
-                    journal=journal, history=history)
+        journal = JournalWriter(
+            tmp_path / "journal.jsonl",
+            None if history else {"run_id": "t", "plan_digest": plan.digest},
+        )
+    engine = Engine(
+        plan,
+        inventory,
+        lab.executor(),
+        EngineOptions(
+            "tester", "t", auto_approve=auto_approve, backoff=backoff, flush_interval=0.01
+        ),
+        journal=journal,
+        history=history,
+    )
     return Harness(inventory, plan, lab, engine, EngineClient(engine, {}))
 
 
@@ -69,7 +85,8 @@ async def drive(h: Harness, decide: Decide, timeout: float = 30) -> str:
                     command = await command
                 if command is None:
                     command = ev.Command("approve", "tester", "", event.gate)
-                await h.client.send(command)
+                with contextlib.suppress(CommandRejected):  # auto-approved before we answered
+                    await h.client.send(command)
 
     answering = asyncio.create_task(answer())
     try:
