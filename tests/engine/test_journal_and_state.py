@@ -1,0 +1,144 @@
+"""The journal on disk (mode, header, torn lines, corruption, lock) and reducer properties."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import events as ev
+from core.errors import UserError
+from core.inventory import load_inventory
+from core.journal import JournalError, JournalWriter, read_journal
+from core.plan import build_plan
+from core.runs import RunLock
+from core.state import RunState, apply, reduce
+
+SMALL = Path(__file__).with_name("small.yaml")
+PLAN = build_plan(load_inventory(SMALL))
+STEPS = [s.id for s in PLAN.steps]
+
+
+def write_some(path: Path) -> list[ev.Event]:
+    writer = JournalWriter(path, {"run_id": "r"})
+    events = [
+        ev.RunStarted(seq=1, run_id="r", operator="o", plan_digest="d"),
+        ev.StepStarted(seq=2, step=STEPS[0], node="key1", attempt=1),
+        ev.StepOutput(seq=3, step=STEPS[0], stream="stdout", lines=("a", "b")),
+        ev.StepFinished(seq=4, step=STEPS[0], attempt=1, outcome="ok", exit_status=0),
+    ]
+    for e in events:
+        writer.write(e)
+    writer.close()
+    return events
+
+
+def test_journal_is_private_and_starts_with_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    events = write_some(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    header = json.loads(path.read_text().splitlines()[0])
+    assert header["format"] == "rollgate.journal/1" and header["run_id"] == "r"
+    contents = read_journal(path)
+    assert contents.events == events and not contents.torn
+
+
+def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    events = write_some(path)
+    with open(path, "a") as f:
+        f.write('{"type":"step-started","seq":5,"ti')
+    contents = read_journal(path)
+    assert contents.torn and contents.events == events
+    JournalWriter(path, None).close()  # reopening for resume closes the fragment
+    assert read_journal(path).events == events
+
+
+def test_a_corrupt_middle_line_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write_some(path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = "this is not json\n"
+    path.write_text("".join(lines))
+    with pytest.raises(JournalError, match=r"j.jsonl:3: malformed event"):
+        read_journal(path)
+
+
+def test_not_a_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"hello": 1}\n')
+    with pytest.raises(JournalError, match=r"not a rollgate\.journal/1 journal"):
+        read_journal(path)
+
+
+def test_second_driver_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    lock_path = tmp_path / "cloud.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from pathlib import Path; from core.runs import RunLock;"
+            f"RunLock(Path({str(lock_path)!r}), 'cloud x').acquire(); print('held', flush=True);"
+            "time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            UserError,
+            match=rf"cloud x is already being driven by pid "
+            rf"{holder.pid} on .* since ",
+        ):
+            RunLock(lock_path, "cloud x").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = RunLock(lock_path, "cloud x")  # the OS released it with the process
+    lock.acquire()
+    lock.release()
+
+
+step_events = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "finish"]),
+        st.sampled_from(STEPS[:6]),
+        st.sampled_from(["ok", "failed", "skipped", "timed_out", "warning"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(step_events)
+def test_reducer_counts_stay_consistent(sequence: list[tuple[str, str, str]]) -> None:
+    state = RunState.initial(PLAN)
+    for seq, (kind, step, outcome) in enumerate(sequence, start=1):
+        node = PLAN.step(step).node
+        event: ev.Event = (
+            ev.StepStarted(seq=seq, step=step, node=node, attempt=seq)
+            if kind == "start"
+            else ev.StepFinished(seq=seq, step=step, attempt=seq, outcome=outcome)
+        )
+        apply(state, event)
+        for n in state.nodes.values():
+            assert n.running >= 0 and n.failed >= 0 and 0 <= n.steps_done <= n.steps_total
+            mine = [s for s in state.steps.values() if s.node == n.name]
+            assert n.running == sum(s.status == "running" for s in mine)
+            assert n.steps_done == sum(s.done for s in mine)
+        assert sum(state.counts().values()) == len(state.nodes)
+
+
+def test_reduce_is_pure() -> None:
+    state = RunState.initial(PLAN)
+    after = reduce(state, ev.StepStarted(seq=1, step=STEPS[0], node="key1", attempt=1))
+    assert state.steps[STEPS[0]].status == "pending"
+    assert after.steps[STEPS[0]].status == "running"
