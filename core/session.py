@@ -138,6 +138,11 @@ async def open_executor(
             "--dry-run or an inventory with a lab: section"
         ) from None
     executor = RealExecutor(inventory, insecure=options.insecure, run_id="")
+    if executor.unverified:
+        notices.append(
+            "WARNING: SSH host keys are NOT verified for some or all nodes; anyone "
+            "on the path can impersonate them"
+        )
     try:
         yield executor, inventory
     finally:

@@ -91,9 +91,12 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
     if handler is None:
         out("stderr", f"sh: 1: {argv[0]}: command not found")
         return 127
+    world.running += 1
+    world.peak_running = max(world.peak_running, world.running)
     try:
         return await handler(shell, argv)
     finally:
+        world.running -= 1
         world.save()  # a real cloud remembers what a command did, whatever the console does
 
 

@@ -90,6 +90,8 @@ async def serve_lab(lab: Lab, state_dir: Path | None) -> None:
     inventory = lab.inventory
     for node in inventory.nodes:
         host_key = _key(keys / f"host_{node.name}")
+        if lab.world.faults.is_unreachable(node.name):
+            continue  # nothing listens: connections are refused, as for a node that is down
         port = node.ssh.port
         server = await asyncssh.create_server(
             asyncssh.SSHServer,

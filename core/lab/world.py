@@ -95,6 +95,8 @@ class World:
         self.faults = faults
         self.rng = random.Random(seed)
         self.persist_path: Path | None = None  # where save() keeps the world between runs
+        self.running = 0  # commands executing now (a terminated command stops counting)
+        self.peak_running = 0
         self.nodes: dict[str, LabNode] = {}
         self.by_address: dict[str, LabNode] = {}
         self.databases: dict[tuple[str, str], Database] = {}

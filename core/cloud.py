@@ -1,0 +1,111 @@
+"""The OpenStack API through openstacksdk: one connection per site, used from worker threads
+so the event loop never blocks. Steps use it to fence computes from the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from core.executor import CommandResult, OutputCallback, TransportError
+from core.inventory import Site
+
+
+class CloudAdapter:
+    def __init__(self, *, run_id: str = "", poll_interval: float = 1.0):
+        self._connections: dict[str, Any] = {}
+        self.run_id = run_id
+        self.poll_interval = poll_interval
+
+    def _connection(self, site: Site) -> Any:
+        conn = self._connections.get(site.name)
+        if conn is not None:
+            return conn
+        import openstack
+        from openstack import config as os_config
+
+        cloud = site.openstack.cloud or os.environ.get("OS_CLOUD")
+        files = [site.openstack.clouds_yaml] if site.openstack.clouds_yaml else None
+        try:
+            config = (
+                os_config.OpenStackConfig(config_files=files)
+                if files
+                else os_config.OpenStackConfig()
+            )
+            region = config.get_one(cloud=cloud, region_name=site.region)
+            conn = openstack.connection.Connection(config=region)
+        except Exception as exc:  # openstacksdk raises many kinds for bad config
+            raise TransportError(
+                site.name,
+                (
+                    f"cannot set up the OpenStack API for region {site.region} (cloud "
+                    f"{cloud!r}): {exc}; check clouds.yaml and openstack.cloud in the inventory"
+                ),
+                retryable=False,
+            ) from None
+        self._connections[site.name] = conn
+        return conn
+
+    def _call(
+        self, site: Site, action: str, args: dict[str, Any], out: OutputCallback, timeout: float
+    ) -> CommandResult:
+        from openstack import exceptions as os_exc
+
+        try:
+            conn = self._connection(site)
+            compute = conn.compute
+            host, binary = args["host"], args.get("binary", "nova-compute")
+            services = list(compute.services(host=host, binary=binary))
+            if not services:
+                return CommandResult(1, error=f"no {binary} service on {host} in {site.region}")
+            service = services[0]
+            if action == "disable-compute":
+                reason = args.get("reason") or f"rollgate run {self.run_id}"
+                compute.disable_service(service, host=host, binary=binary, disabled_reason=reason)
+                out("info", f"{binary} on {host} disabled: {reason}")
+                return CommandResult(0)
+            if action == "enable-compute":
+                compute.enable_service(service, host=host, binary=binary)
+                out("info", f"{binary} on {host} enabled")
+                return CommandResult(0)
+            if action == "wait-compute-up":
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    service = next(iter(compute.services(host=host, binary=binary)))
+                    if service.state == "up":
+                        out("info", f"{binary} on {host} is up")
+                        return CommandResult(0)
+                    time.sleep(self.poll_interval)
+                return CommandResult(
+                    None, timed_out=True, error=f"{binary} on {host} did not report up"
+                )
+            return CommandResult(1, error=f"unknown cloud action {action!r}")
+        except os_exc.HttpException as exc:
+            return CommandResult(1, error=f"{site.region}: {exc.status_code} {exc.message}"[:300])
+        except (os_exc.SDKException, OSError) as exc:
+            raise TransportError(
+                site.name,
+                f"the API of {site.region} is unreachable: {str(exc).splitlines()[0][:200]}",
+            ) from None
+
+    async def cloud(
+        self,
+        site: Site,
+        action: str,
+        args: dict[str, Any],
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+    ) -> CommandResult:
+        loop = asyncio.get_running_loop()
+
+        def out(stream: str, line: str) -> None:
+            loop.call_soon_threadsafe(on_output, stream, line)
+
+        return await asyncio.to_thread(self._call, site, action, args, out, timeout)
+
+    async def close(self) -> None:
+        for conn in self._connections.values():
+            await asyncio.to_thread(conn.close)
+        self._connections.clear()

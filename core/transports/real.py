@@ -1,0 +1,56 @@
+"""The real executor: commands over SSH (or on the deploy host), cloud actions via the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.cloud import CloudAdapter
+from core.executor import CommandResult, OutputCallback
+from core.inventory import Inventory, Node, Site
+from core.transports.local import run_local
+from core.transports.ssh import SshExecutor
+
+
+class RealExecutor:
+    def __init__(
+        self,
+        inventory: Inventory,
+        *,
+        insecure: bool = False,
+        run_id: str = "",
+        max_connections: int = 200,
+        max_commands: int = 200,
+    ):
+        self.ssh = SshExecutor(
+            max_connections=max_connections, max_commands=max_commands, insecure=insecure
+        )
+        self.api = CloudAdapter(run_id=run_id)
+        self.unverified = insecure or any(not n.ssh.verify_host_keys for n in inventory.nodes)
+
+    async def run(
+        self,
+        node: Node,
+        command: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        local: bool = False,
+    ) -> CommandResult:
+        if local:
+            return await run_local(command, on_output=on_output, timeout=timeout)
+        return await self.ssh.run(node, command, on_output=on_output, timeout=timeout)
+
+    async def cloud(
+        self,
+        site: Site,
+        action: str,
+        args: dict[str, Any],
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+    ) -> CommandResult:
+        return await self.api.cloud(site, action, args, on_output=on_output, timeout=timeout)
+
+    async def close(self) -> None:
+        await self.ssh.close()
+        await self.api.close()

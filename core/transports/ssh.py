@@ -1,0 +1,195 @@
+"""The SSH executor (asyncssh): one reused connection per node, host keys verified, output
+streamed line by line, timeouts that terminate the remote command, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import asyncssh
+
+from core.executor import CommandResult, OutputCallback, TransportError
+from core.inventory import Node
+
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
+    path = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
+    try:
+        text = path.read_text()
+    except OSError:
+        return False
+    names = {node.address, f"[{node.address}]:{node.ssh.port}", node.name}
+    return any(
+        line.split(" ", 1)[0] in names or any(n in line.split(" ", 1)[0].split(",") for n in names)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    )
+
+
+class SshExecutor:
+    def __init__(
+        self, *, max_connections: int = 200, max_commands: int = 200, insecure: bool = False
+    ):
+        self._connections: dict[str, asyncssh.SSHClientConnection] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
+        self._connection_slots = asyncio.Semaphore(max_connections)
+        self._command_slots = asyncio.Semaphore(max_commands)
+        self.insecure = insecure
+
+    async def _connect(self, node: Node) -> asyncssh.SSHClientConnection:
+        lock = self._connecting.setdefault(node.name, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(node.name)
+            if conn is not None and not conn.is_closed():
+                return conn
+            ssh = node.ssh
+            verify = ssh.verify_host_keys and not self.insecure
+            options: dict[str, object] = {
+                "host": node.address,
+                "port": ssh.port,
+                "connect_timeout": ssh.connect_timeout,
+                "keepalive_interval": ssh.keepalive or None,
+            }
+            if not verify:
+                options["known_hosts"] = None
+            elif ssh.known_hosts:
+                options["known_hosts"] = str(Path(ssh.known_hosts).expanduser())
+            if ssh.user:
+                options["username"] = ssh.user
+            if ssh.key:
+                options["client_keys"] = [str(Path(ssh.key).expanduser())]
+            if ssh.jump_host:
+                options["tunnel"] = ssh.jump_host
+            await self._connection_slots.acquire()
+            try:
+                conn = await asyncssh.connect(**options)
+            except BaseException as exc:
+                self._connection_slots.release()
+                raise self._explain(node, exc) from None
+            self._connections[node.name] = conn
+            return conn
+
+    def _explain(self, node: Node, exc: BaseException) -> BaseException:
+        where = f"{node.address}:{node.ssh.port}"
+        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+            if _known_host_listed(node.ssh.known_hosts, node):
+                return TransportError(
+                    node.name,
+                    (
+                        f"the host key of {where} CHANGED: it does not match known_hosts "
+                        f"({node.ssh.known_hosts or '~/.ssh/known_hosts'}); refusing to connect — "
+                        "check the host, then update known_hosts"
+                    ),
+                    retryable=False,
+                )
+            return TransportError(
+                node.name,
+                (
+                    f"the host key of {where} is unknown: add it to "
+                    f"{node.ssh.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan) or set "
+                    "verify_host_keys: false knowingly"
+                ),
+                retryable=False,
+            )
+        if isinstance(exc, asyncssh.PermissionDenied):
+            tried = node.ssh.key or "ssh-agent and default keys"
+            return TransportError(
+                node.name,
+                (
+                    f"authentication failed for {node.ssh.user or 'the login user'}@{where} "
+                    f"(tried {tried}); check the user and key"
+                ),
+                retryable=False,
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            return TransportError(
+                node.name,
+                f"cannot connect to {where}: connection refused; "
+                "check the node is up and sshd listens",
+            )
+        if isinstance(exc, TimeoutError):
+            return TransportError(
+                node.name,
+                f"timed out connecting to {where} after "
+                f"{node.ssh.connect_timeout:g}s; check the address and network",
+            )
+        if isinstance(exc, asyncssh.Error | OSError):
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            return TransportError(node.name, f"cannot reach {where}: {reason}")
+        return exc
+
+    async def run(
+        self,
+        node: Node,
+        command: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        local: bool = False,
+    ) -> CommandResult:
+        if node.ssh.become:
+            command = f"sudo -n {command}"
+        conn = await self._connect(node)
+        async with self._command_slots:
+            try:
+                process = await conn.create_process(command, stdin=asyncssh.DEVNULL)
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(node)
+                raise self._explain(node, exc) from None
+
+            async def pump(stream: asyncssh.SSHReader[str], name: str) -> None:
+                async for line in stream:
+                    if line:  # "" marks EOF; a blank output line arrives as "\n"
+                        on_output(name, line.rstrip("\n"))
+
+            readers = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
+            try:
+                await asyncio.wait_for(asyncio.shield(readers), timeout)
+                completed = await process.wait()
+            except TimeoutError:
+                await self._terminate(process, readers)
+                return CommandResult(
+                    None,
+                    timed_out=True,
+                    error=(f"timed out after {timeout:g}s; the command was terminated"),
+                )
+            except asyncio.CancelledError:
+                await self._terminate(process, readers)
+                raise
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(node)
+                raise TransportError(node.name, f"connection lost mid-command: {exc}") from None
+        if completed.exit_status is None:
+            if completed.exit_signal:
+                return CommandResult(None, error=f"killed by signal {completed.exit_signal[0]}")
+            self._drop(node)
+            raise TransportError(node.name, "connection lost mid-command (no exit status)")
+        return CommandResult(completed.exit_status)
+
+    async def _terminate(self, process: asyncssh.SSHClientProcess, readers: asyncio.Future) -> None:
+        """Signal the remote command, then close its channel."""
+        with contextlib.suppress(asyncssh.Error, OSError):
+            process.send_signal("TERM")
+        await asyncio.sleep(0.05)
+        process.close()
+        readers.cancel()
+        with contextlib.suppress(asyncio.CancelledError, asyncssh.Error, OSError):
+            await readers
+
+    def _drop(self, node: Node) -> None:
+        conn = self._connections.pop(node.name, None)
+        if conn is not None:
+            conn.close()
+            self._connection_slots.release()
+
+    async def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+        for conn in self._connections.values():
+            with contextlib.suppress(Exception):
+                await conn.wait_closed()
+        self._connections.clear()
