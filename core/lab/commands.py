@@ -70,6 +70,16 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
             argv = argv[1:]
     if not argv:
         return 0
+    world.running += 1
+    world.peak_running = max(world.peak_running, world.running)
+    try:
+        return await _interpret(world, node, argv, out)
+    finally:
+        world.running -= 1
+        world.save()  # a real cloud remembers what a command did, whatever the console does
+
+
+async def _interpret(world: World, node: LabNode, argv: list[str], out: Out) -> int:
     text = " ".join(argv)
     fault = world.faults.for_command(node.name, text)
     shell = Shell(world, node, out)
@@ -91,13 +101,7 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
     if handler is None:
         out("stderr", f"sh: 1: {argv[0]}: command not found")
         return 127
-    world.running += 1
-    world.peak_running = max(world.peak_running, world.running)
-    try:
-        return await handler(shell, argv)
-    finally:
-        world.running -= 1
-        world.save()  # a real cloud remembers what a command did, whatever the console does
+    return await handler(shell, argv)
 
 
 def _dispatch(argv: list[str]) -> Handler | None:

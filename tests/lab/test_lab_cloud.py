@@ -1,0 +1,146 @@
+"""The lab behaves like a cloud: openstacksdk sees it, a right plan upgrades it, a wrong one
+fails the way a real cloud would."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import openstack
+import pytest
+from openstack import config as os_config
+
+from core import events as ev
+from core.engine import Engine, EngineOptions
+from core.lab import Lab
+from core.lab.commands import run_command
+from core.plan import build_plan
+from core.releases import find_release
+from core.transports.real import RealExecutor
+from tests.lab_helpers import lab_inventory
+
+
+@pytest.mark.integration
+async def test_openstacksdk_disables_and_enables_compute_services(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    try:
+        site = lab.effective_inventory.site("one")
+
+        def use_sdk() -> tuple[list[str], str | None, list[str], str]:
+            config = os_config.OpenStackConfig(config_files=[site.openstack.clouds_yaml])
+            conn = openstack.connection.Connection(
+                config=config.get_one(cloud=site.openstack.cloud, region_name=site.region)
+            )
+            hosts = sorted(s.host for s in conn.compute.services(binary="nova-compute"))
+            service = next(iter(conn.compute.services(host="cmp2", binary="nova-compute")))
+            conn.compute.disable_service(
+                service, host="cmp2", binary="nova-compute", disabled_reason="maintenance"
+            )
+            after = next(iter(conn.compute.services(host="cmp2", binary="nova-compute")))
+            reason = after.disabled_reason
+            conn.compute.enable_service(after, host="cmp2", binary="nova-compute")
+            again = [s.status for s in conn.compute.services(binary="nova-compute")]
+            return (
+                hosts,
+                reason,
+                again,
+                conn.compute.get_endpoint_data().max_microversion,
+            )
+
+        hosts, reason, statuses, microversion = await asyncio.to_thread(use_sdk)
+        assert hosts == ["cmp1", "cmp2", "cmp3"]
+        assert reason == "maintenance"
+        assert statuses == ["enabled"] * 3
+        assert microversion == (2, 100)  # nova-api still at 2025.1
+    finally:
+        await lab.close()
+
+
+@pytest.mark.integration
+async def test_the_plan_upgrades_every_node_over_ssh_and_http(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    executor = RealExecutor(lab.effective_inventory)
+    try:
+        plan = build_plan(inv)
+        engine = Engine(
+            plan, lab.effective_inventory, executor, EngineOptions("t", "t", auto_approve=True)
+        )
+        assert await asyncio.wait_for(engine.run(), 60) == "complete"
+        assert lab.world.all_upgraded()
+        units = [u for n in lab.world.nodes.values() for u in n.units.values()]
+        assert all(u.code == lab.world.target and u.active for u in units)
+        assert all(r.enabled for r in lab.world.services)  # every compute re-enabled
+        outputs = [line for e in engine.history if isinstance(e, ev.StepOutput) for line in e.lines]
+        assert (
+            f"nova-compute on cmp1 disabled: rollgate: upgrading {inv.cloud} to 2025.2" in outputs
+        )
+    finally:
+        await executor.close()
+        await lab.close()
+
+
+async def run(lab: Lab, node: str, command: str) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    status = await run_command(
+        lab.world, lab.world.nodes[node], command, lambda s, line: lines.append(line)
+    )
+    return status, lines
+
+
+async def test_contracting_before_every_node_runs_new_code_fails(tmp_path: Path) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path), serve=False)
+    assert (await run(lab, "ctl1", "apt-get install --only-upgrade -y glance-api"))[0] == 0
+    assert (await run(lab, "ctl1", "glance-manage db expand"))[0] == 0
+    assert (await run(lab, "ctl1", "glance-manage db migrate"))[0] == 0
+    status, lines = await run(lab, "ctl1", "glance-manage db contract")
+    assert status == 1 and "still run 2025.1 code (ctl1)" in lines[-1]
+    assert (await run(lab, "ctl1", "systemctl restart glance-api"))[0] == 0
+    assert (await run(lab, "ctl1", "glance-manage db contract"))[0] == 0
+
+
+async def test_new_code_on_an_old_schema_fails_to_start(tmp_path: Path) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path), serve=False)
+    await run(lab, "ctl1", "sudo -n apt-get install --only-upgrade -y nova-conductor")
+    status, lines = await run(lab, "ctl1", "systemctl restart nova-conductor")
+    assert status == 1 and "schema is at 2025.1 but the code is 2025.2" in lines[-1]
+    status, lines = await run(lab, "ctl1", "systemctl is-active nova-conductor")
+    assert (status, lines) == (3, ["failed"])
+
+
+async def test_new_conductor_refuses_computes_older_than_n_minus_2(tmp_path: Path) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path), serve=False)
+    # the computes were left behind by an earlier upgrade: 2024.1 is N-3 for 2025.2
+    for node in lab.world.nodes.values():
+        if "nova-compute" in node.units:
+            node.units["nova-compute"].code = find_release("2024.1")
+            node.packages["nova-compute"] = find_release("2024.1")
+    status, lines = await run(lab, "ctl1", "nova-status upgrade check")
+    assert status == 2 and any("Failure" in line for line in lines)
+    await run(lab, "ctl1", "apt-get install --only-upgrade -y nova-conductor")
+    await run(lab, "ctl1", "nova-manage db sync")
+    status, lines = await run(lab, "ctl1", "systemctl restart nova-conductor")
+    assert status == 1 and "upgrade the computes first" in lines[-1]
+
+
+async def test_cinder_sync_refuses_while_previous_migrations_are_pending(tmp_path: Path) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path, faults=["cinder-pending:2"]), serve=False)
+    status, lines = await run(lab, "ctl1", "cinder-status upgrade check")
+    assert status == 2
+    await run(lab, "ctl1", "apt-get install --only-upgrade -y cinder-api cinder-scheduler")
+    status, lines = await run(lab, "ctl1", "cinder-manage db sync")
+    assert status == 1 and "online data migrations" in lines[-1]
+    codes = [
+        (await run(lab, "ctl1", "cinder-manage db online_data_migrations"))[0] for _ in range(3)
+    ]
+    assert codes == [1, 1, 0]
+    assert (await run(lab, "ctl1", "cinder-manage db sync"))[0] == 0
+
+
+async def test_unknown_commands_never_touch_the_host(tmp_path: Path) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path), serve=False)
+    marker = tmp_path / "should-not-exist"
+    status, lines = await run(lab, "cmp1", f"touch {marker}")
+    assert status == 127 and lines == ["sh: 1: touch: command not found"]
+    assert not marker.exists()

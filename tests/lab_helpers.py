@@ -1,0 +1,50 @@
+"""Inventories on random loopback addresses, so parallel test runs never collide."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from core.inventory import Inventory, parse_inventory
+
+
+def random_net() -> str:
+    rng = random.SystemRandom()
+    return f"127.{rng.randrange(50, 250)}.{rng.randrange(0, 250)}"
+
+
+def lab_inventory(
+    tmp_path: Path, *, computes: int = 3, faults: list[str] | None = None, extra_policy: str = ""
+) -> Inventory:
+    net = random_net()
+    port = random.SystemRandom().randrange(20000, 60000)
+    text = f"""
+cloud: t-{net.replace(".", "-")}
+upgrade: {{from: "2025.1", to: "2025.2"}}
+ssh: {{port: {port}, become: true, connect_timeout: 3}}
+shared: {{identity: {{site: hub}}}}
+sites:
+  hub:
+    nodes:
+      - {{name: key1, address: {net}.1, roles: [keystone]}}
+  one:
+    region: RegionOne
+    nodes:
+      - name: ctl1
+        address: {net}.2
+        roles: [glance-api, placement-api, nova-conductor, nova-scheduler, nova-api,
+                neutron-server, cinder-scheduler, cinder-api, cinder-volume, horizon]
+      - {{name: "cmp[1:{computes}]", address: "{net}.[10:{9 + computes}]",
+          roles: [nova-compute, neutron-l2-agent]}}
+policy:
+  gates: none
+  batch_size: 50
+  step_timeout: 20
+  transport_retries: 1
+  {extra_policy}
+lab:
+  time_scale: 0
+  state_dir: {tmp_path / "lab"}
+  faults: {faults or []}
+"""
+    return parse_inventory(text, str(tmp_path / "inv.yaml"))

@@ -1,0 +1,155 @@
+"""The real SSH executor against lab nodes (asyncssh servers on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from core.executor import TransportError
+from core.inventory import Node
+from core.lab import Lab
+from core.transports.ssh import SshExecutor
+from tests.lab_helpers import lab_inventory
+
+pytestmark = pytest.mark.integration
+
+
+def collect() -> tuple[list[tuple[str, str]], object]:
+    lines: list[tuple[str, str]] = []
+    return lines, lambda stream, line: lines.append((stream, line))
+
+
+async def test_runs_commands_with_sudo_and_keeps_streams_apart(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        node = lab.effective_inventory.node("cmp1")
+        lines, out = collect()
+        result = await ssh.run(
+            node, "dpkg-query -W -f='${Version}' nova-compute", on_output=out, timeout=10
+        )
+        assert result.exit_status == 0
+        assert lines == [("stdout", "3:31.1.0-0ubuntu1~cloud0")]
+        lines.clear()
+        result = await ssh.run(node, "frobnicate --now", on_output=out, timeout=10)
+        assert result.exit_status == 127
+        assert lines == [("stderr", "sh: 1: frobnicate: command not found")]
+        lines.clear()
+        result = await ssh.run(
+            lab.effective_inventory.node("ctl1"),
+            "nova-status upgrade check",
+            on_output=out,
+            timeout=10,
+        )
+        assert result.exit_status == 0 and all(s == "stdout" for s, _ in lines)
+        assert any("Upgrade Check Results" in line for _, line in lines)
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_unknown_and_changed_host_keys_are_refused(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        node = lab.effective_inventory.node("cmp2")
+        empty = tmp_path / "empty_known_hosts"
+        empty.write_text("")
+        unknown = dataclasses.replace(
+            node, ssh=dataclasses.replace(node.ssh, known_hosts=str(empty))
+        )
+        with pytest.raises(TransportError, match=r"host key of .* is unknown") as caught:
+            await ssh.run(unknown, "true", on_output=lambda *a: None, timeout=5)
+        assert caught.value.retryable is False
+        other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        wrong = tmp_path / "wrong_known_hosts"
+        wrong.write_text(f"[{node.address}]:{node.ssh.port} {other}")
+        changed = dataclasses.replace(
+            node, ssh=dataclasses.replace(node.ssh, known_hosts=str(wrong))
+        )
+        with pytest.raises(TransportError, match="CHANGED"):
+            await ssh.run(changed, "true", on_output=lambda *a: None, timeout=5)
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_auth_failure_names_the_key_tried(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        node = lab.effective_inventory.node("cmp1")
+        stranger = tmp_path / "stranger"
+        asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+        bad = dataclasses.replace(node, ssh=dataclasses.replace(node.ssh, key=str(stranger)))
+        with pytest.raises(TransportError) as caught:
+            await ssh.run(bad, "true", on_output=lambda *a: None, timeout=5)
+        assert f"authentication failed for rollgate@{node.address}" in str(caught.value)
+        assert f"(tried {stranger})" in str(caught.value)
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_timeout_terminates_the_remote_command(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path, faults=["hang:ctl1:glance-manage db expand"])
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        node = lab.effective_inventory.node("ctl1")
+        result = await ssh.run(
+            node, "glance-manage db expand", on_output=lambda *a: None, timeout=0.5
+        )
+        assert result.timed_out and "terminated" in (result.error or "")
+        for _ in range(100):
+            if lab.world.running == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert lab.world.running == 0  # the lab saw the command end, not abandoned
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_refused_connection_is_a_retryable_transport_error(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path, faults=["unreachable:cmp3"])
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        with pytest.raises(TransportError, match="connection refused") as caught:
+            await ssh.run(
+                lab.effective_inventory.node("cmp3"), "true", on_output=lambda *a: None, timeout=5
+            )
+        assert caught.value.retryable
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_two_hundred_nodes_in_parallel_within_the_caps(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path, computes=200)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor(max_commands=50)
+    try:
+        nodes: list[Node] = [n for n in lab.effective_inventory.nodes if n.name.startswith("cmp")]
+        assert len(nodes) == 200
+        lab.world.time_scale = 0.005  # each command takes a moment, so they overlap
+        results = await asyncio.gather(
+            *(
+                ssh.run(n, "systemctl restart nova-compute", on_output=lambda *a: None, timeout=30)
+                for n in nodes
+            )
+        )
+        assert [r.exit_status for r in results] == [0] * 200
+        assert 1 < lab.world.peak_running <= 50
+        assert len(ssh._connections) == 200  # one connection per node, kept for reuse
+    finally:
+        await ssh.close()
+        await lab.close()
