@@ -67,6 +67,7 @@ class Engine:
         for event in self.history:
             apply(self.state, event)
         self.resumed = bool(self.history)
+        self.state.gate = None  # as RunStarted will: the new driver asks open gates again
         self._seq = self.state.last_seq
         self._nodes = {n.name: n for n in inventory.nodes}
         self._sites = {s.name: s for s in inventory.sites}

@@ -188,6 +188,7 @@ def _run_started(s: RunState, e: ev.RunStarted) -> None:
     if s.started is None:
         s.started = e.time
     s.finished = None
+    s.gate = None  # a gate left open by a driver that died is asked again by the new one
     for step in s.steps.values():  # in flight when the previous driver died
         if step.status == "running":
             _finish_step(s, step, "interrupted", e.time, None, "the run stopped while it ran")
