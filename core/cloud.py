@@ -60,6 +60,9 @@ class CloudAdapter:
             if not services:
                 return CommandResult(1, error=f"no {binary} service on {host} in {site.region}")
             service = services[0]
+            if action == "list-computes":
+                out("info", f"{len(services)} {binary} service(s) on {host}")
+                return CommandResult(0)
             if action == "disable-compute":
                 reason = args.get("reason") or f"rollgate run {self.run_id}"
                 compute.disable_service(service, host=host, binary=binary, disabled_reason=reason)

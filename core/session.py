@@ -37,6 +37,7 @@ class RunOptions:
     time_scale: float | None = None
     faults: list[str] = field(default_factory=list)
     insecure: bool = False  # --no-verify-host-keys
+    lab_read_only: bool = False  # check: look at the lab's saved world, never save over it
 
 
 @dataclass
@@ -109,8 +110,8 @@ async def open_executor(
             time_scale=options.time_scale,
             faults=options.faults or None,
             serve=not options.lab_inprocess,
-            persist=True,
-            restore=bool(options.resume),
+            persist=not options.lab_read_only,
+            restore=bool(options.resume) or options.lab_read_only,
         )
         try:
             if options.lab_inprocess:

@@ -1,4 +1,4 @@
-"""Inventories on random loopback addresses, so parallel test runs never collide."""
+"""Lab inventories on random loopback addresses, so parallel test runs never collide."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ def random_net() -> str:
     return f"127.{rng.randrange(50, 250)}.{rng.randrange(0, 250)}"
 
 
-def lab_inventory(
+def lab_inventory_text(
     tmp_path: Path, *, computes: int = 3, faults: list[str] | None = None, extra_policy: str = ""
-) -> Inventory:
+) -> str:
     net = random_net()
     port = random.SystemRandom().randrange(20000, 60000)
-    text = f"""
+    return f"""
 cloud: t-{net.replace(".", "-")}
 upgrade: {{from: "2025.1", to: "2025.2"}}
 ssh: {{port: {port}, become: true, connect_timeout: 3}}
@@ -47,4 +47,16 @@ lab:
   state_dir: {tmp_path / "lab"}
   faults: {faults or []}
 """
-    return parse_inventory(text, str(tmp_path / "inv.yaml"))
+
+
+def lab_inventory(tmp_path: Path, **kwargs: object) -> Inventory:
+    return parse_inventory(
+        lab_inventory_text(tmp_path, **kwargs),  # type: ignore[arg-type]
+        str(tmp_path / "inv.yaml"),
+    )
+
+
+def lab_inventory_file(tmp_path: Path, **kwargs: object) -> Path:
+    path = tmp_path / "inv.yaml"
+    path.write_text(lab_inventory_text(tmp_path, **kwargs))  # type: ignore[arg-type]
+    return path

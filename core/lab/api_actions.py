@@ -30,6 +30,8 @@ async def _cloud_action(
     record = world.record(site, args["host"], args.get("binary", "nova-compute"))
     if record is None:
         return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")
+    if action == "list-computes":
+        return CommandResult(0)
     if action == "disable-compute":
         record.disabled_reason = args.get("reason") or "disabled by rollgate"
         out("info", f"{record.binary} on {record.host} disabled: {record.disabled_reason}")

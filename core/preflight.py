@@ -1,0 +1,177 @@
+"""Pre-flight checks behind `rollgate check`: reach every node and API, change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from core.executor import CommandResult, Executor, TransportError
+from core.inventory import Inventory, Node
+from core.releases import release_for_major
+from core.roles import ROLES
+
+STATUS_SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
+
+
+@dataclass
+class Finding:
+    target: str  # node or site
+    check: str
+    ok: bool
+    detail: str
+    blocking: bool = True
+
+
+async def _run(
+    executor: Executor, node: Node, command: str, timeout: float
+) -> tuple[CommandResult, list[str]]:
+    lines: list[str] = []
+    result = await executor.run(
+        node, command, on_output=lambda s, line: lines.append(line), timeout=timeout
+    )
+    return result, lines
+
+
+async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        result, _ = await _run(executor, node, "true", 30)
+    except TransportError as exc:
+        return [Finding(node.name, "reachable", False, str(exc).split(": ", 1)[-1])]
+    out.append(
+        Finding(
+            node.name,
+            "reachable",
+            True,
+            "ssh ok, host key verified" + (", sudo ok" if node.ssh.become else ""),
+        )
+    )
+    if result.exit_status != 0:
+        out.append(
+            Finding(
+                node.name,
+                "sudo",
+                False,
+                "`sudo -n true` failed: allow passwordless "
+                "sudo for the upgrade commands or set become: false",
+            )
+        )
+    for role in node.roles:
+        spec = ROLES.get(role)
+        if spec is None:
+            continue
+        result, lines = await _run(
+            executor, node, f"dpkg-query -W -f='${{Version}}' {spec.package}", 30
+        )
+        version = lines[-1] if lines else ""
+        major = re.match(r"^(?:\d+:)?(\d+)\.", version)
+        release = release_for_major(spec.service, int(major.group(1))) if major else None
+        if result.exit_status != 0:
+            out.append(
+                Finding(
+                    node.name,
+                    f"{spec.package} installed",
+                    False,
+                    f"not installed ({' '.join(lines)[:80]})",
+                )
+            )
+        elif spec.service != "horizon" and release != inv.upgrade.source:
+            out.append(
+                Finding(
+                    node.name,
+                    f"{spec.package} version",
+                    False,
+                    f"{version} is {release.id if release else 'unknown'}, not "
+                    f"{inv.upgrade.source.id} as the inventory says",
+                )
+            )
+    return out
+
+
+async def check_site_api(executor: Executor, inv: Inventory) -> list[Finding]:
+    out = []
+    for site in inv.sites:
+        computes = site.with_role("nova-compute")
+        if not computes:
+            continue
+        try:
+            result = await executor.cloud(
+                site,
+                "list-computes",
+                {"host": computes[0].name},
+                on_output=lambda *a: None,
+                timeout=60,
+            )
+        except TransportError as exc:
+            out.append(Finding(site.name, "API", False, str(exc).split(": ", 1)[-1]))
+            continue
+        out.append(
+            Finding(
+                site.name,
+                "API",
+                result.exit_status == 0,
+                "compute services listed" if result.exit_status == 0 else result.error or "failed",
+            )
+        )
+    return out
+
+
+async def check_status(executor: Executor, inv: Inventory) -> list[Finding]:
+    out = []
+    seen: set[tuple[str, str]] = set()
+    for site in inv.sites:
+        for node in site.nodes:
+            for role in node.roles:
+                spec = ROLES.get(role)
+                if spec is None or spec.service not in STATUS_SERVICES or spec.data_plane:
+                    continue
+                key = (site.name, spec.service)
+                if key in seen:
+                    continue
+                seen.add(key)
+                try:
+                    result, lines = await _run(
+                        executor, node, f"{spec.service}-status upgrade check", 120
+                    )
+                except TransportError:
+                    continue  # already reported as unreachable
+                status = result.exit_status
+                detail = (
+                    {0: "success", 1: "warning: an operator must acknowledge it"}.get(
+                        status, f"failure (exit {status})"
+                    )
+                    if status is not None
+                    else "timed out"
+                )
+                failing = [ln for ln in lines if "Failure" in ln or "Details" in ln]
+                if status not in (0, None) and failing:
+                    detail += ": " + " ".join(ln.strip("| ") for ln in failing[-2:])[:120]
+                out.append(
+                    Finding(
+                        f"{site.name}/{node.name}",
+                        f"{spec.service}-status",
+                        status == 0,
+                        detail,
+                        blocking=status not in (0, 1),
+                    )
+                )
+    return out
+
+
+async def preflight(executor: Executor, inv: Inventory) -> list[Finding]:
+    per_node = await asyncio.gather(*(check_node(executor, inv, n) for n in inv.nodes))
+    findings = [f for group in per_node for f in group]
+    findings += await check_site_api(executor, inv)
+    findings += await check_status(executor, inv)
+    return findings
+
+
+def summary(findings: list[Finding]) -> dict[str, Any]:
+    blocking = [f for f in findings if not f.ok and f.blocking]
+    return {
+        "checks": len(findings),
+        "blocking": len(blocking),
+        "warnings": sum(1 for f in findings if not f.ok and not f.blocking),
+    }

@@ -1,0 +1,69 @@
+"""`rollgate check INVENTORY`: pre-flight every node and site; changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+
+@click.command()
+@click.argument("inventory", type=click.Path(dir_okay=False))
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="SPEC",
+    help="Lab inventories: inject a fault (see docs/lab.md).",
+)
+@click.option(
+    "--no-verify-host-keys",
+    "insecure",
+    is_flag=True,
+    help="Do not verify SSH host keys (warned about).",
+)
+def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
+    """Check that every node is reachable (host key known, auth and sudo work), runs the
+    `from` release, that each site's API answers, and each service's upgrade check passes.
+
+    Exit 0 when nothing blocks the run, 1 when something does, 2 for input errors.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from core.inventory import load_inventory
+    from core.preflight import preflight, summary
+    from core.session import RunOptions, open_executor
+
+    inv = load_inventory(inventory)
+    console = Console()
+
+    async def main() -> list:
+        notices: list[str] = []
+        options = RunOptions(
+            faults=list(faults), insecure=insecure, time_scale=0.0, lab_read_only=True
+        )
+        async with open_executor(inv, options, notices) as (executor, effective):
+            for notice in notices:
+                console.print(f"[dim]{notice}[/dim]")
+            return await preflight(executor, effective)
+
+    findings = asyncio.run(main())
+    table = Table("node / site", "check", "result", "detail")
+    for f in findings:
+        mark = (
+            "[green]✔ ok[/green]"
+            if f.ok
+            else ("[red]✘ blocks[/red]" if f.blocking else "[yellow]! warn[/yellow]")
+        )
+        if not f.ok or f.check == "API" or f.check.endswith("-status"):
+            table.add_row(f.target, f.check, mark, f.detail)
+    console.print(table)
+    reachable = sum(1 for f in findings if f.check == "reachable" and f.ok)
+    console.print(f"{reachable}/{len(inv.nodes)} nodes reachable with verified host keys")
+    s = summary(findings)
+    console.print(
+        f"{s['checks']} checks, {s['blocking']} blocking, {s['warnings']} warnings"
+        + ("" if s["blocking"] else ": ready to run")
+    )
+    return 1 if s["blocking"] else 0
