@@ -1,0 +1,172 @@
+"""The console driven like an operator would, on a real engine and the in-process lab."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core import events as ev
+from core.session import RunOptions, Session, open_session
+from tui.app import RollgateApp
+from tui.settings import load_settings
+
+SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ROLLGATE_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@contextlib.asynccontextmanager
+async def console(
+    faults: list[str] | None = None,
+) -> AsyncIterator[tuple[Session, RollgateApp, object]]:
+    options = RunOptions(operator="olga", lab_inprocess=True, time_scale=0, faults=faults or [])
+    async with open_session(str(SMALL), options) as session:
+        app = RollgateApp(session.client, operator="olga", resume_hint="rollgate run ... --resume")
+        task = asyncio.create_task(session.engine.run())
+        async with app.run_test(size=(160, 50)) as pilot:
+            yield session, app, pilot
+        if not task.done():
+            session.engine._abort("test", "test over")
+        await task
+
+
+async def wait_for(pilot: object, predicate, timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)  # type: ignore[attr-defined]
+    raise AssertionError("condition not reached")
+
+
+def decisions(session: Session) -> list[ev.GateDecided]:
+    return [e for e in session.engine.history if isinstance(e, ev.GateDecided)]
+
+
+async def approve_all(app: RollgateApp, pilot: object, session: Session) -> None:
+    while session.engine.state.status not in ("complete", "failed", "aborted", "stopped"):
+        await wait_for(
+            pilot, lambda: app.state.gate is not None or session.engine.finished.is_set()
+        )
+        if app.state.gate is not None and session.engine.state.gate is not None:
+            await pilot.press("a")  # type: ignore[attr-defined]
+            await pilot.pause(0.05)  # type: ignore[attr-defined]
+            await pilot.press("enter")  # type: ignore[attr-defined]
+            await pilot.pause(0.05)  # type: ignore[attr-defined]
+
+
+async def test_approve_with_a_comment_reaches_the_journal() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("a")
+        await pilot.press(*"looks good")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(decisions(session)))
+        first = decisions(session)[0]
+        assert (first.decision, first.operator, first.comment) == ("approve", "olga", "looks good")
+        await approve_all(app, pilot, session)
+        assert session.engine.state.status == "complete"
+        assert "complete" in str(app.w_header.render())
+
+
+async def test_reject_stops_the_run() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("j", *"not today", "enter")
+        await wait_for(pilot, lambda: session.engine.finished.is_set())
+        assert session.engine.state.status == "stopped"
+        assert decisions(session)[0].comment == "not today"
+
+
+async def test_space_pauses_and_resumes() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: session.engine.state.status == "paused")
+        await wait_for(pilot, lambda: "paused" in str(app.w_header.render()))
+        await pilot.press("space")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
+
+
+async def test_failure_gate_retry_then_skip_with_reason() -> None:
+    faults = [
+        "fail:one-ctl1:glance-manage db contract:1:1",
+        "fail:two-ctl1:glance-manage db contract",
+    ]
+    async with console(faults) as (session, app, pilot):
+
+        async def at_failure() -> None:
+            while True:
+                await wait_for(pilot, lambda: app.state.gate is not None)
+                if app.state.gate.kind == "failure":
+                    return
+                await pilot.press("a", "enter")
+                await pilot.pause(0.05)
+
+        await at_failure()
+        await pilot.press("r")
+        await at_failure()
+        await pilot.press("s", "enter")  # an empty reason is refused
+        await pilot.pause(0.1)
+        assert app.state.gate is not None and app.state.gate.kind == "failure"
+        await pilot.press(*"contract next week", "enter")
+        await wait_for(pilot, lambda: app.state.gate is None or app.state.gate.kind != "failure")
+        kinds = [(d.decision, d.comment) for d in decisions(session) if d.decision != "approve"]
+        assert kinds == [("retry", ""), ("skip", "contract next week")]
+
+
+async def test_abort_asks_to_confirm() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("x", "n")
+        await pilot.pause(0.1)
+        assert not session.engine.finished.is_set()
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: session.engine.finished.is_set())
+        assert session.engine.state.status == "aborted"
+
+
+async def test_node_detail_search_and_theme() -> None:
+    async with console() as (session, app, pilot):
+        await approve_all(app, pilot, session)
+        await pilot.pause(0.2)
+        tree = app.w_sitemap
+        tree.focus()
+        node = app._node_rows["one-cmp2"]
+        tree.select_node(node)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert "node one-cmp2" in str(app.screen.query("Label").first().render())
+        assert "disable nova-compute on one-cmp2" in str(app.screen.query_one("#body").render())
+        await pilot.press("escape", "slash", *"one-cmp3", "enter")
+        await pilot.pause(0.1)
+        log_lines = app.w_log.lines
+        assert log_lines and all("one-cmp3" in line.lower() for line in log_lines)
+        before = app.theme
+        await pilot.press("t")
+        assert app.theme != before and load_settings()["theme"] == app.theme
+
+
+async def test_quit_with_a_run_active_asks_and_says_how_to_resume() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        assert "--resume" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert app.is_running
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: session.engine.finished.is_set())
+        assert session.engine.state.status == "aborted"

@@ -1,0 +1,477 @@
+"""The Rollgate console: header, gate bar, site map, pipeline, steps and log, on one client.
+
+The app reads the run only through the client (events from a sequence number, commands
+back), folds events with the same reducer as everything else, and redraws on a timer so a
+flood of events never floods the screen. With a read-only client it only watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
+
+from core import events as ev
+from core.client import RunClient
+from core.engine import CommandRejected
+from core.headless import GLYPHS, describe
+from core.state import RunState, apply
+from themes import STYLESHEET, THEMES
+from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
+from tui.settings import load_settings, save_setting
+
+REFRESH = 0.1
+LOG_LINES = 5000
+
+HELP = """space  pause / resume the run
+a      approve the open gate (asks for an optional comment)
+j      reject the open gate
+r      retry the failed step (at a failure gate)
+s      skip the failed step (asks for a reason)
+x      abort the run (asks to confirm; running commands are terminated)
+enter  node detail (on the site map)
+/      search the log          f  follow the log on/off
+t      next theme (dark, light, high contrast; remembered)
+q      quit (asks when a run is active, and says how to resume)
+?      this help             ctrl+p  command palette"""
+
+
+class RollgateApp(App[int]):
+    CSS_PATH = str(STYLESHEET)
+    TITLE = "Rollgate"
+    BINDINGS = [
+        Binding("space", "pause_resume", "Pause/resume"),
+        Binding("a", "approve", "Approve"),
+        Binding("j", "reject", "Reject"),
+        Binding("r", "retry", "Retry"),
+        Binding("s", "skip", "Skip"),
+        Binding("x", "abort", "Abort"),
+        Binding("slash", "search", "Search"),
+        Binding("f", "follow", "Follow"),
+        Binding("t", "theme", "Theme"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_console", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        client: RunClient,
+        *,
+        operator: str,
+        resume_hint: str = "",
+        clock: Callable[[], float] = time.time,
+        window_end: float | None = None,
+    ):
+        super().__init__()
+        self.client = client
+        self.operator = operator
+        self.resume_hint = resume_hint
+        self.clock = clock
+        self.window_end = window_end
+        self.state = RunState.initial(client.plan)
+        self.read_only = client.read_only
+        self._dirty = True
+        self._log_buffer: list[str] = []
+        self._log_all: list[str] = []
+        self._follow = True
+        self._shown_gate: str | None = None
+        self._node_rows: dict[str, Any] = {}
+        self._search = ""
+        self.exit_code = 0
+        for theme in THEMES:
+            self.register_theme(theme)
+        wanted = load_settings().get("theme", "rollgate-dark")
+        self.theme = wanted if wanted in self.available_themes else "rollgate-dark"
+
+    # ---------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        yield Static(id="gate")
+        with Horizontal(id="body"):
+            yield Tree("sites", id="sitemap")
+            with Vertical(id="right"):
+                yield DataTable(id="pipeline", cursor_type="row")
+                yield DataTable(id="steps", cursor_type="row")
+        yield Log(id="log", max_lines=LOG_LINES, highlight=False)
+        yield Input(placeholder="search the log (Enter applies, empty clears)", id="search")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Kept as attributes: a modal on top would hide them from query_one.
+        self.w_header = self.query_one("#header", Static)
+        self.w_gatebar = self.query_one("#gate", Static)
+        self.w_pipeline = self.query_one("#pipeline", DataTable)
+        self.w_steps = self.query_one("#steps", DataTable)
+        self.w_sitemap = self.query_one("#sitemap", Tree)
+        self.w_log = self.query_one("#log", Log)
+        self.w_searchbox = self.query_one("#search", Input)
+        pipeline = self.w_pipeline
+        pipeline.add_columns("", "phase", "site", "steps", "gate")
+        for phase in self.client.plan.phases:
+            pipeline.add_row(
+                "·",
+                phase.title,
+                phase.site,
+                f"0/{len(phase.steps)}",
+                "⏸" if phase.gate else "",
+                key=phase.id,
+            )
+        steps = self.w_steps
+        steps.add_columns("state", "step", "node", "try", "took")
+        tree = self.w_sitemap
+        tree.root.expand()
+        sites: dict[str, Any] = {}
+        for name, node in self.state.nodes.items():
+            if node.site not in sites:
+                sites[node.site] = tree.root.add(node.site, expand=True)
+            self._node_rows[name] = sites[node.site].add_leaf(name, data=name)
+        self._site_nodes = sites
+        self.w_sitemap.border_title = "site map"
+        pipeline.border_title = "pipeline"
+        steps.border_title = "steps of the selected phase"
+        self.w_log.border_title = "log (following)"
+        self.set_interval(REFRESH, self._refresh)
+        self._consume()
+
+    # ---------------------------------------------------------------- events in
+
+    @work(exclusive=True, group="events")
+    async def _consume(self) -> None:
+        async for event in self.client.events(1):
+            apply(self.state, event)
+            line = self._log_line(event)
+            if line:
+                self._log_buffer.append(line)
+            self._dirty = True
+
+    def _log_line(self, event: ev.Event) -> str | None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        if isinstance(event, ev.StepOutput):
+            node = self.client.plan.step(event.step).node if event.step in self.state.steps else "?"
+            return "\n".join(f"{stamp} {node} {line}" for line in event.lines)
+        if isinstance(event, ev.StepStarted):
+            return f"{stamp} {event.node} $ {event.command or event.step.rsplit('/', 1)[-1]}"
+        text = describe(event)
+        return f"{stamp} » {text}" if text else None
+
+    # ---------------------------------------------------------------- drawing
+
+    def _refresh(self) -> None:
+        if self._log_buffer:
+            lines = "\n".join(self._log_buffer).split("\n")
+            self._log_buffer.clear()
+            self._log_all.extend(lines)
+            del self._log_all[:-LOG_LINES]
+            if not self._search:
+                log = self.w_log
+                log.write_lines(lines, scroll_end=self._follow)
+        if not self._dirty:
+            self._draw_header()
+            return
+        self._dirty = False
+        self._draw_header()
+        self._draw_gate()
+        self._draw_pipeline()
+        self._draw_steps()
+        self._draw_sites()
+
+    def _draw_header(self) -> None:
+        s, plan = self.state, self.client.plan
+        elapsed = ""
+        if s.started:
+            secs = int((s.finished or self.clock()) - s.started)
+            elapsed = f"  elapsed {secs // 3600:d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+        window = ""
+        if self.window_end:
+            left = int(self.window_end - self.clock())
+            window = f"  window {'left ' + str(left // 60) + ' min' if left > 0 else 'OVER'}"
+        counts = s.counts()
+        text = Text.assemble(
+            (f"{plan.cloud}", "bold"),
+            f"  {plan.source} -> {plan.target}",
+            (" skip-level" if plan.skip_level else ""),
+            f"  run {s.run_id or '-'}  ",
+            (f"{GLYPHS.get(s.status, '')} {s.status}", "bold"),
+            elapsed,
+            window,
+            f"  operator {self.operator}",
+            ("  READ-ONLY" if self.read_only else "", "bold"),
+            "\n",
+            " ".join(f"{GLYPHS.get(k, '')} {k} {v}" for k, v in sorted(counts.items())),
+        )
+        self.w_header.update(text)
+
+    def _draw_gate(self) -> None:
+        bar = self.w_gatebar
+        gate = self.state.gate
+        if gate is None:
+            bar.remove_class("open")
+            return
+        keys = {
+            "approve": "a approve",
+            "reject": "j reject",
+            "retry": "r retry",
+            "skip": "s skip",
+            "abort": "x abort",
+            "rerun": "a re-run",
+            "mark-done": "s mark done",
+        }
+        options = "   ".join(keys.get(o, o) for o in gate.options)
+        bar.update(
+            Text.assemble(
+                ("⏸ GATE ", "bold"),
+                f"({gate.kind}) {gate.title}\n",
+                gate.summary + "\n" if gate.summary else "",
+                ("" if self.read_only else options, "bold"),
+            )
+        )
+        bar.add_class("open")
+        if gate.id != self._shown_gate:
+            self._shown_gate = gate.id
+            self.bell()
+
+    def _draw_pipeline(self) -> None:
+        table = self.w_pipeline
+        for phase in self.client.plan.phases:
+            status = self.state.phases.get(phase.id, "pending")
+            done = sum(self.state.steps[s.id].done for s in phase.steps)
+            table.update_cell(
+                phase.id, table.ordered_columns[0].key, f"{GLYPHS.get(status, '?')} {status}"
+            )
+            table.update_cell(phase.id, table.ordered_columns[3].key, f"{done}/{len(phase.steps)}")
+
+    def _selected_phase(self) -> str | None:
+        table = self.w_pipeline
+        if table.row_count == 0:
+            return None
+        running = self.state.current_phases
+        if running and not table.has_focus:
+            return running[0]
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _draw_steps(self) -> None:
+        phase_id = self._selected_phase()
+        table = self.w_steps
+        table.clear()
+        if phase_id is None:
+            return
+        phase = next(p for p in self.client.plan.phases if p.id == phase_id)
+        remaining = 0
+        durations = []
+        for step in phase.steps:
+            st = self.state.steps[step.id]
+            if st.done and st.duration:
+                durations.append(st.duration)
+            if not st.done:
+                remaining += 1
+            table.add_row(
+                f"{GLYPHS.get(st.status, '?')} {st.status}",
+                step.title[:60],
+                step.node,
+                str(st.attempts or ""),
+                f"{st.duration:.1f}s" if st.duration else "",
+            )
+        average = sum(durations) / len(durations) if durations else 0
+        table.border_title = f"{phase.title} @ {phase.site}: {remaining} steps left" + (
+            f", about {remaining * average:.0f}s" if average else ""
+        )
+
+    def _draw_sites(self) -> None:
+        for name, leaf in self._node_rows.items():
+            node = self.state.nodes[name]
+            status = node.status
+            extra = []
+            if node.disabled:
+                extra.append("disabled in scheduler")
+            if node.version:
+                extra.append(node.version)
+            label = Text.assemble(
+                f"{GLYPHS.get(status, '?')} ",
+                (name.ljust(14), "bold"),
+                f" {status:<11}",
+                " · ".join(extra),
+            )
+            if str(leaf.label) != str(label):
+                leaf.set_label(label)
+        for site, branch in self._site_nodes.items():
+            c = self.state.counts(site)
+            branch.set_label(f"{site}  " + "  ".join(f"{k} {v}" for k, v in sorted(c.items())))
+
+    # ---------------------------------------------------------------- commands out
+
+    async def _send(self, kind: str, comment: str = "") -> None:
+        if self.read_only:
+            self.notify("read-only: this console only watches", severity="warning")
+            return
+        gate = self.state.gate
+        try:
+            await self.client.send(
+                ev.Command(
+                    kind,
+                    self.operator,
+                    comment,
+                    gate.id if gate and kind not in ("pause", "resume", "note") else None,
+                )
+            )
+        except (CommandRejected, ValueError) as exc:
+            self.notify(str(exc), severity="warning")
+
+    def _gate_allows(self, option: str) -> bool:
+        gate = self.state.gate
+        if gate is None or option not in gate.options:
+            self.notify(f"no open gate takes '{option}'", severity="warning")
+            return False
+        return True
+
+    @work(exclusive=True, group="dialog")
+    async def action_approve(self) -> None:
+        gate = self.state.gate
+        option = "rerun" if gate is not None and "rerun" in gate.options else "approve"
+        if not self._gate_allows(option):
+            return
+        comment = await self.push_screen_wait(
+            PromptScreen(f"{option} — {gate.title if gate else ''}\nComment (optional):")
+        )
+        if comment is not None:
+            await self._send(option, comment)
+
+    @work(exclusive=True, group="dialog")
+    async def action_reject(self) -> None:
+        if not self._gate_allows("reject"):
+            return
+        comment = await self.push_screen_wait(PromptScreen("Reject: why? (optional)"))
+        if comment is not None:
+            await self._send("reject", comment)
+
+    async def action_retry(self) -> None:
+        if self._gate_allows("retry"):
+            await self._send("retry")
+
+    @work(exclusive=True, group="dialog")
+    async def action_skip(self) -> None:
+        gate = self.state.gate
+        option = "mark-done" if gate is not None and "mark-done" in gate.options else "skip"
+        if not self._gate_allows(option):
+            return
+        reason = await self.push_screen_wait(
+            PromptScreen(f"{option}: give the reason for the record", required=True)
+        )
+        if reason:
+            await self._send(option, reason)
+
+    @work(exclusive=True, group="dialog")
+    async def action_abort(self) -> None:
+        if await self.push_screen_wait(
+            ConfirmScreen("Abort the run? Running commands are terminated and nothing new starts.")
+        ):
+            await self._send("abort", "aborted from the console")
+
+    async def action_pause_resume(self) -> None:
+        await self._send("resume" if self.state.status == "paused" else "pause")
+
+    def action_follow(self) -> None:
+        self._follow = not self._follow
+        log = self.w_log
+        log.border_title = "log (following)" if self._follow else "log (paused: f follows)"
+        if self._follow:
+            log.scroll_end(animate=False)
+
+    def action_search(self) -> None:
+        box = self.w_searchbox
+        box.add_class("open")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "search":
+            return
+        self._search = event.value.strip()
+        event.input.remove_class("open")
+        log = self.w_log
+        log.clear()
+        lines = (
+            [ln for ln in self._log_all if self._search.lower() in ln.lower()]
+            if self._search
+            else self._log_all
+        )
+        log.write_lines(lines[-LOG_LINES:])
+        log.border_title = (
+            f"log: {len(lines)} lines matching '{self._search}'"
+            if self._search
+            else "log (following)"
+        )
+
+    def action_theme(self) -> None:
+        names = [t.name for t in THEMES]
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        save_setting("theme", self.theme)
+        self.notify(f"theme: {self.theme}")
+
+    def action_help(self) -> None:
+        self.push_screen(TextScreen("Keys", HELP))
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        name = event.node.data
+        if not name:
+            return
+        node = self.state.nodes[name]
+        lines = [
+            f"site {node.site}   state {node.status}   version {node.version or '?'}"
+            f"   scheduler {'disabled' if node.disabled else 'enabled'}",
+            "",
+        ]
+        for step in self.client.plan.steps:
+            if step.node == name:
+                st = self.state.steps[step.id]
+                lines.append(f"{GLYPHS.get(st.status, '?')} {st.status:<11} {step.title}")
+                lines += [f"      {t}" for t in list(st.tail)[-3:]]
+        self.push_screen(TextScreen(f"node {name}", "\n".join(lines[:400])))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "pipeline":
+            self._dirty = True
+
+    @work(exclusive=True, group="dialog")
+    async def action_quit_console(self) -> None:
+        active = self.state.status in ("running", "paused") and not self.read_only
+        if active and not await self.push_screen_wait(
+            ConfirmScreen(
+                "A run is active. Quit? Running commands are terminated; resume later with\n"
+                f"{self.resume_hint}"
+            )
+        ):
+            return
+        if active:
+            await self._send("abort", "the operator quit the console")
+        self.exit(self.exit_code)
+
+
+async def run_console(session: Any) -> int:
+    """Run the engine and the console together; returns the exit code of the run."""
+    engine = session.engine
+    window_end = None
+    window = session.inventory.window
+    if window is not None:
+        window_end = window.end.timestamp()
+    hint = f"rollgate run {session.inventory.file} --resume {session.run_id}"
+    app = RollgateApp(
+        session.client, operator=engine.options.operator, resume_hint=hint, window_end=window_end
+    )
+    task = asyncio.create_task(engine.run())
+    await app.run_async()
+    if not task.done():
+        engine._abort(engine.options.operator, "the console closed")
+    outcome = await task
+    print(f"run {outcome}; journal: {session.journal_path}")
+    if outcome != "complete":
+        print(f"resume with: {hint}")
+    return 0 if outcome == "complete" else 1
