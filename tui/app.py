@@ -44,6 +44,11 @@ q      quit (asks when a run is active, and says how to resume)
 ?      this help             ctrl+p  command palette"""
 
 
+def _span(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
 class RollgateApp(App[int]):
     CSS_PATH = str(STYLESHEET)
     TITLE = "Rollgate"
@@ -68,14 +73,14 @@ class RollgateApp(App[int]):
         operator: str,
         resume_hint: str = "",
         clock: Callable[[], float] = time.time,
-        window_end: float | None = None,
+        window: tuple[float, float] | None = None,
     ):
         super().__init__()
         self.client = client
         self.operator = operator
         self.resume_hint = resume_hint
         self.clock = clock
-        self.window_end = window_end
+        self.window = window
         self.state = RunState.initial(client.plan)
         self.read_only = client.read_only
         self._dirty = True
@@ -191,9 +196,13 @@ class RollgateApp(App[int]):
             secs = int((s.finished or self.clock()) - s.started)
             elapsed = f"  elapsed {secs // 3600:d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
         window = ""
-        if self.window_end:
-            left = int(self.window_end - self.clock())
-            window = f"  window {'left ' + str(left // 60) + ' min' if left > 0 else 'OVER'}"
+        if self.window is not None:
+            start, end = self.window
+            now = self.clock()
+            if now < start:
+                window = f"  window opens in {_span(start - now)}"
+            else:
+                window = f"  window left {_span(end - now)}" if now < end else "  WINDOW OVER"
         counts = s.counts()
         text = Text.assemble(
             (f"{plan.cloud}", "bold"),
@@ -458,13 +467,11 @@ class RollgateApp(App[int]):
 async def run_console(session: Any) -> int:
     """Run the engine and the console together; returns the exit code of the run."""
     engine = session.engine
-    window_end = None
-    window = session.inventory.window
-    if window is not None:
-        window_end = window.end.timestamp()
+    spec = session.inventory.window
+    window = (spec.start.timestamp(), spec.end.timestamp()) if spec is not None else None
     hint = f"rollgate run {session.inventory.file} --resume {session.run_id}"
     app = RollgateApp(
-        session.client, operator=engine.options.operator, resume_hint=hint, window_end=window_end
+        session.client, operator=engine.options.operator, resume_hint=hint, window=window
     )
     task = asyncio.create_task(engine.run())
     await app.run_async()
