@@ -77,3 +77,63 @@ def test_unknown_run_to_resume_is_a_clear_error(tmp_path: Path) -> None:
         "error: no run or journal 'nope'; list runs with "
         "`rollgate runs` or give the path of a journal.jsonl"
     )
+
+
+@pytest.mark.integration
+def test_ctrl_c_pauses_after_running_steps_then_without_a_terminal_aborts(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from core import events as ev
+    from core.journal import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from tui.cli import main; main()",
+            "run",
+            str(SMALL),
+            "--headless",
+            "--auto-approve",
+            "--lab-inprocess",
+            "--time-scale",
+            "0.01",
+            "--journal",
+            str(journal),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    while journal.exists() is False or journal.read_text().count("step-finished") < 5:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err
+    events = read_journal(journal).events
+    kinds = [type(e) for e in events]
+    paused = kinds.index(ev.RunPaused)
+    assert ev.RunAborted in kinds[paused:]
+    assert next(e for e in events if isinstance(e, ev.RunPaused)).reason == "Ctrl-C"
+    assert events[-1].outcome == "aborted"  # type: ignore[attr-defined]
+    assert "resume with: rollgate run" in out
+
+
+@pytest.mark.integration
+def test_the_demo_inventory_upgrades_over_ssh_and_http(tmp_path: Path) -> None:
+    demo = Path(__file__).parents[2] / "sample_inventory" / "lab-two-sites.yaml"
+    text = demo.read_text().replace("127.42.", "127.43.") + f"\n  state_dir: {tmp_path}/lab\n"
+    inventory = tmp_path / "lab-two-sites.yaml"
+    inventory.write_text(text)
+    out = rollgate(
+        tmp_path, "run", str(inventory), "--headless", "--auto-approve", "--time-scale", "0"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "lab: nodes answer SSH on loopback" in out.stdout
+    assert "run complete" in out.stdout
