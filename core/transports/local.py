@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 
 from core.executor import CommandResult, OutputCallback
 
@@ -37,13 +39,16 @@ async def run_local(command: str, *, on_output: OutputCallback, timeout: float) 
 
 
 async def _stop(process: asyncio.subprocess.Process, readers: asyncio.Future) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), 5)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    readers.cancel()
-    with contextlib.suppress(asyncio.CancelledError, OSError):
-        await readers
+    """Terminate the command's whole process group, then kill it if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+            break
+        except TimeoutError:
+            continue
+    try:  # the pipes close once every process of the group is gone
+        await asyncio.wait_for(readers, 2)
+    except (TimeoutError, asyncio.CancelledError, OSError):
+        readers.cancel()
