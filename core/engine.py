@@ -55,6 +55,7 @@ class Engine:
         journal: JournalWriter | None = None,
         history: list[ev.Event] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.plan = plan
         self.inventory = inventory
@@ -62,6 +63,7 @@ class Engine:
         self.options = options
         self.journal = journal
         self.clock = clock
+        self.monotonic = monotonic  # injectable, with clock, for reproducible journals
         self.history: list[ev.Event] = list(history or [])
         self.state = RunState.initial(plan)
         for event in self.history:
@@ -88,7 +90,7 @@ class Engine:
         if cls is not ev.StepOutput:
             self._flush_output()
         self._seq += 1
-        event = cls(seq=self._seq, time=self.clock(), mono=time.monotonic(), **fields)
+        event = cls(seq=self._seq, time=self.clock(), mono=self.monotonic(), **fields)
         if self.journal is not None:
             self.journal.write(event)  # durable before we act on it
         apply(self.state, event)
@@ -454,7 +456,7 @@ class Engine:
         self.emit(
             ev.StepStarted, step=step.id, node=step.node, attempt=attempt, command=step.command
         )
-        started = time.monotonic()
+        started = self.monotonic()
         task = asyncio.create_task(self._execute(step))
         self._running.add(task)
         try:
@@ -481,7 +483,7 @@ class Engine:
             outcome=outcome,
             exit_status=status,
             error=error,
-            duration=round(time.monotonic() - started, 3),
+            duration=round(self.monotonic() - started, 3),
         )
         self._after_step(step, outcome)
         if self._stop:

@@ -39,6 +39,7 @@ s      skip the failed step (asks for a reason)
 x      abort the run (asks to confirm; running commands are terminated)
 enter  node detail (on the site map)
 /      search the log          f  follow the log on/off
+v      filter the site map by node name or state
 t      next theme (dark, light, high contrast; remembered)
 q      quit (asks when a run is active, and says how to resume)
 ?      this help             ctrl+p  command palette"""
@@ -60,6 +61,7 @@ class RollgateApp(App[int]):
         Binding("s", "skip", "Skip"),
         Binding("x", "abort", "Abort"),
         Binding("slash", "search", "Search"),
+        Binding("v", "filter", "Filter nodes"),
         Binding("f", "follow", "Follow"),
         Binding("t", "theme", "Theme"),
         Binding("question_mark", "help", "Help"),
@@ -90,6 +92,7 @@ class RollgateApp(App[int]):
         self._shown_gate: str | None = None
         self._node_rows: dict[str, Any] = {}
         self._search = ""
+        self._filter = ""
         self.exit_code = 0
         for theme in THEMES:
             self.register_theme(theme)
@@ -132,20 +135,30 @@ class RollgateApp(App[int]):
             )
         steps = self.w_steps
         steps.add_columns("state", "step", "node", "try", "took")
-        tree = self.w_sitemap
-        tree.root.expand()
-        sites: dict[str, Any] = {}
-        for name, node in self.state.nodes.items():
-            if node.site not in sites:
-                sites[node.site] = tree.root.add(node.site, expand=True)
-            self._node_rows[name] = sites[node.site].add_leaf(name, data=name)
-        self._site_nodes = sites
-        self.w_sitemap.border_title = "site map"
+        self._build_sitemap()
         pipeline.border_title = "pipeline"
         steps.border_title = "steps of the selected phase"
         self.w_log.border_title = "log (following)"
         self.set_interval(REFRESH, self._refresh)
         self._consume()
+
+    def _build_sitemap(self) -> None:
+        """(Re)build the site map with the nodes that match the filter (name or state)."""
+        tree = self.w_sitemap
+        tree.clear()
+        tree.root.expand()
+        self._node_rows = {}
+        sites: dict[str, Any] = {}
+        wanted = self._filter.lower()
+        for name, node in self.state.nodes.items():
+            if wanted and wanted not in name.lower() and wanted != node.status:
+                continue
+            if node.site not in sites:
+                sites[node.site] = tree.root.add(node.site, expand=True)
+            self._node_rows[name] = sites[node.site].add_leaf(name, data=name)
+        self._site_nodes = sites
+        tree.border_title = f"site map: filter '{self._filter}'" if self._filter else "site map"
+        self._dirty = True
 
     # ---------------------------------------------------------------- events in
 
@@ -398,6 +411,18 @@ class RollgateApp(App[int]):
         box = self.w_searchbox
         box.add_class("open")
         box.focus()
+
+    @work(exclusive=True, group="dialog")
+    async def action_filter(self) -> None:
+        answer = await self.push_screen_wait(
+            PromptScreen(
+                "Show nodes whose name contains this, or in this state (pending, working, done, "
+                "failed, unreachable, skipped); empty shows all:"
+            )
+        )
+        if answer is not None:
+            self._filter = answer
+            self._build_sitemap()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":

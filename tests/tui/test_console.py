@@ -170,3 +170,31 @@ async def test_quit_with_a_run_active_asks_and_says_how_to_resume() -> None:
         await pilot.press("q", "y")
         await wait_for(pilot, lambda: session.engine.finished.is_set())
         assert session.engine.state.status == "aborted"
+
+
+async def test_site_map_filters_by_state_and_by_name() -> None:
+    faults = ["fail:two-cmp2:systemctl restart nova-compute"]
+    async with console(faults) as (_session, app, pilot):
+
+        async def until_failed() -> None:
+            while app.state.nodes["two-cmp2"].status != "failed":
+                await wait_for(
+                    pilot,
+                    lambda: (
+                        app.state.gate is not None or app.state.nodes["two-cmp2"].status == "failed"
+                    ),
+                )
+                if app.state.gate is not None and app.state.gate.kind != "failure":
+                    await pilot.press("a", "enter")
+                    await pilot.pause(0.05)
+
+        await until_failed()
+        await pilot.press("v", *"failed", "enter")
+        await pilot.pause(0.2)
+        assert list(app._node_rows) == ["two-cmp2"]
+        await pilot.press("v", *"cmp1", "enter")
+        await pilot.pause(0.2)
+        assert sorted(app._node_rows) == ["one-cmp1", "two-cmp1"]
+        await pilot.press("v", "enter")
+        await pilot.pause(0.2)
+        assert len(app._node_rows) == len(app.state.nodes)
