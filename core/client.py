@@ -8,12 +8,18 @@ an operator command. `EngineClient` is the in-process implementation; a read-onl
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from core.engine import CommandRejected, Engine
+from core.errors import UserError
 from core.events import Command, Event
+from core.journal import read_journal
 from core.plan import Plan
+from core.runs import resolve_journal
 
 
 class ReadOnlyError(CommandRejected):
@@ -53,3 +59,62 @@ class EngineClient:
 
     async def send(self, command: Command) -> None:
         await self.engine.send(command)
+
+
+class JournalClient:
+    """A read-only client over a journal: its events, then (with `follow`) whatever the
+    driving console appends, for `rollgate watch` and replay."""
+
+    read_only = True
+
+    def __init__(
+        self,
+        path: Path,
+        plan: Plan,
+        header: dict[str, Any],
+        events: list[Event],
+        *,
+        follow: bool = False,
+        poll: float = 0.2,
+    ):
+        self.path = path
+        self.plan = plan
+        self.header = header
+        self._events = events
+        self.follow = follow
+        self.poll = poll
+
+    async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
+        last = 0
+        for event in self._events:
+            if event.seq >= from_seq:
+                yield event
+            last = event.seq
+        if not self.follow:
+            return
+        while True:
+            await asyncio.sleep(self.poll)
+            for event in read_journal(self.path).events:  # re-read: torn tails are skipped
+                if event.seq > last:
+                    last = event.seq
+                    yield event
+
+    async def send(self, command: Command) -> None:
+        raise ReadOnlyError(
+            "this console only watches; decisions are taken in the console that drives the run"
+        )
+
+
+def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:
+    """A client for a run id or journal path (the plan comes from the journal's header)."""
+    path = resolve_journal(ref)
+    contents = read_journal(path)
+    plan_data = contents.header.get("plan")
+    if plan_data is None:
+        plan_file = path.parent / "plan.json"
+        if not plan_file.is_file():
+            raise UserError(f"{path}: the journal has no plan and no plan.json beside it")
+        plan_data = json.loads(plan_file.read_text())
+    return JournalClient(
+        path, Plan.from_dict(plan_data), contents.header, contents.events, follow=follow
+    )

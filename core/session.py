@@ -205,6 +205,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
             "operator": operator,
             "host": socket.gethostname(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "plan": plan.to_dict(),  # the journal alone is enough to replay the run
         }
         (run_dir / "plan.json").write_text(plan.to_json())
         if options.journal:

@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("tui.commands.plan:plan", "Print the upgrade plan as a tree or JSON."),
     "run": ("tui.commands.run:run", "Drive an upgrade in the console (or --headless)."),
     "runs": ("tui.commands.runs:runs", "List past and current runs."),
+    "watch": ("tui.commands.watch:watch", "Follow a run another console drives, read-only."),
+    "replay": ("tui.commands.replay:replay", "Replay a past run (read-only)."),
     "check": ("tui.commands.check:check", "Pre-flight every node and site; changes nothing."),
     "lab": ("tui.commands.lab:lab", "Serve the simulated cloud of a lab inventory."),
 }

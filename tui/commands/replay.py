@@ -1,0 +1,44 @@
+"""`rollgate replay RUN_ID|JOURNAL`: see a past run through the same reducer as the live one."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run")
+@click.option("--headless", is_flag=True, help="Print the final state summary and exit.")
+def replay(run: str, headless: bool) -> int:
+    """Replay RUN (a run id from `rollgate runs` or a journal path).
+
+    The console shows the run as it ended, read-only. --headless prints the final state: phases,
+    node counts per site, failures and every gate decision with operator and comment.
+    """
+    from core.client import open_journal_client
+    from core.state import fold
+
+    client = open_journal_client(run)
+    if not headless:
+        from tui.app import RollgateApp
+
+        RollgateApp(client, operator="replay (read-only)").run()
+        return 0
+    import time
+
+    from rich.console import Console
+
+    from core.headless import render
+
+    state = fold(client.plan, client._events)
+    console = Console()
+    console.print(render(state))
+    for gate in state.gates:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(gate.decided or gate.opened))
+        console.print(
+            f"gate {gate.id}: {gate.decision or 'undecided'} by "
+            f"{gate.operator or '-'} at {when}" + (f" — {gate.comment}" if gate.comment else ""),
+            highlight=False,
+        )
+    if state.torn:
+        console.print("note: the journal ended mid-line (a crash); replayed up to the tear")
+    return 0

@@ -1,0 +1,17 @@
+"""`rollgate watch RUN_ID|JOURNAL`: follow a run another console drives, read-only."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run")
+def watch(run: str) -> int:
+    """Follow RUN live from its journal in the console; nothing can be approved from here."""
+    from core.client import open_journal_client
+    from tui.app import RollgateApp
+
+    client = open_journal_client(run, follow=True)
+    RollgateApp(client, operator="watching (read-only)").run()
+    return 0
