@@ -83,6 +83,7 @@ class JournalClient:
         self._events = events
         self.follow = follow
         self.poll = poll
+        self.torn = False  # the journal ended mid-line (a crash); events stop at the tear
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
         last = 0
@@ -115,6 +116,8 @@ def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:
         if not plan_file.is_file():
             raise UserError(f"{path}: the journal has no plan and no plan.json beside it")
         plan_data = json.loads(plan_file.read_text())
-    return JournalClient(
+    client = JournalClient(
         path, Plan.from_dict(plan_data), contents.header, contents.events, follow=follow
     )
+    client.torn = contents.torn
+    return client

@@ -39,6 +39,6 @@ def replay(run: str, headless: bool) -> int:
             f"{gate.operator or '-'} at {when}" + (f" — {gate.comment}" if gate.comment else ""),
             highlight=False,
         )
-    if state.torn:
+    if client.torn:
         console.print("note: the journal ended mid-line (a crash); replayed up to the tear")
     return 0
