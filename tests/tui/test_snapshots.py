@@ -1,0 +1,110 @@
+"""How the console looks at start, at a gate, after a failure and at completion.
+
+The run is recorded once with frozen clocks on the in-process lab, then shown through a
+read-only client cut at each moment, so every snapshot is the same on every machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from core import events as ev
+from core.client import JournalClient
+from core.engine import Engine, EngineOptions
+from core.inventory import load_inventory
+from core.lab import Lab
+from core.plan import build_plan
+from tui.app import RollgateApp
+
+SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
+SIZE = (150, 44)
+
+
+def record() -> tuple[object, list[ev.Event]]:
+    async def run() -> tuple[object, list[ev.Event]]:
+        inventory = load_inventory(SMALL)
+        plan = build_plan(inventory)
+        lab = await Lab.start(
+            inventory,
+            time_scale=0,
+            serve=False,
+            faults=["fail:two-cmp2:systemctl restart nova-compute:1:1"],
+        )
+        ticks = itertools.count(1_795_000_000)
+        engine = Engine(
+            plan,
+            inventory,
+            lab.executor(),
+            EngineOptions("olga", "20261124-snapshot", flush_interval=3600),
+            clock=lambda: float(next(ticks)),
+            monotonic=lambda: 0.0,
+        )
+        task = asyncio.create_task(engine.run())
+        answered: set[str] = set()
+        while not task.done():
+            await asyncio.sleep(0)
+            gate = engine.state.gate
+            if gate is not None and gate.id not in answered:
+                answered.add(gate.id)
+                kind = "retry" if gate.kind == "failure" else "approve"
+                await engine.send(
+                    ev.Command(kind, "olga", "ok" if kind == "approve" else "", gate.id)
+                )
+        await task
+        return plan, engine.history
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def recorded() -> tuple[object, list[ev.Event]]:
+    return record()
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("ROLLGATE_CONFIG_DIR", str(tmp_path))
+    time.tzset()
+
+
+def app_at(recorded: tuple[object, list[ev.Event]], cut: int) -> RollgateApp:
+    plan, events = recorded
+    shown = events[:cut]
+    client = JournalClient(Path("recorded"), plan, {}, shown)  # type: ignore[arg-type]
+    client.read_only = False  # look like the driving console
+    return RollgateApp(client, operator="olga", clock=lambda: shown[-1].time)
+
+
+def index_of(events: list[ev.Event], predicate) -> int:
+    return next(i for i, e in enumerate(events) if predicate(e)) + 1
+
+
+async def settle(pilot) -> None:
+    await pilot.pause(0.4)
+
+
+def test_console_at_start(recorded, snap_compare) -> None:
+    cut = index_of(recorded[1], lambda e: isinstance(e, ev.GateOpened))
+    assert snap_compare(app_at(recorded, cut), terminal_size=SIZE, run_before=settle)
+
+
+def test_console_at_the_canary_gate(recorded, snap_compare) -> None:
+    cut = index_of(recorded[1], lambda e: isinstance(e, ev.GateOpened) and e.kind == "canary")
+    assert snap_compare(app_at(recorded, cut), terminal_size=SIZE, run_before=settle)
+
+
+def test_console_after_a_failure(recorded, snap_compare) -> None:
+    cut = index_of(recorded[1], lambda e: isinstance(e, ev.GateOpened) and e.kind == "failure")
+    assert snap_compare(app_at(recorded, cut), terminal_size=SIZE, run_before=settle)
+
+
+def test_console_at_completion(recorded, snap_compare) -> None:
+    events = recorded[1]
+    assert isinstance(events[-1], ev.RunFinished) and events[-1].outcome == "complete"
+    assert snap_compare(app_at(recorded, len(events)), terminal_size=SIZE, run_before=settle)
