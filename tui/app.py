@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 
@@ -40,6 +42,7 @@ x      abort the run (asks to confirm; running commands are terminated)
 enter  node detail (on the site map)
 /      search the log          f  follow the log on/off
 v      filter the site map by node name or state
+l      log of the node under the cursor only / everything
 t      next theme (dark, light, high contrast; remembered)
 q      quit (asks when a run is active, and says how to resume)
 ?      this help             ctrl+p  command palette"""
@@ -50,8 +53,36 @@ def _span(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
+class ActionsProvider(Provider):
+    """Every console action in the command palette (ctrl+p), with its key."""
+
+    def _actions(self) -> list[tuple[str, str, str]]:
+        return [
+            (b.description, b.action, b.key) for b in RollgateApp.BINDINGS if isinstance(b, Binding)
+        ]
+
+    async def discover(self) -> Hits:
+        for description, action, key in self._actions():
+            yield DiscoveryHit(
+                description, partial(self.app.run_action, action), help=f"key: {key}"
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for description, action, key in self._actions():
+            score = matcher.match(description)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(description),
+                    partial(self.app.run_action, action),
+                    help=f"key: {key}",
+                )
+
+
 class RollgateApp(App[int]):
     CSS_PATH = str(STYLESHEET)
+    COMMANDS = App.COMMANDS | {ActionsProvider}
     TITLE = "Rollgate"
     BINDINGS = [
         Binding("space", "pause_resume", "Pause/resume"),
@@ -62,6 +93,7 @@ class RollgateApp(App[int]):
         Binding("x", "abort", "Abort"),
         Binding("slash", "search", "Search"),
         Binding("v", "filter", "Filter nodes"),
+        Binding("l", "log_scope", "Log: node/all"),
         Binding("f", "follow", "Follow"),
         Binding("t", "theme", "Theme"),
         Binding("question_mark", "help", "Help"),
@@ -189,9 +221,10 @@ class RollgateApp(App[int]):
             self._log_buffer.clear()
             self._log_all.extend(lines)
             del self._log_all[:-LOG_LINES]
-            if not self._search:
-                log = self.w_log
-                log.write_lines(lines, scroll_end=self._follow)
+            wanted = self._search.lower()
+            shown = [ln for ln in lines if wanted in ln.lower()] if wanted else lines
+            if shown:
+                self.w_log.write_lines(shown, scroll_end=self._follow)
         if not self._dirty:
             self._draw_header()
             return
@@ -424,11 +457,23 @@ class RollgateApp(App[int]):
             self._filter = answer
             self._build_sitemap()
 
+    def action_log_scope(self) -> None:
+        """Show only the log of the node under the site map's cursor, or everything again."""
+        node = self.w_sitemap.cursor_node
+        name = node.data if node is not None else None
+        if self._search or not name:
+            self._apply_search("")
+        else:
+            self._apply_search(f" {name} ", title=f"log of {name} (l shows everything)")
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
             return
-        self._search = event.value.strip()
         event.input.remove_class("open")
+        self._apply_search(event.value.strip())
+
+    def _apply_search(self, text: str, title: str | None = None) -> None:
+        self._search = text
         log = self.w_log
         log.clear()
         lines = (
@@ -437,7 +482,7 @@ class RollgateApp(App[int]):
             else self._log_all
         )
         log.write_lines(lines[-LOG_LINES:])
-        log.border_title = (
+        log.border_title = title or (
             f"log: {len(lines)} lines matching '{self._search}'"
             if self._search
             else "log (following)"

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Label
 
 from core import events as ev
 from core.session import RunOptions, Session, open_session
 from tui.app import RollgateApp
+from tui.screens.dialogs import PromptScreen
 from tui.settings import load_settings
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
@@ -198,3 +200,26 @@ async def test_site_map_filters_by_state_and_by_name() -> None:
         await pilot.press("v", "enter")
         await pilot.pause(0.2)
         assert len(app._node_rows) == len(app.state.nodes)
+
+
+async def test_log_of_the_selected_node_and_the_command_palette() -> None:
+    async with console() as (session, app, pilot):
+        await approve_all(app, pilot, session)
+        await pilot.pause(0.2)
+        app.w_sitemap.focus()
+        app.w_sitemap.move_cursor(app._node_rows["two-cmp3"])
+        await pilot.press("l")
+        await pilot.pause(0.1)
+        lines = app.w_log.lines
+        assert lines and all(" two-cmp3 " in line for line in lines)
+        await pilot.press("l")
+        await pilot.pause(0.1)
+        assert any(" one-ctl1 " in line for line in app.w_log.lines)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Filter nodes")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, PromptScreen)  # the palette ran the key's action
+        assert "Show nodes whose name contains" in str(app.screen.query_one(Label).render())
