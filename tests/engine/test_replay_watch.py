@@ -1,0 +1,85 @@
+"""Replay and watch read a journal through the same reducer as the live run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import events as ev
+from core.client import open_journal_client
+from core.journal import JournalWriter
+
+SMALL = Path(__file__).with_name("small.yaml")
+
+
+def rollgate(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-c", "from tui.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.integration
+def test_headless_replay_shows_the_final_state_and_every_decision(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    run = rollgate(
+        tmp_path,
+        "run",
+        str(SMALL),
+        "--headless",
+        "--auto-approve",
+        "--lab-inprocess",
+        "--operator",
+        "pat",
+        "--journal",
+        str(journal),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = rollgate(tmp_path, "replay", str(journal), "--headless")
+    assert out.returncode == 0, out.stderr
+    assert "complete" in out.stdout
+    assert "gate gate:hub/identity: approve by auto-approve at " in out.stdout
+    assert "approved automatically (--auto-approve)" in out.stdout
+    with open(journal, "a") as f:  # a crash mid-write
+        f.write('{"type":"step-started","seq":99999,"step":"x"')
+    torn = rollgate(tmp_path, "replay", str(journal), "--headless")
+    assert torn.returncode == 0
+    assert "the journal ended mid-line (a crash); replayed up to the tear" in torn.stdout
+
+
+async def test_watch_follows_what_the_driver_appends(tmp_path: Path) -> None:
+    from core.inventory import load_inventory
+    from core.plan import build_plan
+
+    plan = build_plan(load_inventory(SMALL))
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, {"run_id": "w", "plan": plan.to_dict()})
+    writer.write(ev.RunStarted(seq=1, run_id="w", operator="o", plan_digest=plan.digest))
+    client = open_journal_client(str(path), follow=True)
+    client.poll = 0.02
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for event in client.events(1):
+            seen.append(event.seq)
+            if event.seq == 3:
+                return
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.1)
+    writer.write(ev.PhaseStarted(seq=2, phase=plan.phases[0].id))
+    writer.write(ev.RunFinished(seq=3, outcome="complete"))
+    await asyncio.wait_for(watcher, 5)
+    assert seen == [1, 2, 3]
+    with pytest.raises(Exception, match="only watches"):
+        await client.send(ev.Command("approve", "intruder"))
