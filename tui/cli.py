@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("tui.commands.runs:runs", "List past and current runs."),
     "watch": ("tui.commands.watch:watch", "Follow a run another console drives, read-only."),
     "replay": ("tui.commands.replay:replay", "Replay a past run (read-only)."),
+    "report": ("tui.commands.report:report", "The change record of a run (md, html, json)."),
     "check": ("tui.commands.check:check", "Pre-flight every node and site; changes nothing."),
     "lab": ("tui.commands.lab:lab", "Serve the simulated cloud of a lab inventory."),
 }

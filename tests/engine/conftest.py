@@ -59,7 +59,9 @@ async def make(
     if tmp_path is not None:
         journal = JournalWriter(
             tmp_path / "journal.jsonl",
-            None if history else {"run_id": "t", "plan_digest": plan.digest},
+            None
+            if history
+            else {"run_id": "t", "plan_digest": plan.digest, "plan": plan.to_dict()},
         )
     engine = Engine(
         plan,

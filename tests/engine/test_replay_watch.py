@@ -83,3 +83,54 @@ async def test_watch_follows_what_the_driver_appends(tmp_path: Path) -> None:
     assert seen == [1, 2, 3]
     with pytest.raises(Exception, match="only watches"):
         await client.send(ev.Command("approve", "intruder"))
+
+
+@pytest.mark.integration
+def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> None:
+    import json
+
+    from core.client import open_journal_client
+    from core.report import build_report, redact
+    from tests.engine.conftest import drive, make
+
+    async def run() -> Path:
+        h = await make(
+            tmp_path,
+            auto_approve=False,
+            faults=[
+                "fail:one-ctl1:glance-manage db expand:1:1",
+                "fail:two-ctl1:glance-manage db contract",
+            ],
+        )
+
+        def decide(gate: ev.GateOpened) -> ev.Command:
+            if gate.kind == "failure" and "expand" in gate.title:
+                return ev.Command("retry", "kim", "", gate.gate)
+            if gate.kind == "failure":
+                return ev.Command("skip", "kim", "contract on Monday", gate.gate)
+            return ev.Command("approve", "kim", "go", gate.gate)
+
+        assert await drive(h, decide) == "complete"
+        h.engine.journal.close()  # type: ignore[union-attr]
+        return tmp_path / "journal.jsonl"
+
+    journal = asyncio.run(run())
+    client = open_journal_client(str(journal))
+    report = build_report(client.plan, client.header, client._events)
+    assert report["outcome"] == "complete"
+    assert {
+        "step": "two/image/post/two-ctl1/glance.db-contract",
+        "reason": "contract on Monday",
+    } in report["deviations"]["skips"]
+    assert {
+        "step": "one/image/glance-api@one-ctl1/one-ctl1/glance.db-expand",
+        "attempts": 2,
+    } in report["deviations"]["retries"]
+    decided = [(g["decision"], g["operator"], g["comment"]) for g in report["gates"]]
+    assert ("approve", "kim", "go") in decided and ("retry", "kim", "") in decided
+    assert all(p["duration_s"] is not None for p in report["phases"])
+    assert json.loads(json.dumps(report)) == report
+    out = rollgate(tmp_path, "report", str(journal), "--format", "md")
+    assert out.returncode == 0 and "| Image (glance) | two | ok |" in out.stdout
+    assert "skipped `two/image/post/two-ctl1/glance.db-contract`: contract on Monday" in out.stdout
+    assert redact("mysql --password=hunter2 ok") == "mysql --password=******** ok"

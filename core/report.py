@@ -1,0 +1,189 @@
+"""The change-record report of a run, folded from its journal: JSON, Markdown or HTML."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from typing import Any
+
+from core import events as ev
+from core.plan import Plan
+from core.state import fold
+
+_SECRET = re.compile(r"(?i)\b(password|passwd|token|secret|api[_-]?key)(\s*[=:]\s*)(\S+)")
+
+
+def redact(text: str) -> str:
+    """Mask values that look like credentials in command output."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
+
+
+def _iso(moment: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
+
+
+def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> dict[str, Any]:
+    state = fold(plan, events)
+    spans: dict[str, list[float | None]] = {}  # phase -> [first start, last finish]
+    for event in events:
+        if isinstance(event, ev.PhaseStarted):
+            spans.setdefault(event.phase, [event.time, None])
+        elif isinstance(event, ev.PhaseFinished) and event.phase in spans:
+            spans[event.phase][1] = event.time
+    phases = []
+    sites: dict[str, list[float]] = {}
+    for phase in plan.phases:
+        start, end = spans.get(phase.id, [None, None])
+        phases.append(
+            {
+                "phase": phase.id,
+                "title": phase.title,
+                "site": phase.site,
+                "outcome": state.phases.get(phase.id),
+                "start": _iso(start),
+                "end": _iso(end),
+                "duration_s": round(end - start, 1) if start and end else None,
+            }
+        )
+        if start and end:
+            span = sites.setdefault(phase.site, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+    skips = [
+        {"step": e.step, "reason": e.error.removeprefix("skipped: ")}
+        for e in events
+        if isinstance(e, ev.StepFinished) and e.outcome == "skipped"
+    ]
+    return {
+        "cloud": plan.cloud,
+        "from": plan.source,
+        "to": plan.target,
+        "skip_level": plan.skip_level,
+        "run_id": header.get("run_id") or state.run_id,
+        "operator": header.get("operator"),
+        "outcome": state.status,
+        "start": _iso(state.started),
+        "end": _iso(state.finished),
+        "duration_s": round(state.finished - state.started, 1)
+        if state.started and state.finished
+        else None,
+        "phases": phases,
+        "sites": {
+            site: {"start": _iso(a), "end": _iso(b), "duration_s": round(b - a, 1)}
+            for site, (a, b) in sites.items()
+        },
+        "nodes": {name: node.status for name, node in state.nodes.items()},
+        "failures": [
+            {
+                "step": s.id,
+                "node": s.node,
+                "outcome": s.status,
+                "error": redact(s.error),
+                "last_output": [redact(line) for line in list(s.tail)[-5:]],
+            }
+            for s in state.failed_steps
+        ],
+        "gates": [
+            {
+                "gate": g.id,
+                "kind": g.kind,
+                "title": g.title,
+                "decision": g.decision,
+                "operator": g.operator,
+                "comment": redact(g.comment),
+                "opened": _iso(g.opened),
+                "decided": _iso(g.decided),
+            }
+            for g in state.gates
+        ],
+        "deviations": {
+            "skips": skips,
+            "retries": [
+                {"step": s.id, "attempts": s.attempts}
+                for s in state.steps.values()
+                if s.attempts > 1
+            ],
+            "interrupted_decisions": [
+                {
+                    "step": g.step,
+                    "decision": g.decision,
+                    "operator": g.operator,
+                    "comment": g.comment,
+                }
+                for g in state.gates
+                if g.kind == "interrupted"
+            ],
+            "auto_approved": sum(1 for g in state.gates if g.operator == "auto-approve"),
+        },
+        "notes": [{"time": _iso(t), "operator": o, "text": redact(x)} for t, o, x in state.notes],
+    }
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2)
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"# Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
+        + (" (skip-level)" if r["skip_level"] else ""),
+        "",
+        f"Run `{r['run_id']}` by {r['operator']}: **{r['outcome']}**, "
+        f"{r['start']} -> {r['end']} ({r['duration_s']} s)",
+        "",
+        "## Phases",
+        "",
+        "| phase | site | outcome | start | end | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {p['title']} | {p['site']} | {p['outcome']} | {p['start'] or ''} | "
+        f"{p['end'] or ''} | {p['duration_s'] or ''} |"
+        for p in r["phases"]
+    ]
+    lines += ["", "## Sites", "", "| site | start | end | seconds |", "|---|---|---|---|"]
+    lines += [
+        f"| {s} | {v['start']} | {v['end']} | {v['duration_s']} |" for s, v in r["sites"].items()
+    ]
+    lines += [
+        "",
+        "## Gates",
+        "",
+        "| gate | decision | operator | comment | decided |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {g['title']} | {g['decision'] or 'open'} | {g['operator'] or ''} | "
+        f"{g['comment']} | {g['decided'] or ''} |"
+        for g in r["gates"]
+    ]
+    lines += ["", "## Failures", ""]
+    lines += [
+        f"- `{f['step']}` on {f['node']}: {f['outcome']} — {f['error']}\n"
+        + "".join(f"    - `{o}`\n" for o in f["last_output"])
+        for f in r["failures"]
+    ] or ["None."]
+    d = r["deviations"]
+    lines += ["", "## Deviations", ""]
+    lines += [f"- skipped `{s['step']}`: {s['reason']}" for s in d["skips"]]
+    lines += [f"- retried `{x['step']}` ({x['attempts']} attempts)" for x in d["retries"]]
+    lines += [
+        f"- interrupted `{x['step']}`: {x['decision']} by {x['operator']}"
+        for x in d["interrupted_decisions"]
+    ]
+    lines += [f"- {d['auto_approved']} gates approved automatically (--auto-approve)"]
+    counts: dict[str, int] = {}
+    for status in r["nodes"].values():
+        counts[status] = counts.get(status, 0) + 1
+    lines += ["", "## Nodes", "", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), ""]
+    lines += [f"- {n}: {s}" for n, s in r["nodes"].items() if s != "done"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(r: dict[str, Any]) -> str:
+    body = html.escape(to_markdown(r))
+    return (
+        "<!doctype html><meta charset=utf-8><title>Rollgate report "
+        f"{html.escape(str(r['run_id']))}</title><pre>{body}</pre>\n"
+    )

@@ -1,0 +1,30 @@
+"""`rollgate report RUN_ID|JOURNAL`: the change record of a run."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("run")
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md", show_default=True
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file.")
+def report(run: str, fmt: str, output: str | None) -> int:
+    """Cloud, from -> to, start, end and duration per phase and site, every node's outcome,
+    failures with their last output, every gate with operator, decision, comment and time,
+    and deviations (skips, retries, decisions on interrupted steps). Secrets are masked."""
+    from core.client import open_journal_client
+    from core.report import build_report, to_html, to_json, to_markdown
+
+    client = open_journal_client(run)
+    data = build_report(client.plan, client.header, client._events)
+    text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](data)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"report written to {output}")
+    else:
+        click.echo(text, nl=False)
+    return 0
