@@ -133,6 +133,7 @@ class SiteSpec(StrictModel):
     priority: int = 100
     ssh: SshOptions | None = None
     openstack: OpenStackOptions | None = None
+    recipe: RecipeOverrides | None = None
     nodes: list[NodeSpec] = Field(min_length=1)
 
 
@@ -160,6 +161,22 @@ class WindowSpec(StrictModel):
     end: datetime
 
 
+class RecipeOverrides(StrictModel):
+    """Changes to the deployment method's recipe: variables, and actions by name
+    (`service:action` or `action`) given a new command, or null to leave them out."""
+
+    variables: dict[str, str] = Field(default_factory=dict)
+    actions: dict[str, str | None] = Field(default_factory=dict)
+
+    @field_validator("variables", "actions")
+    @classmethod
+    def _one_line(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        for key, text in v.items():
+            if text is not None:
+                _safe_text(text, f"recipe value for {key!r}")
+        return v
+
+
 class LabSpec(StrictModel):
     time_scale: float = Field(default=1.0, ge=0)
     seed: int = 0
@@ -178,6 +195,7 @@ class InventorySpec(StrictModel):
     policy: PolicySpec = PolicySpec()
     window: WindowSpec | None = None
     lab: LabSpec | None = None
+    recipe: RecipeOverrides | None = None
 
     @field_validator("cloud")
     @classmethod
@@ -601,6 +619,7 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                         f"{dashboard!r}; remove them or drop shared.dashboard",
                     )
 
+    _check_recipe_overrides(spec, problem)
     if spec.window is not None:
         start, end = (_aware(spec.window.start), _aware(spec.window.end))
         if end <= start:
@@ -627,6 +646,23 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
         spec=spec,
         digest=spec_digest(spec),
     )
+
+
+def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
+    """Every overridden action must exist in the deployment method's recipe."""
+    from core.recipes import load_recipe
+
+    known = sorted(load_recipe(spec.method).actions)
+    places: list[tuple[Path, RecipeOverrides | None]] = [(("recipe",), spec.recipe)]
+    places += [(("sites", name, "recipe"), site.recipe) for name, site in spec.sites.items()]
+    for path, overrides in places:
+        for key in overrides.actions if overrides else {}:
+            if key not in known:
+                problem(
+                    (*path, "actions", key),
+                    f"the {spec.method} recipe has no action {key!r}"
+                    f"{_suggest(key, known)}; see core/recipes/{spec.method}.yaml",
+                )
 
 
 def _range_hint(address: str, count: int) -> str:

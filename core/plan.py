@@ -228,6 +228,7 @@ class _PhaseBuilder:
         self._current: list[Step] = []
         self._stage_meta: tuple[str, str, str, Gate | None] | None = None
         self.upgraded: set[tuple[str, str]] = set()  # (node, service) already upgraded
+        self.recipe = plan.recipe_for(site)
 
     # stage management
     def stage(self, name: str, title: str, kind: str, gate: Gate | None = None) -> None:
@@ -251,7 +252,7 @@ class _PhaseBuilder:
         """Add `action` for `node` unless the recipe does not use it; `extra` fills the
         command's placeholders, `args` is recorded on the step for executors and readers."""
         service = ROLES[role].service
-        recipe_action = self.ctx.recipe.action(service, action)
+        recipe_action = self.recipe.action(service, action)
         if recipe_action is None:
             return
         values = self.ctx.values(node, role, extra)
@@ -358,15 +359,28 @@ class _PhaseBuilder:
 class _PlanContext:
     inventory: Inventory
     recipe: Recipe
+    _site_recipes: dict[str, Recipe] = field(default_factory=dict)
 
     @property
     def gates(self) -> list[str]:
         return list(self.inventory.policy.gates)
 
+    def recipe_for(self, site: Site) -> Recipe:
+        """The recipe with the inventory's overrides, then the site's, applied."""
+        if site.name in self._site_recipes:
+            return self._site_recipes[site.name]
+        spec = self.inventory.spec
+        recipe = self.recipe
+        for overrides in (spec.recipe, spec.sites[site.name].recipe):
+            if overrides is not None:
+                recipe = recipe.with_overrides(overrides.variables, overrides.actions)
+        self._site_recipes[site.name] = recipe
+        return recipe
+
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = ROLES[role].service
         return {
-            **self.recipe.variables,
+            **self.recipe_for(self.inventory.site(node.site)).variables,
             "cloud": self.inventory.cloud,
             "from": self.inventory.upgrade.source.id,
             "to": self.inventory.upgrade.target.id,

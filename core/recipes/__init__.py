@@ -38,6 +38,30 @@ class Recipe:
     databases: dict[str, list[str]]
     actions: dict[str, Action | None]
 
+    def with_overrides(self, variables: dict[str, str], actions: dict[str, str | None]) -> Recipe:
+        """This recipe with an inventory's changes: new variables, actions replaced or
+        removed (None). A replaced action keeps its title and exit-code meaning."""
+        merged: dict[str, Action | None] = dict(self.actions)
+        for key, run in actions.items():
+            if key not in self.actions:
+                known = ", ".join(sorted(self.actions))
+                raise RecipeError(
+                    f"recipe override {key!r} names no action of the "
+                    f"{self.method!r} recipe; known actions: {known}"
+                )
+            base = self.actions[key]
+            if run is None:
+                merged[key] = None
+            elif base is None:
+                merged[key] = Action(key, key, run)
+            else:
+                merged[key] = Action(
+                    base.name, base.title, run, base.on, base.exit_codes, base.repeat_max
+                )
+        return Recipe(
+            self.method, self.description, {**self.variables, **variables}, self.databases, merged
+        )
+
     def action(self, service: str, name: str) -> Action | None:
         """The action for `service`, falling back to the generic one; None when not used."""
         key = f"{service}:{name}"
