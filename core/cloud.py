@@ -92,6 +92,24 @@ class CloudAdapter:
                 f"the API of {site.region} is unreachable: {str(exc).splitlines()[0][:200]}",
             ) from None
 
+    def _status(self, site: Site) -> dict[str, dict[str, str]]:
+        conn = self._connection(site)
+        hosts: dict[str, dict[str, str]] = {}
+        for svc in conn.compute.services():
+            hosts.setdefault(svc.host, {})[svc.binary] = f"{svc.state}/{svc.status}"
+        for svc in conn.block_storage.services():
+            host = svc.host.split("@")[0]
+            hosts.setdefault(host, {})[svc.binary] = f"{svc.state}/{svc.status}"
+        for agent in conn.network.agents():
+            state = "up" if agent.is_alive else "down"
+            admin = "enabled" if agent.is_admin_state_up else "disabled"
+            hosts.setdefault(agent.host, {})[agent.binary] = f"{state}/{admin}"
+        return hosts
+
+    async def status(self, site: Site) -> dict[str, dict[str, str]]:
+        """Service and agent states per host at a site: {host: {binary: "up/enabled"}}."""
+        return await asyncio.to_thread(self._status, site)
+
     async def cloud(
         self,
         site: Site,

@@ -42,6 +42,7 @@ class EngineOptions:
     auto_approve: bool = False
     backoff: float = 0.5  # first transport retry delay in seconds; doubles each retry
     flush_interval: float = 0.1  # how often buffered output becomes StepOutput events
+    status_interval: float = 10.0  # how often service states are polled (0: never)
 
 
 class Engine:
@@ -132,6 +133,30 @@ class Engine:
             self._flush_output()
             if self.journal is not None:
                 self.journal.flush()
+
+    async def _poll_status(self) -> None:
+        """Turn the API's service and agent states into NodeStatus events, only on change."""
+        poll = getattr(self.executor, "poll_status", None)
+        if poll is None or self.options.status_interval <= 0:
+            return
+        last: dict[str, dict[str, str]] = {}
+        while True:
+            for site in self._sites.values():
+                try:
+                    hosts = await poll(site)
+                except Exception:
+                    continue
+                for host, services in hosts.items():
+                    if host in self._nodes and last.get(host) != services:
+                        last[host] = services
+                        compute = services.get("nova-compute")
+                        self.emit(
+                            ev.NodeStatus,
+                            node=host,
+                            services=dict(services),
+                            disabled=compute.endswith("/disabled") if compute else None,
+                        )
+            await asyncio.sleep(self.options.status_interval)
 
     # ---------------------------------------------------------------- commands
 
@@ -271,6 +296,7 @@ class Engine:
             auto_approve=self.options.auto_approve,
         )
         flusher = asyncio.create_task(self._flusher())
+        poller = asyncio.create_task(self._poll_status())
         try:
             if self.resumed:
                 await self._settle_interrupted()
@@ -284,6 +310,7 @@ class Engine:
             pass
         finally:
             flusher.cancel()
+            poller.cancel()
         outcome = self._stop or ("failed" if self.state.failed_steps else "complete")
         self.emit(ev.RunFinished, outcome=outcome)
         if self.journal is not None:

@@ -67,5 +67,14 @@ class LabExecutor:
         except TimeoutError:
             return CommandResult(None, timed_out=True, error=f"{action} timed out")
 
+    async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
+        hosts: dict[str, dict[str, str]] = {}
+        for record in self.world.services:
+            if record.site == site.name:
+                state = self.world.record_state(record)
+                status = "enabled" if record.enabled else "disabled"
+                hosts.setdefault(record.host, {})[record.binary] = f"{state}/{status}"
+        return hosts
+
     async def close(self) -> None:
         return None

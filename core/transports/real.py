@@ -51,6 +51,9 @@ class RealExecutor:
     ) -> CommandResult:
         return await self.api.cloud(site, action, args, on_output=on_output, timeout=timeout)
 
+    async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
+        return await self.api.status(site)
+
     async def close(self) -> None:
         await self.ssh.close()
         await self.api.close()

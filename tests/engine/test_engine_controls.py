@@ -284,3 +284,17 @@ async def test_folding_the_journal_gives_the_engine_final_state(tmp_path: Path) 
     assert [(g.id, g.decision, g.operator) for g in replayed.gates] == [
         (g.id, g.decision, g.operator) for g in live.gates
     ]
+
+
+async def test_service_states_are_polled_into_node_status_only_on_change() -> None:
+    h = await make()
+    h.engine.options.status_interval = 0.001
+    h.lab.world.time_scale = 0.001
+    assert await h.engine.run() == "complete"
+    statuses = [e for e in h.events(ev.NodeStatus) if e.services]
+    assert statuses and h.engine.state.nodes["one-cmp1"].services["nova-compute"] == "up/enabled"
+    seen: dict[str, dict[str, str]] = {}
+    for e in statuses:  # never the same report twice in a row for a node
+        assert seen.get(e.node) != e.services
+        seen[e.node] = e.services
+    assert any(e.services.get("nova-compute") == "up/disabled" for e in statuses)

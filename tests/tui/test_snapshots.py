@@ -40,7 +40,7 @@ def record() -> tuple[object, list[ev.Event]]:
             plan,
             inventory,
             lab.executor(),
-            EngineOptions("olga", "20261124-snapshot", flush_interval=3600),
+            EngineOptions("olga", "20261124-snapshot", flush_interval=3600, status_interval=0),
             clock=lambda: float(next(ticks)),
             monotonic=lambda: 0.0,
         )
