@@ -55,6 +55,17 @@ class CloudAdapter:
         try:
             conn = self._connection(site)
             compute = conn.compute
+            if action == "verify-compute-api":
+                data = compute.get_endpoint_data()
+                low, high = data.min_microversion, data.max_microversion
+                if not high:
+                    return CommandResult(1, error=f"{site.region}: no compute microversions")
+                out(
+                    "info",
+                    f"compute API of {site.region}: microversions "
+                    f"{'.'.join(map(str, low or ()))} to {'.'.join(map(str, high))}",
+                )
+                return CommandResult(0)
             host, binary = args["host"], args.get("binary", "nova-compute")
             services = list(compute.services(host=host, binary=binary))
             if not services:

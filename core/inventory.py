@@ -620,6 +620,17 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                     )
 
     _check_recipe_overrides(spec, problem)
+    if spec.lab is not None:
+        for site in sites:
+            for node in site.nodes:
+                if not _is_loopback(node.address):
+                    problem(
+                        ("sites", site.name, "nodes"),
+                        f"lab node {node.name} has address {node.address!r}: the lab only "
+                        "listens on loopback addresses (127.x.y.z); use those, or remove "
+                        "the lab: section to reach real machines",
+                    )
+                    break
     if spec.window is not None:
         start, end = (_aware(spec.window.start), _aware(spec.window.end))
         if end <= start:
@@ -663,6 +674,13 @@ def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
                     f"the {spec.method} recipe has no action {key!r}"
                     f"{_suggest(key, known)}; see core/recipes/{spec.method}.yaml",
                 )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
 
 
 def _range_hint(address: str, count: int) -> str:

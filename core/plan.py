@@ -564,6 +564,14 @@ def _compute(b: _PhaseBuilder) -> None:
     if controllers:
         b.stage("post", "nova online data migrations", "post")
         b.add("online-migrations", _first(site.with_role(controllers[0])), controllers[0])
+        apis = site.with_role("nova-api")
+        if apis:
+            b.cloud(
+                "verify-compute-api",
+                apis[0],
+                "nova-api",
+                f"the compute API of {site.name} answers with its new microversions",
+            )
 
 
 def _block_storage(b: _PhaseBuilder) -> None:

@@ -38,6 +38,15 @@ PROJECT_ID = "0123456789abcdef0123456789abcdef"
 USER_ID = "fedcba9876543210fedcba9876543210"
 
 
+def max_microversion(world: World, site: str) -> str:
+    """The compute API's max microversion: that of the oldest running nova-api at the site."""
+    apis = [n for n in world.nodes.values() if n.site == site and "nova-api" in n.units]
+    release = min(
+        (n.units["nova-api"].code for n in apis), key=lambda r: r.index, default=world.source
+    )
+    return MICROVERSIONS.get(release.id, "2.95")
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str):
         self.status = status
@@ -239,13 +248,7 @@ class LabApi:
     # ---------------------------------------------------------------- compute
 
     def max_microversion(self, site: str) -> str:
-        apis = [n for n in self.world.nodes.values() if n.site == site and "nova-api" in n.units]
-        release = min(
-            (n.units["nova-api"].code for n in apis),
-            key=lambda r: r.index,
-            default=self.world.source,
-        )
-        return MICROVERSIONS.get(release.id, "2.95")
+        return max_microversion(self.world, site)
 
     def version_doc(self, site: str, service: str, rest: list[str]) -> Any:
         if service == "compute":

@@ -27,6 +27,11 @@ async def _cloud_action(
         return CommandResult(
             1, error=f"the compute API at {site} answered 503 Service Unavailable (lab fault)"
         )
+    if action == "verify-compute-api":
+        from core.lab.api import max_microversion
+
+        out("info", f"compute API of {site}: microversions 2.1 to {max_microversion(world, site)}")
+        return CommandResult(0)
     record = world.record(site, args["host"], args.get("binary", "nova-compute"))
     if record is None:
         return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")

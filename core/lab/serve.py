@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from core.errors import UserError
 from core.inventory import Node, OpenStackConfig
 from core.lab.commands import run_command
 from core.lab.world import LabNode, World
@@ -93,16 +94,24 @@ async def serve_lab(lab: Lab, state_dir: Path | None) -> None:
         if lab.world.faults.is_unreachable(node.name):
             continue  # nothing listens: connections are refused, as for a node that is down
         port = node.ssh.port
-        server = await asyncssh.create_server(
-            asyncssh.SSHServer,
-            host=node.address,
-            port=port,
-            server_host_keys=[host_key],
-            authorized_client_keys=authorized,
-            process_factory=_handler(lab.world, lab.world.nodes[node.name]),
-            encoding="utf-8",
-            keepalive_interval=0,
-        )
+        try:
+            server = await asyncssh.create_server(
+                asyncssh.SSHServer,
+                host=node.address,
+                port=port,
+                server_host_keys=[host_key],
+                authorized_client_keys=authorized,
+                process_factory=_handler(lab.world, lab.world.nodes[node.name]),
+                encoding="utf-8",
+                keepalive_interval=0,
+            )
+        except OSError as exc:
+            await lab.close()
+            raise UserError(
+                f"cannot start the lab node {node.name} on {node.address}:{port}: "
+                f"{exc.strerror}; is another lab or sshd using it? Stop it, or change the "
+                "lab inventory's addresses or ssh.port"
+            ) from None
         lab._servers.append(server)
         known_hosts_lines.append(
             f"[{node.address}]:{port} {host_key.export_public_key().decode().strip()}"

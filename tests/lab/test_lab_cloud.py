@@ -144,3 +144,39 @@ async def test_unknown_commands_never_touch_the_host(tmp_path: Path) -> None:
     status, lines = await run(lab, "cmp1", f"touch {marker}")
     assert status == 127 and lines == ["sh: 1: touch: command not found"]
     assert not marker.exists()
+
+
+@pytest.mark.integration
+async def test_a_lab_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from core.errors import UserError
+
+    inv = lab_inventory(tmp_path)
+    node = inv.node("cmp2")
+    blocker = socket.socket()
+    blocker.bind((node.address, node.ssh.port))
+    blocker.listen()
+    try:
+        with pytest.raises(
+            UserError,
+            match=rf"cannot start the lab node cmp2 on "
+            rf"{node.address}:{node.ssh.port}: .*in use",
+        ):
+            await Lab.start(inv, serve=True)
+    finally:
+        blocker.close()
+
+
+def test_a_lab_inventory_must_use_loopback_addresses(tmp_path: Path) -> None:
+    from core.inventory import InventoryError, parse_inventory
+    from tests.lab_helpers import lab_inventory_text
+
+    text = lab_inventory_text(tmp_path)
+    net = text.split("address: ", 1)[1].split(".1,", 1)[0]
+    with pytest.raises(
+        InventoryError,
+        match=r"lab node key1 has address '10\.9\.9\.1': the "
+        r"lab only listens on loopback",
+    ):
+        parse_inventory(text.replace(f"{net}.1,", "10.9.9.1,"), "lab.yaml")
