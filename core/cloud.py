@@ -67,6 +67,18 @@ class CloudAdapter:
                 )
                 return CommandResult(0)
             host, binary = args["host"], args.get("binary", "nova-compute")
+            if action in ("disable-service", "enable-service") and binary.startswith("cinder-"):
+                volume = conn.block_storage
+                found = [s for s in volume.services(binary=binary) if s.host.split("@")[0] == host]
+                if not found:
+                    return CommandResult(1, error=f"no {binary} service on {host}")
+                for service in found:
+                    if action == "disable-service":
+                        volume.disable_service(service, reason=args.get("reason"))
+                    else:
+                        volume.enable_service(service)
+                out("info", f"{binary} on {host} {action.split('-')[0]}d")
+                return CommandResult(0)
             services = list(compute.services(host=host, binary=binary))
             if not services:
                 return CommandResult(1, error=f"no {binary} service on {host} in {site.region}")

@@ -406,12 +406,35 @@ def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> Non
     for role in roles:
         for node in b.site.with_role(role):
             b.stage(f"{role}@{node.name}", f"{role} on {node.name}", "control")
+            fence = (
+                role == "cinder-volume"
+                and b.recipe.variables.get("fence_volume_services", "no") == "yes"
+            )
+            if fence:
+                b.cloud(
+                    "disable-service",
+                    node,
+                    role,
+                    f"disable {role} on {node.name} in the volume scheduler",
+                    host=node.name,
+                    binary=role,
+                    reason=f"rollgate: upgrading to {b.ctx.inventory.upgrade.target.id}",
+                )
             b.upgrade_node(node, role)
             if not schema_done:
                 schema(node, role)
                 schema_done = True
             b.add("restart", node, role, unit=ROLES[role].unit)
             b.add("verify-running", node, role, unit=ROLES[role].unit)
+            if fence:
+                b.cloud(
+                    "enable-service",
+                    node,
+                    role,
+                    f"enable {role} on {node.name}",
+                    host=node.name,
+                    binary=role,
+                )
 
 
 def _identity(b: _PhaseBuilder) -> None:

@@ -37,6 +37,8 @@ async def _cloud_action(
         return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")
     if action == "list-computes":
         return CommandResult(0)
+    if action in ("disable-service", "enable-service"):
+        action = "disable-compute" if action == "disable-service" else "enable-compute"
     if action == "disable-compute":
         record.disabled_reason = args.get("reason") or "disabled by rollgate"
         out("info", f"{record.binary} on {record.host} disabled: {record.disabled_reason}")

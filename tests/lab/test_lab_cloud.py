@@ -180,3 +180,28 @@ def test_a_lab_inventory_must_use_loopback_addresses(tmp_path: Path) -> None:
         r"lab only listens on loopback",
     ):
         parse_inventory(text.replace(f"{net}.1,", "10.9.9.1,"), "lab.yaml")
+
+
+@pytest.mark.integration
+async def test_volume_services_are_fenced_when_the_recipe_asks(tmp_path: Path) -> None:
+    from core.inventory import parse_inventory
+    from tests.lab_helpers import lab_inventory_text
+
+    text = lab_inventory_text(tmp_path) + "recipe:\n  variables: {fence_volume_services: 'yes'}\n"
+    inv = parse_inventory(text, "fence.yaml")
+    plan = build_plan(inv)
+    actions = [s.action for s in plan.steps if s.role == "cinder-volume"]
+    assert actions[0] == "disable-service" and actions[-1] == "enable-service"
+    lab = await Lab.start(inv, serve=True)
+    executor = RealExecutor(lab.effective_inventory)
+    try:
+        engine = Engine(
+            plan, lab.effective_inventory, executor, EngineOptions("t", "t", auto_approve=True)
+        )
+        assert await asyncio.wait_for(engine.run(), 60) == "complete"
+        said = [line for e in engine.history if isinstance(e, ev.StepOutput) for line in e.lines]
+        assert "cinder-volume on ctl1 disabled" in said and "cinder-volume on ctl1 enabled" in said
+        assert all(r.enabled for r in lab.world.services)
+    finally:
+        await executor.close()
+        await lab.close()
