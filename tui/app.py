@@ -508,6 +508,9 @@ class RollgateApp(App[int]):
             f"   scheduler {'disabled' if node.disabled else 'enabled'}",
             "",
         ]
+        if node.services:
+            lines.insert(1, "services: " + ", ".join(f"{k} {v}" for k, v in
+                                                     sorted(node.services.items())))
         for step in self.client.plan.steps:
             if step.node == name:
                 st = self.state.steps[step.id]
