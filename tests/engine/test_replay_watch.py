@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,20 +10,9 @@ import pytest
 from core import events as ev
 from core.client import open_journal_client
 from core.journal import JournalWriter
+from tests.cli_helpers import rollgate
 
 SMALL = Path(__file__).with_name("small.yaml")
-
-
-def rollgate(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state), "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.integration

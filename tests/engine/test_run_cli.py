@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import rollgate
+
 SMALL = Path(__file__).with_name("small.yaml")
-
-
-def rollgate(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state)}
-    return subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.mark.integration
