@@ -31,6 +31,7 @@ from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
 
 REFRESH = 0.1
+STEP_ROWS = 120  # rows in the steps table; a big phase has thousands of steps
 LOG_LINES = 5000
 
 HELP = """space  pause / resume the run
@@ -125,6 +126,9 @@ class RollgateApp(App[int]):
         self._node_rows: dict[str, Any] = {}
         self._search = ""
         self._filter = ""
+        self._step_rows: list[tuple[str, ...]] = []
+        self._phases = {p.id: p for p in client.plan.phases}
+        self._touched: set[str] = set()  # nodes whose label may have changed
         self.exit_code = 0
         for theme in THEMES:
             self.register_theme(theme)
@@ -190,6 +194,7 @@ class RollgateApp(App[int]):
             self._node_rows[name] = sites[node.site].add_leaf(name, data=name)
         self._site_nodes = sites
         tree.border_title = f"site map: filter '{self._filter}'" if self._filter else "site map"
+        self._touched = set(self._node_rows)
         self._dirty = True
 
     # ---------------------------------------------------------------- events in
@@ -198,6 +203,13 @@ class RollgateApp(App[int]):
     async def _consume(self) -> None:
         async for event in self.client.events(1):
             apply(self.state, event)
+            node = getattr(event, "node", None)
+            if node is None and isinstance(event, ev.StepFinished):
+                node = self.state.steps[event.step].node if event.step in self.state.steps else None
+            if node is not None:
+                self._touched.add(node)
+            elif isinstance(event, ev.RunStarted):  # a resume may mark steps interrupted
+                self._touched.update(self.state.nodes)
             line = self._log_line(event)
             if line:
                 self._log_buffer.append(line)
@@ -314,35 +326,50 @@ class RollgateApp(App[int]):
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def _draw_steps(self) -> None:
+        """The selected phase's steps: what runs and failed first, then the next and the
+        latest, at most STEP_ROWS rows, redrawn only when they change."""
         phase_id = self._selected_phase()
         table = self.w_steps
-        table.clear()
         if phase_id is None:
             return
-        phase = next(p for p in self.client.plan.phases if p.id == phase_id)
-        remaining = 0
-        durations = []
-        for step in phase.steps:
-            st = self.state.steps[step.id]
-            if st.done and st.duration:
-                durations.append(st.duration)
-            if not st.done:
-                remaining += 1
-            table.add_row(
+        phase = self._phases[phase_id]
+        states = [(step, self.state.steps[step.id]) for step in phase.steps]
+        busy = [x for x in states if x[1].status not in ("pending", "ok", "warning", "skipped")]
+        pending = [x for x in states if x[1].status == "pending"]
+        done = [x for x in states if x[1].done]
+        shown = (busy + pending[: STEP_ROWS // 2])[:STEP_ROWS]
+        shown += done[-(STEP_ROWS - len(shown)) :] if len(shown) < STEP_ROWS else []
+        rows = [
+            (
                 f"{GLYPHS.get(st.status, '?')} {st.status}",
                 step.title[:60],
                 step.node,
                 str(st.attempts or ""),
                 f"{st.duration:.1f}s" if st.duration else "",
             )
+            for step, st in shown
+        ]
+        if rows != self._step_rows:
+            self._step_rows = rows
+            table.clear()
+            table.add_rows(rows)
+        durations = [st.duration for _, st in done if st.duration]
+        remaining = len(states) - len(done)
         average = sum(durations) / len(durations) if durations else 0
-        table.border_title = f"{phase.title} @ {phase.site}: {remaining} steps left" + (
-            f", about {remaining * average:.0f}s" if average else ""
+        table.border_title = (
+            f"{phase.title} @ {phase.site}: {remaining} steps left"
+            + (f", about {remaining * average:.0f}s" if average else "")
+            + (f" (showing {len(rows)} of {len(states)})" if len(rows) < len(states) else "")
         )
 
     def _draw_sites(self) -> None:
-        for name, leaf in self._node_rows.items():
-            node = self.state.nodes[name]
+        """Relabel only the nodes that events touched since the last frame."""
+        touched, self._touched = self._touched, set()
+        for name in touched:
+            leaf = self._node_rows.get(name)
+            node = self.state.nodes.get(name)
+            if leaf is None or node is None:
+                continue
             status = node.status
             extra = []
             if node.disabled:
@@ -357,8 +384,12 @@ class RollgateApp(App[int]):
             )
             if str(leaf.label) != str(label):
                 leaf.set_label(label)
+        per_site: dict[str, dict[str, int]] = {}
+        for node in self.state.nodes.values():  # one pass, not one per site
+            counts = per_site.setdefault(node.site, {})
+            counts[node.status] = counts.get(node.status, 0) + 1
         for site, branch in self._site_nodes.items():
-            c = self.state.counts(site)
+            c = per_site.get(site, {})
             branch.set_label(f"{site}  " + "  ".join(f"{k} {v}" for k, v in sorted(c.items())))
 
     # ---------------------------------------------------------------- commands out
@@ -509,8 +540,9 @@ class RollgateApp(App[int]):
             "",
         ]
         if node.services:
-            lines.insert(1, "services: " + ", ".join(f"{k} {v}" for k, v in
-                                                     sorted(node.services.items())))
+            lines.insert(
+                1, "services: " + ", ".join(f"{k} {v}" for k, v in sorted(node.services.items()))
+            )
         for step in self.client.plan.steps:
             if step.node == name:
                 st = self.state.steps[step.id]
