@@ -1,0 +1,54 @@
+"""Seeking a journal gives exactly the state of folding its first k events."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import events as ev
+from core.client import open_journal_client
+from core.state import fold
+from core.timeline import Timeline
+from tests.sample_run import SHIPPED
+
+CLIENT = open_journal_client(str(SHIPPED))
+EVENTS = CLIENT._events
+TIMELINE = Timeline(CLIENT.plan, EVENTS, checkpoint_every=97)
+
+
+def snapshot(state) -> tuple:
+    return (
+        state.status,
+        state.last_seq,
+        {k: (v.status, v.attempts, list(v.tail)) for k, v in state.steps.items()},
+        {k: vars(v).copy() for k, v in state.nodes.items()},
+        [(g.id, g.decision, g.operator, g.comment) for g in state.gates],
+        dict(state.phases),
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, len(EVENTS)))
+def test_state_after_seeking_to_k_equals_folding_the_first_k(k: int) -> None:
+    assert snapshot(TIMELINE.state_at(k)) == snapshot(fold(CLIENT.plan, EVENTS[:k]))
+
+
+def test_seeking_does_not_disturb_earlier_answers() -> None:
+    first = snapshot(TIMELINE.state_at(300))
+    TIMELINE.state_at(len(EVENTS))
+    TIMELINE.state_at(10)
+    assert snapshot(TIMELINE.state_at(300)) == first
+
+
+def test_jumps_to_gates_failures_and_phases_and_seek_by_time() -> None:
+    k = TIMELINE.find(0, "gate")
+    assert isinstance(EVENTS[k - 1], ev.GateOpened)
+    failure = TIMELINE.find(0, "failure")
+    assert EVENTS[failure - 1].outcome == "failed"  # type: ignore[attr-defined]
+    back = TIMELINE.find(failure + 50, "failure", forward=False)
+    assert back == failure or EVENTS[back - 1].outcome == "failed"  # type: ignore[attr-defined]
+    phase = TIMELINE.find(0, "phase")
+    assert isinstance(EVENTS[phase - 1], ev.PhaseStarted)
+    middle = EVENTS[len(EVENTS) // 2]
+    assert EVENTS[TIMELINE.index_at_time(middle.time) - 1].time <= middle.time
+    assert TIMELINE.state_at(len(EVENTS)).status == "complete"
