@@ -11,7 +11,9 @@ import click
 def replay(run: str, headless: bool) -> int:
     """Replay RUN (a run id from `rollgate runs` or a journal path).
 
-    The console shows the run as it ended, read-only. --headless prints the final state: phases,
+    The console opens at the end of the run, read-only, with a timeline: space play/pause,
+    +/- speed (x0.5 to x100), left/right one event, n/N gates, e/E failures, [/] phases,
+    home/end, g go to a time. --headless prints the final state: phases,
     node counts per site, failures and every gate decision with operator and comment.
     """
     from core.client import open_journal_client
@@ -19,9 +21,9 @@ def replay(run: str, headless: bool) -> int:
 
     client = open_journal_client(run)
     if not headless:
-        from tui.app import RollgateApp
+        from tui.replay import ReplayApp
 
-        RollgateApp(client, operator="replay (read-only)").run()
+        ReplayApp(client).run()
         return 0
     import time
 

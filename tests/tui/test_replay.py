@@ -1,0 +1,43 @@
+"""Replay in the console: the timeline moves the same widgets, and nothing can be changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import events as ev
+from core.client import open_journal_client
+from core.state import fold
+from tests.sample_run import SHIPPED
+from tui.replay import ReplayApp
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ROLLGATE_CONFIG_DIR", str(tmp_path))
+
+
+async def test_timeline_keys_move_through_the_run() -> None:
+    client = open_journal_client(str(SHIPPED))
+    events = client._events
+    app = ReplayApp(client)
+    async with app.run_test(size=(150, 44)) as pilot:
+        await pilot.pause(0.2)
+        assert app.position == len(events) and app.state.status == "complete"
+        await pilot.press("home")
+        assert app.position == 0 and app.state.status == "pending"
+        await pilot.press("e")  # to the first failure
+        assert events[app.position - 1].outcome == "failed"  # type: ignore[attr-defined]
+        assert app.state.steps[events[app.position - 1].step].status == "failed"  # type: ignore[attr-defined]
+        await pilot.press("n")  # the gate that failure raises
+        gate = events[app.position - 1]
+        assert isinstance(gate, ev.GateOpened | ev.GateDecided)
+        await pilot.press("left")
+        here = app.position
+        assert app.state.last_seq == fold(client.plan, events[:here]).last_seq
+        await pilot.press("a")  # read-only: nothing is sent anywhere
+        await pilot.press("space")
+        await pilot.pause(0.5)
+        assert app.position > here  # playing moves forward
+        await pilot.press("space", "end")
+        assert app.position == len(events)
+        assert app.state.gates[0].operator == "alice"

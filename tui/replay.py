@@ -1,0 +1,158 @@
+"""The console in replay: the same widgets, driven by a journal's timeline, read-only.
+
+Keys: space play/pause, + / - speed, right / left one event, n / N next / previous gate,
+e / E failure, ] / [ phase, home / end, g go to a time (HH:MM:SS).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual import work
+from textual.binding import Binding
+
+from core.client import JournalClient
+from core.timeline import Timeline
+from tui.app import RollgateApp
+from tui.screens.dialogs import PromptScreen
+
+SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+LOG_CONTEXT = 300  # log lines rebuilt around the position after a jump
+
+
+class ReplayApp(RollgateApp):
+    BINDINGS = [
+        Binding("space", "play", "Play/pause"),
+        Binding("plus", "faster", "Faster"),
+        Binding("minus", "slower", "Slower"),
+        Binding("right", "step(1)", "Next event"),
+        Binding("left", "step(-1)", "Previous event"),
+        Binding("n", "jump('gate', True)", "Next gate"),
+        Binding("N", "jump('gate', False)", "Previous gate"),
+        Binding("e", "jump('failure', True)", "Next failure"),
+        Binding("E", "jump('failure', False)", "Previous failure"),
+        Binding("right_square_bracket", "jump('phase', True)", "Next phase"),
+        Binding("left_square_bracket", "jump('phase', False)", "Previous phase"),
+        Binding("home", "seek(0)", "Start", priority=True),
+        Binding("end", "seek(-1)", "End", priority=True),
+        Binding("g", "goto_time", "Go to time"),
+        *[
+            b
+            for b in RollgateApp.BINDINGS
+            if b.action in ("search", "filter", "log_scope", "follow", "theme", "help")
+        ],
+        Binding("q", "quit", "Quit"),
+        # the live console's decision keys do nothing here
+        *[Binding(key, "read_only", show=False) for key in ("a", "j", "r", "s", "x")],
+    ]
+
+    def __init__(self, client: JournalClient, *, start_at_end: bool = True, **kwargs: Any):
+        super().__init__(client, operator="replay (read-only)", **kwargs)
+        self.timeline = Timeline(client.plan, client._events)
+        self.position = len(self.timeline) if start_at_end else 0
+        self.speed_index = 1
+        self.playing = False
+        self.virtual_time = 0.0
+        self.clock = lambda: self.virtual_time  # elapsed time as it was at the position
+
+    def _consume(self) -> None:  # the timeline, not a live stream, feeds this console
+        self.set_position(self.position)
+        self.set_interval(0.1, self._tick)
+
+    def set_position(self, k: int) -> None:
+        self.position = max(0, min(k, len(self.timeline)))
+        self.state = self.timeline.state_at(self.position)
+        self._touched = set(self.state.nodes)
+        self._dirty = True
+        events = self.timeline.events[max(0, self.position - LOG_CONTEXT) : self.position]
+        lines = [ln for e in events if (ln := self._log_line(e))]
+        self._log_all = "\n".join(lines).split("\n") if lines else []
+        self._log_buffer.clear()
+        self.w_log.clear()
+        self.w_log.write_lines(self._log_all)
+        self.virtual_time = (
+            self.timeline.events[self.position - 1].time
+            if self.position
+            else (self.timeline.events[0].time if len(self.timeline) else 0.0)
+        )
+
+    def _where(self) -> str:
+        moment = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.virtual_time))
+        state = "playing" if self.playing else "paused"
+        return (
+            f"REPLAY {self.position}/{len(self.timeline)} at {moment}, "
+            f"{state} x{SPEEDS[self.speed_index]:g}"
+        )
+
+    def _draw_header(self) -> None:
+        self.operator = self._where()  # the header's last field says where the replay is
+        super()._draw_header()
+
+    def _tick(self) -> None:
+        if not self.playing:
+            return
+        if self.position >= len(self.timeline):
+            self.playing = False
+            return
+        self.virtual_time += 0.1 * SPEEDS[self.speed_index]
+        target = max(self.position + 1, self.timeline.index_at_time(self.virtual_time))
+        moment = self.virtual_time
+        self.set_position(target)
+        self.virtual_time = max(self.virtual_time, moment)
+
+    def action_read_only(self) -> None:
+        self.notify("replay is read-only: nothing can be approved or changed", severity="warning")
+
+    def action_play(self) -> None:
+        if self.position >= len(self.timeline):
+            self.set_position(0)
+        self.playing = not self.playing
+        self.notify(self._where())
+
+    def action_faster(self) -> None:
+        self.speed_index = min(self.speed_index + 1, len(SPEEDS) - 1)
+        self.notify(self._where())
+
+    def action_slower(self) -> None:
+        self.speed_index = max(self.speed_index - 1, 0)
+        self.notify(self._where())
+
+    def action_step(self, delta: int) -> None:
+        self.playing = False
+        self.set_position(self.position + delta)
+
+    def action_jump(self, mark: str, forward: bool) -> None:
+        self.playing = False
+        self.set_position(self.timeline.find(self.position, mark, forward))
+
+    def action_seek(self, k: int) -> None:
+        self.playing = False
+        self.set_position(len(self.timeline) if k < 0 else k)
+
+    @work(exclusive=True, group="dialog")
+    async def action_goto_time(self) -> None:
+        answer = await self.push_screen_wait(PromptScreen("Go to time (HH:MM:SS, local):"))
+        if not answer:
+            return
+        try:
+            clock = time.strptime(answer, "%H:%M:%S")
+        except ValueError:
+            self.notify("write the time as HH:MM:SS", severity="warning")
+            return
+        day = time.localtime(self.virtual_time)
+        moment = time.mktime(
+            (
+                day.tm_year,
+                day.tm_mon,
+                day.tm_mday,
+                clock.tm_hour,
+                clock.tm_min,
+                clock.tm_sec,
+                0,
+                0,
+                -1,
+            )
+        )
+        self.playing = False
+        self.set_position(self.timeline.index_at_time(moment))
