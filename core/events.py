@@ -36,15 +36,28 @@ class Event:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
 
+_FIELDS: dict[type[Event], tuple[frozenset[str], tuple[str, ...]]] = {}
+
+
+def _fields_of(cls: type[Event]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(field names, names of tuple fields) of an event class, computed once."""
+    cached = _FIELDS.get(cls)
+    if cached is None:
+        names = frozenset(f.name for f in fields(cls))
+        tuples = tuple(f.name for f in fields(cls) if f.type == "tuple[str, ...]")
+        cached = _FIELDS[cls] = (names, tuples)
+    return cached
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
-    known = {f.name for f in fields(cls)}
-    values = {k: v for k, v in data.items() if k in known}
-    for f in fields(cls):  # JSON has lists where the dataclass holds tuples
-        if isinstance(values.get(f.name), list) and f.type in ("tuple[str, ...]",):
-            values[f.name] = tuple(values[f.name])
+    names, tuples = _fields_of(cls)
+    values = {k: v for k, v in data.items() if k in names}
+    for name in tuples:  # JSON has lists where the dataclass holds tuples
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return cls(**values)
 
 
