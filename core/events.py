@@ -7,9 +7,10 @@ JOURNAL_FORMAT in core/journal.py; readers ignore fields they do not know.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
+
+import orjson
 
 EVENT_TYPES: dict[str, type[Event]] = {}
 
@@ -30,39 +31,76 @@ class Event:
         EVENT_TYPES[name] = cls
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, **asdict(self)}
+        # Fields hold only JSON values (str, numbers, None, tuples of str, dicts of str), so
+        # the instance dict is the record; no recursive asdict() copy is needed.
+        return {"type": self.type, **self.__dict__}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return self.to_json_bytes().decode()
+
+    def to_json_bytes(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
 
-_FIELDS: dict[type[Event], tuple[frozenset[str], tuple[str, ...]]] = {}
+@dataclass(frozen=True)
+class _Spec:
+    names: frozenset[str]
+    defaults: dict[str, Any]  # plain defaults
+    factories: dict[str, Any]  # default factories
+    required: frozenset[str]
+    tuples: tuple[str, ...]
 
 
-def _fields_of(cls: type[Event]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """(field names, names of tuple fields) of an event class, computed once."""
-    cached = _FIELDS.get(cls)
-    if cached is None:
-        names = frozenset(f.name for f in fields(cls))
-        tuples = tuple(f.name for f in fields(cls) if f.type == "tuple[str, ...]")
-        cached = _FIELDS[cls] = (names, tuples)
-    return cached
+_SPECS: dict[type[Event], _Spec] = {}
+
+
+def _spec_of(cls: type[Event]) -> _Spec:
+    """What building `cls` from a record needs, computed once per class."""
+    spec = _SPECS.get(cls)
+    if spec is None:
+        fs = fields(cls)
+        spec = _SPECS[cls] = _Spec(
+            names=frozenset(f.name for f in fs),
+            defaults={f.name: f.default for f in fs if f.default is not MISSING},
+            factories={f.name: f.default_factory for f in fs if f.default_factory is not MISSING},
+            required=frozenset(
+                f.name for f in fs if f.default is MISSING and f.default_factory is MISSING
+            ),
+            tuples=tuple(f.name for f in fs if f.type == "tuple[str, ...]"),
+        )
+    return spec
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
+    """An event from its JSON record; unknown fields are ignored, missing required ones refused.
+
+    Built without running the dataclass __init__ (a journal holds millions of records); the
+    result equals `cls(**fields)`.
+    """
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
-    names, tuples = _fields_of(cls)
-    values = {k: v for k, v in data.items() if k in names}
-    for name in tuples:  # JSON has lists where the dataclass holds tuples
-        if isinstance(values.get(name), list):
+    spec = _spec_of(cls)
+    values = {k: v for k, v in data.items() if k in spec.names}
+    if len(values) != len(spec.names):
+        missing = spec.required - values.keys()
+        if missing:
+            raise TypeError(f"{cls.type} event without {', '.join(sorted(missing))}")
+        for name, default in spec.defaults.items():
+            values.setdefault(name, default)
+        for name, factory in spec.factories.items():
+            if name not in values:
+                values[name] = factory()
+    for name in spec.tuples:  # JSON has lists where the dataclass holds tuples
+        if type(values[name]) is list:
             values[name] = tuple(values[name])
-    return cls(**values)
+    event = object.__new__(cls)
+    event.__dict__.update(values)
+    return event
 
 
-def event_from_json(line: str) -> Event:
-    return event_from_dict(json.loads(line))
+def event_from_json(line: str | bytes) -> Event:
+    return event_from_dict(orjson.loads(line))
 
 
 # ---------------------------------------------------------------- the run

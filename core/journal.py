@@ -1,20 +1,26 @@
 """The journal: a run's events as JSON Lines (mode 0600), durable before the engine acts.
 
 Line 1 is a header: {"format": JOURNAL_FORMAT, tool_version, run_id, cloud, inventory,
-inventory_digest, plan_digest, operator, host, created}. Every later line is one event.
-State-changing events are written, flushed and fsynced before the engine goes on; output
-events are buffered and written at most FLUSH_INTERVAL later (or before the next state change).
+inventory_digest, plan_digest, operator, host, created, plan}. Every later line is one event.
+
+Two ways to write. `write` makes a state-changing event durable (written and fsynced) before
+it returns and buffers output for at most FLUSH_INTERVAL. The engine instead `append`s and
+awaits `commit()` before it acts: steps finishing together share one fsync (group commit),
+which keeps the same promise (nothing is acted on before it is on disk) at thousands of events
+per second.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from core.errors import UserError
 from core.events import Event, event_from_dict
@@ -28,21 +34,25 @@ class JournalError(UserError):
 
 
 class JournalWriter:
-    """Appends events; `fsync` False is only for benchmarks that measure without it."""
+    """Appends events; `fsync` False is only for benchmarks and fixtures that need no crash
+    safety."""
 
     def __init__(self, path: Path, header: dict[str, Any] | None, *, fsync: bool = True):
         self.path = path
         self._fsync = fsync
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.fchmod(fd, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
-        self._pending: list[str] = []
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(self._fd, 0o600)
+        self._pending: list[bytes] = []
         self._oldest_pending = 0.0
-        if os.fstat(fd).st_size == 0:
+        self._appended = 0  # lines handed to us
+        self._durable = 0  # of those, lines known to be on disk
+        self._syncing: asyncio.Future[None] | None = None
+        if os.fstat(self._fd).st_size == 0:
             if header is None:
                 raise ValueError("a new journal needs a header")
-            self._file.write(json.dumps({"format": JOURNAL_FORMAT, **header}) + "\n")
-            self._sync()
+            self._pending.append(orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n")
+            self._appended += 1
+            self.flush()
         else:
             self._repair_torn_tail()
 
@@ -51,37 +61,63 @@ class JournalWriter:
         with open(self.path, "rb") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
-                self._file.write("\n")
-                self._sync()
+                os.write(self._fd, b"\n")
+                self._sync_now()
+
+    def append(self, event: Event) -> None:
+        """Buffer an event; it is on disk once a later `commit()` or `flush()` returns."""
+        if not self._pending:
+            self._oldest_pending = time.monotonic()
+        self._pending.append(event.to_json_bytes() + b"\n")
+        self._appended += 1
 
     def write(self, event: Event) -> None:
-        line = event.to_json() + "\n"
-        if not event.durable:
-            if not self._pending:
-                self._oldest_pending = time.monotonic()
-            self._pending.append(line)
-            if time.monotonic() - self._oldest_pending >= FLUSH_INTERVAL:
-                self.flush()
-            return
-        self._pending.append(line)
-        self.flush()
+        """Append; a state change is durable on return, output within FLUSH_INTERVAL."""
+        self.append(event)
+        if event.durable or time.monotonic() - self._oldest_pending >= FLUSH_INTERVAL:
+            self.flush()
 
     def flush(self) -> None:
-        """Write buffered lines and make them durable."""
-        if not self._pending:
-            return
-        self._file.write("".join(self._pending))
-        self._pending.clear()
-        self._sync()
+        """Write buffered lines and make them durable, now."""
+        upto = self._appended
+        self._write_pending()
+        if self._durable < upto:
+            self._sync_now()
+            self._durable = upto
 
-    def _sync(self) -> None:
-        self._file.flush()
+    async def commit(self) -> None:
+        """Make every event appended so far durable; concurrent callers share one fsync."""
+        target = self._appended
+        while self._durable < target:
+            if self._syncing is None:
+                self._syncing = asyncio.ensure_future(self._sync_pending())
+            await asyncio.shield(self._syncing)
+
+    async def _sync_pending(self) -> None:
+        try:
+            upto = self._appended
+            self._write_pending()
+            if self._fsync:
+                await asyncio.to_thread(os.fsync, self._fd)
+            self._durable = max(self._durable, upto)
+        finally:
+            self._syncing = None
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+    def _sync_now(self) -> None:
         if self._fsync:
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
 
     def close(self) -> None:
         self.flush()
-        self._file.close()
+        os.close(self._fd)
 
 
 @dataclass
@@ -92,16 +128,11 @@ class JournalContents:
     torn_lines: int = 0  # how many (a resumed run leaves earlier fragments mid-file)
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    with open(path, "rb") as f:
-        yield from enumerate(f, start=1)
-
-
 def read_journal(path: str | Path) -> JournalContents:
     """Read a whole journal; a torn line (crash mid-write) is skipped and reported."""
     path = Path(path)
     try:
-        lines = list(iter_lines(path))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise JournalError(
             f"{path}: no such journal; give a run id from `rollgate runs` or "
@@ -109,10 +140,18 @@ def read_journal(path: str | Path) -> JournalContents:
         ) from None
     except OSError as exc:
         raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
-    if not lines:
+    if not data:
         raise JournalError(f"{path}: the journal is empty (the run never started)")
+    lines = data.split(b"\n")
+    header = parse_header(path, lines[0])
+    del lines[0]
+    events, torn_lines = parse_events(path, lines, 2)
+    return JournalContents(header, events, torn_lines > 0, torn_lines)
+
+
+def parse_header(path: Path, line: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(lines[0][1])
+        header = orjson.loads(line)
     except ValueError:
         raise JournalError(f"{path}:1: not a Rollgate journal (no header line)") from None
     if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
@@ -120,29 +159,65 @@ def read_journal(path: str | Path) -> JournalContents:
             f"{path}:1: not a {JOURNAL_FORMAT} journal "
             f"(format {header.get('format') if isinstance(header, dict) else None!r})"
         )
+    return header
+
+
+def parse_events(path: Path, lines: list[bytes], first: int) -> tuple[list[Event], int]:
+    """Events of `lines` (split on newlines; the last item is what follows the last newline),
+    numbered from line `first`; returns them and how many torn fragments were skipped."""
     events: list[Event] = []
-    torn = False
+    append = events.append
+    loads = orjson.loads
     torn_lines = 0
-    for number, raw in lines[1:]:
-        last = number == lines[-1][0]
-        complete = raw.endswith(b"\n")
+    last = len(lines) - 1
+    for i, raw in enumerate(lines):
+        if not raw:
+            continue
         try:
-            data = json.loads(raw)
-            events.append(event_from_dict(data))
+            append(event_from_dict(loads(raw)))
         except (ValueError, TypeError) as exc:
             # A fragment: either the last line without its newline (a crash mid-write), or a
             # fragment a resumed run closed with a newline and then appended after.
-            if (last and not complete) or _is_fragment(raw, lines, number):
+            if i == last or is_fragment(raw):
                 torn_lines += 1
-                torn = True
                 continue
             raise JournalError(
-                f"{path}:{number}: malformed event ({exc}); the journal was "
+                f"{path}:{first + i}: malformed event ({exc}); the journal was "
                 "edited or corrupted — restore it from a copy"
             ) from None
-    return JournalContents(header, events, torn, torn_lines)
+    return events, torn_lines
 
 
-def _is_fragment(raw: bytes, lines: list[tuple[int, bytes]], number: int) -> bool:
+def is_fragment(raw: bytes) -> bool:
     """A cut-short event line: it starts like one and never closes its object."""
     return raw.startswith(b'{"type":') and not raw.rstrip().endswith(b"}")
+
+
+class JournalTail:
+    """Follows a journal another process appends to, reading only what is new."""
+
+    def __init__(self, path: Path, offset: int, line: int):
+        self.path = path
+        self.offset = offset  # bytes consumed (always at a line end)
+        self.line = line  # lines consumed
+
+    def read_new(self) -> list[Event]:
+        """Complete events appended since the last call; a partial last line waits."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        lines = data[:end].split(b"\n")
+        self.offset += end + 1
+        events, _ = parse_events(self.path, [*lines, b""], self.line + 1)
+        self.line += len(lines)
+        return events
+
+
+def iter_event_lines(path: Path) -> Iterator[bytes]:
+    """The raw event lines of a journal (header skipped), for tools that filter before parsing."""
+    with open(path, "rb") as f:
+        next(f, None)
+        yield from f

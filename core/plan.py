@@ -21,6 +21,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from core.hostrange import compress
 from core.inventory import Inventory, Node, Site
 from core.recipes import Recipe, load_recipe, render, render_title
@@ -171,7 +173,9 @@ def _gate(data: dict[str, Any] | None) -> Gate | None:
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
-    d = asdict(step)
+    d = dict(step.__dict__)  # flat JSON values but for gate and exit codes (no asdict copy)
+    d["args"] = dict(step.args)
+    d["gate"] = asdict(step.gate) if step.gate else None
     d["exit_codes"] = {str(k): v for k, v in sorted(step.exit_codes.items())}
     return d
 
@@ -200,8 +204,7 @@ def _phase_dict(phase: Phase) -> dict[str, Any]:
 def plan_digest(plan: Plan) -> str:
     data = plan.to_dict()
     data.pop("digest")
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 # ---------------------------------------------------------------- building

@@ -20,6 +20,7 @@ from core.plan import Plan
 OUTPUT_TAIL = 20  # lines kept per step; the journal has everything
 
 FINISHED_OK = ("ok", "warning", "skipped")
+FAILED = ("failed", "timed_out", "unreachable", "interrupted")
 
 
 @dataclass
@@ -92,6 +93,8 @@ class RunState:
     notes: list[tuple[float, str, str]] = field(default_factory=list)
     pauses: int = 0
     torn: bool = False  # set by readers when the journal ended mid-line
+    # steps by status, kept by the reducer so summaries need not scan every step
+    step_status_counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def initial(cls, plan: Plan) -> RunState:
@@ -106,6 +109,7 @@ class RunState:
                     )
                     node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
                     node.steps_total += 1
+        state.step_status_counts = {"pending": len(state.steps)} if state.steps else {}
         return state
 
     # ---------------------------------------------------------------- derived views
@@ -119,10 +123,11 @@ class RunState:
         return out
 
     def step_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for step in self.steps.values():
-            out[step.status] = out.get(step.status, 0) + 1
-        return out
+        return {k: v for k, v in self.step_status_counts.items() if v}
+
+    @property
+    def failed_count(self) -> int:
+        return sum(self.step_status_counts.get(k, 0) for k in FAILED)
 
     @property
     def current_phases(self) -> list[str]:
@@ -134,11 +139,7 @@ class RunState:
 
     @property
     def failed_steps(self) -> list[StepState]:
-        return [
-            s
-            for s in self.steps.values()
-            if s.status in ("failed", "timed_out", "unreachable", "interrupted")
-        ]
+        return [s for s in self.steps.values() if s.status in FAILED] if self.failed_count else []
 
     def approved(self, gate_id: str) -> bool:
         return any(g.id == gate_id and g.decision == "approve" for g in self.gates)
@@ -251,6 +252,13 @@ def _gate_decided(s: RunState, e: ev.GateDecided) -> None:
         s.gate = None
 
 
+def _set_status(s: RunState, step: StepState, status: str) -> None:
+    counts = s.step_status_counts
+    counts[step.status] -= 1
+    counts[status] = counts.get(status, 0) + 1
+    step.status = status
+
+
 def _step_started(s: RunState, e: ev.StepStarted) -> None:
     step = s.steps.get(e.step)
     if step is None:
@@ -258,11 +266,11 @@ def _step_started(s: RunState, e: ev.StepStarted) -> None:
     node = s.nodes[step.node]
     if step.status in FINISHED_OK:
         node.steps_done -= 1
-    if step.status in ("failed", "timed_out", "unreachable", "interrupted"):
+    if step.status in FAILED:
         node.failed -= 1
     if step.status != "running":
         node.running += 1
-    step.status = "running"
+    _set_status(s, step, "running")
     step.attempts = max(step.attempts, e.attempt)
     step.started = e.time
     step.finished = None
@@ -285,9 +293,9 @@ def _finish_step(
         node.running -= 1
     elif step.status in FINISHED_OK:
         node.steps_done -= 1
-    elif step.status in ("failed", "timed_out", "unreachable", "interrupted"):
+    elif step.status in FAILED:
         node.failed -= 1
-    step.status = outcome
+    _set_status(s, step, outcome)
     step.finished = time
     step.exit_status = exit_status
     step.error = error

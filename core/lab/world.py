@@ -136,6 +136,7 @@ class World:
                 lab_node.instances = 2 + self.rng.randrange(6)
             self.nodes[node.name] = lab_node
             self.by_address[node.address] = lab_node
+        self._records = {(r.site, r.host, r.binary): r for r in self.services}
         for db in self.databases.values():
             if db.service == "cinder":
                 db.previous_pending = faults.cinder_pending
@@ -181,10 +182,7 @@ class World:
         return max(releases, key=lambda r: r.index) if releases else None
 
     def record(self, site: str, host: str, binary: str) -> ServiceRecord | None:
-        return next(
-            (s for s in self.services if s.site == site and s.host == host and s.binary == binary),
-            None,
-        )
+        return self._records.get((site, host, binary))
 
     def record_state(self, record: ServiceRecord) -> str:
         node = self.nodes[record.host]
