@@ -21,9 +21,16 @@ TOOL_PACKAGES = ("ansible-core", "parallel-ssh")
 
 def report(name: str, value: float, unit: str) -> None:
     """One figure per line, `name: value unit`, as run_all.py collects them."""
-    text = f"{value:.3f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.0f}"
-    if isinstance(value, float) and abs(value) < 0.01:
+    if isinstance(value, int):
+        text = str(value)
+    elif abs(value) < 0.01:
         text = f"{value:.4f}"
+    elif abs(value) < 10:
+        text = f"{value:.3f}"
+    elif abs(value) < 1000:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.0f}"
     print(f"{name}: {text} {unit}", flush=True)
 
 

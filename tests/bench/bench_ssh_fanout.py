@@ -1,0 +1,277 @@
+"""SSH fan-out: Rollgate's SSH executor vs Ansible vs parallel-ssh against real OpenSSH.
+
+Debian's sshd runs on loopback with its own config, host key, client key and known_hosts;
+each "node" is its own loopback address (127.77.0.2, 127.77.0.3, ...). sshd listens on at most
+16 addresses per process (MAX_LISTEN_SOCKS), so the same config runs as one sshd per 16 nodes.
+Every tool gets the same nodes, the same concurrency (50) and the same command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import report, timed, tools_venv  # type: ignore[import-not-found]
+
+CONCURRENCY = 50
+SEQUENCE = ("true", "hostname", "uptime", "id -u", "echo done")  # the five-step sequence
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+CONTROLLER = (
+    "keystone, glance-api, placement-api, nova-conductor, nova-scheduler, nova-api, "
+    "neutron-server, cinder-scheduler, cinder-api, cinder-volume, horizon"
+)
+
+
+BENCH_USER = "rollgate-bench"
+
+
+def bench_user() -> str:
+    """Who the tools log in as. As root: a system user whose shell is /bin/sh, so a login
+    costs what sshd costs and not what a heavy ~/.bashrc costs (pyenv's init alone takes
+    ~80 ms, more than the SSH work measured here). Otherwise: the current user."""
+    if os.geteuid() != 0:
+        return subprocess.check_output(["id", "-un"], text=True).strip()
+    home = Path("/var/lib") / BENCH_USER
+    if subprocess.run(["id", BENCH_USER], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", str(home), BENCH_USER],
+            check=True,
+        )
+        # "*": no password, but not locked ("!"), which sshd without PAM would refuse
+        subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
+    home.mkdir(exist_ok=True)
+    shutil.chown(home, BENCH_USER, BENCH_USER)
+    return BENCH_USER
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sshd:
+    """sshd processes (16 addresses each) sharing one config, keys and known_hosts."""
+
+    def __init__(self, work: Path, nodes: int):
+        self.work = work
+        self.port = free_port()
+        self.addresses = [f"127.77.{(i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)]
+        self.user = bench_user()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for name in ("host_key", "client_key"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True
+            )
+        shutil.copy(work / "client_key.pub", work / "authorized_keys")
+        work.chmod(0o755)  # sshd reads authorized_keys as the user logging in
+        (work / "authorized_keys").chmod(0o644)
+        host_pub = (work / "host_key.pub").read_text().split()[:2]
+        self.known_hosts = work / "known_hosts"
+        self.known_hosts.write_text(
+            "".join(f"[{a}]:{self.port} {' '.join(host_pub)}\n" for a in self.addresses)
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+
+    def start(self) -> None:
+        for first in range(0, len(self.addresses), 16):
+            config = self.work / f"sshd_config.{first}"
+            listen = "".join(f"ListenAddress {a}\n" for a in self.addresses[first : first + 16])
+            config.write_text(
+                f"Port {self.port}\n{listen}"
+                f"HostKey {self.work / 'host_key'}\n"
+                f"AuthorizedKeysFile {self.work / 'authorized_keys'}\n"
+                f"PidFile {self.work / f'sshd.{first}.pid'}\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
+                "MaxStartups 500\nMaxSessions 50\nLogLevel ERROR\n"
+            )
+            self.procs.append(
+                subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+            )
+        deadline = time.monotonic() + 10
+        for address in self.addresses:
+            while True:
+                try:
+                    socket.create_connection((address, self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"sshd did not start on {address}") from None
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- Rollgate
+
+
+def rollgate_inventory(sshd: Sshd, count: int) -> Path:
+    nodes = "".join(
+        f"      - {{name: n{i:03d}, address: {a}, roles: [{CONTROLLER if i == 0 else 'nova-compute'}]}}\n"
+        for i, a in enumerate(sshd.addresses[:count])
+    )
+    path = sshd.work / f"inventory-{count}.yaml"
+    path.write_text(
+        "cloud: bench-ssh\n"
+        'upgrade: {from: "2025.1", to: "2025.2"}\n'
+        f"ssh: {{user: {sshd.user}, port: {sshd.port}, key: {sshd.work / 'client_key'}, "
+        f"known_hosts: {sshd.known_hosts}}}\n"
+        "shared: {identity: {site: one}}\n"
+        "sites:\n  one:\n    nodes:\n" + nodes
+    )
+    return path
+
+
+async def rollgate_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> float:
+    from core.inventory import load_inventory
+    from core.transports.ssh import SshExecutor
+
+    inventory = load_inventory(rollgate_inventory(sshd, count))
+    executor = SshExecutor()
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(node: object) -> None:
+        async with slots:
+            for command in commands:
+                result = await executor.run(
+                    node, command, on_output=lambda s, ln: None, timeout=60
+                )  # type: ignore[arg-type]
+                if result.exit_status != 0:
+                    raise RuntimeError(f"{command}: {result}")
+
+    try:
+        with timed() as t:
+            await asyncio.gather(*(one(n) for n in inventory.nodes))
+    finally:
+        await executor.close()
+    return t[0]
+
+
+# ---------------------------------------------------------------- Ansible
+
+
+def ansible_files(sshd: Sshd, count: int) -> tuple[Path, Path, dict[str, str]]:
+    hosts = sshd.work / f"ansible-hosts-{count}"
+    hosts.write_text(
+        "[all]\n"
+        + "".join(f"{a}\n" for a in sshd.addresses[:count])
+        + f"[all:vars]\nansible_port={sshd.port}\nansible_user={sshd.user}\n"
+        f"ansible_ssh_private_key_file={sshd.work / 'client_key'}\n"
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={sshd.known_hosts}'\n"
+    )
+    playbook = sshd.work / "sequence.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        + "".join(f"    - command: '{c}'\n" for c in SEQUENCE)
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # the same promise Rollgate keeps
+        "ANSIBLE_PYTHON_INTERPRETER": shutil.which("python3", path="/usr/bin:/bin") or "python3",
+        "ANSIBLE_LOCAL_TEMP": str(sshd.work / "ansible-local"),
+        "ANSIBLE_CONTROL_PATH_DIR": str(sshd.work / "cp"),
+        "ANSIBLE_PIPELINING": "True",  # Ansible's fastest setting
+    }
+    return hosts, playbook, env
+
+
+def ansible_fanout(sshd: Sshd, count: int, sequence: bool) -> float:
+    tools = tools_venv()
+    hosts, playbook, env = ansible_files(sshd, count)
+    if sequence:
+        argv = [str(tools / "bin/ansible-playbook"), "-i", str(hosts), "-f", str(CONCURRENCY)]
+        argv.append(str(playbook))
+    else:
+        argv = [str(tools / "bin/ansible"), "all", "-i", str(hosts), "-m", "command"]
+        argv += ["-a", "true", "-f", str(CONCURRENCY)]
+    with timed() as t:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ansible failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return t[0]
+
+
+# ---------------------------------------------------------------- parallel-ssh
+
+PSSH_SCRIPT = """
+import sys, time
+from pssh.clients import ParallelSSHClient
+hosts, port, user, key, commands = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3], \\
+    sys.argv[4], sys.argv[5].split(";")
+start = time.perf_counter()
+client = ParallelSSHClient(hosts, port=port, user=user, pkey=key, pool_size={concurrency})
+for command in commands:
+    output = client.run_command(command, stop_on_errors=True)
+    client.join(output)
+    for host_out in output:
+        if host_out.exit_code != 0:
+            raise SystemExit(f"{{host_out.host}}: {{command}} exit {{host_out.exit_code}}")
+print(time.perf_counter() - start)
+"""
+
+
+def pssh_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> float:
+    tools = tools_venv()
+    done = subprocess.run(
+        [
+            str(tools / "bin/python"),
+            "-c",
+            PSSH_SCRIPT.format(concurrency=CONCURRENCY),
+            ",".join(sshd.addresses[:count]),
+            str(sshd.port),
+            sshd.user,
+            str(sshd.work / "client_key"),
+            ";".join(commands),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"parallel-ssh failed: {done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if not Path(SSHD).exists():
+        raise SystemExit("ssh fan-out: sshd not found; install it: apt-get install openssh-server")
+    with tempfile.TemporaryDirectory(prefix="rollgate-bench-ssh-") as tmp:
+        sshd = Sshd(Path(tmp), 200)
+        sshd.start()
+        try:
+            for count in (50, 200):
+                ours = asyncio.run(rollgate_fanout(sshd, count, ("true",)))
+                ansible = ansible_fanout(sshd, count, sequence=False)
+                pssh = pssh_fanout(sshd, count, ("true",))
+                report(f"ssh.true.{count}.rollgate", ours, "s")
+                report(f"ssh.true.{count}.ansible", ansible, "s")
+                report(f"ssh.true.{count}.parallel_ssh", pssh, "s")
+                report(f"ssh.true.{count}.ansible_over_rollgate", ansible / ours, "x")
+                report(f"ssh.true.{count}.parallel_ssh_over_rollgate", pssh / ours, "x")
+            count = 200
+            ours = asyncio.run(rollgate_fanout(sshd, count, SEQUENCE))
+            ansible = ansible_fanout(sshd, count, sequence=True)
+            pssh = pssh_fanout(sshd, count, SEQUENCE)
+            report(f"ssh.sequence5.{count}.rollgate", ours, "s")
+            report(f"ssh.sequence5.{count}.ansible", ansible, "s")
+            report(f"ssh.sequence5.{count}.parallel_ssh", pssh, "s")
+            report(f"ssh.sequence5.{count}.ansible_over_rollgate", ansible / ours, "x")
+            report(f"ssh.sequence5.{count}.parallel_ssh_over_rollgate", pssh / ours, "x")
+        finally:
+            sshd.stop()
+
+
+if __name__ == "__main__":
+    main()
