@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Protocol
 
 from core.engine import CommandRejected, Engine
 from core.errors import UserError
 from core.events import Command, Event
-from core.journal import read_journal
+from core.journal import JournalTail
+from core.journal_index import JournalIndex, paused_gc
 from core.plan import Plan
 from core.runs import resolve_journal
 
@@ -69,33 +69,39 @@ class JournalClient:
 
     def __init__(
         self,
-        path: Path,
+        index: JournalIndex,
         plan: Plan,
-        header: dict[str, Any],
-        events: list[Event],
         *,
         follow: bool = False,
         poll: float = 0.2,
     ):
-        self.path = path
+        self.path = index.path
+        self.index = index  # the events, parsed when read
         self.plan = plan
-        self.header = header
-        self._events = events
+        self.header = index.header
         self.follow = follow
         self.poll = poll
-        self.torn = False  # the journal ended mid-line (a crash); events stop at the tear
+        self.torn = index.torn  # the journal ended mid-line (a crash); events stop at the tear
+
+    def all_events(self) -> list[Event]:
+        """Every event the journal held when opened, parsed."""
+        return self.index.events(0, len(self.index))
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
         last = 0
-        for event in self._events:
-            if event.seq >= from_seq:
-                yield event
-            last = event.seq
+        chunk = 5000
+        for start in range(0, len(self.index), chunk):
+            for event in self.index.events(start, start + chunk):
+                if event.seq >= from_seq:
+                    yield event
+                last = event.seq
+            await asyncio.sleep(0)
         if not self.follow:
             return
+        tail = JournalTail(self.path, self.index.consumed, self.index.lines_consumed)
         while True:
             await asyncio.sleep(self.poll)
-            for event in read_journal(self.path).events:  # re-read: torn tails are skipped
+            for event in tail.read_new():
                 if event.seq > last:
                     last = event.seq
                     yield event
@@ -109,15 +115,13 @@ class JournalClient:
 def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:
     """A client for a run id or journal path (the plan comes from the journal's header)."""
     path = resolve_journal(ref)
-    contents = read_journal(path)
-    plan_data = contents.header.get("plan")
+    index = JournalIndex.open(path)
+    plan_data = index.header.get("plan")
     if plan_data is None:
         plan_file = path.parent / "plan.json"
         if not plan_file.is_file():
             raise UserError(f"{path}: the journal has no plan and no plan.json beside it")
         plan_data = json.loads(plan_file.read_text())
-    client = JournalClient(
-        path, Plan.from_dict(plan_data), contents.header, contents.events, follow=follow
-    )
-    client.torn = contents.torn
-    return client
+    with paused_gc():
+        plan = Plan.from_dict(plan_data)
+    return JournalClient(index, plan, follow=follow)

@@ -72,7 +72,8 @@ def _spec_of(cls: type[Event]) -> _Spec:
 
 
 def event_from_dict(data: dict[str, Any]) -> Event:
-    """An event from its JSON record; unknown fields are ignored, missing required ones refused.
+    """An event from its JSON record (which it may consume); unknown fields are ignored,
+    missing required ones refused.
 
     Built without running the dataclass __init__ (a journal holds millions of records); the
     result equals `cls(**fields)`.
@@ -81,21 +82,22 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
     spec = _spec_of(cls)
-    values = {k: v for k, v in data.items() if k in spec.names}
-    if len(values) != len(spec.names):
-        missing = spec.required - values.keys()
+    del data["type"]
+    if data.keys() != spec.names:  # fields missing (defaults) or unknown (a newer writer)
+        missing = spec.required - data.keys()
         if missing:
             raise TypeError(f"{cls.type} event without {', '.join(sorted(missing))}")
+        data = {k: v for k, v in data.items() if k in spec.names}
         for name, default in spec.defaults.items():
-            values.setdefault(name, default)
+            data.setdefault(name, default)
         for name, factory in spec.factories.items():
-            if name not in values:
-                values[name] = factory()
+            if name not in data:
+                data[name] = factory()
     for name in spec.tuples:  # JSON has lists where the dataclass holds tuples
-        if type(values[name]) is list:
-            values[name] = tuple(values[name])
+        if type(data[name]) is list:
+            data[name] = tuple(data[name])
     event = object.__new__(cls)
-    event.__dict__.update(values)
+    object.__setattr__(event, "__dict__", data)
     return event
 
 

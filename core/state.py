@@ -9,7 +9,6 @@ that must keep the old state.
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +169,7 @@ def apply(state: RunState, event: ev.Event) -> RunState:
 
 def reduce(state: RunState, event: ev.Event) -> RunState:
     """The pure reducer: a new state with `event` folded in; `state` is left unchanged."""
-    return apply(copy.deepcopy(state), event)
+    return apply(copy_state(state), event)
 
 
 def fold(plan: Plan, events: Any) -> RunState:
@@ -361,3 +360,66 @@ _HANDLERS: dict[type[ev.Event], Any] = {
     ev.NodeStatus: _node_status_event,
     ev.OperatorNote: _note,
 }
+
+
+# ---------------------------------------------------------------- what an event touches
+
+
+def touched_by(state: RunState, event: ev.Event) -> tuple[list[str], list[str]]:
+    """The steps and nodes `apply(state, event)` may change, asked before applying it.
+
+    Everything else it may change is run-level (status, phases, stages, gates, notes, counts).
+    Timelines use this to keep checkpoints as the changes since the previous one.
+    """
+    kind = type(event)
+    if kind is ev.StepOutput or kind is ev.StepStarted or kind is ev.StepFinished:
+        step = state.steps.get(event.step)  # type: ignore[attr-defined]
+        return ([step.id], [step.node]) if step is not None else ([], [])
+    if kind is ev.NodeStatus:
+        return [], [event.node]  # type: ignore[attr-defined]
+    if kind is ev.RunStarted:  # marks steps left running by a driver that died
+        running = [s for s in state.steps.values() if s.status == "running"]
+        return [s.id for s in running], [s.node for s in running]
+    return [], []
+
+
+def copy_step(step: StepState) -> StepState:
+    new = object.__new__(StepState)
+    fields_ = step.__dict__.copy()
+    fields_["tail"] = deque(step.tail, OUTPUT_TAIL)
+    new.__dict__ = fields_
+    return new
+
+
+def copy_node(node: NodeState) -> NodeState:
+    new = object.__new__(NodeState)
+    fields_ = node.__dict__.copy()
+    fields_["services"] = dict(node.services)
+    new.__dict__ = fields_
+    return new
+
+
+def copy_run_fields(source: RunState, target: RunState) -> None:
+    """Copy everything but steps and nodes from `source` into `target` (no sharing)."""
+    gates = [GateState(**g.__dict__) for g in source.gates]
+    current = None
+    if source.gate is not None:
+        at = next((i for i, g in enumerate(source.gates) if g is source.gate), None)
+        current = gates[at] if at is not None else GateState(**source.gate.__dict__)
+    target.status, target.run_id, target.operator = source.status, source.run_id, source.operator
+    target.started, target.finished = source.started, source.finished
+    target.last_seq, target.pauses, target.torn = source.last_seq, source.pauses, source.torn
+    target.phases = dict(source.phases)
+    target.stages = dict(source.stages)
+    target.gates, target.gate = gates, current
+    target.notes = list(source.notes)
+    target.step_status_counts = dict(source.step_status_counts)
+
+
+def copy_state(state: RunState) -> RunState:
+    """An independent copy sharing only the (immutable) plan; far cheaper than deepcopy."""
+    new = RunState(plan=state.plan)
+    copy_run_fields(state, new)
+    new.steps = {k: copy_step(v) for k, v in state.steps.items()}
+    new.nodes = {k: copy_node(v) for k, v in state.nodes.items()}
+    return new

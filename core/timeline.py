@@ -1,70 +1,211 @@
-"""A journal as a timeline: the state after any event, without refolding from the start.
+"""A run as a timeline: the state after any event, without refolding from the start.
 
-Folding is the same reducer as the live run. Every CHECKPOINT_EVERY events a copy of the
-state is kept; `state_at(k)` copies the nearest checkpoint at or before k and folds the rest.
-`find` moves to the next or previous gate, failure or phase boundary; `index_at_time` seeks.
+Folding is the same reducer as the live run. One working state (the cursor) moves forward by
+folding. Every `every` events a checkpoint keeps copies of what changed since the previous one
+(the steps and nodes the events touched, and the small run-level fields), so checkpoints cost
+memory in proportion to the work done, not to the size of the cloud. To move the cursor to a
+checkpoint, in either direction, only the steps and nodes touched in between are swapped for
+their copies as of that checkpoint; then it folds the rest of the way.
+
+The events come from an EventSource: a journal parsed lazily (core/journal_index.py) or a list.
 """
 
 from __future__ import annotations
 
 import bisect
-import copy
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from core import events as ev
+from core.journal_index import EventList, EventSource, paused_gc
 from core.plan import Plan
-from core.state import RunState, apply
+from core.state import (
+    OUTPUT_TAIL,
+    NodeState,
+    RunState,
+    StepState,
+    apply,
+    copy_node,
+    copy_run_fields,
+    copy_state,
+    touched_by,
+)
 
-CHECKPOINT_EVERY = 2000
+CHECKPOINT_EVERY = 25_000
 
-MARKS: dict[str, Callable[[ev.Event], bool]] = {
-    "gate": lambda e: isinstance(e, ev.GateOpened | ev.GateDecided),
-    "failure": lambda e: (
-        isinstance(e, ev.StepFinished) and e.outcome not in ("ok", "warning", "skipped")
-    ),
-    "phase": lambda e: isinstance(e, ev.PhaseStarted | ev.PhaseFinished),
+FAILED_OUTCOMES = ("failed", "timed_out", "unreachable", "interrupted")
+MARKS: dict[str, Callable[[str], bool]] = {
+    "gate": lambda kind: kind in ("gate-opened", "gate-decided"),
+    "failure": lambda kind: kind == "step-finished",  # then its outcome is checked
+    "phase": lambda kind: kind in ("phase-started", "phase-finished"),
 }
+
+
+@dataclass
+class _Checkpoint:
+    run: RunState  # run-level fields only (steps and nodes empty)
+    steps: dict[str, dict[str, object]]  # the steps changed since the previous checkpoint
+    nodes: dict[str, NodeState]  # the nodes changed since the previous checkpoint
 
 
 class Timeline:
     def __init__(
-        self, plan: Plan, events: list[ev.Event], *, checkpoint_every: int = CHECKPOINT_EVERY
+        self,
+        plan: Plan,
+        source: EventSource | Sequence[ev.Event],
+        *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ):
         self.plan = plan
-        self.events = events
+        self.source: EventSource = EventList(source) if isinstance(source, Sequence) else source
         self.every = checkpoint_every
-        self.times = [e.time for e in events]
-        self._checkpoints: list[RunState] = []  # state after i * every events
-        state = RunState.initial(plan)
-        for i, event in enumerate(events):
-            if i % checkpoint_every == 0:
-                self._checkpoints.append(copy.deepcopy(state))
-            apply(state, event)
-        self.final = state
+        with paused_gc():
+            self._cursor = RunState.initial(plan)
+            self._initial_steps = {k: _frozen_step(v) for k, v in self._cursor.steps.items()}
+            self._initial_nodes = {k: copy_node(v) for k, v in self._cursor.nodes.items()}
+        self._initial_run = RunState(plan=plan)
+        copy_run_fields(self._cursor, self._initial_run)
+        self._position = 0
+        self._checkpoints: list[_Checkpoint] = []  # [i - 1]: as of position i * every
+        self._step_versions: dict[str, list[int]] = {}  # checkpoints holding a copy of a step
+        self._node_versions: dict[str, list[int]] = {}
+        # What the events after the last checkpoint touched (recorded by the first pass).
+        self._recorded_to = 0
+        self._touched_steps: set[str] = set()
+        self._touched_nodes: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.source)
+
+    # ---------------------------------------------------------------- states
+
+    def view_at(self, k: int) -> RunState:
+        """The state after the first k events, borrowed: valid until the next call."""
+        k = max(0, min(k, len(self.source)))
+        j = min(k // self.every, len(self._checkpoints))
+        if not (j * self.every <= self._position <= k):
+            self._move_to_checkpoint(j)
+        self._fold_to(k)
+        return self._cursor
 
     def state_at(self, k: int) -> RunState:
-        """The state after the first k events (0 <= k <= len)."""
-        k = max(0, min(k, len(self.events)))
-        if k == len(self.events):
-            return copy.deepcopy(self.final)
-        base = k // self.every
-        state = copy.deepcopy(self._checkpoints[base])
-        for event in self.events[base * self.every : k]:
-            apply(state, event)
-        return state
+        """The state after the first k events, the caller's to keep."""
+        return copy_state(self.view_at(k))
+
+    def _fold_to(self, k: int) -> None:
+        state = self._cursor
+        every = self.every
+        with paused_gc():
+            while self._position < k:
+                start = self._position
+                stop = min(k, (start // every + 1) * every)
+                events = self.source.events(start, stop)
+                if start >= self._recorded_to:  # first time here: note what events touch
+                    steps, nodes = self._touched_steps, self._touched_nodes
+                    for event in events:
+                        touched_steps, touched_nodes = touched_by(state, event)
+                        steps.update(touched_steps)
+                        nodes.update(touched_nodes)
+                        apply(state, event)
+                    self._recorded_to = stop
+                else:
+                    recorded = self._recorded_to - start
+                    for event in events[:recorded]:
+                        apply(state, event)
+                    for event in events[recorded:]:
+                        touched_steps, touched_nodes = touched_by(state, event)
+                        self._touched_steps.update(touched_steps)
+                        self._touched_nodes.update(touched_nodes)
+                        apply(state, event)
+                    self._recorded_to = max(self._recorded_to, stop)
+                self._position = stop
+                if stop % every == 0 and stop // every == len(self._checkpoints) + 1:
+                    self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        state = self._cursor
+        number = len(self._checkpoints) + 1
+        run = RunState(plan=self.plan)
+        copy_run_fields(state, run)
+        for sid in self._touched_steps:
+            self._step_versions.setdefault(sid, []).append(number)
+        for name in self._touched_nodes:
+            self._node_versions.setdefault(name, []).append(number)
+        self._checkpoints.append(
+            _Checkpoint(
+                run,
+                {sid: _frozen_step(state.steps[sid]) for sid in self._touched_steps},
+                {name: copy_node(state.nodes[name]) for name in self._touched_nodes},
+            )
+        )
+        self._touched_steps = set()
+        self._touched_nodes = set()
+
+    def _move_to_checkpoint(self, j: int) -> None:
+        """Make the cursor the state as of checkpoint j (position j * every; 0: the start)."""
+        every, count = self.every, len(self._checkpoints)
+        low, high = sorted((j * every, self._position))
+        steps: set[str] = set()
+        nodes: set[str] = set()
+        for i in range(low // every + 1, min(-(-high // every), count) + 1):
+            steps.update(self._checkpoints[i - 1].steps)
+            nodes.update(self._checkpoints[i - 1].nodes)
+        if high > count * every:  # beyond the last checkpoint
+            steps |= self._touched_steps
+            nodes |= self._touched_nodes
+        state = self._cursor
+        with paused_gc():
+            for sid in steps:
+                state.steps[sid] = _thawed_step(self._version(sid, j, self._step_versions, True))
+            for name in nodes:
+                node = self._version(name, j, self._node_versions, False)
+                state.nodes[name] = copy_node(node)  # type: ignore[arg-type]
+        copy_run_fields(self._checkpoints[j - 1].run if j else self._initial_run, state)
+        self._position = j * every
+
+    def _version(self, key: str, j: int, versions: dict[str, list[int]], step: bool) -> object:
+        """The copy of a step or node as of checkpoint j."""
+        held = versions.get(key, ())
+        at = bisect.bisect_right(held, j)  # type: ignore[arg-type]
+        if at == 0:
+            return self._initial_steps[key] if step else self._initial_nodes[key]
+        checkpoint = self._checkpoints[held[at - 1] - 1]  # type: ignore[index]
+        return checkpoint.steps[key] if step else checkpoint.nodes[key]
+
+    # ---------------------------------------------------------------- moving around
 
     def find(self, k: int, mark: str, forward: bool = True) -> int:
         """The position just after the next (or previous) event of `mark` from k."""
         test = MARKS[mark]
-        indices = range(k, len(self.events)) if forward else range(k - 2, -1, -1)
+        indices = range(k, len(self.source)) if forward else range(k - 2, -1, -1)
         for i in indices:
-            if test(self.events[i]):
+            if test(self.source.kind(i)) and (
+                mark != "failure" or self.source.event(i).outcome in FAILED_OUTCOMES  # type: ignore[attr-defined]
+            ):
                 return i + 1
-        return len(self.events) if forward else 0
+        return len(self.source) if forward else 0
+
+    def time_of(self, i: int) -> float:
+        return self.source.event(i).time
 
     def index_at_time(self, moment: float) -> int:
         """How many events had happened at wall-clock time `moment`."""
-        return bisect.bisect_right(self.times, moment)
+        return bisect.bisect_right(range(len(self.source)), moment, key=self.time_of)
+
+    def events(self, start: int, stop: int) -> list[ev.Event]:
+        return self.source.events(start, stop)
+
+
+def _frozen_step(step: StepState) -> dict[str, object]:
+    fields = step.__dict__.copy()
+    fields["tail"] = tuple(step.tail)
+    return fields
+
+
+def _thawed_step(fields: dict[str, object]) -> StepState:
+    new = object.__new__(StepState)
+    values = fields.copy()
+    values["tail"] = deque(fields["tail"], OUTPUT_TAIL)  # type: ignore[call-overload]
+    new.__dict__ = values
+    return new

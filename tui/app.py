@@ -25,7 +25,7 @@ from core import events as ev
 from core.client import RunClient
 from core.engine import CommandRejected
 from core.headless import GLYPHS, describe
-from core.state import RunState, apply
+from core.state import RunState, apply, touched_by
 from themes import STYLESHEET, THEMES
 from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
@@ -202,14 +202,8 @@ class RollgateApp(App[int]):
     @work(exclusive=True, group="events")
     async def _consume(self) -> None:
         async for event in self.client.events(1):
+            self._touched.update(touched_by(self.state, event)[1])
             apply(self.state, event)
-            node = getattr(event, "node", None)
-            if node is None and isinstance(event, ev.StepFinished):
-                node = self.state.steps[event.step].node if event.step in self.state.steps else None
-            if node is not None:
-                self._touched.add(node)
-            elif isinstance(event, ev.RunStarted):  # a resume may mark steps interrupted
-                self._touched.update(self.state.nodes)
             line = self._log_line(event)
             if line:
                 self._log_buffer.append(line)
@@ -218,7 +212,8 @@ class RollgateApp(App[int]):
     def _log_line(self, event: ev.Event) -> str | None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
         if isinstance(event, ev.StepOutput):
-            node = self.client.plan.step(event.step).node if event.step in self.state.steps else "?"
+            step = self.state.steps.get(event.step)
+            node = step.node if step is not None else "?"
             return "\n".join(f"{stamp} {node} {line}" for line in event.lines)
         if isinstance(event, ev.StepStarted):
             return f"{stamp} {event.node} $ {event.command or event.step.rsplit('/', 1)[-1]}"

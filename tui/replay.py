@@ -49,7 +49,7 @@ class ReplayApp(RollgateApp):
 
     def __init__(self, client: JournalClient, *, start_at_end: bool = True, **kwargs: Any):
         super().__init__(client, operator="replay (read-only)", **kwargs)
-        self.timeline = Timeline(client.plan, client._events)
+        self.timeline = Timeline(client.plan, client.index)
         self.position = len(self.timeline) if start_at_end else 0
         self.speed_index = 1
         self.playing = False
@@ -62,19 +62,19 @@ class ReplayApp(RollgateApp):
 
     def set_position(self, k: int) -> None:
         self.position = max(0, min(k, len(self.timeline)))
-        self.state = self.timeline.state_at(self.position)
+        self.state = self.timeline.view_at(self.position)
         self._touched = set(self.state.nodes)
         self._dirty = True
-        events = self.timeline.events[max(0, self.position - LOG_CONTEXT) : self.position]
+        events = self.timeline.events(max(0, self.position - LOG_CONTEXT), self.position)
         lines = [ln for e in events if (ln := self._log_line(e))]
         self._log_all = "\n".join(lines).split("\n") if lines else []
         self._log_buffer.clear()
         self.w_log.clear()
         self.w_log.write_lines(self._log_all)
         self.virtual_time = (
-            self.timeline.events[self.position - 1].time
+            self.timeline.time_of(self.position - 1)
             if self.position
-            else (self.timeline.events[0].time if len(self.timeline) else 0.0)
+            else (self.timeline.time_of(0) if len(self.timeline) else 0.0)
         )
 
     def _where(self) -> str:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,8 +119,9 @@ class Sshd:
 
 def rollgate_inventory(sshd: Sshd, count: int) -> Path:
     nodes = "".join(
-        f"      - {{name: n{i:03d}, address: {a}, roles: [{CONTROLLER if i == 0 else 'nova-compute'}]}}\n"
+        f"      - {{name: n{i:03d}, address: {a}, roles: [{roles}]}}\n"
         for i, a in enumerate(sshd.addresses[:count])
+        for roles in [CONTROLLER if i == 0 else "nova-compute"]
     )
     path = sshd.work / f"inventory-{count}.yaml"
     path.write_text(
@@ -146,9 +146,7 @@ async def rollgate_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> 
     async def one(node: object) -> None:
         async with slots:
             for command in commands:
-                result = await executor.run(
-                    node, command, on_output=lambda s, ln: None, timeout=60
-                )  # type: ignore[arg-type]
+                result = await executor.run(node, command, on_output=lambda s, ln: None, timeout=60)  # type: ignore[arg-type]
                 if result.exit_status != 0:
                     raise RuntimeError(f"{command}: {result}")
 

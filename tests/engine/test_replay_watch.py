@@ -102,7 +102,7 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
 
     journal = asyncio.run(run())
     client = open_journal_client(str(journal))
-    report = build_report(client.plan, client.header, client._events)
+    report = build_report(client.plan, client.header, client.all_events())
     assert report["outcome"] == "complete"
     assert {
         "step": "two/image/post/two-ctl1/glance.db-contract",

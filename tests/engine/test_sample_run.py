@@ -19,7 +19,7 @@ def test_the_shipped_sample_run_reads_with_the_current_format() -> None:
     assert client.header["plan_digest"] == build_plan(load_inventory(INVENTORY)).digest, (
         "the plan changed: regenerate with `python -m tests.sample_run`"
     )
-    report = build_report(client.plan, client.header, client._events)
+    report = build_report(client.plan, client.header, client.all_events())
     assert report["outcome"] == "complete"
     assert report["deviations"]["skips"] and report["deviations"]["retries"]
     assert {g["operator"] for g in report["gates"]} == {"alice", "bob"}

@@ -7,12 +7,13 @@ from hypothesis import strategies as st
 
 from core import events as ev
 from core.client import open_journal_client
+from core.journal_index import JournalIndex
 from core.state import fold
 from core.timeline import Timeline
 from tests.sample_run import SHIPPED
 
 CLIENT = open_journal_client(str(SHIPPED))
-EVENTS = CLIENT._events
+EVENTS = CLIENT.all_events()
 TIMELINE = Timeline(CLIENT.plan, EVENTS, checkpoint_every=97)
 
 
@@ -24,6 +25,11 @@ def snapshot(state) -> tuple:
         {k: vars(v).copy() for k, v in state.nodes.items()},
         [(g.id, g.decision, g.operator, g.comment) for g in state.gates],
         dict(state.phases),
+        dict(state.stages),
+        state.step_counts(),
+        state.gate.id if state.gate else None,
+        list(state.notes),
+        (state.started, state.finished, state.pauses),
     )
 
 
@@ -31,6 +37,17 @@ def snapshot(state) -> tuple:
 @given(st.integers(0, len(EVENTS)))
 def test_state_after_seeking_to_k_equals_folding_the_first_k(k: int) -> None:
     assert snapshot(TIMELINE.state_at(k)) == snapshot(fold(CLIENT.plan, EVENTS[:k]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, len(EVENTS)), min_size=2, max_size=8), st.integers(5, 400))
+def test_any_order_of_seeks_over_the_lazy_journal_matches_folding(
+    ks: list[int], every: int
+) -> None:
+    # The replay path: events parsed from the journal on demand, checkpoints of changes only.
+    timeline = Timeline(CLIENT.plan, JournalIndex.open(SHIPPED), checkpoint_every=every)
+    for k in ks:
+        assert snapshot(timeline.view_at(k)) == snapshot(fold(CLIENT.plan, EVENTS[:k])), k
 
 
 def test_seeking_does_not_disturb_earlier_answers() -> None:

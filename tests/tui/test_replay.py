@@ -18,7 +18,7 @@ def config_dir(tmp_path, monkeypatch) -> None:
 
 async def test_timeline_keys_move_through_the_run() -> None:
     client = open_journal_client(str(SHIPPED))
-    events = client._events
+    events = client.all_events()
     app = ReplayApp(client)
     async with app.run_test(size=(150, 44)) as pilot:
         await pilot.pause(0.2)

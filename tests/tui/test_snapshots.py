@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from core import events as ev
-from core.client import JournalClient
 from core.engine import Engine, EngineOptions
 from core.inventory import load_inventory
 from core.lab import Lab
@@ -76,9 +76,23 @@ def utc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def app_at(recorded: tuple[object, list[ev.Event]], cut: int) -> RollgateApp:
     plan, events = recorded
     shown = events[:cut]
-    client = JournalClient(Path("recorded"), plan, {}, shown)  # type: ignore[arg-type]
-    client.read_only = False  # look like the driving console
-    return RollgateApp(client, operator="olga", clock=lambda: shown[-1].time)
+    return RollgateApp(RecordedClient(plan, shown), operator="olga", clock=lambda: shown[-1].time)
+
+
+class RecordedClient:
+    """Recorded events, looking like the driving console (not read-only)."""
+
+    read_only = False
+
+    def __init__(self, plan: object, events: list[ev.Event]):
+        self.plan, self.header, self._events = plan, {}, events
+
+    async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
+        for event in self._events:
+            yield event
+
+    async def send(self, command: ev.Command) -> None:
+        raise AssertionError("a snapshot sends nothing")
 
 
 def index_of(events: list[ev.Event], predicate) -> int:

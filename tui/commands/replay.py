@@ -31,7 +31,7 @@ def replay(run: str, headless: bool) -> int:
 
     from core.headless import render
 
-    state = fold(client.plan, client._events)
+    state = fold(client.plan, client.all_events())
     console = Console()
     console.print(render(state))
     for gate in state.gates:

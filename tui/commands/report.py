@@ -19,7 +19,7 @@ def report(run: str, fmt: str, output: str | None) -> int:
     from core.report import build_report, to_html, to_json, to_markdown
 
     client = open_journal_client(run)
-    data = build_report(client.plan, client.header, client._events)
+    data = build_report(client.plan, client.header, client.all_events())
     text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](data)
     if output:
         with open(output, "w", encoding="utf-8") as f:

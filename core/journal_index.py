@@ -1,0 +1,150 @@
+"""A journal opened for random access: its lines split at once, each event parsed when asked.
+
+Opening a million-event journal costs reading the file and splitting it into lines; nothing is
+parsed until a timeline folds it or a view shows it. `EventList` gives events already in memory
+the same interface.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from core.events import Event, event_from_dict
+from core.journal import JournalError, is_fragment, parse_header
+
+TYPE_PREFIX = b'{"type":"'
+
+
+class EventSource(Protocol):
+    def __len__(self) -> int: ...
+    def event(self, i: int) -> Event: ...
+    def events(self, start: int, stop: int) -> list[Event]: ...
+    def kind(self, i: int) -> str: ...
+
+
+class EventList:
+    """Events in memory (a live run, a test) as an EventSource."""
+
+    def __init__(self, events: Sequence[Event]):
+        self._events = events
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def event(self, i: int) -> Event:
+        return self._events[i]
+
+    def events(self, start: int, stop: int) -> list[Event]:
+        return list(self._events[start:stop])
+
+    def kind(self, i: int) -> str:
+        return self._events[i].type
+
+
+class JournalIndex:
+    """A journal's header and event lines; events are parsed on demand."""
+
+    def __init__(self, path: Path, header: dict[str, Any], lines: list[bytes], torn_lines: int):
+        self.path = path
+        self.header = header
+        self._lines = lines
+        self.torn_lines = torn_lines  # fragments of lines cut short by a crash, skipped
+        self.consumed = 0  # bytes read, up to the end of the last whole line
+        self.lines_consumed = 0  # lines in those bytes
+
+    @property
+    def torn(self) -> bool:
+        return self.torn_lines > 0
+
+    @classmethod
+    def open(cls, path: str | Path) -> JournalIndex:
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise JournalError(
+                f"{path}: no such journal; give a run id from `rollgate runs` or "
+                "the path of a journal.jsonl"
+            ) from None
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
+        if not data:
+            raise JournalError(f"{path}: the journal is empty (the run never started)")
+        consumed = data.rfind(b"\n") + 1  # bytes up to the last whole line, for followers
+        closed = data.count(b"}\n")  # lines that end their JSON object
+        raw = data.split(b"\n")
+        newlines = len(raw) - 1
+        del data
+        header = parse_header(path, raw[0])
+        last = raw.pop() if len(raw) > 1 else b""  # what follows the last newline
+        body = raw[1:]
+        del raw
+        dropped = 0
+        if closed != newlines:  # a fragment (a crash, then a resume) or an empty line
+            whole = [line for line in body if line.endswith(b"}")]
+            for number, line in enumerate(body, start=2):
+                if line and not line.endswith(b"}") and not is_fragment(line):
+                    raise JournalError(
+                        f"{path}:{number}: malformed event (not a JSON object); the journal "
+                        "was edited or corrupted — restore it from a copy"
+                    )
+            dropped = len(body) - len(whole) - body.count(b"")
+            body = whole
+        if last:  # no newline after it: written whole, or cut short by a crash
+            try:
+                orjson.loads(last)
+                body.append(last)
+            except ValueError:
+                dropped += 1
+        index = cls(path, header, body, dropped)
+        index.consumed, index.lines_consumed = consumed, newlines
+        return index
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def event(self, i: int) -> Event:
+        try:
+            return event_from_dict(orjson.loads(self._lines[i]))
+        except (ValueError, TypeError) as exc:
+            raise JournalError(
+                f"{self.path}: event {i + 1} is malformed ({exc}); the journal was edited or "
+                "corrupted — restore it from a copy"
+            ) from None
+
+    def events(self, start: int, stop: int) -> list[Event]:
+        start, stop, _ = slice(start, stop).indices(len(self._lines))
+        with paused_gc():
+            return [self.event(i) for i in range(start, stop)]
+
+    def kind(self, i: int) -> str:
+        """The event's type, read off the line without parsing it."""
+        line = self._lines[i]
+        if line.startswith(TYPE_PREFIX):
+            end = line.find(b'"', len(TYPE_PREFIX))
+            if end > 0:
+                return line[len(TYPE_PREFIX) : end].decode()
+        return self.event(i).type
+
+    def __iter__(self) -> Iterator[Event]:
+        for i in range(len(self._lines)):
+            yield self.event(i)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Build many objects without the cyclic collector rescanning them all each time
+    (parsing a million events is twice as fast); it runs again afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

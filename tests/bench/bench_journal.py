@@ -1,0 +1,83 @@
+"""Journals at 1,000,000 events: write with the engine's fsync policy, open for replay, seek.
+
+The events are a synthetic run of the 10 x 1,000 plan (tests/bench/synthetic.py). Writing
+follows the engine: every event is appended, and 100 lanes at a time wait for one group
+commit (write + fsync) before they act. Replay opens the journal lazily and folds on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from common import peak_rss_mb, percentile, report, timed  # type: ignore[import-not-found]
+
+from core.client import open_journal_client
+from core.inventory import load_inventory
+from core.journal import JournalWriter
+from core.plan import build_plan
+from core.timeline import Timeline
+from tests.bench.scale import scale_inventory_file
+from tests.bench.synthetic import synthetic_events
+
+LANES = 100  # steps in flight at once, as in a batch of 100 computes
+
+
+async def write(path: Path, count: int) -> int:
+    plan = build_plan(load_inventory(scale_inventory_file(path.parent, sites=10, computes=1000)))
+    journal = JournalWriter(path, {"run_id": "bench", "plan": plan.to_dict()})
+    durable = 0
+    written = 0
+    with timed() as t:
+        for event in synthetic_events(plan, outputs_per_step=13, limit=count):
+            journal.append(event)
+            written += 1
+            if event.durable:
+                durable += 1
+                if durable % LANES == 0:  # the lanes of a batch act together
+                    await journal.commit()
+        journal.close()
+    report("journal.write_events_per_second", written / t[0], "events/s")
+    report("journal.bytes", path.stat().st_size, "bytes")
+    return written
+
+
+def replay(path: Path, count: int) -> None:
+    with timed() as t:
+        client = open_journal_client(str(path))
+        timeline = Timeline(client.plan, client.index)
+        timeline.view_at(0)
+    report("journal.replay_open", t[0], "s")
+    with timed() as t:
+        timeline.view_at(count // 2)
+    report("journal.seek_middle_first", t[0], "s")
+    with timed() as t:
+        timeline.view_at(count)
+    report("journal.seek_end_first", t[0], "s")
+    with timed() as t:
+        timeline.view_at(count // 2)
+    report("journal.seek_middle_again", t[0], "s")
+    rng = random.Random(7)
+    times = []
+    for _ in range(20):
+        with timed() as t:
+            timeline.view_at(rng.randrange(count + 1))
+        times.append(t[0])
+    report("journal.seek_random_p50", percentile(times, 50), "s")
+    report("journal.seek_random_max", max(times), "s")
+    report("journal.replay_peak_rss", peak_rss_mb(), "MB")
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="rollgate-bench-journal-") as tmp:
+        path = Path(tmp) / "journal.jsonl"
+        written = asyncio.run(write(path, count))
+        replay(path, written)
+
+
+if __name__ == "__main__":
+    main()
