@@ -94,6 +94,7 @@ class RunState:
     torn: bool = False  # set by readers when the journal ended mid-line
     # steps by status, kept by the reducer so summaries need not scan every step
     step_status_counts: dict[str, int] = field(default_factory=dict)
+    phase_done: dict[str, int] = field(default_factory=dict)  # finished-ok steps per phase
 
     @classmethod
     def initial(cls, plan: Plan) -> RunState:
@@ -109,6 +110,7 @@ class RunState:
                     node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
                     node.steps_total += 1
         state.step_status_counts = {"pending": len(state.steps)} if state.steps else {}
+        state.phase_done = dict.fromkeys(state.phases, 0)
         return state
 
     # ---------------------------------------------------------------- derived views
@@ -255,6 +257,9 @@ def _set_status(s: RunState, step: StepState, status: str) -> None:
     counts = s.step_status_counts
     counts[step.status] -= 1
     counts[status] = counts.get(status, 0) + 1
+    done = (status in FINISHED_OK) - (step.status in FINISHED_OK)
+    if done:
+        s.phase_done[step.phase] = s.phase_done.get(step.phase, 0) + done
     step.status = status
 
 
@@ -414,6 +419,7 @@ def copy_run_fields(source: RunState, target: RunState) -> None:
     target.gates, target.gate = gates, current
     target.notes = list(source.notes)
     target.step_status_counts = dict(source.step_status_counts)
+    target.phase_done = dict(source.phase_done)
 
 
 def copy_state(state: RunState) -> RunState:

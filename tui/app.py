@@ -8,6 +8,7 @@ flood of events never floods the screen. With a read-only client it only watches
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from functools import partial
@@ -19,6 +20,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 
 from core import events as ev
@@ -30,7 +32,10 @@ from themes import STYLESHEET, THEMES
 from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
 
-REFRESH = 0.1
+REFRESH = 1 / 30  # the log, header and gate bar: new output is on screen within a frame
+# Tables and the site map: a DataTable re-renders every visible cell when one changes, which
+# at 30 frames a second would cost most of each frame at thousands of nodes.
+TABLES_REFRESH = 0.2
 STEP_ROWS = 120  # rows in the steps table; a big phase has thousands of steps
 LOG_LINES = 5000
 
@@ -119,6 +124,7 @@ class RollgateApp(App[int]):
         self.state = RunState.initial(client.plan)
         self.read_only = client.read_only
         self._dirty = True
+        self._tables_drawn = 0.0
         self._log_buffer: list[str] = []
         self._log_all: list[str] = []
         self._follow = True
@@ -128,6 +134,11 @@ class RollgateApp(App[int]):
         self._filter = ""
         self._step_rows: list[tuple[str, ...]] = []
         self._phases = {p.id: p for p in client.plan.phases}
+        self._phase_steps = {p.id: p.steps for p in client.plan.phases}
+        self._phase_sizes = {k: len(v) for k, v in self._phase_steps.items()}
+        self._pipeline_cells: dict[str, tuple[str, str]] = {}
+        self._touched_phases: set[str] = set()  # phases whose steps changed since the last frame
+        self._steps_of: str | None = None  # the phase the steps table shows
         self._touched: set[str] = set()  # nodes whose label may have changed
         self.exit_code = 0
         for theme in THEMES:
@@ -175,6 +186,9 @@ class RollgateApp(App[int]):
         pipeline.border_title = "pipeline"
         steps.border_title = "steps of the selected phase"
         self.w_log.border_title = "log (following)"
+        # The plan, the state and thousands of site-map nodes live as long as the console:
+        # keep the cyclic garbage collector from rescanning them every few frames.
+        gc.freeze()
         self.set_interval(REFRESH, self._refresh)
         self._consume()
 
@@ -202,7 +216,10 @@ class RollgateApp(App[int]):
     @work(exclusive=True, group="events")
     async def _consume(self) -> None:
         async for event in self.client.events(1):
-            self._touched.update(touched_by(self.state, event)[1])
+            steps, nodes = touched_by(self.state, event)
+            self._touched.update(nodes)
+            for step in steps:
+                self._touched_phases.add(self.state.steps[step].phase)
             apply(self.state, event)
             line = self._log_line(event)
             if line:
@@ -232,12 +249,15 @@ class RollgateApp(App[int]):
             shown = [ln for ln in lines if wanted in ln.lower()] if wanted else lines
             if shown:
                 self.w_log.write_lines(shown, scroll_end=self._follow)
-        if not self._dirty:
-            self._draw_header()
-            return
-        self._dirty = False
         self._draw_header()
-        self._draw_gate()
+        if not self._dirty:
+            return
+        self._draw_gate()  # a gate shows at once
+        now = time.monotonic()
+        if now - self._tables_drawn < TABLES_REFRESH:
+            return  # tables and the site map catch up within TABLES_REFRESH
+        self._tables_drawn = now
+        self._dirty = False
         self._draw_pipeline()
         self._draw_steps()
         self._draw_sites()
@@ -303,13 +323,17 @@ class RollgateApp(App[int]):
 
     def _draw_pipeline(self) -> None:
         table = self.w_pipeline
+        status_column, steps_column = table.ordered_columns[0].key, table.ordered_columns[3].key
         for phase in self.client.plan.phases:
             status = self.state.phases.get(phase.id, "pending")
-            done = sum(self.state.steps[s.id].done for s in phase.steps)
-            table.update_cell(
-                phase.id, table.ordered_columns[0].key, f"{GLYPHS.get(status, '?')} {status}"
+            cells = (
+                f"{GLYPHS.get(status, '?')} {status}",
+                f"{self.state.phase_done.get(phase.id, 0)}/{self._phase_sizes[phase.id]}",
             )
-            table.update_cell(phase.id, table.ordered_columns[3].key, f"{done}/{len(phase.steps)}")
+            if self._pipeline_cells.get(phase.id) != cells:
+                self._pipeline_cells[phase.id] = cells
+                table.update_cell(phase.id, status_column, cells[0])
+                table.update_cell(phase.id, steps_column, cells[1])
 
     def _selected_phase(self) -> str | None:
         table = self.w_pipeline
@@ -327,8 +351,13 @@ class RollgateApp(App[int]):
         table = self.w_steps
         if phase_id is None:
             return
+        if phase_id == self._steps_of and phase_id not in self._touched_phases:
+            return  # nothing in it changed since the last frame
+        self._steps_of = phase_id
+        self._touched_phases.clear()
         phase = self._phases[phase_id]
-        states = [(step, self.state.steps[step.id]) for step in phase.steps]
+        steps = self.state.steps
+        states = [(step, steps[step.id]) for step in self._phase_steps[phase_id]]
         busy = [x for x in states if x[1].status not in ("pending", "ok", "warning", "skipped")]
         pending = [x for x in states if x[1].status == "pending"]
         done = [x for x in states if x[1].done]
@@ -345,9 +374,8 @@ class RollgateApp(App[int]):
             for step, st in shown
         ]
         if rows != self._step_rows:
+            self._update_rows(table, self._step_rows, rows)
             self._step_rows = rows
-            table.clear()
-            table.add_rows(rows)
         durations = [st.duration for _, st in done if st.duration]
         remaining = len(states) - len(done)
         average = sum(durations) / len(durations) if durations else 0
@@ -356,6 +384,22 @@ class RollgateApp(App[int]):
             + (f", about {remaining * average:.0f}s" if average else "")
             + (f" (showing {len(rows)} of {len(states)})" if len(rows) < len(states) else "")
         )
+
+    @staticmethod
+    def _update_rows(
+        table: DataTable, old: list[tuple[str, ...]], new: list[tuple[str, ...]]
+    ) -> None:
+        """Change only the cells that differ: clearing and refilling a table makes Textual
+        lay out the whole screen again, which costs a frame at thousands of nodes."""
+        for row, (before, after) in enumerate(zip(old, new, strict=False)):
+            if before != after:
+                for column, (a, b) in enumerate(zip(before, after, strict=True)):
+                    if a != b:
+                        table.update_cell_at(Coordinate(row, column), b, update_width=False)
+        if len(new) > len(old):
+            table.add_rows(new[len(old) :])
+        for _ in range(len(old) - len(new)):
+            table.remove_row(table.coordinate_to_cell_key(Coordinate(len(new), 0)).row_key)
 
     def _draw_sites(self) -> None:
         """Relabel only the nodes that events touched since the last frame."""

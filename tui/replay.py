@@ -64,6 +64,8 @@ class ReplayApp(RollgateApp):
         self.position = max(0, min(k, len(self.timeline)))
         self.state = self.timeline.view_at(self.position)
         self._touched = set(self.state.nodes)
+        self._steps_of = None  # a new state: redraw the steps table
+        self._pipeline_cells.clear()
         self._dirty = True
         events = self.timeline.events(max(0, self.position - LOG_CONTEXT), self.position)
         lines = [ln for e in events if (ln := self._log_line(e))]
