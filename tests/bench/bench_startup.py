@@ -59,7 +59,7 @@ asyncio.run(main())
 
 
 def first_frame_time() -> float:
-    """From launching a fresh interpreter: imports, the demo plan, the app mounted and first painted."""
+    """From launching a fresh interpreter to the first painted frame of the demo plan."""
     times = []
     for _ in range(3):
         start = time.perf_counter()
