@@ -259,21 +259,20 @@ class Engine:
                 step=step,
             )
             self._gate_future = asyncio.get_running_loop().create_future()
-            await self._commit()  # others may answer while this waits for the disk
-            if self._gate_future.done():
-                pass
-            elif self.options.auto_approve and "approve" in options:
-                await self.send(
+            # --auto-approve answers in the same breath, before anyone watching sees it open
+            if self.options.auto_approve and "approve" in options:
+                self._accept(
                     ev.Command(
                         "approve", AUTO_OPERATOR, "approved automatically (--auto-approve)", gate_id
                     )
                 )
             elif self.options.auto_approve and "rerun" in options:
-                await self.send(
+                self._accept(
                     ev.Command(
                         "rerun", AUTO_OPERATOR, "re-run automatically (--auto-approve)", gate_id
                     )
                 )
+            await self._commit()
             decision = await self._gate_future
             self._gate_future = None
         if decision[0] == "abort" or self._stop == "aborted":

@@ -125,6 +125,8 @@ class RollgateApp(App[int]):
         self.read_only = client.read_only
         self._dirty = True
         self._tables_drawn = 0.0
+        self._header_second = 0
+        self._header_text = Text()
         self._log_buffer: list[str] = []
         self._log_all: list[str] = []
         self._follow = True
@@ -249,7 +251,10 @@ class RollgateApp(App[int]):
             shown = [ln for ln in lines if wanted in ln.lower()] if wanted else lines
             if shown:
                 self.w_log.write_lines(shown, scroll_end=self._follow)
-        self._draw_header()
+        second = int(self.clock())
+        if self._dirty or second != self._header_second:  # the clock in it moves each second
+            self._header_second = second
+            self._draw_header()
         if not self._dirty:
             return
         self._draw_gate()  # a gate shows at once
@@ -290,7 +295,9 @@ class RollgateApp(App[int]):
             "\n",
             " ".join(f"{GLYPHS.get(k, '')} {k} {v}" for k, v in sorted(counts.items())),
         )
-        self.w_header.update(text)
+        if text != self._header_text:  # an idle console does no work
+            self._header_text = text
+            self.w_header.update(text)
 
     def _draw_gate(self) -> None:
         bar = self.w_gatebar

@@ -19,6 +19,7 @@ from tui.screens.dialogs import PromptScreen
 
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 LOG_CONTEXT = 300  # log lines rebuilt around the position after a jump
+LARGE_JOURNAL = 200_000  # events; folding this many takes about half a second
 
 
 class ReplayApp(RollgateApp):
@@ -47,9 +48,11 @@ class ReplayApp(RollgateApp):
         *[Binding(key, "read_only", show=False) for key in ("a", "j", "r", "s", "x")],
     ]
 
-    def __init__(self, client: JournalClient, *, start_at_end: bool = True, **kwargs: Any):
+    def __init__(self, client: JournalClient, *, start_at_end: bool | None = None, **kwargs: Any):
         super().__init__(client, operator="replay (read-only)", **kwargs)
         self.timeline = Timeline(client.plan, client.index)
+        if start_at_end is None:  # a big journal opens at once at its start; End folds it
+            start_at_end = len(self.timeline) <= LARGE_JOURNAL
         self.position = len(self.timeline) if start_at_end else 0
         self.speed_index = 1
         self.playing = False
@@ -58,6 +61,11 @@ class ReplayApp(RollgateApp):
 
     def _consume(self) -> None:  # the timeline, not a live stream, feeds this console
         self.set_position(self.position)
+        if self.position == 0 and len(self.timeline) > LARGE_JOURNAL:
+            self.notify(
+                f"{len(self.timeline):,} events: opened at the start. End goes to the end "
+                "(the first pass folds every event once, a few seconds); then seeks are quick."
+            )
         self.set_interval(0.1, self._tick)
 
     def set_position(self, k: int) -> None:

@@ -169,9 +169,7 @@ async def run(plan: Plan) -> None:
                 for key, opened in (("question_mark", True), ("escape", False)):
                     help_keys.append(await key_to_render(app, key, opened))
         await pilot.pause(0.5)
-    latencies = [
-        app.shown[seq] - at for seq, at in client.emitted.items() if seq in app.shown
-    ]
+    latencies = [app.shown[seq] - at for seq, at in client.emitted.items() if seq in app.shown]
     lines = client.lines
     report("console.nodes", len(app.state.nodes), "nodes")
     report("console.events", len(client.emitted), "events")

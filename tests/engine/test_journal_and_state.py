@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -17,6 +18,7 @@ from core import events as ev
 from core.errors import UserError
 from core.inventory import load_inventory
 from core.journal import JournalError, JournalWriter, read_journal
+from core.journal_index import JournalIndex
 from core.plan import build_plan
 from core.runs import RunLock
 from core.state import RunState, apply, reduce
@@ -69,6 +71,62 @@ def test_a_corrupt_middle_line_is_an_error_naming_the_line(tmp_path: Path) -> No
     path.write_text("".join(lines))
     with pytest.raises(JournalError, match=r"j.jsonl:3: malformed event"):
         read_journal(path)
+
+
+def open_lazily(path: Path) -> tuple[list[ev.Event], bool]:
+    index = JournalIndex.open(path)
+    return index.events(0, len(index)), index.torn
+
+
+def test_the_lazy_reader_skips_torn_fragments_like_the_whole_reader(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    events = write_some(path)
+    with open(path, "a") as f:
+        f.write('{"type":"step-started","seq":5,"ti')
+    assert open_lazily(path) == (events, True)
+    JournalWriter(path, None).close()  # a resume closes the fragment, then appends
+    writer = JournalWriter(path, None)
+    later = ev.StepStarted(seq=5, step=STEPS[1], node="key1", attempt=1)
+    writer.write(later)
+    writer.close()
+    assert open_lazily(path) == ([*events, later], True)  # the fragment is now mid-file
+
+
+def test_the_lazy_reader_names_a_corrupt_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write_some(path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = "this is not json\n"
+    path.write_text("".join(lines))
+    with pytest.raises(JournalError, match=r"j.jsonl:3: malformed event"):
+        JournalIndex.open(path)
+
+
+async def test_lanes_committing_together_share_fsyncs_and_are_durable_on_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, {"run_id": "r"})
+    syncs = 0
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+
+    async def lane(i: int) -> None:
+        writer.append(ev.StepStarted(seq=i + 1, step=STEPS[i % len(STEPS)], node="n", attempt=1))
+        await writer.commit()
+        # on return this lane's event is in the file (the engine acts only now)
+        assert f'"seq":{i + 1},'.encode() in path.read_bytes()
+
+    await asyncio.gather(*(lane(i) for i in range(100)))
+    writer.close()
+    assert len(read_journal(path).events) == 100
+    assert syncs < 10, f"{syncs} fsyncs for 100 lanes that committed together"
 
 
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:

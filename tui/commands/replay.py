@@ -11,12 +11,14 @@ import click
 def replay(run: str, headless: bool) -> int:
     """Replay RUN (a run id from `rollgate runs` or a journal path).
 
-    The console opens at the end of the run, read-only, with a timeline: space play/pause,
+    The console opens at the end of the run (at the start for journals over 200,000 events),
+    read-only, with a timeline: space play/pause,
     +/- speed (x0.5 to x100), left/right one event, n/N gates, e/E failures, [/] phases,
     home/end, g go to a time. --headless prints the final state: phases,
     node counts per site, failures and every gate decision with operator and comment.
     """
     from core.client import open_journal_client
+    from core.journal_index import paused_gc
     from core.state import fold
 
     client = open_journal_client(run)
@@ -31,7 +33,8 @@ def replay(run: str, headless: bool) -> int:
 
     from core.headless import render
 
-    state = fold(client.plan, client.all_events())
+    with paused_gc():
+        state = fold(client.plan, client.index)
     console = Console()
     console.print(render(state))
     for gate in state.gates:
