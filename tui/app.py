@@ -175,11 +175,16 @@ class RollgateApp(App[int]):
         pipeline.add_columns("", "phase", "site", "steps", "gate")
         for phase in self.client.plan.phases:
             pipeline.add_row(
-                "·",
-                phase.title,
-                phase.site,
-                f"0/{len(phase.steps)}",
-                "⏸" if phase.gate else "",
+                *map(
+                    Text,
+                    (
+                        "·",
+                        phase.title,
+                        phase.site,
+                        f"0/{len(phase.steps)}",
+                        "⏸" if phase.gate else "",
+                    ),
+                ),
                 key=phase.id,
             )
         steps = self.w_steps
@@ -339,8 +344,8 @@ class RollgateApp(App[int]):
             )
             if self._pipeline_cells.get(phase.id) != cells:
                 self._pipeline_cells[phase.id] = cells
-                table.update_cell(phase.id, status_column, cells[0])
-                table.update_cell(phase.id, steps_column, cells[1])
+                table.update_cell(phase.id, status_column, Text(cells[0]))
+                table.update_cell(phase.id, steps_column, Text(cells[1]))
 
     def _selected_phase(self) -> str | None:
         table = self.w_pipeline
@@ -402,9 +407,10 @@ class RollgateApp(App[int]):
             if before != after:
                 for column, (a, b) in enumerate(zip(before, after, strict=True)):
                     if a != b:
-                        table.update_cell_at(Coordinate(row, column), b, update_width=False)
+                        table.update_cell_at(Coordinate(row, column), Text(b), update_width=False)
         if len(new) > len(old):
-            table.add_rows(new[len(old) :])
+            # Text, not str: a str cell is parsed as markup every time it is rendered
+            table.add_rows([tuple(map(Text, row)) for row in new[len(old) :]])
         for _ in range(len(old) - len(new)):
             table.remove_row(table.coordinate_to_cell_key(Coordinate(len(new), 0)).row_key)
 
