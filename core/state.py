@@ -377,7 +377,9 @@ def touched_by(state: RunState, event: ev.Event) -> tuple[list[str], list[str]]:
     Timelines use this to keep checkpoints as the changes since the previous one.
     """
     kind = type(event)
-    if kind is ev.StepOutput or kind is ev.StepStarted or kind is ev.StepFinished:
+    if kind is ev.StepOutput:  # its step's output tail, nothing of the node
+        return [event.step], []  # type: ignore[attr-defined]
+    if kind is ev.StepStarted or kind is ev.StepFinished:
         step = state.steps.get(event.step)  # type: ignore[attr-defined]
         return ([step.id], [step.node]) if step is not None else ([], [])
     if kind is ev.NodeStatus:

@@ -103,10 +103,14 @@ class Timeline:
                 events = self.source.events(start, stop)
                 if start >= self._recorded_to:  # first time here: note what events touch
                     steps, nodes = self._touched_steps, self._touched_nodes
+                    output = ev.StepOutput
                     for event in events:
-                        touched_steps, touched_nodes = touched_by(state, event)
-                        steps.update(touched_steps)
-                        nodes.update(touched_nodes)
+                        if type(event) is output:  # most events: they touch one step's tail
+                            steps.add(event.step)  # type: ignore[attr-defined]
+                        else:
+                            touched_steps, touched_nodes = touched_by(state, event)
+                            steps.update(touched_steps)
+                            nodes.update(touched_nodes)
                         apply(state, event)
                     self._recorded_to = stop
                 else:

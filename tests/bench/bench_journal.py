@@ -8,7 +8,9 @@ commit (write + fsync) before they act. Replay opens the journal lazily and fold
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -72,11 +74,15 @@ def replay(path: Path, count: int) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--replay"]:  # a fresh process, as `rollgate replay` is
+        replay(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-journal-") as tmp:
         path = Path(tmp) / "journal.jsonl"
         written = asyncio.run(write(path, count))
-        replay(path, written)
+        os.sync()  # a past run's journal: not still being written back to disk
+        subprocess.run([sys.executable, __file__, "--replay", str(path), str(written)], check=True)
 
 
 if __name__ == "__main__":
