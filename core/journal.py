@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,10 +213,3 @@ class JournalTail:
         events, _ = parse_events(self.path, [*lines, b""], self.line + 1)
         self.line += len(lines)
         return events
-
-
-def iter_event_lines(path: Path) -> Iterator[bytes]:
-    """The raw event lines of a journal (header skipped), for tools that filter before parsing."""
-    with open(path, "rb") as f:
-        next(f, None)
-        yield from f

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from core import events as ev
 from core.errors import UserError
 from core.inventory import load_inventory
-from core.journal import JournalError, JournalWriter, read_journal
+from core.journal import JournalError, JournalTail, JournalWriter, read_journal
 from core.journal_index import JournalIndex
 from core.plan import build_plan
 from core.runs import RunLock
@@ -200,3 +200,19 @@ def test_reduce_is_pure() -> None:
     after = reduce(state, ev.StepStarted(seq=1, step=STEPS[0], node="key1", attempt=1))
     assert state.steps[STEPS[0]].status == "pending"
     assert after.steps[STEPS[0]].status == "running"
+
+
+def test_a_follower_reads_only_new_lines_and_waits_for_a_partial_one(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    events = write_some(path)
+    index = JournalIndex.open(path)
+    tail = JournalTail(path, index.consumed, index.lines_consumed)
+    assert tail.read_new() == []
+    line = ev.StepStarted(seq=5, step=STEPS[1], node="key1", attempt=1).to_json() + "\n"
+    with open(path, "a") as f:
+        f.write(line[:20])  # the driving console is mid-write
+        f.flush()
+        assert tail.read_new() == []
+        f.write(line[20:])
+    assert tail.read_new() == [ev.StepStarted(seq=5, step=STEPS[1], node="key1", attempt=1)]
+    assert len(index) == len(events)
