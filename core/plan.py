@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -138,16 +138,7 @@ class Plan:
                         title=s["title"],
                         kind=s["kind"],
                         gate=_gate(s["gate"]),
-                        steps=tuple(
-                            Step(
-                                **{
-                                    **st,
-                                    "gate": _gate(st["gate"]),
-                                    "exit_codes": {int(k): v for k, v in st["exit_codes"].items()},
-                                }
-                            )
-                            for st in s["steps"]
-                        ),
+                        steps=tuple(_step_from_dict(st) for st in s["steps"]),
                     )
                     for s in p["stages"]
                 ),
@@ -166,6 +157,24 @@ class Plan:
             phases,
             data.get("digest", ""),
         )
+
+
+_STEP_FIELDS = frozenset(f.name for f in fields(Step))
+
+
+def _step_from_dict(data: dict[str, Any]) -> Step:
+    """A step from its record; a plan holds tens of thousands, so when the record has exactly
+    the step's fields it is built without running the dataclass __init__ (same result)."""
+    values = {
+        **data,
+        "gate": _gate(data["gate"]),
+        "exit_codes": {int(k): v for k, v in data["exit_codes"].items()},
+    }
+    if values.keys() != _STEP_FIELDS:
+        return Step(**values)  # raises on unknown or missing fields
+    step = object.__new__(Step)
+    object.__setattr__(step, "__dict__", values)
+    return step
 
 
 def _gate(data: dict[str, Any] | None) -> Gate | None:
