@@ -13,6 +13,7 @@ from textual import work
 from textual.binding import Binding
 
 from core.client import JournalClient
+from core.journal import JournalError
 from core.timeline import Timeline
 from tui.app import RollgateApp
 from tui.screens.dialogs import PromptScreen
@@ -55,6 +56,7 @@ class ReplayApp(RollgateApp):
             start_at_end = len(self.timeline) <= LARGE_JOURNAL
         self.position = len(self.timeline) if start_at_end else 0
         self.speed_index = 1
+        self.error: str | None = None  # why the replay had to stop (a corrupt journal line)
         self.playing = False
         self.virtual_time = 0.0
         self.clock = lambda: self.virtual_time  # elapsed time as it was at the position
@@ -69,6 +71,18 @@ class ReplayApp(RollgateApp):
         self.set_interval(0.1, self._tick)
 
     def set_position(self, k: int) -> None:
+        try:
+            self._set_position(k)
+        except JournalError as exc:  # a line edited or corrupted after the run
+            self._fail(exc)
+
+    def _fail(self, exc: JournalError) -> None:
+        """Leave the console with the journal's one-line error (the command prints it)."""
+        self.playing = False
+        self.error = str(exc)
+        self.exit(return_code=2)
+
+    def _set_position(self, k: int) -> None:
         self.position = max(0, min(k, len(self.timeline)))
         self.state = self.timeline.view_at(self.position)
         self._touched = set(self.state.nodes)
@@ -106,7 +120,11 @@ class ReplayApp(RollgateApp):
             self.playing = False
             return
         self.virtual_time += 0.1 * SPEEDS[self.speed_index]
-        target = max(self.position + 1, self.timeline.index_at_time(self.virtual_time))
+        try:
+            target = max(self.position + 1, self.timeline.index_at_time(self.virtual_time))
+        except JournalError as exc:
+            self._fail(exc)
+            return
         moment = self.virtual_time
         self.set_position(target)
         self.virtual_time = max(self.virtual_time, moment)
@@ -134,7 +152,12 @@ class ReplayApp(RollgateApp):
 
     def action_jump(self, mark: str, forward: bool) -> None:
         self.playing = False
-        self.set_position(self.timeline.find(self.position, mark, forward))
+        try:
+            target = self.timeline.find(self.position, mark, forward)
+        except JournalError as exc:
+            self._fail(exc)
+            return
+        self.set_position(target)
 
     def action_seek(self, k: int) -> None:
         self.playing = False
@@ -165,4 +188,9 @@ class ReplayApp(RollgateApp):
             )
         )
         self.playing = False
-        self.set_position(self.timeline.index_at_time(moment))
+        try:
+            target = self.timeline.index_at_time(moment)
+        except JournalError as exc:
+            self._fail(exc)
+            return
+        self.set_position(target)

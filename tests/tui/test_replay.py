@@ -41,3 +41,15 @@ async def test_timeline_keys_move_through_the_run() -> None:
         await pilot.press("space", "end")
         assert app.position == len(events)
         assert app.state.gates[0].operator == "alice"
+
+
+async def test_a_line_corrupted_after_the_run_ends_the_replay_with_its_error(tmp_path) -> None:
+    lines = SHIPPED.read_text().splitlines(keepends=True)
+    lines[300] = '{"type":"no-such-event","seq":300}\n'  # valid JSON, not an event
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(lines))
+    app = ReplayApp(open_journal_client(str(journal)))  # opens lazily: the line is not read yet
+    async with app.run_test(size=(150, 44)) as pilot:
+        await pilot.pause(0.3)
+    assert app.return_code == 2
+    assert app.error is not None and "event 300 is malformed" in app.error

@@ -25,7 +25,12 @@ def replay(run: str, headless: bool) -> int:
     if not headless:
         from tui.replay import ReplayApp
 
-        ReplayApp(client).run()
+        app = ReplayApp(client)
+        app.run()
+        if app.error:
+            from core.errors import UserError
+
+            raise UserError(app.error)
         return 0
     import time
 
