@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 from core import events as ev
 from core.client import RunClient
 from core.engine import CommandRejected
+from core.errors import UserError
 from core.headless import GLYPHS, describe
 from core.state import RunState, apply, touched_by
 from themes import STYLESHEET, THEMES
@@ -143,6 +144,7 @@ class RollgateApp(App[int]):
         self._steps_of: str | None = None  # the phase the steps table shows
         self._touched: set[str] = set()  # nodes whose label may have changed
         self.exit_code = 0
+        self.error: str | None = None  # why the console had to stop, for the command to print
         for theme in THEMES:
             self.register_theme(theme)
         wanted = load_settings().get("theme", "rollgate-dark")
@@ -222,16 +224,20 @@ class RollgateApp(App[int]):
 
     @work(exclusive=True, group="events")
     async def _consume(self) -> None:
-        async for event in self.client.events(1):
-            steps, nodes = touched_by(self.state, event)
-            self._touched.update(nodes)
-            for step in steps:
-                self._touched_phases.add(self.state.steps[step].phase)
-            apply(self.state, event)
-            line = self._log_line(event)
-            if line:
-                self._log_buffer.append(line)
-            self._dirty = True
+        try:
+            async for event in self.client.events(1):
+                steps, nodes = touched_by(self.state, event)
+                self._touched.update(nodes)
+                for step in steps:
+                    self._touched_phases.add(self.state.steps[step].phase)
+                apply(self.state, event)
+                line = self._log_line(event)
+                if line:
+                    self._log_buffer.append(line)
+                self._dirty = True
+        except UserError as exc:  # a watched journal with a corrupt line
+            self.error = str(exc)
+            self.exit(return_code=2)
 
     def _log_line(self, event: ev.Event) -> str | None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))

@@ -56,7 +56,6 @@ class ReplayApp(RollgateApp):
             start_at_end = len(self.timeline) <= LARGE_JOURNAL
         self.position = len(self.timeline) if start_at_end else 0
         self.speed_index = 1
-        self.error: str | None = None  # why the replay had to stop (a corrupt journal line)
         self.playing = False
         self.virtual_time = 0.0
         self.clock = lambda: self.virtual_time  # elapsed time as it was at the position

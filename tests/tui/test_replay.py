@@ -8,6 +8,7 @@ from core import events as ev
 from core.client import open_journal_client
 from core.state import fold
 from tests.sample_run import SHIPPED
+from tui.app import RollgateApp
 from tui.replay import ReplayApp
 
 
@@ -49,6 +50,18 @@ async def test_a_line_corrupted_after_the_run_ends_the_replay_with_its_error(tmp
     journal = tmp_path / "journal.jsonl"
     journal.write_text("".join(lines))
     app = ReplayApp(open_journal_client(str(journal)))  # opens lazily: the line is not read yet
+    async with app.run_test(size=(150, 44)) as pilot:
+        await pilot.pause(0.3)
+    assert app.return_code == 2
+    assert app.error is not None and "event 300 is malformed" in app.error
+
+
+async def test_watching_a_journal_with_a_corrupt_line_ends_with_its_error(tmp_path) -> None:
+    lines = SHIPPED.read_text().splitlines(keepends=True)
+    lines[300] = '{"type":"no-such-event","seq":300}\n'
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("".join(lines))
+    app = RollgateApp(open_journal_client(str(journal), follow=True), operator="watching")
     async with app.run_test(size=(150, 44)) as pilot:
         await pilot.pause(0.3)
     assert app.return_code == 2

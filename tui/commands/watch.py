@@ -13,5 +13,10 @@ def watch(run: str) -> int:
     from tui.app import RollgateApp
 
     client = open_journal_client(run, follow=True)
-    RollgateApp(client, operator="watching (read-only)").run()
+    app = RollgateApp(client, operator="watching (read-only)")
+    app.run()
+    if app.error:
+        from core.errors import UserError
+
+        raise UserError(app.error)
     return 0
