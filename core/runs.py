@@ -9,7 +9,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import UserError
 
@@ -104,6 +104,10 @@ def cloud_lock(cloud: str) -> RunLock:
     return RunLock(state_home() / "locks" / f"{cloud}.lock", f"cloud {cloud!r}")
 
 
+if TYPE_CHECKING:
+    from core.journal_index import JournalIndex
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -116,7 +120,8 @@ class RunSummary:
 
 
 def list_runs() -> list[RunSummary]:
-    from core.journal import JournalError, read_journal
+    from core.journal import JournalError
+    from core.journal_index import JournalIndex
 
     out = []
     for run in sorted(runs_dir().iterdir()):
@@ -124,17 +129,12 @@ def list_runs() -> list[RunSummary]:
         if not journal.is_file():
             continue
         try:
-            contents = read_journal(journal)
+            index = JournalIndex.open(journal)  # lines split, events parsed only when read
+            state = _run_state(index)
         except JournalError:
             out.append(RunSummary(run.name, "?", "?", "?", "?", "unreadable", journal))
             continue
-        header = contents.header
-        state = "started"
-        for event in contents.events:
-            if event.type == "run-finished":
-                state = event.outcome  # type: ignore[attr-defined]
-            elif event.type == "run-started":
-                state = "running or crashed"
+        header = index.header
         out.append(
             RunSummary(
                 run.name,
@@ -147,3 +147,14 @@ def list_runs() -> list[RunSummary]:
             )
         )
     return out
+
+
+def _run_state(index: JournalIndex) -> str:
+    """How the run stands, from its last run-started or run-finished event (read backwards)."""
+    for i in range(len(index) - 1, -1, -1):
+        kind = index.kind(i)
+        if kind == "run-finished":
+            return str(index.event(i).outcome)  # type: ignore[attr-defined]
+        if kind == "run-started":
+            return "running or crashed"
+    return "started"
