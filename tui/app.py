@@ -55,6 +55,20 @@ q      quit (asks when a run is active, and says how to resume)
 ?      this help             ctrl+p  command palette"""
 
 
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    """After a full collection, keep what survived it out of the next ones.
+
+    At thousands of nodes a full collection rescans every widget, cache and string the console
+    holds: a 100-200 ms stall every few seconds under load, most of the console's worst-case
+    latency. What survives a full collection is live now; freezing it means later full
+    collections scan only what is newer. The cost: a reference cycle among frozen objects that
+    later becomes garbage is not reclaimed (a closed page, a few kilobytes), which over a
+    maintenance window is far less than the stalls cost.
+    """
+    if phase == "stop" and info.get("generation") == 2:
+        gc.freeze()
+
+
 def _span(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
@@ -198,6 +212,11 @@ class RollgateApp(App[int]):
         # The plan, the state and thousands of site-map nodes live as long as the console:
         # keep the cyclic garbage collector from rescanning them every few frames.
         gc.freeze()
+        if _freeze_survivors not in gc.callbacks:
+            gc.callbacks.append(_freeze_survivors)
+        # Young collections less often (each frame allocates thousands of short-lived
+        # objects); measured under load: worst-case event-to-screen 150 ms -> 110 ms.
+        gc.set_threshold(10_000, 10, 10)
         self.set_interval(REFRESH, self._refresh)
         self._consume()
 
