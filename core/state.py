@@ -9,7 +9,6 @@ that must keep the old state.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ class StepState:
     duration: float = 0.0
     exit_status: int | None = None
     error: str = ""
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
+    tail: tuple[str, ...] = ()  # the last OUTPUT_TAIL lines; immutable, so copies share it
 
     @property
     def done(self) -> bool:
@@ -320,13 +319,13 @@ def _step_finished(s: RunState, e: ev.StepFinished) -> None:
     step.attempts = max(step.attempts, e.attempt)
     _finish_step(s, step, e.outcome, e.time, e.exit_status, e.error, e.duration)
     if e.error:
-        step.tail.append(e.error)
+        step.tail = (*step.tail, e.error)[-OUTPUT_TAIL:]
 
 
 def _step_output(s: RunState, e: ev.StepOutput) -> None:
     step = s.steps.get(e.step)
     if step is not None:
-        step.tail.extend(e.lines)
+        step.tail = (*step.tail, *e.lines)[-OUTPUT_TAIL:]
 
 
 def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
@@ -392,9 +391,7 @@ def touched_by(state: RunState, event: ev.Event) -> tuple[list[str], list[str]]:
 
 def copy_step(step: StepState) -> StepState:
     new = object.__new__(StepState)
-    fields_ = step.__dict__.copy()
-    fields_["tail"] = deque(step.tail, OUTPUT_TAIL)
-    new.__dict__ = fields_
+    new.__dict__ = step.__dict__.copy()  # the tail is a tuple: shared, never changed in place
     return new
 
 

@@ -13,15 +13,14 @@ The events come from an EventSource: a journal parsed lazily (core/journal_index
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core import events as ev
 from core.journal_index import EventList, EventSource, paused_gc
 from core.plan import Plan
 from core.state import (
-    OUTPUT_TAIL,
     NodeState,
     RunState,
     StepState,
@@ -150,32 +149,45 @@ class Timeline:
         """Make the cursor the state as of checkpoint j (position j * every; 0: the start)."""
         every, count = self.every, len(self._checkpoints)
         low, high = sorted((j * every, self._position))
-        steps: set[str] = set()
-        nodes: set[str] = set()
-        for i in range(low // every + 1, min(-(-high // every), count) + 1):
-            steps.update(self._checkpoints[i - 1].steps)
-            nodes.update(self._checkpoints[i - 1].nodes)
+        between = self._checkpoints[low // every : min(-(-high // every), count)]
+        steps = set().union(*(c.steps.keys() for c in between))
+        nodes = set().union(*(c.nodes.keys() for c in between))
         if high > count * every:  # beyond the last checkpoint
             steps |= self._touched_steps
             nodes |= self._touched_nodes
         state = self._cursor
         with paused_gc():
-            for sid in steps:
-                state.steps[sid] = _thawed_step(self._version(sid, j, self._step_versions, True))
-            for name in nodes:
-                node = self._version(name, j, self._node_versions, False)
-                state.nodes[name] = copy_node(node)  # type: ignore[arg-type]
+            self._swap(state.steps, steps, j, self._step_versions, self._initial_steps, True)
+            self._swap(state.nodes, nodes, j, self._node_versions, self._initial_nodes, False)
         copy_run_fields(self._checkpoints[j - 1].run if j else self._initial_run, state)
         self._position = j * every
 
-    def _version(self, key: str, j: int, versions: dict[str, list[int]], step: bool) -> object:
-        """The copy of a step or node as of checkpoint j."""
-        held = versions.get(key, ())
-        at = bisect.bisect_right(held, j)  # type: ignore[arg-type]
-        if at == 0:
-            return self._initial_steps[key] if step else self._initial_nodes[key]
-        checkpoint = self._checkpoints[held[at - 1] - 1]  # type: ignore[index]
-        return checkpoint.steps[key] if step else checkpoint.nodes[key]
+    def _swap(
+        self,
+        target: dict[str, Any],
+        keys: set[str],
+        j: int,
+        versions: dict[str, list[int]],
+        initial: dict[str, Any],
+        steps: bool,
+    ) -> None:
+        """Put in `target` a fresh copy of each key's version as of checkpoint j."""
+        checkpoints, find, get = self._checkpoints, bisect.bisect_right, versions.get
+        new = object.__new__
+        for key in keys:
+            held = get(key)
+            at = find(held, j) if held else 0
+            if at == 0:
+                version = initial[key]
+            else:
+                checkpoint = checkpoints[held[at - 1] - 1]  # type: ignore[index]
+                version = checkpoint.steps[key] if steps else checkpoint.nodes[key]
+            if steps:  # a frozen step: its fields (all immutable)
+                copy = new(StepState)
+                copy.__dict__ = version.copy()
+            else:
+                copy = copy_node(version)
+            target[key] = copy
 
     # ---------------------------------------------------------------- moving around
 
@@ -202,14 +214,4 @@ class Timeline:
 
 
 def _frozen_step(step: StepState) -> dict[str, object]:
-    fields = step.__dict__.copy()
-    fields["tail"] = tuple(step.tail)
-    return fields
-
-
-def _thawed_step(fields: dict[str, object]) -> StepState:
-    new = object.__new__(StepState)
-    values = fields.copy()
-    values["tail"] = deque(fields["tail"], OUTPUT_TAIL)  # type: ignore[call-overload]
-    new.__dict__ = values
-    return new
+    return step.__dict__.copy()  # every field is immutable, the output tail included
