@@ -325,7 +325,9 @@ def _step_finished(s: RunState, e: ev.StepFinished) -> None:
 def _step_output(s: RunState, e: ev.StepOutput) -> None:
     step = s.steps.get(e.step)
     if step is not None:
-        step.tail = (*step.tail, *e.lines)[-OUTPUT_TAIL:]
+        lines = e.lines if type(e.lines) is tuple else tuple(e.lines)
+        tail = step.tail + lines
+        step.tail = tail[-OUTPUT_TAIL:] if len(tail) > OUTPUT_TAIL else tail
 
 
 def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
