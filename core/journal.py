@@ -46,6 +46,7 @@ class JournalWriter:
         self._appended = 0  # lines handed to us
         self._durable = 0  # of those, lines known to be on disk
         self._syncing: asyncio.Future[None] | None = None
+        self._closed = False
         if os.fstat(self._fd).st_size == 0:
             if header is None:
                 raise ValueError("a new journal needs a header")
@@ -97,7 +98,12 @@ class JournalWriter:
             upto = self._appended
             self._write_pending()
             if self._fsync:
-                await asyncio.to_thread(os.fsync, self._fd)
+                try:
+                    await asyncio.to_thread(os.fsync, self._fd)
+                except OSError:
+                    if not self._closed:
+                        raise
+                    # closed meanwhile: close() wrote and fsynced everything itself
             self._durable = max(self._durable, upto)
         finally:
             self._syncing = None
@@ -116,6 +122,7 @@ class JournalWriter:
 
     def close(self) -> None:
         self.flush()
+        self._closed = True
         os.close(self._fd)
 
 
