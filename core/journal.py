@@ -134,9 +134,8 @@ class JournalContents:
     torn_lines: int = 0  # how many (a resumed run leaves earlier fragments mid-file)
 
 
-def read_journal(path: str | Path) -> JournalContents:
-    """Read a whole journal; a torn line (crash mid-write) is skipped and reported."""
-    path = Path(path)
+def journal_bytes(path: Path) -> bytes:
+    """A journal file's contents; a missing, unreadable or empty file is a one-line error."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -148,6 +147,13 @@ def read_journal(path: str | Path) -> JournalContents:
         raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
     if not data:
         raise JournalError(f"{path}: the journal is empty (the run never started)")
+    return data
+
+
+def read_journal(path: str | Path) -> JournalContents:
+    """Read a whole journal; a torn line (crash mid-write) is skipped and reported."""
+    path = Path(path)
+    data = journal_bytes(path)
     lines = data.split(b"\n")
     header = parse_header(path, lines[0])
     del lines[0]

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from core.events import Event, event_from_dict
-from core.journal import JournalError, is_fragment, parse_header
+from core.journal import JournalError, is_fragment, journal_bytes, parse_header
 
 TYPE_PREFIX = b'{"type":"'
 
@@ -65,17 +65,7 @@ class JournalIndex:
     @classmethod
     def open(cls, path: str | Path) -> JournalIndex:
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise JournalError(
-                f"{path}: no such journal; give a run id from `rollgate runs` or "
-                "the path of a journal.jsonl"
-            ) from None
-        except OSError as exc:
-            raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
-        if not data:
-            raise JournalError(f"{path}: the journal is empty (the run never started)")
+        data = journal_bytes(path)
         with paused_gc():
             return cls._split(path, data)
 

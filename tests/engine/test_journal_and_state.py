@@ -63,14 +63,19 @@ def test_a_torn_last_line_is_skipped_and_reported(tmp_path: Path) -> None:
     assert read_journal(path).events == events
 
 
-def test_a_corrupt_middle_line_is_an_error_naming_the_line(tmp_path: Path) -> None:
+def journal_with_line_3_corrupt(tmp_path: Path) -> Path:
     path = tmp_path / "j.jsonl"
     write_some(path)
     lines = path.read_text().splitlines(keepends=True)
     lines[2] = "this is not json\n"
     path.write_text("".join(lines))
+    return path
+
+
+@pytest.mark.parametrize("reader", [read_journal, JournalIndex.open], ids=["whole", "lazy"])
+def test_a_corrupt_middle_line_is_an_error_naming_the_line(tmp_path: Path, reader) -> None:
     with pytest.raises(JournalError, match=r"j.jsonl:3: malformed event"):
-        read_journal(path)
+        reader(journal_with_line_3_corrupt(tmp_path))
 
 
 def open_lazily(path: Path) -> tuple[list[ev.Event], bool]:
@@ -90,16 +95,6 @@ def test_the_lazy_reader_skips_torn_fragments_like_the_whole_reader(tmp_path: Pa
     writer.write(later)
     writer.close()
     assert open_lazily(path) == ([*events, later], True)  # the fragment is now mid-file
-
-
-def test_the_lazy_reader_names_a_corrupt_line(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    write_some(path)
-    lines = path.read_text().splitlines(keepends=True)
-    lines[2] = "this is not json\n"
-    path.write_text("".join(lines))
-    with pytest.raises(JournalError, match=r"j.jsonl:3: malformed event"):
-        JournalIndex.open(path)
 
 
 async def test_lanes_committing_together_share_fsyncs_and_are_durable_on_return(
