@@ -9,7 +9,6 @@ once; stages in order; inside a stage, each node's steps in order and nodes in p
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -300,9 +299,6 @@ class Engine:
 
     async def run(self) -> str:
         """Drive the plan to the end; returns complete | failed | stopped | aborted."""
-        # The plan and the initial state live as long as the run: keep the cyclic garbage
-        # collector from rescanning them (a 10,000-node plan is ~1M objects).
-        gc.freeze()
         self.emit(
             ev.RunStarted,
             run_id=self.options.run_id,

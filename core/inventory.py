@@ -139,7 +139,7 @@ class SiteSpec(StrictModel):
 
 class PolicySpec(StrictModel):
     gates: list[Literal["phase", "canary", "step"]] = Field(
-        default_factory=lambda: ["phase", "canary"]
+        default_factory=lambda: list[Literal["phase", "canary", "step"]](["phase", "canary"])
     )
     canary: int = Field(default=1, ge=0)
     batch_size: int = Field(default=10, ge=1)
@@ -621,11 +621,11 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
 
     _check_recipe_overrides(spec, problem)
     if spec.lab is not None:
-        for site in sites:
-            for node in site.nodes:
+        for lab_site in sites:
+            for node in lab_site.nodes:
                 if not _is_loopback(node.address):
                     problem(
-                        ("sites", site.name, "nodes"),
+                        ("sites", lab_site.name, "nodes"),
                         f"lab node {node.name} has address {node.address!r}: the lab only "
                         "listens on loopback addresses (127.x.y.z); use those, or remove "
                         "the lab: section to reach real machines",

@@ -139,15 +139,14 @@ class JournalIndex:
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """Build many objects without the cyclic collector rescanning them all each time
-    (parsing a million events is twice as fast), then keep what was built out of its later
-    passes too (`gc.freeze`): events and states hold no reference cycles, so reference
-    counting alone frees them, and a collection over a fresh million objects would otherwise
-    cost tens of milliseconds at the next allocation."""
+    (parsing a million events is twice as fast); the collector is on again afterwards exactly
+    as it was. Events and states hold no reference cycles, so reference counting alone frees
+    them. Keeping what was built out of later passes (`gc.freeze`) is the entry points'
+    choice (tui/gc_policy.py), not the library's."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if enabled:
-            gc.freeze()
             gc.enable()

@@ -105,7 +105,7 @@ class Timeline:
                     output = ev.StepOutput
                     for event in events:
                         if type(event) is output:  # most events: they touch one step's tail
-                            steps.add(event.step)  # type: ignore[attr-defined]
+                            steps.add(event.step)
                         else:
                             touched_steps, touched_nodes = touched_by(state, event)
                             steps.update(touched_steps)
@@ -183,11 +183,11 @@ class Timeline:
                 checkpoint = checkpoints[held[at - 1] - 1]  # type: ignore[index]
                 version = checkpoint.steps[key] if steps else checkpoint.nodes[key]
             if steps:  # a frozen step: its fields (all immutable)
-                copy = new(StepState)
-                copy.__dict__ = version.copy()
+                step_copy = new(StepState)
+                step_copy.__dict__ = version.copy()
+                target[key] = step_copy
             else:
-                copy = copy_node(version)
-            target[key] = copy
+                target[key] = copy_node(version)
 
     # ---------------------------------------------------------------- moving around
 

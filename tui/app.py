@@ -8,9 +8,8 @@ flood of events never floods the screen. With a read-only client it only watches
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -53,20 +52,6 @@ l      log of the node under the cursor only / everything
 t      next theme (dark, light, high contrast; remembered)
 q      quit (asks when a run is active, and says how to resume)
 ?      this help             ctrl+p  command palette"""
-
-
-def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
-    """After a full collection, keep what survived it out of the next ones.
-
-    At thousands of nodes a full collection rescans every widget, cache and string the console
-    holds: a 100-200 ms stall every few seconds under load, most of the console's worst-case
-    latency. What survives a full collection is live now; freezing it means later full
-    collections scan only what is newer. The cost: a reference cycle among frozen objects that
-    later becomes garbage is not reclaimed (a closed page, a few kilobytes), which over a
-    maintenance window is far less than the stalls cost.
-    """
-    if phase == "stop" and info.get("generation") == 2:
-        gc.freeze()
 
 
 def _span(seconds: float) -> str:
@@ -149,7 +134,7 @@ class RollgateApp(App[int]):
         self._node_rows: dict[str, Any] = {}
         self._search = ""
         self._filter = ""
-        self._step_rows: list[tuple[str, ...]] = []
+        self._step_rows: Sequence[tuple[str, ...]] = []
         self._phases = {p.id: p for p in client.plan.phases}
         self._phase_steps = {p.id: p.steps for p in client.plan.phases}
         self._phase_sizes = {k: len(v) for k, v in self._phase_steps.items()}
@@ -209,14 +194,6 @@ class RollgateApp(App[int]):
         pipeline.border_title = "pipeline"
         steps.border_title = "steps of the selected phase"
         self.w_log.border_title = "log (following)"
-        # The plan, the state and thousands of site-map nodes live as long as the console:
-        # keep the cyclic garbage collector from rescanning them every few frames.
-        gc.freeze()
-        if _freeze_survivors not in gc.callbacks:
-            gc.callbacks.append(_freeze_survivors)
-        # Young collections less often (each frame allocates thousands of short-lived
-        # objects); measured under load: worst-case event-to-screen 150 ms -> 110 ms.
-        gc.set_threshold(10_000, 10, 10)
         self.set_interval(REFRESH, self._refresh)
         self._consume()
 
@@ -424,7 +401,7 @@ class RollgateApp(App[int]):
 
     @staticmethod
     def _update_rows(
-        table: DataTable, old: list[tuple[str, ...]], new: list[tuple[str, ...]]
+        table: DataTable, old: Sequence[tuple[str, ...]], new: Sequence[tuple[str, ...]]
     ) -> None:
         """Change only the cells that differ: clearing and refilling a table makes Textual
         lay out the whole screen again, which costs a frame at thousands of nodes."""

@@ -42,7 +42,8 @@ class ReplayApp(RollgateApp):
         *[
             b
             for b in RollgateApp.BINDINGS
-            if b.action in ("search", "filter", "log_scope", "follow", "theme", "help")
+            if isinstance(b, Binding)
+            and b.action in ("search", "filter", "log_scope", "follow", "theme", "help")
         ],
         Binding("q", "quit", "Quit"),
         # the live console's decision keys do nothing here
@@ -60,7 +61,7 @@ class ReplayApp(RollgateApp):
         self.virtual_time = 0.0
         self.clock = lambda: self.virtual_time  # elapsed time as it was at the position
 
-    def _consume(self) -> None:  # the timeline, not a live stream, feeds this console
+    def _consume(self) -> None:  # type: ignore[override]  # the timeline, not a live stream, feeds this console
         self.set_position(self.position)
         if self.position == 0 and len(self.timeline) > LARGE_JOURNAL:
             self.notify(

@@ -27,6 +27,7 @@ from core.inventory import load_inventory
 from core.plan import Plan, build_plan
 from tests.bench.scale import scale_inventory_file
 from tui.app import RollgateApp
+from tui.gc_policy import tuned_gc
 
 LINES_PER_SECOND = 2000
 SECONDS = 10.0
@@ -157,6 +158,14 @@ async def run(plan: Plan) -> None:
     app = MeasuredApp(client)
     keys: list[float] = []
     help_keys: list[float] = []
+    with tuned_gc(console=True):  # as `rollgate run` sets it for the console
+        await drive(app, client, keys, help_keys)
+    report_figures(app, client, keys, help_keys)
+
+
+async def drive(
+    app: MeasuredApp, client: FeedClient, keys: list[float], help_keys: list[float]
+) -> None:
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.pause(0.5)
         app.w_pipeline.focus()  # arrow keys move through the phases
@@ -169,6 +178,11 @@ async def run(plan: Plan) -> None:
                 for key, opened in (("question_mark", True), ("escape", False)):
                     help_keys.append(await key_to_render(app, key, opened))
         await pilot.pause(0.5)
+
+
+def report_figures(
+    app: MeasuredApp, client: FeedClient, keys: list[float], help_keys: list[float]
+) -> None:
     latencies = [app.shown[seq] - at for seq, at in client.emitted.items() if seq in app.shown]
     lines = client.lines
     report("console.nodes", len(app.state.nodes), "nodes")

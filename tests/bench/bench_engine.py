@@ -19,6 +19,7 @@ from core.journal import JournalWriter
 from core.lab import Lab
 from core.plan import build_plan
 from tests.bench.scale import scale_inventory_file
+from tui.gc_policy import tuned_gc
 
 
 async def run(directory: Path, sites: int, computes: int) -> None:
@@ -38,7 +39,7 @@ async def run(directory: Path, sites: int, computes: int) -> None:
         journal=journal,
     )
     try:
-        with timed() as t:
+        with tuned_gc(), timed() as t:  # as `rollgate run` sets it
             outcome = await engine.run()
     finally:
         journal.close()

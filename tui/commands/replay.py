@@ -20,13 +20,15 @@ def replay(run: str, headless: bool) -> int:
     from core.client import open_journal_client
     from core.journal_index import paused_gc
     from core.state import fold
+    from tui.gc_policy import tuned_gc
 
     client = open_journal_client(run)
     if not headless:
         from tui.replay import ReplayApp
 
         app = ReplayApp(client)
-        app.run()
+        with tuned_gc(console=True):
+            app.run()
         if app.error:
             from core.errors import UserError
 

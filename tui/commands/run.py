@@ -89,12 +89,15 @@ def run(
         insecure=insecure,
     )
 
+    from tui.gc_policy import tuned_gc
+
     async def main() -> int:
         async with open_session(inventory, options) as session:
             if headless:
                 from core.headless import HeadlessRunner
 
-                return await HeadlessRunner(session).run()
+                with tuned_gc():
+                    return await HeadlessRunner(session).run()
             try:
                 from tui.app import run_console
             except ImportError:
@@ -103,6 +106,7 @@ def run(
                 raise UserError(
                     "the console is not available in this build; add --headless"
                 ) from None
-            return await run_console(session)
+            with tuned_gc(console=True):
+                return await run_console(session)
 
     return asyncio.run(main())

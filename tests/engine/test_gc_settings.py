@@ -1,0 +1,37 @@
+"""The library leaves the garbage collector as it found it; entry points tune it and undo it."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+from core.client import open_journal_client
+from core.timeline import Timeline
+from tests.engine.conftest import drive, make
+from tui.gc_policy import tuned_gc
+
+
+def collector_settings() -> tuple[object, ...]:
+    return (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count(), list(gc.callbacks))
+
+
+async def test_a_run_and_a_replay_leave_the_collector_settings_alone(tmp_path: Path) -> None:
+    before = collector_settings()
+    h = await make(tmp_path)
+    try:
+        assert await drive(h, lambda gate: None) == "complete"
+    finally:
+        await h.lab.close()
+    h.engine.journal.close()  # type: ignore[union-attr]
+    client = open_journal_client(str(tmp_path / "journal.jsonl"))
+    timeline = Timeline(client.plan, client.index)
+    timeline.state_at(len(timeline))
+    assert collector_settings() == before
+
+
+def test_the_console_tuning_is_undone_on_exit() -> None:
+    before = collector_settings()
+    with tuned_gc(console=True):
+        assert gc.get_threshold()[0] == 10_000
+        assert gc.get_freeze_count() > 0
+    assert collector_settings() == before
