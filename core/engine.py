@@ -21,8 +21,12 @@ from core.inventory import Inventory
 from core.journal import JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.state import FINISHED_OK, RunState, apply
+from core.words import RUN_PAUSED, STEP_OK, phase_word, run_word
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
+# Stages whose failed nodes count against the phase's failure budget. A canary is not among
+# them: a failed canary opens a failure gate at once, and batches never start after it.
+BUDGET_STAGES = ("batch", "network")
 PLAN_GATE_KINDS = ("phase", "canary", "step")
 AUTO_OPERATOR = "auto-approve"
 
@@ -32,7 +36,12 @@ class CommandRejected(Exception):
 
 
 class _Abort(Exception):
-    """Internal: unwinds a lane when the run is aborted or stopped."""
+    """Internal: unwinds a lane when the run is aborted, stopped, paused-and-left or broken."""
+
+
+# Why the run must end early (Engine._stop): aborted (running commands terminated), stopped (a
+# gate was rejected), paused (the driver leaves, the run stays resumable), error (a bug).
+HALT_MODES = ("aborted", "stopped", RUN_PAUSED, "error")
 
 
 @dataclass
@@ -75,14 +84,24 @@ class Engine:
         self._nodes = {n.name: n for n in inventory.nodes}
         self._sites = {s.name: s for s in inventory.sites}
         self._new_event = asyncio.Event()
-        self._runnable = asyncio.Event()
-        self._runnable.set()
+        self._paused = False  # a resumed run starts running (RunStarted says so)
+        self._holds: dict[str, int] = {}  # phase id -> failure-budget gates open in it
+        self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
         self._gate_lock = asyncio.Lock()
         self._gate_future: asyncio.Future[tuple[str, str]] | None = None
-        self._stop: str | None = None  # "aborted" or "stopped" once the run must end
+        self._stop: str | None = None  # one of HALT_MODES once the run must end
+        self._error = ""
         self._running: set[asyncio.Task[Any]] = set()
         self._buffers: dict[tuple[str, str], list[str]] = {}
+        self._stage_kind = {st.id: st.kind for p in plan.phases for st in p.stages}
+        self._plan_steps = {s.id: s for s in plan.steps}
+        # the failure budget spent so far, per phase: data-plane steps left failed
         self._phase_failures: dict[str, int] = {}
+        for step in self.state.steps.values():
+            if step.status in ("failed", "timed_out", "unreachable") and (
+                self._stage_kind.get(step.stage) in BUDGET_STAGES
+            ):
+                self._phase_failures[step.phase] = self._phase_failures.get(step.phase, 0) + 1
         self.finished = asyncio.Event()
 
     # ---------------------------------------------------------------- events
@@ -173,24 +192,30 @@ class Engine:
 
     def _accept(self, command: ev.Command) -> None:
         kind = command.kind
-        if kind == "pause":
-            if self.state.status != "running":
-                raise CommandRejected(f"the run is {self.state.status}; only a running run pauses")
-            self._runnable.clear()
-            self.emit(ev.RunPaused, operator=command.operator, reason=command.comment)
-            return
-        if kind == "resume":
-            if self.state.status != "paused":
-                raise CommandRejected(f"the run is {self.state.status}, not paused")
-            self.emit(ev.RunResumed, operator=command.operator)
-            self._runnable.set()
-            return
+        if self.finished.is_set():
+            raise CommandRejected(f"the run has ended ({self.state.status})")
         if kind == "note":
             self.emit(ev.OperatorNote, operator=command.operator, text=command.comment)
             return
         gate = self.state.gate
         if kind == "abort" and (gate is None or "abort" not in gate.options):
-            self._abort(command.operator, command.comment)
+            self.abort(command.operator, command.comment)
+            return
+        if self._stop:
+            raise CommandRejected(f"the run is ending ({self._stop})")
+        if kind == "pause":
+            if self.state.status != "running":
+                raise CommandRejected(f"the run is {self.state.status}; only a running run pauses")
+            self._paused = True
+            self.emit(ev.RunPaused, operator=command.operator, reason=command.comment)
+            self._wake()
+            return
+        if kind == "resume":
+            if self.state.status != "paused":
+                raise CommandRejected(f"the run is {self.state.status}, not paused")
+            self.emit(ev.RunResumed, operator=command.operator)
+            self._paused = False
+            self._wake()
             return
         if gate is None or self._gate_future is None:
             raise CommandRejected("no gate is open")
@@ -210,12 +235,13 @@ class Engine:
         if not self._gate_future.done():
             self._gate_future.set_result((kind, command.comment))
         if kind == "abort":
-            self._abort(command.operator, command.comment, decided=True)
+            self.abort(command.operator, command.comment, decided=True)
 
-    def _abort(self, operator: str, reason: str, decided: bool = False) -> None:
+    def abort(self, operator: str, reason: str, decided: bool = False) -> None:
+        """Abort: running commands are terminated, nothing new starts, the open gate (if any)
+        is decided `abort`."""
         if self._stop == "aborted" or self.finished.is_set():
             return
-        self._stop = "aborted"
         self.emit(ev.RunAborted, operator=operator, reason=reason)
         if self.state.gate is not None and not decided:
             self.emit(
@@ -225,11 +251,33 @@ class Engine:
                 operator=operator,
                 comment=reason,
             )
-        if self._gate_future is not None and not self._gate_future.done():
-            self._gate_future.set_result(("abort", reason))
-        self._runnable.set()
+        self._halt("aborted")
         for task in list(self._running):
             task.cancel()
+
+    _abort = abort  # the name the console and headless views used
+
+    def leave_paused(self, operator: str, reason: str) -> None:
+        """The driver leaves and the run stays resumable: running steps finish, nothing new
+        starts, an open gate stays undecided (the next driver asks it again)."""
+        if self._stop or self.finished.is_set():
+            return
+        if self.state.status == "running":
+            self.emit(ev.RunPaused, operator=operator, reason=reason)
+        self._halt(RUN_PAUSED)
+
+    def _halt(self, mode: str) -> None:
+        """End the run early: lanes unwind at their next step, the open gate is released
+        without a decision (unless one was journalled)."""
+        if self._stop is None or mode == "aborted":
+            self._stop = mode
+        if self._gate_future is not None and not self._gate_future.done():
+            self._gate_future.set_result(("halt", ""))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+        self._wakeup = asyncio.Event()
 
     # ---------------------------------------------------------------- gates
 
@@ -242,7 +290,10 @@ class Engine:
         summary: str = "",
         options: tuple[str, ...] = ("approve", "reject"),
         step: str | None = None,
+        automatic: bool = True,
     ) -> tuple[str, str]:
+        """Open a gate and wait for its decision. `automatic`: --auto-approve may answer it
+        (never for a gate that reports something went wrong)."""
         async with self._gate_lock:
             if self._stop:
                 raise _Abort
@@ -259,13 +310,13 @@ class Engine:
             )
             self._gate_future = asyncio.get_running_loop().create_future()
             # --auto-approve answers in the same breath, before anyone watching sees it open
-            if self.options.auto_approve and "approve" in options:
+            if self.options.auto_approve and automatic and "approve" in options:
                 self._accept(
                     ev.Command(
                         "approve", AUTO_OPERATOR, "approved automatically (--auto-approve)", gate_id
                     )
                 )
-            elif self.options.auto_approve and "rerun" in options:
+            elif self.options.auto_approve and automatic and "rerun" in options:
                 self._accept(
                     ev.Command(
                         "rerun", AUTO_OPERATOR, "re-run automatically (--auto-approve)", gate_id
@@ -274,10 +325,10 @@ class Engine:
             await self._commit()
             decision = await self._gate_future
             self._gate_future = None
-        if decision[0] == "abort" or self._stop == "aborted":
+        if decision[0] in ("abort", "halt") or self._stop:
             raise _Abort
         if decision[0] == "reject" and kind in PLAN_GATE_KINDS:
-            self._stop = "stopped"
+            self._halt("stopped")
             raise _Abort
         return decision
 
@@ -287,18 +338,20 @@ class Engine:
 
     def _summary_before(self, what: str) -> str:
         counts = self.state.step_counts()
-        done = sum(counts.get(k, 0) for k in FINISHED_OK)
-        failed = self.state.failed_count
-        warnings = counts.get("warning", 0)
-        return (
-            f"done so far: {done}/{len(self.state.steps)} steps, {failed} failed, "
-            f"{warnings} warnings acknowledged; next: {what}"
-        )
+        done = sum(counts.get(k, 0) for k in STEP_OK)
+        parts = [f"done so far: {done}/{len(self.state.steps)} steps"]
+        for word in ("skipped", "interrupted"):
+            if counts.get(word):
+                parts.append(f"{counts[word]} {word}")
+        parts.append(f"{self.state.failures_now} failed")
+        parts.append(f"{counts.get('warning', 0)} warnings acknowledged")
+        return ", ".join(parts) + f"; next: {what}"
 
     # ---------------------------------------------------------------- running
 
     async def run(self) -> str:
-        """Drive the plan to the end; returns complete | failed | stopped | aborted."""
+        """Drive the plan to the end and return the run's word (core/words.py). Returns only
+        after every branch ended; RunFinished is always the last event."""
         self.emit(
             ev.RunStarted,
             run_id=self.options.run_id,
@@ -315,28 +368,58 @@ class Engine:
             for _, wave in groupby(self.plan.phases, key=lambda p: p.wave):
                 phases = list(wave)
                 limit = asyncio.Semaphore(self.plan.policy.get("site_concurrency", 1))
-                await asyncio.gather(*(self._phase(p, limit) for p in phases))
+                await self._all(self._phase(p, limit) for p in phases)
                 if self._stop:
                     break
         except _Abort:
             pass
+        except Exception as exc:  # a bug: say so in the journal, never leave watchers hanging
+            self._error = f"engine error: {type(exc).__name__}: {exc}".splitlines()[0]
+            self._halt("error")
         finally:
             flusher.cancel()
             poller.cancel()
-        outcome = self._stop or ("failed" if self.state.failed_count else "complete")
-        self.emit(ev.RunFinished, outcome=outcome)
-        if self.journal is not None:
-            self.journal.flush()
+            await asyncio.gather(flusher, poller, return_exceptions=True)
+        if self._stop == "error":
+            outcome = "failed"
+        elif self._stop:
+            outcome = self._stop
+        else:
+            outcome = run_word(s.status for s in self.state.steps.values())
+            if outcome == "incomplete":  # every phase ran, yet steps are unsettled: a bug
+                outcome, self._error = "failed", "engine error: steps left unsettled"
+        self.emit(ev.RunFinished, outcome=outcome, error=self._error)
+        await self._commit()
         self.finished.set()
         self._new_event.set()
         return outcome
 
+    async def _all(self, coroutines: Any) -> None:
+        """Run branches together and wait for every one of them to end. The first that fails
+        halts the others (they unwind at their next step); then its exception is raised."""
+        tasks = [asyncio.ensure_future(c) for c in coroutines]
+        first: BaseException | None = None
+        for future in asyncio.as_completed(tasks):
+            try:
+                await future
+            except _Abort as exc:
+                first = first or exc
+            except Exception as exc:
+                if first is None or isinstance(first, _Abort):
+                    first = exc
+                if self._stop is None:
+                    self._error = f"engine error: {type(exc).__name__}: {exc}".splitlines()[0]
+                    self._halt("error")
+        if first is not None:
+            raise first
+
     async def _settle_interrupted(self) -> None:
         for step in [s for s in self.state.steps.values() if s.status == "interrupted"]:
+            title = self.plan_step(step.id).title
             decision, comment = await self._gate(
                 f"gate:interrupted:{step.id}:{self._seq}",
                 "interrupted",
-                f"'{step.id}' was running on {step.node} when the run stopped: run it again, "
+                f"'{title}' was running on {step.node} when the run stopped: run it again, "
                 "or mark it done if you checked it finished?",
                 options=("rerun", "mark-done", "abort"),
                 step=step.id,
@@ -349,6 +432,9 @@ class Engine:
                     outcome="ok",
                     error=f"marked done by the operator: {comment}".rstrip(": "),
                 )
+
+    def plan_step(self, step_id: str) -> Step:
+        return self._plan_steps[step_id]
 
     async def _phase(self, phase: Phase, limit: asyncio.Semaphore) -> None:
         phase_steps = [self.state.steps[s.id] for s in phase.steps]
@@ -365,8 +451,14 @@ class Engine:
                     ),
                 )
                 self.emit(ev.PhaseStarted, phase=phase.id)
+                canary = next((st for st in phase.stages if st.kind == "canary"), None)
                 for stage in phase.stages:
-                    await self._stage(phase, stage)
+                    if canary is not None and stage.kind == "batch":
+                        await self._canary_verdict(phase, canary, stage)
+                        canary = None  # asked once, before the first batch
+                        await self._stage(phase, stage, gated=True)
+                    else:
+                        await self._stage(phase, stage)
                 await self._phase_failures_gate(phase)
             except _Abort:
                 self.emit(
@@ -375,64 +467,121 @@ class Engine:
                     outcome="aborted" if self._stop == "aborted" else "stopped",
                 )
                 raise
-            failed = any(not self.state.steps[s.id].done for s in phase.steps)
-            self.emit(ev.PhaseFinished, phase=phase.id, outcome="failed" if failed else "ok")
+            word = phase_word(self.state.steps[s.id].status for s in phase.steps)
+            self.emit(ev.PhaseFinished, phase=phase.id, outcome=word)
 
-    async def _stage(self, phase: Phase, stage: Stage) -> None:
+    async def _canary_verdict(self, phase: Phase, canary: Stage, batch: Stage) -> None:
+        """Before the first batch: the canary gate claims the canary is upgraded only when
+        every canary step finished ok; otherwise the operator must say, knowingly, whether the
+        batches go on (never --auto-approve)."""
+        steps = [self.state.steps[s.id] for s in canary.steps]
+        if all(s.status in STEP_OK for s in steps):
+            await self._plan_gate(batch.gate, self._summary_before(batch.title))
+            return
+        not_ok = [s for s in steps if s.status not in STEP_OK]
+        nodes = sorted({s.node for s in not_ok})
+        what = "; ".join(
+            f"{self.plan_step(s.id).title} on {s.node}: {s.status}"
+            + (f" ({s.error})" if s.error else "")
+            for s in not_ok[:5]
+        )
+        await self._gate(
+            f"gate:{phase.id}/canary-not-upgraded:{self._seq}",
+            "canary",
+            f"the canary {', '.join(nodes)} at {phase.site} was NOT upgraded ({what}): "
+            "start the batches anyway?",
+            summary=self._summary_before(batch.title),
+            automatic=False,
+        )
+
+    async def _stage(self, phase: Phase, stage: Stage, *, gated: bool = False) -> None:
         if all(self.state.steps[s.id].done for s in stage.steps):
             return
-        await self._plan_gate(stage.gate, self._summary_before(stage.title))
+        if not gated:
+            await self._plan_gate(stage.gate, self._summary_before(stage.title))
         self.emit(ev.StageStarted, stage=stage.id)
         lanes: dict[str, list[Step]] = {}
         for step in stage.steps:
             lanes.setdefault(step.node, []).append(step)
-        data_plane = stage.kind in DATA_PLANE_STAGES
-        results = await asyncio.gather(
-            *(self._lane(phase, steps, data_plane) for steps in lanes.values()),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        failed = any(not self.state.steps[s.id].done for s in stage.steps)
-        self.emit(ev.StageFinished, stage=stage.id, outcome="failed" if failed else "ok")
+        await self._all(self._lane(phase, stage.kind, steps) for steps in lanes.values())
+        word = phase_word(self.state.steps[s.id].status for s in stage.steps)
+        self.emit(ev.StageFinished, stage=stage.id, outcome=word)
 
-    async def _lane(self, phase: Phase, steps: list[Step], data_plane: bool) -> None:
-        """One node's steps in order. A data-plane node that fails stops here (the phase's
-        failure budget decides whether the run goes on); a control-plane failure opens a
-        failure gate at once."""
-        for step in steps:
-            while not self.state.steps[step.id].done:
+    async def _lane(
+        self, phase: Phase, stage_kind: str, steps: list[Step], *, retry: bool = False
+    ) -> None:
+        """One node's steps in order.
+
+        A failure in a batch or network stage counts against the phase's failure budget:
+        within it, this node stays failed and the others go on (the phase's failures gate
+        decides at its end); past it, a failure gate opens and no new step starts in the phase
+        until it is decided. Anywhere else (control plane, canary) a failure gate opens at
+        once. Skipping a data-plane step skips the node's remaining steps here too, leaving
+        it fenced; skipping a control-plane step skips that step only.
+
+        A step found failed when the lane starts failed under an earlier driver (`retry`
+        False) or is being retried (`retry` True): it is never run again by itself.
+        """
+        budgeted = stage_kind in BUDGET_STAGES
+        data_plane = stage_kind in DATA_PLANE_STAGES
+        for index, step in enumerate(steps):
+            status = self.state.steps[step.id].status
+            if status in FINISHED_OK:
+                continue
+            counted = False  # whether this failure is in the budget already (from the journal)
+            if status in ("failed", "timed_out", "unreachable") and not retry:
+                if budgeted and not self._gate_left_open(step.id):
+                    return  # left failed within the budget: the phase's failures gate asks
+                outcome, counted = status, True  # ask its failure gate again
+            else:
                 outcome = await self._run_step(step)
-                if outcome in FINISHED_OK:
-                    break
-                if data_plane:
-                    self._phase_failures[phase.id] = self._phase_failures.get(phase.id, 0) + 1
+            while outcome not in FINISHED_OK:
+                if budgeted:
+                    if not counted:
+                        self._phase_failures[phase.id] = self._phase_failures.get(phase.id, 0) + 1
+                    counted = False
+                    spent = self._phase_failures[phase.id]
                     budget = int(self.plan.policy.get("failure_budget", 0))
-                    if self._phase_failures[phase.id] <= budget:
+                    if spent <= budget:
                         return  # within budget: this node stays failed, the others go on
-                    self._runnable.clear()  # budget spent: start nothing new until decided
+                    self._holds[phase.id] = self._holds.get(phase.id, 0) + 1
                     try:
                         decision = await self._failure_gate(
                             step,
-                            f"failure budget spent at {phase.site}: "
-                            f"{self._phase_failures[phase.id]} failed nodes (budget {budget})",
+                            f"failure budget spent at {phase.site}: {spent} failed nodes "
+                            f"(budget {budget}); no new step starts in this phase until decided",
                         )
                     finally:
-                        if self.state.status != "paused":
-                            self._runnable.set()
+                        self._holds[phase.id] -= 1
+                        self._wake()
                     self._phase_failures[phase.id] -= 1
                 else:
-                    decision = await self._failure_gate(step, "a control-plane step failed")
+                    why = "the canary failed" if stage_kind == "canary" else "a step failed"
+                    decision = await self._failure_gate(step, why)
                 if decision[0] == "skip":
-                    self.emit(
-                        ev.StepFinished,
-                        step=step.id,
-                        attempt=self.state.steps[step.id].attempts,
-                        outcome="skipped",
-                        error=f"skipped: {decision[1]}",
-                    )
-                # retry: loop runs the step again
+                    skipped = steps[index:] if data_plane else [step]
+                    for each in skipped:
+                        if not self.state.steps[each.id].done:
+                            self.emit(
+                                ev.StepFinished,
+                                step=each.id,
+                                attempt=self.state.steps[each.id].attempts,
+                                outcome="skipped",
+                                error=f"skipped: {decision[1]}"
+                                if each is step
+                                else f"skipped with '{step.title}': {decision[1]}",
+                            )
+                    if data_plane:
+                        return
+                    break
+                outcome = await self._run_step(step)  # retry
+
+    def _gate_left_open(self, step_id: str) -> bool:
+        """Whether a failure gate about this step was open, undecided, when a driver stopped."""
+        return any(
+            g.step == step_id and g.kind == "failure" and g.decision is None
+            for g in self.state.gates
+        )
 
     async def _phase_failures_gate(self, phase: Phase) -> None:
         """Nodes that failed within the budget: retry them, skip them, or abort."""
@@ -466,12 +615,15 @@ class Engine:
                                 error=f"skipped: {reason}",
                             )
                 return
-            lanes: dict[str, list[Step]] = {}
+            lanes: dict[str, tuple[str, list[Step]]] = {}
             for stage in phase.stages:
                 for step in stage.steps:
                     if step.node in nodes and not self.state.steps[step.id].done:
-                        lanes.setdefault(f"{stage.id}/{step.node}", []).append(step)
-            await asyncio.gather(*(self._lane(phase, steps, True) for steps in lanes.values()))
+                        key = f"{stage.id}/{step.node}"
+                        lanes.setdefault(key, (stage.kind, []))[1].append(step)
+            await self._all(
+                self._lane(phase, kind, steps, retry=True) for kind, steps in lanes.values()
+            )
 
     async def _failure_gate(self, step: Step, why: str) -> tuple[str, str]:
         state = self.state.steps[step.id]
@@ -487,10 +639,10 @@ class Engine:
         )
 
     async def _run_step(self, step: Step) -> str:
-        await self._wait_runnable()
+        await self._wait_runnable(step)
         if step.gate is not None:
             await self._plan_gate(step.gate)
-            await self._wait_runnable()
+            await self._wait_runnable(step)
         attempt = self.state.steps[step.id].attempts + 1
         self.emit(
             ev.StepStarted, step=step.id, node=step.node, attempt=attempt, command=step.command
@@ -502,7 +654,7 @@ class Engine:
         try:
             outcome, status, error = await task
         except asyncio.CancelledError:
-            if not self._stop:
+            if self._stop != "aborted":
                 raise
             outcome, status, error = (
                 "interrupted",
@@ -542,8 +694,9 @@ class Engine:
         )
 
     def _after_step(self, step: Step, outcome: str) -> None:
-        if outcome not in FINISHED_OK:
+        if outcome not in STEP_OK:
             return
+        node = self.state.nodes[step.node]
         if step.action == "disable-compute":
             self.emit(ev.NodeStatus, node=step.node, disabled=True)
         elif step.action == "enable-compute":
@@ -552,10 +705,14 @@ class Engine:
             tail = self.state.steps[step.id].tail
             if tail:
                 self.emit(ev.NodeStatus, node=step.node, version=tail[-1], reachable=True)
+        elif step.executor == "ssh" and node.reachable is False:
+            self.emit(ev.NodeStatus, node=step.node, reachable=True)  # it answered again
 
-    async def _wait_runnable(self) -> None:
-        while not self._runnable.is_set():
-            await self._runnable.wait()
+    async def _wait_runnable(self, step: Step) -> None:
+        """Wait while the run is paused or a failure-budget gate holds this step's phase."""
+        phase = self.state.steps[step.id].phase
+        while not self._stop and (self._paused or self._holds.get(phase, 0)):
+            await self._wakeup.wait()
         if self._stop:
             raise _Abort
 
@@ -577,7 +734,10 @@ class Engine:
                     await asyncio.sleep(delay)
                     delay *= 2
                     continue
-                self.emit(ev.NodeStatus, node=step.node, reachable=False)
+                if step.executor == "cloud":  # the API, not the node, did not answer
+                    self.emit(ev.NodeStatus, node=step.node, services={"api": "unreachable"})
+                else:
+                    self.emit(ev.NodeStatus, node=step.node, reachable=False)
                 return "unreachable", None, str(exc)
             if result.timed_out:
                 return (

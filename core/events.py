@@ -144,9 +144,12 @@ class RunAborted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class RunFinished(Event):
-    """The run ended: complete, failed, stopped (a gate was rejected) or aborted."""
+    """The driver ended the run with one of the run words of core/words.py: complete,
+    complete with deviations, failed, stopped (a gate was rejected), aborted, or paused (the
+    driver left; resumable). `error`: the engine's own failure, one line, if it had one."""
 
     outcome: str
+    error: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

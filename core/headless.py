@@ -1,4 +1,9 @@
-"""Headless runs: a rich live view in the terminal and gate prompts, COU-style but better."""
+"""Headless runs: a rich live view in the terminal and gate prompts, COU-style but better.
+
+Nothing here interprets Rich markup in text that comes from a run (command output, node names,
+step titles, reasons): every such string is printed as a `Text`, so `[database]` shows as is
+and `[/bold]` cannot break the view.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -16,25 +22,14 @@ from rich.text import Text
 
 from core import events as ev
 from core.engine import AUTO_OPERATOR, CommandRejected
+from core.report import not_upgraded
 from core.session import Session
 from core.state import RunState
+from core.words import GLYPHS, RUN_COMPLETE, RUN_DEVIATIONS, glyph
 
-GLYPHS = {
-    "pending": "·",
-    "running": "▶",
-    "working": "▶",
-    "ok": "✔",
-    "done": "✔",
-    "warning": "!",
-    "failed": "✘",
-    "timed_out": "⏱",
-    "unreachable": "⊘",
-    "skipped": "↷",
-    "interrupted": "↯",
-    "stopped": "■",
-    "aborted": "■",
-    "complete": "✔",
-}
+__all__ = ["GLYPHS", "HeadlessRunner", "describe", "render"]
+
+NODE_COLUMNS = ("pending", "working", "partial", "done", "skipped", "failed", "unreachable")
 
 
 def render(state: RunState) -> Group:
@@ -44,28 +39,25 @@ def render(state: RunState) -> Group:
         f"{plan.source} -> {plan.target}",
         " (skip-level)" if plan.skip_level else "",
         f"  run {state.run_id}  ",
-        (f"{state.status}", "bold yellow" if state.status == "paused" else "bold"),
+        (f"{glyph(state.status)} {state.status}", "bold"),
     )
     phases = Table(box=None, show_header=False, pad_edge=False)
     for phase in plan.phases:
         status = state.phases.get(phase.id, "pending")
         done = sum(state.steps[s.id].done for s in phase.steps)
         phases.add_row(
-            f"{GLYPHS.get(status, '?')} {status}",
-            f"{phase.title} @ {phase.site}",
-            f"{done}/{len(phase.steps)} steps",
+            Text(f"{glyph(status)} {status}"),
+            Text(f"{phase.title} @ {phase.site}"),
+            Text(f"{done}/{len(phase.steps)} steps"),
         )
-    sites = Table("site", "pending", "working", "done", "failed", box=None)
+    sites = Table("site", *NODE_COLUMNS, "fenced", box=None)
     for site in dict.fromkeys(n.site for n in state.nodes.values()):
         c = state.counts(site)
-        sites.add_row(
-            site,
-            str(c.get("pending", 0)),
-            str(c.get("working", 0)),
-            str(c.get("done", 0)),
-            str(c.get("failed", 0) + c.get("unreachable", 0)),
-        )
+        fenced = sum(1 for n in state.nodes.values() if n.site == site and n.disabled)
+        sites.add_row(Text(site), *(str(c.get(k, 0)) for k in NODE_COLUMNS), str(fenced))
     parts: list[Any] = [head, phases, sites]
+    if state.error:
+        parts.append(Text(state.error, style="red"))
     running = state.running_steps[:8]
     if running:
         parts.append(
@@ -91,58 +83,123 @@ def describe(event: ev.Event) -> str | None:
             return f"gate decided: {d} by {o}" + (f" — {c}" if c else "")
         case ev.StepFinished(step=s, outcome=o, error=e) if o not in ("ok",):
             return f"step {s}: {o}" + (f" — {e}" if e else "")
-        case ev.RunPaused(operator=o):
-            return f"paused by {o}"
+        case ev.RunPaused(operator=o, reason=r):
+            return f"paused by {o}" + (f" — {r}" if r else "")
         case ev.RunResumed(operator=o):
             return f"resumed by {o}"
         case ev.RunAborted(operator=o, reason=r):
             return f"aborted by {o}" + (f" — {r}" if r else "")
-        case ev.RunFinished(outcome=o):
-            return f"run {o}"
+        case ev.RunFinished(outcome=o, error=e):
+            return f"run {o}" + (f" — {e}" if e else "")
     return None
+
+
+class LineReader:
+    """Lines typed on standard input, read by one thread for the whole run, so a line typed
+    while something else happens (a Ctrl-C menu, a gate closing) waits for the next question
+    instead of being lost."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._started = False
+
+    def _read(self) -> None:
+        while True:
+            try:
+                line = sys.stdin.readline()
+            except (OSError, ValueError):
+                line = ""
+            self.loop.call_soon_threadsafe(
+                self.lines.put_nowait, line.rstrip("\n") if line else None
+            )
+            if not line:
+                return
+
+    async def get(self) -> str | None:
+        """The next line; None at end of input."""
+        if not self._started:
+            self._started = True
+            threading.Thread(target=self._read, name="rollgate-stdin", daemon=True).start()
+        return await self.lines.get()
 
 
 class HeadlessRunner:
     def __init__(self, session: Session, console: Console | None = None):
         self.session = session
         self.engine = session.engine
-        self.console = console or Console()
+        self.console = console or Console(soft_wrap=True)
+        if not self.console.is_terminal:  # piped: one line per line, never wrapped
+            self.console.width = 10_000
         self.interrupts = 0
+        self._interrupted = asyncio.Event()
         self._printed = len(session.engine.history)  # a resumed run's past is not news
         self.operator = session.engine.options.operator
+        self.dry_run = bool(session.header.get("dry_run"))
+        self._reader: LineReader | None = None
 
-    def _on_sigint(self) -> None:
+    @property
+    def interactive(self) -> bool:
+        return bool(sys.stdin) and sys.stdin.isatty()
+
+    def say(self, text: str, style: str | None = None) -> None:
+        self.console.print(Text(text, style=style or ""), highlight=False)
+
+    def _on_signal(self, name: str) -> None:
         self.interrupts += 1
         if self.interrupts >= 2:
-            self.engine._abort(self.operator, "second Ctrl-C")
+            self.engine.abort(self.operator, f"second {name}")
+            self._interrupted.set()
+        elif not self.interactive or name != "Ctrl-C":
+            # no one to ask: pause after the running steps and leave the run resumable
+            self.engine.leave_paused(self.operator, f"{name}: the driver stopped; resumable")
+        else:
+            self._interrupted.set()
 
     async def _ask(self, prompt: str) -> str | None:
-        """Read one line without blocking the engine; None when there is no terminal."""
-        if not sys.stdin or not sys.stdin.isatty():
+        """One line from the terminal without blocking the engine; None when there is no
+        terminal or input ended; "" when Ctrl-C interrupted the question (the typed line, if
+        any, is kept for the next question)."""
+        if not self.interactive:
             return None
+        if self._reader is None:
+            self._reader = LineReader(asyncio.get_running_loop())
+        self.console.print(Text(prompt), end="")
+        line = asyncio.ensure_future(self._reader.get())
+        interrupted = asyncio.ensure_future(self._interrupted.wait())
         try:
-            return (await asyncio.to_thread(self.console.input, prompt)).strip()
-        except (EOFError, KeyboardInterrupt):
-            return None
+            await asyncio.wait({line, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupted.cancel()
+        if line.done():
+            answer = line.result()
+            return None if answer is None else answer.strip()
+        line.cancel()  # the reader keeps the line for the next question
+        self.console.print()
+        return ""
 
     async def _decide_gate(self, live: Live) -> None:
         gate = self.engine.state.gate
         assert gate is not None
         live.stop()
-        self.console.print(Text(f"\n⏸ {gate.title}", style="bold yellow"))
+        self.say(f"\n⏸ {gate.title}", "bold yellow")
         if gate.summary:
-            self.console.print(f"  {gate.summary}")
+            self.say(f"  {gate.summary}")
         options = "/".join(gate.options)
-        while self.engine.state.gate is gate:
+        while self.engine.state.gate is gate and not self.engine.finished.is_set():
+            if self._interrupted.is_set():
+                await self._interrupt_menu()
+                continue
             answer = await self._ask(f"  decision [{options}] (add a comment after a space): ")
+            if answer == "":
+                continue
             if answer is None:
-                self.console.print(
-                    "  no terminal to ask at this gate (use --auto-approve to "
-                    "approve gates without asking); aborting the run"
+                self.say(
+                    f"  no terminal to decide this {gate.kind} gate: the run stops here, paused "
+                    "(running steps finish, nothing was terminated); decide it by resuming in "
+                    "a terminal with the command below"
                 )
-                await self.engine.send(
-                    ev.Command("abort", self.operator, "no terminal to decide a gate")
-                )
+                self.engine.leave_paused(self.operator, "no terminal to decide a gate")
                 break
             word, _, comment = answer.partition(" ")
             word = {"y": "approve", "yes": "approve", "n": "reject", "no": "reject"}.get(
@@ -151,75 +208,113 @@ class HeadlessRunner:
             try:
                 await self.engine.send(ev.Command(word, self.operator, comment.strip(), gate.id))
             except (CommandRejected, ValueError) as exc:
-                self.console.print(f"  {exc}")
+                self.say(f"  {exc}")
         live.start()
 
-    async def _interrupt_menu(self, live: Live) -> None:
-        live.stop()
+    async def _interrupt_menu(self) -> None:
+        self._interrupted.clear()
         if self.engine.state.status == "running":
-            await self.engine.send(ev.Command("pause", self.operator, "Ctrl-C"))
-        self.console.print(
-            "\nPaused: running steps finish, nothing new starts. Ctrl-C again aborts."
-        )
+            with contextlib.suppress(CommandRejected):
+                await self.engine.send(ev.Command("pause", self.operator, "Ctrl-C"))
+        self.say("\nPaused: running steps finish, nothing new starts. Ctrl-C again aborts.")
         answer = await self._ask(
             "  [c]ontinue, [a]bort, or [q]uit leaving the run paused (resume later with --resume): "
         )
-        if answer is None or answer.lower().startswith("a"):
-            self.engine._abort(self.operator, "aborted after Ctrl-C")
-        elif answer.lower().startswith("q"):
-            self.engine._abort(self.operator, "operator quit; resume with --resume")
+        if self.engine.finished.is_set() or self.interrupts >= 2:
+            return
+        if answer is None or answer.lower().startswith("q"):
+            self.engine.leave_paused(self.operator, "the operator quit; resume with --resume")
+        elif answer.lower().startswith("a"):
+            self.engine.abort(self.operator, "aborted after Ctrl-C")
         elif self.engine.state.status == "paused":
             await self.engine.send(ev.Command("resume", self.operator))
         self.interrupts = 0
-        live.start()
 
     def _print_new(self, live: Live) -> None:
         history = self.engine.history
         while self._printed < len(history):
             event = history[self._printed]
             self._printed += 1
+            if self.dry_run and isinstance(event, ev.StepOutput):
+                for output in event.lines:
+                    live.console.print(Text(output), highlight=False)
+                continue
             line = describe(event)
             if line:
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-                live.console.print(f"[dim]{stamp}[/dim] {line}", highlight=False)
+                live.console.print(Text.assemble((stamp, "dim"), " ", line), highlight=False)
 
     async def run(self) -> int:
         for notice in self.session.notices:
-            self.console.print(f"[dim]{notice}[/dim]")
+            self.say(notice, "dim")
         if self.engine.options.auto_approve:
-            self.console.print(
+            self.say(
                 f"--auto-approve: every approval gate is approved as "
                 f"'{AUTO_OPERATOR}' and journalled"
             )
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        handled = []
+        for signum, name in (
+            (signal.SIGINT, "Ctrl-C"),
+            (signal.SIGTERM, "SIGTERM"),
+            (signal.SIGHUP, "SIGHUP"),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, self._on_signal, name)
+                handled.append(signum)
         task = asyncio.create_task(self.engine.run())
         interactive = self.console.is_terminal
-        with Live(
-            render(self.engine.state),
-            console=self.console,
-            refresh_per_second=4,
-            transient=not interactive,
-            auto_refresh=interactive,
-        ) as live:
-            while not task.done():
+        try:
+            with Live(
+                render(self.engine.state),
+                console=self.console,
+                refresh_per_second=4,
+                transient=not interactive,
+                auto_refresh=interactive,
+            ) as live:
+                while not task.done():
+                    self._print_new(live)
+                    if self._interrupted.is_set() and self.interrupts == 1:
+                        live.stop()
+                        await self._interrupt_menu()
+                        live.start()
+                    elif self.engine.state.gate is not None:  # auto-approved gates never linger
+                        await self._decide_gate(live)
+                    live.update(render(self.engine.state))
+                    await asyncio.wait({task}, timeout=0.1)
                 self._print_new(live)
-                if self.interrupts == 1:
-                    await self._interrupt_menu(live)
-                elif self.engine.state.gate is not None:  # auto-approved gates never linger
-                    await self._decide_gate(live)
-                live.update(render(self.engine.state))
-                await asyncio.wait({task}, timeout=0.1)
-            self._print_new(live)
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+        finally:
+            for signum in handled:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signum)
         outcome = task.result()
         self.console.print(render(self.engine.state))
-        self.console.print(f"journal: {self.session.journal_path}")
-        if outcome != "complete":
-            self.console.print(
+        self._print_not_upgraded()
+        self.say(f"journal: {self.session.journal_path}")
+        if outcome not in (RUN_COMPLETE, RUN_DEVIATIONS):
+            self.say(
                 f"resume with: rollgate run {self.session.inventory.file} "
                 f"--resume {self.session.run_id}"
             )
-        return 0 if outcome == "complete" else 1
+        return exit_code(outcome)
+
+    def _print_not_upgraded(self) -> None:
+        missing = not_upgraded(self.engine.plan, self.engine.state)
+        if not missing:
+            return
+        self.say(f"{len(missing)} node(s) not upgraded:", "bold")
+        for node in missing:
+            fenced = ", left disabled in the scheduler" if node["fenced"] else ""
+            self.say(
+                f"  {glyph(node['state'])} {node['node']} ({node['site']}): {node['state']}{fenced}"
+            )
+            for why in node["why"]:
+                self.say(f"      {why}")
+            if len(node["skipped_steps"]) > 1:
+                self.say(f"      skipped with it: {', '.join(node['skipped_steps'])}")
+
+
+def exit_code(outcome: str) -> int:
+    """0 complete, 3 complete with deviations (skipped steps: not every node was upgraded),
+    1 anything else (failed, stopped, aborted, paused)."""
+    return {RUN_COMPLETE: 0, RUN_DEVIATIONS: 3}.get(outcome, 1)

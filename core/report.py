@@ -10,7 +10,8 @@ from typing import Any
 
 from core import events as ev
 from core.plan import Plan
-from core.state import fold
+from core.state import RunState, fold
+from core.words import STEP_FAILED, phase_word, run_word
 
 _SECRET = re.compile(r"(?i)\b(password|passwd|token|secret|api[_-]?key)(\s*[=:]\s*)(\S+)")
 
@@ -22,6 +23,68 @@ def redact(text: str) -> str:
 
 def _iso(moment: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
+
+
+# Run and phase words that come from how the run was driven, not from its steps' outcomes.
+_CONTROL_WORDS = ("pending", "running", "paused", "stopped", "aborted")
+
+
+def run_outcome(state: RunState) -> str:
+    """The run's word, earned from its steps' outcomes (a run that ended on its own)."""
+    if state.status in _CONTROL_WORDS or state.error:
+        return state.status
+    word = run_word(s.status for s in state.steps.values())
+    return "failed" if word == "incomplete" else word
+
+
+def phase_outcome(state: RunState, phase_id: str, step_ids: list[str]) -> str:
+    status = state.phases.get(phase_id, "pending")
+    if status in _CONTROL_WORDS:
+        return status
+    word = phase_word(state.steps[s].status for s in step_ids)
+    return "failed" if word == "incomplete" else word
+
+
+def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
+    """Every node that is not fully upgraded after the run, with why, and whether it was left
+    fenced (disabled in the scheduler)."""
+    out = []
+    steps_of: dict[str, list[Any]] = {}
+    for step in plan.steps:
+        steps_of.setdefault(step.node, []).append(step)
+    for name, node in state.nodes.items():
+        if node.status == "done":
+            continue
+        why = []
+        skipped = []
+        for step in steps_of.get(name, []):
+            st = state.steps[step.id]
+            if st.status in STEP_FAILED:
+                why.append(
+                    f"{step.title}: {st.status}" + (f" ({redact(st.error)})" if st.error else "")
+                )
+            elif st.status == "skipped":
+                skipped.append(step.title)
+                if st.error.startswith("skipped: "):
+                    why.append(
+                        f"{step.title}: skipped ({redact(st.error.removeprefix('skipped: '))})"
+                    )
+        pending = sum(
+            1 for step in steps_of.get(name, []) if state.steps[step.id].status == "pending"
+        )
+        if pending and not why:
+            why.append(f"{pending} steps not run")
+        out.append(
+            {
+                "node": name,
+                "site": node.site,
+                "state": node.status,
+                "why": why,
+                "skipped_steps": skipped,
+                "fenced": bool(node.disabled),
+            }
+        )
+    return out
 
 
 def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> dict[str, Any]:
@@ -41,7 +104,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
                 "phase": phase.id,
                 "title": phase.title,
                 "site": phase.site,
-                "outcome": state.phases.get(phase.id),
+                "outcome": phase_outcome(state, phase.id, [s.id for s in phase.steps]),
                 "start": _iso(start),
                 "end": _iso(end),
                 "duration_s": round(end - start, 1) if start and end else None,
@@ -62,7 +125,10 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "skip_level": plan.skip_level,
         "run_id": header.get("run_id") or state.run_id,
         "operator": header.get("operator"),
-        "outcome": state.status,
+        "dry_run": bool(header.get("dry_run")),
+        "outcome": run_outcome(state),
+        "error": state.error,
+        "not_upgraded": not_upgraded(plan, state),
         "start": _iso(state.started),
         "end": _iso(state.finished),
         "duration_s": round(state.finished - state.started, 1)
@@ -126,11 +192,30 @@ def to_json(report: dict[str, Any]) -> str:
 
 def to_markdown(r: dict[str, Any]) -> str:
     lines = [
-        f"# Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
+        ("# DRY RUN (nothing was executed): " if r.get("dry_run") else "# ")
+        + f"Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
         + (" (skip-level)" if r["skip_level"] else ""),
         "",
         f"Run `{r['run_id']}` by {r['operator']}: **{r['outcome']}**, "
         f"{r['start']} -> {r['end']} ({r['duration_s']} s)",
+        "",
+    ]
+    if r.get("error"):
+        lines += [f"Engine error: {r['error']}", ""]
+    missing = r.get("not_upgraded", [])
+    lines += ["## Nodes not upgraded", ""]
+    lines += [
+        f"- **{n['node']}** ({n['site']}): {n['state']}"
+        + (", left disabled in the scheduler" if n["fenced"] else "")
+        + "".join(f"\n    - {w}" for w in n["why"])
+        + (
+            f"\n    - skipped with it: {', '.join(n['skipped_steps'])}"
+            if len(n["skipped_steps"]) > 1
+            else ""
+        )
+        for n in missing
+    ] or ["None: every node finished every step ok."]
+    lines += [
         "",
         "## Phases",
         "",

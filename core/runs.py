@@ -142,7 +142,7 @@ def list_runs() -> list[RunSummary]:
                 header.get("from", "?"),
                 header.get("to", "?"),
                 header.get("created", "?"),
-                state,
+                f"dry-run, {state}" if header.get("dry_run") else state,
                 journal,
             )
         )

@@ -19,11 +19,13 @@ from typing import Any
 from core.client import EngineClient
 from core.engine import Engine, EngineOptions
 from core.errors import UserError
+from core.events import RunFinished
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriter, read_journal
 from core.plan import Plan, build_plan
 from core.runs import RunLock, cloud_lock, new_run_id, resolve_journal, runs_dir
+from core.words import RUN_FINAL
 
 
 @dataclass
@@ -75,8 +77,9 @@ def tool_version() -> str:
 def _plan_differences(old: dict[str, Any], new: Plan) -> str:
     old_ids = [s["id"] for p in old.get("phases", []) for st in p["stages"] for s in st["steps"]]
     new_ids = [s.id for s in new.steps]
-    added = [i for i in new_ids if i not in set(old_ids)]
-    removed = [i for i in old_ids if i not in set(new_ids)]
+    old_set, new_set = set(old_ids), set(new_ids)  # linear: 70,000 steps compare at once
+    added = [i for i in new_ids if i not in old_set]
+    removed = [i for i in old_ids if i not in new_set]
     parts = []
     if added:
         parts.append(f"{len(added)} steps added (first: {added[0]})")
@@ -176,9 +179,21 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                 f"({_plan_differences(old_plan, plan)}); resume with the same Rollgate version "
                 "and inventory, or start a new run"
             )
+        if bool(header.get("dry_run")) != options.dry_run:
+            raise UserError(
+                f"run {header.get('run_id')} was "
+                + (
+                    "a dry run: it cannot be resumed as a real run; start a new run"
+                    if header.get("dry_run")
+                    else "a real run: resume it without --dry-run"
+                )
+            )
         history = contents.events
-        if history and history[-1].type == "run-finished" and history[-1].outcome == "complete":  # type: ignore[attr-defined]
-            raise UserError(f"run {header.get('run_id')} is already complete; nothing to resume")
+        last = history[-1] if history else None
+        if isinstance(last, RunFinished) and last.outcome in RUN_FINAL:
+            raise UserError(
+                f"run {header.get('run_id')} is already {last.outcome}; nothing to resume"
+            )
     else:
         run_id = new_run_id(inventory.cloud)
         run_dir = runs_dir() / run_id
@@ -203,6 +218,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
             "inventory_digest": inventory.digest,
             "plan_digest": plan.digest,
             "operator": operator,
+            "dry_run": options.dry_run,
             "host": socket.gethostname(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": plan.to_dict(),  # the journal alone is enough to replay the run

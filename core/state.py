@@ -14,11 +14,12 @@ from typing import Any
 
 from core import events as ev
 from core.plan import Plan
+from core.words import STEP_FAILED, STEP_SETTLED
 
 OUTPUT_TAIL = 20  # lines kept per step; the journal has everything
 
-FINISHED_OK = ("ok", "warning", "skipped")
-FAILED = ("failed", "timed_out", "unreachable", "interrupted")
+FINISHED_OK = STEP_SETTLED  # steps the run may go past (ok, warning, skipped)
+FAILED = STEP_FAILED
 
 
 @dataclass
@@ -47,11 +48,12 @@ class StepState:
 class NodeState:
     name: str
     site: str
-    status: str = "pending"  # pending | working | done | failed | skipped | unreachable
+    status: str = "pending"  # core/words.py WORDS["node"]
     steps_total: int = 0
-    steps_done: int = 0
+    steps_done: int = 0  # settled: ok, warning or skipped
     running: int = 0
     failed: int = 0
+    skipped: int = 0
     version: str | None = None
     reachable: bool | None = None
     disabled: bool | None = None
@@ -91,6 +93,7 @@ class RunState:
     notes: list[tuple[float, str, str]] = field(default_factory=list)
     pauses: int = 0
     torn: bool = False  # set by readers when the journal ended mid-line
+    error: str = ""  # the engine's own failure, from RunFinished
     # steps by status, kept by the reducer so summaries need not scan every step
     step_status_counts: dict[str, int] = field(default_factory=dict)
     phase_done: dict[str, int] = field(default_factory=dict)  # finished-ok steps per phase
@@ -138,6 +141,13 @@ class RunState:
         return [s for s in self.steps.values() if s.status == "running"]
 
     @property
+    def failures_now(self) -> int:
+        """Steps that ended failed in a driver's own attempt (not those interrupted by a
+        driver that stopped, which the next driver asks about)."""
+        counts = self.step_status_counts
+        return sum(counts.get(k, 0) for k in FAILED if k != "interrupted")
+
+    @property
     def failed_steps(self) -> list[StepState]:
         return [s for s in self.steps.values() if s.status in FAILED] if self.failed_count else []
 
@@ -146,16 +156,18 @@ class RunState:
 
 
 def _node_status(node: NodeState) -> str:
+    """The node's word (core/words.py): `working` only while a step of it runs, `done` only
+    when every step of it finished ok."""
     if node.running:
         return "working"
-    if node.reachable is False and node.failed:
-        return "unreachable"
-    if node.failed:
-        return "failed"
+    if node.failed or node.skipped:
+        if node.reachable is False:
+            return "unreachable"
+        return "failed" if node.failed else "skipped"
     if node.steps_total and node.steps_done >= node.steps_total:
         return "done"
     if node.steps_done:
-        return "working"
+        return "partial"
     return "pending"
 
 
@@ -189,6 +201,7 @@ def _run_started(s: RunState, e: ev.RunStarted) -> None:
     if s.started is None:
         s.started = e.time
     s.finished = None
+    s.error = ""
     s.gate = None  # a gate left open by a driver that died is asked again by the new one
     for step in s.steps.values():  # in flight when the previous driver died
         if step.status == "running":
@@ -212,6 +225,7 @@ def _run_aborted(s: RunState, e: ev.RunAborted) -> None:
 
 def _run_finished(s: RunState, e: ev.RunFinished) -> None:
     s.status = e.outcome
+    s.error = e.error
     s.finished = e.time
     s.gate = None
 
@@ -262,17 +276,25 @@ def _set_status(s: RunState, step: StepState, status: str) -> None:
     step.status = status
 
 
+def _leave_status(node: NodeState, status: str) -> None:
+    """Take a step's old status out of its node's counts."""
+    if status == "running":
+        node.running -= 1
+    elif status in FINISHED_OK:
+        node.steps_done -= 1
+        if status == "skipped":
+            node.skipped -= 1
+    elif status in FAILED:
+        node.failed -= 1
+
+
 def _step_started(s: RunState, e: ev.StepStarted) -> None:
     step = s.steps.get(e.step)
     if step is None:
         return
     node = s.nodes[step.node]
-    if step.status in FINISHED_OK:
-        node.steps_done -= 1
-    if step.status in FAILED:
-        node.failed -= 1
-    if step.status != "running":
-        node.running += 1
+    _leave_status(node, step.status)
+    node.running += 1
     _set_status(s, step, "running")
     step.attempts = max(step.attempts, e.attempt)
     step.started = e.time
@@ -292,12 +314,7 @@ def _finish_step(
     duration: float = 0.0,
 ) -> None:
     node = s.nodes[step.node]
-    if step.status == "running":
-        node.running -= 1
-    elif step.status in FINISHED_OK:
-        node.steps_done -= 1
-    elif step.status in FAILED:
-        node.failed -= 1
+    _leave_status(node, step.status)
     _set_status(s, step, outcome)
     step.finished = time
     step.exit_status = exit_status
@@ -305,6 +322,8 @@ def _finish_step(
     step.duration = duration
     if outcome in FINISHED_OK:
         node.steps_done += 1
+        if outcome == "skipped":
+            node.skipped += 1
     else:
         node.failed += 1
     if outcome == "unreachable":
@@ -415,6 +434,7 @@ def copy_run_fields(source: RunState, target: RunState) -> None:
     target.status, target.run_id, target.operator = source.status, source.run_id, source.operator
     target.started, target.finished = source.started, source.finished
     target.last_seq, target.pauses, target.torn = source.last_seq, source.pauses, source.torn
+    target.error = source.error
     target.phases = dict(source.phases)
     target.stages = dict(source.stages)
     target.gates, target.gate = gates, current

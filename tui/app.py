@@ -26,8 +26,9 @@ from core import events as ev
 from core.client import RunClient
 from core.engine import CommandRejected
 from core.errors import UserError
-from core.headless import GLYPHS, describe
+from core.headless import describe, exit_code
 from core.state import RunState, apply, touched_by
+from core.words import GLYPHS
 from themes import STYLESHEET, THEMES
 from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
@@ -638,6 +639,6 @@ async def run_console(session: Any) -> int:
         engine._abort(engine.options.operator, "the console closed")
     outcome = await task
     print(f"run {outcome}; journal: {session.journal_path}")
-    if outcome != "complete":
+    if exit_code(outcome) == 1:
         print(f"resume with: {hint}")
-    return 0 if outcome == "complete" else 1
+    return exit_code(outcome)

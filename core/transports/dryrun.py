@@ -19,7 +19,7 @@ class DryRunExecutor:
         local: bool = False,
     ) -> CommandResult:
         where = "deploy host" if local else f"{node.name} ({node.address})"
-        on_output("info", f"dry run: would run on {where}: {command}")
+        on_output("info", f"would run on {where}: {command}")
         return CommandResult(0)
 
     async def cloud(
@@ -31,9 +31,8 @@ class DryRunExecutor:
         on_output: OutputCallback,
         timeout: float,
     ) -> CommandResult:
-        on_output(
-            "info", f"dry run: would call {action} at {site.name} ({site.region}) with {args}"
-        )
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
+        on_output("info", f"would run API call {action} at {site.name} ({site.region}): {detail}")
         return CommandResult(0)
 
     async def close(self) -> None:

@@ -96,14 +96,18 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
                 return ev.Command("skip", "kim", "contract on Monday", gate.gate)
             return ev.Command("approve", "kim", "go", gate.gate)
 
-        assert await drive(h, decide) == "complete"
+        assert await drive(h, decide) == "complete with deviations"
         h.engine.journal.close()  # type: ignore[union-attr]
         return tmp_path / "journal.jsonl"
 
     journal = asyncio.run(run())
     client = open_journal_client(str(journal))
     report = build_report(client.plan, client.header, client.all_events())
-    assert report["outcome"] == "complete"
+    assert report["outcome"] == "complete with deviations"
+    assert [(n["node"], n["state"]) for n in report["not_upgraded"]] == [("two-ctl1", "skipped")]
+    assert report["not_upgraded"][0]["why"] == [
+        "glance-manage db contract: skipped (contract on Monday)"
+    ]
     assert {
         "step": "two/image/post/two-ctl1/glance.db-contract",
         "reason": "contract on Monday",
@@ -117,6 +121,6 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
     assert all(p["duration_s"] is not None for p in report["phases"])
     assert json.loads(json.dumps(report)) == report
     out = rollgate(tmp_path, "report", str(journal), "--format", "md")
-    assert out.returncode == 0 and "| Image (glance) | two | ok |" in out.stdout
+    assert out.returncode == 0 and "| Image (glance) | two | ok with deviations |" in out.stdout
     assert "skipped `two/image/post/two-ctl1/glance.db-contract`: contract on Monday" in out.stdout
     assert redact("mysql --password=hunter2 ok") == "mysql --password=******** ok"

@@ -23,7 +23,7 @@ async def test_timeline_keys_move_through_the_run() -> None:
     app = ReplayApp(client)
     async with app.run_test(size=(150, 44)) as pilot:
         await pilot.pause(0.2)
-        assert app.position == len(events) and app.state.status == "complete"
+        assert app.position == len(events) and app.state.status == "complete with deviations"
         await pilot.press("home")
         assert app.position == 0 and app.state.status == "pending"
         await pilot.press("e")  # to the first failure
