@@ -660,20 +660,49 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
 
 
 def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
-    """Every overridden action must exist in the deployment method's recipe."""
-    from core.recipes import load_recipe
+    """Every overridden action must exist in the deployment method's recipe, and every
+    `{{placeholder}}` in it must be a value the plan gives or a recipe variable."""
+    from core.recipes import PLAN_VALUES, load_recipe, placeholders
 
-    known = sorted(load_recipe(spec.method).actions)
-    places: list[tuple[Path, RecipeOverrides | None]] = [(("recipe",), spec.recipe)]
-    places += [(("sites", name, "recipe"), site.recipe) for name, site in spec.sites.items()]
-    for path, overrides in places:
-        for key in overrides.actions if overrides else {}:
+    recipe = load_recipe(spec.method)
+    known = sorted(recipe.actions)
+    cloud_variables = set(spec.recipe.variables) if spec.recipe else set()
+    places: list[tuple[Path, RecipeOverrides | None, set[str]]] = [
+        (("recipe",), spec.recipe, cloud_variables)
+    ]
+    places += [
+        (
+            ("sites", name, "recipe"),
+            site.recipe,
+            set(site.recipe.variables) if site.recipe else set(),
+        )
+        for name, site in spec.sites.items()
+    ]
+    for path, overrides, site_variables in places:
+        for key, run in (overrides.actions if overrides else {}).items():
             if key not in known:
                 problem(
                     (*path, "actions", key),
                     f"the {spec.method} recipe has no action {key!r}"
                     f"{_suggest(key, known)}; see core/recipes/{spec.method}.yaml",
                 )
+                continue
+            base = recipe.actions[key]
+            names = (
+                PLAN_VALUES
+                | set(recipe.variables)
+                | cloud_variables
+                | site_variables
+                | set(placeholders(base.run) if base else [])
+            )
+            for name in placeholders(run or ""):
+                if name not in names:
+                    problem(
+                        (*path, "actions", key),
+                        f"{{{{{name}}}}} is no value Rollgate knows{_suggest(name, sorted(names))}"
+                        "; use a recipe variable (recipe.variables) or one of "
+                        f"{', '.join(sorted(PLAN_VALUES))}",
+                    )
 
 
 def _is_loopback(address: str) -> bool:

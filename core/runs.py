@@ -126,6 +126,8 @@ def list_runs() -> list[RunSummary]:
     out = []
     for run in sorted(runs_dir().iterdir()):
         journal = run / "journal.jsonl"
+        if not journal.is_file() and (run / "journal.path").is_file():  # --journal PATH
+            journal = Path((run / "journal.path").read_text().strip())
         if not journal.is_file():
             continue
         try:

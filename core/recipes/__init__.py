@@ -14,6 +14,20 @@ OUTCOMES = ("ok", "warning", "failed", "repeat")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 
 
+# Values the plan gives every command besides the recipe's variables (core/plan.py values()).
+PLAN_VALUES = frozenset(
+    {
+        "cloud", "from", "to", "service", "databases", "node", "site", "unit", "package",
+        "packages", "container", "kolla_tag",
+    }
+)  # fmt: skip
+
+
+def placeholders(template: str) -> list[str]:
+    """The `{{name}}` placeholders of a command template, in order."""
+    return _PLACEHOLDER.findall(template)
+
+
 class RecipeError(ValueError):
     """A recipe file is malformed or a command needs a value nobody gave."""
 

@@ -54,7 +54,15 @@ async def make(
             inventory, policy=inventory.policy.model_copy(update=policy)
         )
     plan = build_plan(inventory)
-    lab = await Lab.start(inventory, time_scale=0, faults=faults, serve=False)
+    lab = await Lab.start(  # with a tmp_path the world is kept there, so a resume finds it
+        inventory,
+        time_scale=0,
+        faults=faults,
+        serve=False,
+        state_dir=tmp_path / "lab" if tmp_path is not None else None,
+        persist=tmp_path is not None,
+        restore=bool(history),
+    )
     journal = None
     if tmp_path is not None:
         journal = JournalWriter(

@@ -85,3 +85,89 @@ def test_sigkill_at_many_points_then_resume_completes(tmp_path: Path) -> None:
         assert_no_ok_step_ran_twice(events)
         assert sum(isinstance(e, ev.RunStarted) and e.resumed for e in events) == 1
     assert len(killed_at) >= 10, f"the run ended before enough kill points: {killed_at}"
+
+
+def at_a_terminal(state: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """`rollgate run --headless` whose standard input is a terminal (a pty), so its gates
+    wait for an answer; returns the process and the pty's master end to type into."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "run", *args],
+        env=env,
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(slave)
+    return proc, master
+
+
+def wait_for_open_gate(
+    journal: Path, proc: subprocess.Popen[str], after: int = 0, other_than: str = ""
+) -> ev.Event:
+    """A gate opened after event `after` and not decided, once the run waits at it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        events = read_journal(journal).events[after:] if journal.exists() else []
+        decided = {e.gate for e in events if isinstance(e, ev.GateDecided)}
+        waiting = [
+            e
+            for e in events
+            if isinstance(e, ev.GateOpened) and e.gate not in decided and e.gate != other_than
+        ]
+        if waiting:
+            return waiting[-1]
+        time.sleep(0.02)
+    raise AssertionError(f"no gate opened (exit {proc.poll()})")
+
+
+@pytest.mark.integration
+def test_sigkill_at_a_failure_budget_gate_then_resume_asks_it_again(tmp_path: Path) -> None:
+    # budget 1: one-cmp2 fails within it, one-cmp4 spends it and its gate opens; the driver
+    # is SIGKILLed there. The resumed driver must ask the same gate, with the spent budget
+    # restored, and never start the failed step again by itself.
+    journal = tmp_path / "journal.jsonl"
+    args = [
+        str(SMALL),
+        "--headless",
+        "--auto-approve",
+        "--lab-inprocess",
+        "--journal",
+        str(journal),
+        "--fault",
+        "fail:one-cmp2:systemctl restart nova-compute",
+        "--fault",
+        "fail:one-cmp4:systemctl restart nova-compute",
+    ]
+    proc, master = at_a_terminal(tmp_path, *args)
+    try:
+        gate = wait_for_open_gate(journal, proc)
+        assert gate.kind == "failure" and "one-cmp4" in gate.title  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        os.close(master)
+    before = read_journal(journal).events
+    failed_step = gate.step  # type: ignore[attr-defined]
+
+    proc, master = at_a_terminal(tmp_path, *args[:-4], "--resume", str(journal), *args[-4:])
+    try:
+        again = wait_for_open_gate(journal, proc, after=len(before))
+        assert again.gate == gate.gate  # type: ignore[attr-defined]
+        assert "2 failed nodes (budget 1)" in again.title  # type: ignore[attr-defined]
+        os.write(master, b"skip hypervisor to be replaced\n")
+        end_of_phase = wait_for_open_gate(journal, proc, len(before), other_than=gate.gate)  # type: ignore[attr-defined]
+        assert "one-cmp2" in end_of_phase.title  # type: ignore[attr-defined]
+        os.write(master, b"skip hypervisor to be replaced\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    assert proc.returncode == 3, out + err  # complete with deviations
+    events = read_journal(journal).events[len(before) :]
+    assert not [e for e in events if isinstance(e, ev.StepStarted) and e.step == failed_step]
+    assert events[-1].outcome == "complete with deviations"  # type: ignore[attr-defined]
+    assert_no_ok_step_ran_twice(read_journal(journal).events)
