@@ -50,6 +50,7 @@ class CloudAdapter:
     def _call(
         self, site: Site, action: str, args: dict[str, Any], out: OutputCallback, timeout: float
     ) -> CommandResult:
+        from keystoneauth1 import exceptions as ks_exc
         from openstack import exceptions as os_exc
 
         try:
@@ -109,7 +110,9 @@ class CloudAdapter:
             return CommandResult(1, error=f"unknown cloud action {action!r}")
         except os_exc.HttpException as exc:
             return CommandResult(1, error=f"{site.region}: {exc.status_code} {exc.message}"[:300])
-        except (os_exc.SDKException, OSError) as exc:
+        except ks_exc.HttpError as exc:  # the API answered, with an error (auth, 5xx)
+            return CommandResult(1, error=f"{site.region}: {exc.http_status} {exc.message}"[:300])
+        except (os_exc.SDKException, ks_exc.ClientException, OSError) as exc:
             raise TransportError(
                 site.name,
                 f"the API of {site.region} is unreachable: {str(exc).splitlines()[0][:200]}",

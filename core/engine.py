@@ -31,6 +31,11 @@ PLAN_GATE_KINDS = ("phase", "canary", "step")
 AUTO_OPERATOR = "auto-approve"
 
 
+def _on_node(step: Step) -> str:
+    """The step's title, naming its node once."""
+    return step.title if step.node in step.title else f"{step.title} on {step.node}"
+
+
 class CommandRejected(Exception):
     """A command that does not fit the run's current state (no gate open, wrong option)."""
 
@@ -256,6 +261,12 @@ class Engine:
             task.cancel()
 
     _abort = abort  # the name the console and headless views used
+
+    @property
+    def stopping(self) -> str | None:
+        """Why the run is ending early (one of HALT_MODES), once it is; running steps may
+        still be finishing."""
+        return self._stop
 
     def leave_paused(self, operator: str, reason: str) -> None:
         """The driver leaves and the run stays resumable: running steps finish, nothing new
@@ -631,7 +642,7 @@ class Engine:
         return await self._gate(
             f"gate:failure:{step.id}:{state.attempts}",
             "failure",
-            f"{why}: {step.title} on {step.node} ended {state.status}"
+            f"{why}: {_on_node(step)} ended {state.status}"
             f" ({state.error or 'no output'}); retry, skip with a reason, or abort?",
             summary=f"last output: {tail}" if tail else "",
             options=("retry", "skip", "abort"),
@@ -687,7 +698,7 @@ class Engine:
         return await self._gate(
             f"gate:warning:{step.id}:{self.state.steps[step.id].attempts}",
             "warning",
-            f"{step.title} on {step.node} reported a warning (exit {status}): acknowledge and "
+            f"{_on_node(step)} reported a warning (exit {status}): acknowledge and "
             "go on, or reject?",
             summary=tail,
             step=step.id,

@@ -167,10 +167,12 @@ class HeadlessRunner:
         self.console.print(Text(prompt), end="")
         line = asyncio.ensure_future(self._reader.get())
         interrupted = asyncio.ensure_future(self._interrupted.wait())
+        finished = asyncio.ensure_future(self.engine.finished.wait())
         try:
-            await asyncio.wait({line, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({line, interrupted, finished}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             interrupted.cancel()
+            finished.cancel()
         if line.done():
             answer = line.result()
             return None if answer is None else answer.strip()
@@ -186,7 +188,7 @@ class HeadlessRunner:
         if gate.summary:
             self.say(f"  {gate.summary}")
         options = "/".join(gate.options)
-        while self.engine.state.gate is gate and not self.engine.finished.is_set():
+        while self.engine.state.gate is gate and not self.engine.stopping:
             if self._interrupted.is_set():
                 await self._interrupt_menu()
                 continue
@@ -222,7 +224,16 @@ class HeadlessRunner:
         )
         if self.engine.finished.is_set() or self.interrupts >= 2:
             return
-        if answer is None or answer.lower().startswith("q"):
+        gate = self.engine.state.gate
+        word, _, comment = (answer or "").partition(" ")
+        if gate is not None and word.lower() in gate.options:
+            # a decision typed at the gate before or after the Ctrl-C: go on and take it
+            await self.engine.send(ev.Command("resume", self.operator))
+            with contextlib.suppress(CommandRejected):
+                await self.engine.send(
+                    ev.Command(word.lower(), self.operator, comment.strip(), gate.id)
+                )
+        elif answer is None or answer.lower().startswith("q"):
             self.engine.leave_paused(self.operator, "the operator quit; resume with --resume")
         elif answer.lower().startswith("a"):
             self.engine.abort(self.operator, "aborted after Ctrl-C")
@@ -278,7 +289,7 @@ class HeadlessRunner:
                         live.stop()
                         await self._interrupt_menu()
                         live.start()
-                    elif self.engine.state.gate is not None:  # auto-approved gates never linger
+                    elif self.engine.state.gate is not None and not self.engine.stopping:
                         await self._decide_gate(live)
                     live.update(render(self.engine.state))
                     await asyncio.wait({task}, timeout=0.1)

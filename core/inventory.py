@@ -157,8 +157,15 @@ class PolicySpec(StrictModel):
 
 
 class WindowSpec(StrictModel):
+    """The maintenance window; times without a zone are UTC, everywhere they are used."""
+
     start: datetime
     end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc_when_naive(cls, moment: datetime) -> datetime:
+        return _aware(moment)
 
 
 class RecipeOverrides(StrictModel):

@@ -38,6 +38,7 @@ class StepState:
     exit_status: int | None = None
     error: str = ""
     tail: tuple[str, ...] = ()  # the last OUTPUT_TAIL lines; immutable, so copies share it
+    api: bool = False  # an OpenStack API call: when it cannot connect, the API is unreachable
 
     @property
     def done(self) -> bool:
@@ -107,7 +108,12 @@ class RunState:
                 state.stages[stage.id] = "pending"
                 for step in stage.steps:
                     state.steps[step.id] = StepState(
-                        step.id, step.node, step.site, phase.id, stage.id
+                        step.id,
+                        step.node,
+                        step.site,
+                        phase.id,
+                        stage.id,
+                        api=step.executor == "cloud",
                     )
                     node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
                     node.steps_total += 1
@@ -326,7 +332,7 @@ def _finish_step(
             node.skipped += 1
     else:
         node.failed += 1
-    if outcome == "unreachable":
+    if outcome == "unreachable" and not step.api:  # the node, not its API, did not answer
         node.reachable = False
     node.status = _node_status(node)
 

@@ -160,3 +160,86 @@ def test_the_demo_inventory_upgrades_over_ssh_and_http(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "lab: nodes answer SSH on loopback" in out.stdout
     assert "run complete" in out.stdout
+
+
+def headless_at_a_terminal(state: Path, *args: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`rollgate run --headless` with a terminal (pty) as its input and a file as its output."""
+    import pty
+
+    master, slave = pty.openpty()
+    out = state / "out.txt"
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state)}
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from tui.cli import main; main()", "run", *args],
+            env=env,
+            stdin=slave,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    os.close(slave)
+    return proc, master, out
+
+
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], count: int = 1) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    while path.read_text(errors="replace").count(text) < count:
+        assert proc.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"never printed {text!r}"
+        time.sleep(0.02)
+
+
+@pytest.mark.integration
+def test_ctrl_c_at_a_gate_prompt_asks_and_quit_leaves_the_run_paused(tmp_path: Path) -> None:
+    import signal
+
+    from core import events as ev
+    from core.journal import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    proc, master, out = headless_at_a_terminal(
+        tmp_path, str(SMALL), "--headless", "--lab-inprocess", "--journal", str(journal)
+    )
+    try:
+        wait_for_text(out, "decision [approve/reject]", proc)  # the options are shown
+        proc.send_signal(signal.SIGINT)
+        wait_for_text(out, "[q]uit leaving the run paused", proc)
+        os.write(master, b"q\n")
+        assert proc.wait(timeout=60) == 1
+    finally:
+        os.close(master)
+    events = read_journal(journal).events
+    assert not any(isinstance(e, ev.RunAborted | ev.GateDecided) for e in events)
+    assert events[-1].outcome == "paused"  # type: ignore[attr-defined]
+    assert "resume with: rollgate run" in out.read_text()
+
+
+@pytest.mark.integration
+def test_a_decision_typed_after_ctrl_c_at_a_gate_is_taken_not_lost(tmp_path: Path) -> None:
+    import signal
+
+    from core import events as ev
+    from core.journal import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    proc, master, out = headless_at_a_terminal(
+        tmp_path, str(SMALL), "--headless", "--lab-inprocess", "--journal", str(journal)
+    )
+    try:
+        wait_for_text(out, "decision [approve/reject]", proc)
+        proc.send_signal(signal.SIGINT)
+        wait_for_text(out, "[q]uit leaving the run paused", proc)
+        os.write(master, b"approve identity looks fine\n")
+        wait_for_text(out, "decision [approve/reject]", proc, count=2)  # the next gate
+        proc.send_signal(signal.SIGINT)
+        wait_for_text(out, "[q]uit leaving the run paused", proc, count=2)
+        proc.send_signal(signal.SIGINT)  # a second Ctrl-C aborts without waiting for Enter
+        assert proc.wait(timeout=60) == 1
+    finally:
+        os.close(master)
+    events = read_journal(journal).events
+    decided = [e for e in events if isinstance(e, ev.GateDecided)]
+    assert (decided[0].decision, decided[0].comment) == ("approve", "identity looks fine")
+    assert events[-1].outcome == "aborted"  # type: ignore[attr-defined]

@@ -153,3 +153,54 @@ async def test_two_hundred_nodes_in_parallel_within_the_caps(tmp_path: Path) -> 
     finally:
         await ssh.close()
         await lab.close()
+
+
+async def test_an_api_that_cannot_be_reached_marks_the_api_not_the_node(tmp_path: Path) -> None:
+    import re
+
+    from core import events as ev
+    from core.engine import Engine, EngineOptions
+    from core.plan import build_plan
+    from core.transports.real import RealExecutor
+
+    inv = lab_inventory(tmp_path, computes=2)
+    lab = await Lab.start(inv, serve=True)
+    assert lab.clouds_yaml is not None
+    # the identity endpoint moves to a port nobody listens on: every API call fails to connect
+    text = lab.clouds_yaml.read_text()
+    lab.clouds_yaml.write_text(re.sub(r"(auth_url: http://[0-9.]+):\d+", r"\1:9", text))
+    executor = RealExecutor(lab.effective_inventory, run_id="t")
+    plan = build_plan(inv)
+    engine = Engine(
+        plan,
+        lab.effective_inventory,
+        executor,
+        EngineOptions("tester", "t", auto_approve=True, backoff=0, status_interval=0),
+    )
+
+    async def answer() -> None:
+        while not engine.finished.is_set():
+            gate = engine.state.gate
+            if gate is not None and gate.kind == "failure":
+                await engine.send(ev.Command("skip", "tester", "API down", gate.id))
+            elif gate is not None and "NOT upgraded" in gate.title:
+                await engine.send(ev.Command("reject", "tester", "stop here", gate.id))
+            await asyncio.sleep(0.01)
+
+    answering = asyncio.create_task(answer())
+    try:
+        assert await asyncio.wait_for(engine.run(), 60) == "stopped"
+    finally:
+        answering.cancel()
+        await executor.close()
+        await lab.close()
+    disable = next(s for s in plan.steps if s.action == "disable-compute")
+    assert engine.state.steps[disable.id].status == "skipped"
+    first = next(
+        e for e in engine.history if isinstance(e, ev.StepFinished) and e.step == disable.id
+    )
+    assert first.outcome == "unreachable" and "API" in first.error
+    node = engine.state.nodes[disable.node]
+    assert node.reachable is not False  # SSH to it works; its API did not answer
+    assert node.services.get("api") == "unreachable"
+    assert node.status == "skipped"
