@@ -17,17 +17,18 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
 def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
+    """Whether known_hosts has any key for this node, hashed entries (Ubuntu's default)
+    included: then a key that does not verify has changed, rather than being unknown."""
     path = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
     try:
-        text = path.read_text()
-    except OSError:
+        listed = asyncssh.read_known_hosts(str(path))
+    except (OSError, ValueError):
         return False
-    names = {node.address, f"[{node.address}]:{node.ssh.port}", node.name}
-    return any(
-        line.split(" ", 1)[0] in names or any(n in line.split(" ", 1)[0].split(",") for n in names)
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    )
+    for host in (node.address, node.name):
+        trusted, cas, *_ = listed.match(host, node.address, node.ssh.port)
+        if trusted or cas:
+            return True
+    return False
 
 
 class SshExecutor:
@@ -61,7 +62,14 @@ class SshExecutor:
             if ssh.user:
                 options["username"] = ssh.user
             if ssh.key:
-                options["client_keys"] = [str(Path(ssh.key).expanduser())]
+                key = Path(ssh.key).expanduser()
+                if not key.is_file():
+                    raise TransportError(
+                        node.name,
+                        f"the SSH key {key} does not exist; check ssh.key in the inventory",
+                        retryable=False,
+                    )
+                options["client_keys"] = [str(key)]
             if ssh.jump_host:
                 options["tunnel"] = ssh.jump_host
             await self._connection_slots.acquire()

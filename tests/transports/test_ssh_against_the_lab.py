@@ -75,6 +75,44 @@ async def test_unknown_and_changed_host_keys_are_refused(tmp_path: Path) -> None
         )
         with pytest.raises(TransportError, match="CHANGED"):
             await ssh.run(changed, "true", on_output=lambda *a: None, timeout=5)
+        # the same, hashed as Ubuntu's ssh writes known_hosts (HashKnownHosts yes)
+        hashed = tmp_path / "hashed_known_hosts"
+        hashed.write_text(f"{hashed_host(f'[{node.address}]:{node.ssh.port}')} {other}")
+        changed = dataclasses.replace(
+            node, ssh=dataclasses.replace(node.ssh, known_hosts=str(hashed))
+        )
+        with pytest.raises(TransportError, match="CHANGED"):
+            await ssh.run(changed, "true", on_output=lambda *a: None, timeout=5)
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+def hashed_host(name: str) -> str:
+    import base64
+    import hashlib
+    import hmac
+    import os
+
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+async def test_a_missing_key_file_is_named(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        node = lab.effective_inventory.node("cmp1")
+        gone = tmp_path / "no_such_key"
+        bad = dataclasses.replace(node, ssh=dataclasses.replace(node.ssh, key=str(gone)))
+        with pytest.raises(TransportError) as caught:
+            await ssh.run(bad, "true", on_output=lambda *a: None, timeout=5)
+        assert str(caught.value) == (
+            f"cmp1: the SSH key {gone} does not exist; check ssh.key in the inventory"
+        )
+        assert caught.value.retryable is False
     finally:
         await ssh.close()
         await lab.close()
