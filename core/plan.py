@@ -408,6 +408,21 @@ class _PlanContext:
         }
 
 
+def render_action(
+    inventory: Inventory, node: Node, role: str, action: str, recipe: Recipe | None = None
+) -> tuple[str, bool] | None:
+    """The command `action` runs for `role` on `node`, exactly as a plan step would render it
+    (the method's recipe with the inventory's and the site's overrides), and whether it runs
+    on the deploy host; None when the recipe does not use the action."""
+    ctx = _PlanContext(inventory, recipe or load_recipe(inventory.method))
+    site_recipe = ctx.recipe_for(inventory.site(node.site))
+    found = site_recipe.action(ROLES[role].service, action)
+    if found is None:
+        return None
+    values = ctx.values(node, role, {})
+    return render(found.run, values), found.on == "deploy-host"
+
+
 def _first(nodes: list[Node]) -> Node:
     return nodes[0]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory, Node
+from core.plan import render_action
 from core.releases import release_for_major
 from core.roles import ROLES
 
@@ -25,11 +26,11 @@ class Finding:
 
 
 async def _run(
-    executor: Executor, node: Node, command: str, timeout: float
+    executor: Executor, node: Node, command: str, timeout: float, *, local: bool = False
 ) -> tuple[CommandResult, list[str]]:
     lines: list[str] = []
     result = await executor.run(
-        node, command, on_output=lambda s, line: lines.append(line), timeout=timeout
+        node, command, on_output=lambda s, line: lines.append(line), timeout=timeout, local=local
     )
     return result, lines
 
@@ -45,7 +46,8 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             node.name,
             "reachable",
             True,
-            "ssh ok, host key verified" + (", sudo ok" if node.ssh.become else ""),
+            ("ssh ok, host key verified" if node.ssh.verify_host_keys else "ssh ok")
+            + (", sudo ok" if node.ssh.become else ""),
         )
     )
     if result.exit_status != 0:
@@ -58,13 +60,17 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
                 "sudo for the upgrade commands or set become: false",
             )
         )
+    unprobed = []
     for role in node.roles:
         spec = ROLES.get(role)
         if spec is None:
             continue
-        result, lines = await _run(
-            executor, node, f"dpkg-query -W -f='${{Version}}' {spec.package}", 30
-        )
+        probe = render_action(inv, node, role, "verify-version")
+        if probe is None:
+            unprobed.append(role)
+            continue
+        command, on_deploy_host = probe
+        result, lines = await _run(executor, node, command, 30, local=on_deploy_host)
         version = lines[-1] if lines else ""
         major = re.match(r"^(?:\d+:)?(\d+)\.", version)
         release = release_for_major(spec.service, int(major.group(1))) if major else None
@@ -87,6 +93,17 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
                     f"{inv.upgrade.source.id} as the inventory says",
                 )
             )
+    if unprobed:
+        out.append(
+            Finding(
+                node.name,
+                "versions",
+                False,
+                f"not checked for {', '.join(unprobed)}: the {inv.method} recipe has no "
+                "verify-version action",
+                blocking=False,
+            )
+        )
     return out
 
 
@@ -131,10 +148,11 @@ async def check_status(executor: Executor, inv: Inventory) -> list[Finding]:
                 if key in seen:
                     continue
                 seen.add(key)
+                probe = render_action(inv, node, role, "status-check")
+                if probe is None:
+                    continue  # the recipe does not check this service's status
                 try:
-                    result, lines = await _run(
-                        executor, node, f"{spec.service}-status upgrade check", 120
-                    )
+                    result, lines = await _run(executor, node, probe[0], 120, local=probe[1])
                 except TransportError:
                     continue  # already reported as unreachable
                 status = result.exit_status

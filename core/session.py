@@ -39,7 +39,7 @@ class RunOptions:
     time_scale: float | None = None
     faults: list[str] = field(default_factory=list)
     insecure: bool = False  # --no-verify-host-keys
-    lab_read_only: bool = False  # check: look at the lab's saved world, never save over it
+    lab_read_only: bool = False  # check: the lab's world as a new run finds it, never saved
 
 
 @dataclass
@@ -114,7 +114,7 @@ async def open_executor(
             faults=options.faults or None,
             serve=not options.lab_inprocess,
             persist=not options.lab_read_only,
-            restore=bool(options.resume) or options.lab_read_only,
+            restore=bool(options.resume),  # check sees the world a new run starts from
         )
         try:
             if options.lab_inprocess:

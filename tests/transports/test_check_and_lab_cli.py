@@ -68,3 +68,40 @@ def test_lab_serves_until_interrupted_and_says_how_to_reach_it(tmp_path: Path) -
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "lab stopped" in out
+
+
+def check(tmp_path: Path, inventory: Path) -> tuple[int, str]:
+    proc = rollgate(tmp_path, "check", str(inventory))
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out + err
+
+
+def test_check_after_a_lab_run_looks_at_the_world_a_new_run_starts_from(tmp_path: Path) -> None:
+    inventory = lab_inventory_file(tmp_path)
+    run = rollgate(tmp_path, "run", str(inventory), "--headless", "--auto-approve")
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
+    code, out = check(tmp_path, inventory)
+    assert code == 0 and out.rstrip().endswith(": ready to run"), out
+
+
+def test_check_probes_versions_the_way_the_recipe_would(tmp_path: Path) -> None:
+    inventory = lab_inventory_file(tmp_path)
+    text = inventory.read_text().replace(
+        "lab:",
+        "recipe:\n  actions:\n    verify-version: rpm -q --qf '%{VERSION}' {{package}}\nlab:",
+    )
+    inventory.write_text(text)
+    code, out = check(tmp_path, inventory)
+    assert code == 1, out
+    assert "not installed (sh: 1: rpm: command not found)" in out  # the override ran
+
+
+def test_check_says_ready_to_run_for_a_kolla_cloud(tmp_path: Path) -> None:
+    inventory = lab_inventory_file(tmp_path)
+    inventory.write_text(inventory.read_text().replace("upgrade:", "method: kolla\nupgrade:", 1))
+    code, out = check(tmp_path, inventory)
+    assert code == 0, out
+    assert "nova-status" in out and "failure" not in out  # run in the containers
+    assert "no verify-version action" in out  # said, not hidden
+    assert out.rstrip().endswith(": ready to run")

@@ -30,6 +30,7 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
     """
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from core.inventory import load_inventory
     from core.preflight import preflight, summary
@@ -57,10 +58,11 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
             else ("[red]✘ blocks[/red]" if f.blocking else "[yellow]! warn[/yellow]")
         )
         if not f.ok or f.check == "API" or f.check.endswith("-status"):
-            table.add_row(f.target, f.check, mark, f.detail)
+            table.add_row(Text(f.target), Text(f.check), mark, Text(f.detail))
     console.print(table)
     reachable = sum(1 for f in findings if f.check == "reachable" and f.ok)
-    console.print(f"{reachable}/{len(inv.nodes)} nodes reachable with verified host keys")
+    keys = "host keys NOT verified" if insecure else "verified host keys"
+    console.print(f"{reachable}/{len(inv.nodes)} nodes reachable with {keys}")
     s = summary(findings)
     console.print(
         f"{s['checks']} checks, {s['blocking']} blocking, {s['warnings']} warnings"
