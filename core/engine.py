@@ -432,6 +432,7 @@ class Engine:
                 "interrupted",
                 f"'{title}' was running on {step.node} when the run stopped: run it again, "
                 "or mark it done if you checked it finished?",
+                summary=self._summary_before(f"decide about '{title}' on {step.node}"),
                 options=("rerun", "mark-done", "abort"),
                 step=step.id,
             )

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from core import events as ev
 from core.engine import AUTO_OPERATOR, CommandRejected
-from core.report import not_upgraded
+from core.report import end_summary
 from core.session import Session
 from core.state import RunState
 from core.words import GLYPHS, RUN_COMPLETE, RUN_DEVIATIONS, glyph
@@ -310,19 +310,9 @@ class HeadlessRunner:
         return exit_code(outcome)
 
     def _print_not_upgraded(self) -> None:
-        missing = not_upgraded(self.engine.plan, self.engine.state)
-        if not missing:
-            return
-        self.say(f"{len(missing)} node(s) not upgraded:", "bold")
-        for node in missing:
-            fenced = ", left disabled in the scheduler" if node["fenced"] else ""
-            self.say(
-                f"  {glyph(node['state'])} {node['node']} ({node['site']}): {node['state']}{fenced}"
-            )
-            for why in node["why"]:
-                self.say(f"      {why}")
-            if len(node["skipped_steps"]) > 1:
-                self.say(f"      skipped with it: {', '.join(node['skipped_steps'])}")
+        summary = end_summary(self.engine.plan, self.engine.state)
+        for line in summary[2:]:  # the run's word and the node counts are in the view above
+            self.say(line, "bold" if line.endswith("not upgraded:") else None)
 
 
 def exit_code(outcome: str) -> int:

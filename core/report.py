@@ -87,6 +87,26 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
     return out
 
 
+def end_summary(plan: Plan, state: RunState) -> list[str]:
+    """What the end of a run says, in the console and headless alike: the run's word, node
+    counts, and every node not upgraded with why and whether it was left fenced."""
+    counts = state.counts()
+    lines = [
+        f"run {run_outcome(state)}" + (f": {state.error}" if state.error else ""),
+        "nodes: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+    ]
+    missing = not_upgraded(plan, state)
+    if missing:
+        lines.append(f"{len(missing)} node(s) not upgraded:")
+    for node in missing:
+        fenced = ", left disabled in the scheduler" if node["fenced"] else ""
+        lines.append(f"  {node['node']} ({node['site']}): {node['state']}{fenced}")
+        lines += [f"      {why}" for why in node["why"]]
+        if len(node["skipped_steps"]) > 1:
+            lines.append(f"      skipped with it: {', '.join(node['skipped_steps'])}")
+    return lines
+
+
 def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> dict[str, Any]:
     state = fold(plan, events)
     spans: dict[str, list[float | None]] = {}  # phase -> [first start, last finish]

@@ -27,6 +27,7 @@ from core.client import RunClient
 from core.engine import CommandRejected
 from core.errors import UserError
 from core.headless import describe, exit_code
+from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
 from core.words import GLYPHS
 from themes import STYLESHEET, THEMES
@@ -235,6 +236,18 @@ class RollgateApp(App[int]):
         except UserError as exc:  # a watched journal with a corrupt line
             self.error = str(exc)
             self.exit(return_code=2)
+            return
+        if self.state.finished is not None:
+            self._show_end()
+
+    def _show_end(self) -> None:
+        """The end of the run: its word, and every node that was not upgraded."""
+        lines = end_summary(self.client.plan, self.state)[1:]  # the title has the run's word
+        if self.state.error:
+            lines.insert(0, self.state.error)
+        run_id = self.state.run_id or self.client.header.get("run_id", "")
+        lines += ["", f"the change record: rollgate report {run_id}", "", "Escape closes this."]
+        self.push_screen(TextScreen(f"run {run_outcome(self.state)}", "\n".join(lines)))
 
     def _log_line(self, event: ev.Event) -> str | None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))

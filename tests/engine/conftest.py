@@ -61,7 +61,7 @@ async def make(
         serve=False,
         state_dir=tmp_path / "lab" if tmp_path is not None else None,
         persist=tmp_path is not None,
-        restore=bool(history),
+        restore=bool(history) and tmp_path is not None,
     )
     journal = None
     if tmp_path is not None:

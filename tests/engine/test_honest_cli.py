@@ -86,3 +86,18 @@ def test_an_unknown_placeholder_in_a_recipe_override_is_refused_with_its_line(
     assert out.stderr.startswith(f"error: {inventory}:34: recipe.actions.glance:db-check: ")
     assert "{{nosuch}} is no value Rollgate knows" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_plan_changed_refusal_is_computed_at_scale() -> None:
+    """70,000 steps: the comparison is linear (quadratic took minutes; the suite's per-test
+    timeout fails it)."""
+    from core.session import _plan_differences
+
+    n = 70_000
+    old = {"phases": [{"stages": [{"steps": [{"id": f"s{i}"} for i in range(n)]}]}]}
+
+    class Shifted:
+        steps = [type("S", (), {"id": f"s{i}"})() for i in range(1, n + 1)]
+
+    said = _plan_differences(old, Shifted())  # type: ignore[arg-type]
+    assert said == "1 steps added (first: s70000); 1 steps removed (first: s0)"

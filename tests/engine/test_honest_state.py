@@ -286,3 +286,32 @@ async def test_resume_restores_the_failure_budget_already_spent(tmp_path: Path) 
         await second.lab.close()
     assert "budget spent" in titles[0] and "one-cmp4" in titles[0]
     assert "2 failed nodes (budget 1)" in titles[0]
+
+
+async def test_after_a_crash_gate_summaries_count_no_failure_that_did_not_happen(
+    tmp_path: Path,
+) -> None:
+    first = await make(tmp_path)
+    try:
+        assert await drive(first, lambda g: None) == "complete"
+    finally:
+        await first.lab.close()
+    first.engine.journal.close()  # type: ignore[union-attr]
+    events = open_journal_client(str(tmp_path / "journal.jsonl")).all_events()
+    # the driver died right after starting a step (SIGKILL): the journal ends there
+    cut = next(i for i, e in enumerate(events) if isinstance(e, ev.StepStarted))
+    history = events[: cut + 1]
+    second = await make(history=history, auto_approve=False)  # a fresh lab: nothing ran yet
+    summaries: list[str] = []
+
+    def decide(g: ev.GateOpened) -> ev.Command | None:
+        if g.seq > len(history):  # asked by this driver, not read back from the journal
+            summaries.append(g.summary)
+        return ev.Command("rerun", "tester", "", g.gate) if g.kind == "interrupted" else None
+
+    try:
+        assert await drive(second, decide) == "complete"
+    finally:
+        await second.lab.close()
+    assert "1 interrupted, 0 failed" in summaries[0]
+    assert all("0 failed" in s for s in summaries if s.startswith("done so far"))

@@ -13,7 +13,7 @@ from textual.widgets import Label
 from core import events as ev
 from core.session import RunOptions, Session, open_session
 from tui.app import RollgateApp
-from tui.screens.dialogs import PromptScreen
+from tui.screens.dialogs import PromptScreen, TextScreen
 from tui.settings import load_settings
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
@@ -76,6 +76,35 @@ async def test_approve_with_a_comment_reaches_the_journal() -> None:
         await approve_all(app, pilot, session)
         assert session.engine.state.status == "complete"
         assert "complete" in str(app.w_header.render())
+        await close_end_screen(app, pilot, "run complete")
+
+
+async def close_end_screen(app: RollgateApp, pilot: object, title: str) -> str:
+    """Wait for the end-of-run page, check its title, close it; returns its text."""
+    await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+    assert str(app.screen.query("Label").first().render()) == title
+    text = str(app.screen.query_one("#body").render())
+    await pilot.press("escape")  # type: ignore[attr-defined]
+    await pilot.pause(0.1)  # type: ignore[attr-defined]
+    return text
+
+
+async def test_the_end_of_a_run_with_a_skip_names_the_node_not_upgraded() -> None:
+    faults = ["fail:two-cmp3:systemctl restart nova-compute"]
+    async with console(faults) as (session, app, pilot):
+        while not session.engine.finished.is_set():
+            await wait_for(
+                pilot, lambda: app.state.gate is not None or session.engine.finished.is_set()
+            )
+            gate = app.state.gate
+            if gate is not None and gate.kind == "failure":
+                await pilot.press("s", *"dead disk", "enter")
+            elif gate is not None:
+                await pilot.press("a", "enter")
+            await pilot.pause(0.05)  # type: ignore[attr-defined]
+        text = await close_end_screen(app, pilot, "run complete with deviations")
+        assert "two-cmp3 (two): skipped, left disabled in the scheduler" in text
+        assert "enable nova-compute on two-cmp3" in text  # skipped with it: said
 
 
 async def test_reject_stops_the_run() -> None:
@@ -140,7 +169,7 @@ async def test_abort_asks_to_confirm() -> None:
 async def test_node_detail_search_and_theme() -> None:
     async with console() as (session, app, pilot):
         await approve_all(app, pilot, session)
-        await pilot.pause(0.2)
+        await close_end_screen(app, pilot, "run complete")
         tree = app.w_sitemap
         tree.focus()
         node = app._node_rows["one-cmp2"]
@@ -205,7 +234,7 @@ async def test_site_map_filters_by_state_and_by_name() -> None:
 async def test_log_of_the_selected_node_and_the_command_palette() -> None:
     async with console() as (session, app, pilot):
         await approve_all(app, pilot, session)
-        await pilot.pause(0.2)
+        await close_end_screen(app, pilot, "run complete")
         app.w_sitemap.focus()
         app.w_sitemap.move_cursor(app._node_rows["two-cmp3"])
         await pilot.press("l")
