@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from core.engine import CommandRejected, Engine
 from core.errors import UserError
-from core.events import Command, Event
+from core.events import Command, Event, RunFinished
 from core.journal import JournalTail
 from core.journal_index import JournalIndex, paused_gc
 from core.plan import Plan
@@ -89,14 +89,16 @@ class JournalClient:
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
         last = 0
+        ended = False  # the driver finished the run: a follower has nothing more to wait for
         chunk = 5000
         for start in range(0, len(self.index), chunk):
             for event in self.index.events(start, start + chunk):
                 if event.seq >= from_seq:
                     yield event
                 last = event.seq
+                ended = isinstance(event, RunFinished)
             await asyncio.sleep(0)
-        if not self.follow:
+        if not self.follow or ended:
             return
         tail = JournalTail(self.path, self.index.consumed, self.index.lines_consumed)
         while True:
@@ -105,6 +107,8 @@ class JournalClient:
                 if event.seq > last:
                     last = event.seq
                     yield event
+                    if isinstance(event, RunFinished):
+                        return
 
     async def send(self, command: Command) -> None:
         raise ReadOnlyError(
