@@ -21,6 +21,7 @@ from core.inventory import Inventory
 from core.journal import JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.state import FINISHED_OK, RunState, apply
+from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
 from core.words import RUN_PAUSED, STEP_OK, phase_word, run_word
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
@@ -57,6 +58,8 @@ class EngineOptions:
     backoff: float = 0.5  # first transport retry delay in seconds; doubles each retry
     flush_interval: float = 0.1  # how often buffered output becomes StepOutput events
     status_interval: float = 10.0  # how often service states are polled (0: never)
+    job_root: str = DEFAULT_JOB_ROOT  # where steps' job directories live on the nodes
+    keep_jobs: bool = False  # keep them after the run (else removed when every job ended)
 
 
 class Engine:
@@ -96,6 +99,7 @@ class Engine:
         self._gate_future: asyncio.Future[tuple[str, str]] | None = None
         self._stop: str | None = None  # one of HALT_MODES once the run must end
         self._error = ""
+        self._unstoppable = False  # a command that could not be verified stopped
         self._running: set[asyncio.Task[Any]] = set()
         self._buffers: dict[tuple[str, str], list[str]] = {}
         self._stage_kind = {st.id: st.kind for p in plan.phases for st in p.stages}
@@ -399,11 +403,33 @@ class Engine:
             outcome = run_word(s.status for s in self.state.steps.values())
             if outcome == "incomplete":  # every phase ran, yet steps are unsettled: a bug
                 outcome, self._error = "failed", "engine error: steps left unsettled"
+        await self._clean_jobs()
         self.emit(ev.RunFinished, outcome=outcome, error=self._error)
         await self._commit()
         self.finished.set()
         self._new_event.set()
         return outcome
+
+    async def _clean_jobs(self) -> None:
+        """Remove the run's job directories from the nodes once no job can be running
+        (a job that could not be stopped keeps its directory, for the operator to look at)."""
+        clean = getattr(self.executor, "clean_jobs", None)
+        if clean is None or self.options.keep_jobs or self._unstoppable:
+            return
+        try:
+            await clean(self._jobs_dir())
+        except Exception as exc:  # cleaning is a courtesy: say so, never fail the run for it
+            self.emit(
+                ev.OperatorNote, operator="rollgate", text=f"job directories not removed: {exc}"
+            )
+
+    def _jobs_dir(self) -> str:
+        return run_dir(self.options.job_root, self.options.run_id)
+
+    def _job(self, step: Step, attempt: int) -> str:
+        """The job directory of one attempt of a step on its node: the same attempt always
+        names the same job, so running it again re-attaches, never starts a second copy."""
+        return f"{self._jobs_dir()}/{job_name(step.id, attempt)}"
 
     async def _all(self, coroutines: Any) -> None:
         """Run branches together and wait for every one of them to end. The first that fails
@@ -427,11 +453,14 @@ class Engine:
     async def _settle_interrupted(self) -> None:
         for step in [s for s in self.state.steps.values() if s.status == "interrupted"]:
             title = self.plan_step(step.id).title
+            why = await self._follow_interrupted(self.plan_step(step.id), step.attempts)
+            if not why:
+                continue  # the node told how it ended: settled without asking
             decision, comment = await self._gate(
                 f"gate:interrupted:{step.id}:{self._seq}",
                 "interrupted",
-                f"'{title}' was running on {step.node} when the run stopped: run it again, "
-                "or mark it done if you checked it finished?",
+                f"'{title}' was running on {step.node} when the run stopped, and {why}: run "
+                "it again, or mark it done if you checked it finished?",
                 summary=self._summary_before(f"decide about '{title}' on {step.node}"),
                 options=("rerun", "mark-done", "abort"),
                 step=step.id,
@@ -444,6 +473,47 @@ class Engine:
                     outcome="ok",
                     error=f"marked done by the operator: {comment}".rstrip(": "),
                 )
+
+    async def _follow_interrupted(self, step: Step, attempt: int) -> str:
+        """Re-attach to a step a previous driver left running: follow its job to the end and
+        record how it ended. Returns "" when settled, else why the node cannot tell."""
+        follow = getattr(self.executor, "follow", None)
+        if step.executor != "ssh" or follow is None or not attempt:
+            return "Rollgate cannot ask the node how it ended"
+        self.emit(
+            ev.StepOutput,
+            step=step.id,
+            stream="info",
+            lines=(f"re-attaching to attempt {attempt} on {step.node}",),
+        )
+        timeout = float(self.plan.policy.get("step_timeout", 1800))
+        try:
+            result = await follow(
+                self._nodes[step.node],
+                self._job(step, attempt),
+                on_output=self._on_output(step),
+                timeout=timeout,
+            )
+        except TransportError as exc:
+            return f"the node could not be asked ({exc})"
+        self._flush_output(step.id)
+        if result is None:
+            return "the node has no record of it (restarted, or its job directory is gone)"
+        if result.exit_status is None:
+            self._unstoppable = self._unstoppable or result.terminated is not True
+            return f"following it ended without an exit status ({result.error})"
+        outcome = step.exit_codes.get(result.exit_status, "failed")
+        if outcome == "repeat":
+            return f"it finished with more to do (exit {result.exit_status})"
+        self.emit(
+            ev.StepFinished,
+            step=step.id,
+            attempt=attempt,
+            outcome="ok" if outcome == "warning" else outcome,
+            exit_status=result.exit_status,
+            error="" if outcome in ("ok", "warning") else f"exit status {result.exit_status}",
+        )
+        return ""
 
     def plan_step(self, step_id: str) -> Step:
         return self._plan_steps[step_id]
@@ -661,7 +731,7 @@ class Engine:
         )
         await self._commit()
         started = self.monotonic()
-        task = asyncio.create_task(self._execute(step))
+        task = asyncio.create_task(self._execute(step, attempt))
         self._running.add(task)
         try:
             outcome, status, error = await task
@@ -728,8 +798,9 @@ class Engine:
         if self._stop:
             raise _Abort
 
-    async def _execute(self, step: Step) -> tuple[str, int | None, str]:
-        """Run a step to an outcome: transport errors retried with backoff, `repeat` looped."""
+    async def _execute(self, step: Step, attempt: int) -> tuple[str, int | None, str]:
+        """Run a step to an outcome: transport errors retried with backoff (a job that started
+        is re-attached, never started again), `repeat` looped (each run its own job)."""
         node = self._nodes[step.node]
         timeout = float(self.plan.policy.get("step_timeout", 1800))
         retries_left = int(self.plan.policy.get("transport_retries", 3))
@@ -737,8 +808,9 @@ class Engine:
         runs = 0
         collect = self._on_output(step)
         while True:
+            job = self._job(step, attempt) + (f".{runs}" if runs else "")
             try:
-                result = await self._call(step, node, collect, timeout)
+                result = await self._call(step, node, collect, timeout, job)
             except TransportError as exc:
                 if exc.retryable and retries_left > 0:
                     collect("info", f"{exc}; retrying in {delay:g}s")
@@ -751,12 +823,11 @@ class Engine:
                 else:
                     self.emit(ev.NodeStatus, node=step.node, reachable=False)
                 return "unreachable", None, str(exc)
-            if result.timed_out:
-                return (
-                    "timed_out",
-                    None,
-                    result.error or (f"timed out after {timeout:g}s; the command was terminated"),
-                )
+            if result.interrupted or result.timed_out:
+                if result.terminated is not True and step.executor == "ssh":
+                    self._unstoppable = True  # its job directory stays, to look at
+                outcome = "interrupted" if result.interrupted else "timed_out"
+                return outcome, None, result.error or f"timed out after {timeout:g}s"
             if result.exit_status is None:
                 return "failed", None, result.error or "no exit status"
             outcome = step.exit_codes.get(result.exit_status, "failed")
@@ -777,13 +848,19 @@ class Engine:
             return outcome, result.exit_status, error
 
     async def _call(
-        self, step: Step, node: Any, collect: Callable[[str, str], None], timeout: float
+        self,
+        step: Step,
+        node: Any,
+        collect: Callable[[str, str], None],
+        timeout: float,
+        job: str,
     ) -> CommandResult:
         if step.executor == "cloud":
             return await self.executor.cloud(
                 self._sites[step.site], step.action, step.args, on_output=collect, timeout=timeout
             )
         assert step.command is not None
+        local = step.executor == "local"
         return await self.executor.run(
-            node, step.command, on_output=collect, timeout=timeout, local=step.executor == "local"
+            node, step.command, on_output=collect, timeout=timeout, local=local, job=job
         )

@@ -24,6 +24,10 @@ class CommandResult:
     exit_status: int | None  # None when there is no exit status (timed out, terminated)
     timed_out: bool = False
     error: str | None = None  # one line: why there is no exit status, or what the call said
+    # After a timeout or an abort: True when a check on the node found nothing of the command
+    # left running, False when something still runs, None when no check could be made.
+    terminated: bool | None = None
+    interrupted: bool = False  # the engine cancelled the command (abort)
 
 
 class TransportError(Exception):
@@ -48,9 +52,13 @@ class Executor(Protocol):
         on_output: OutputCallback,
         timeout: float,
         local: bool = False,
+        job: str | None = None,
     ) -> CommandResult:
         """Run `command` on `node` over SSH, or on the deploy host when `local` is True
         (kolla-ansible steps, whose command already names the node it targets).
+
+        `job` (a path on the node, core/transports/remote_job.py) makes the command a durable
+        job: run again with the same job it re-attaches instead of starting a second copy.
 
         Streams output line by line; on timeout terminates the command and returns
         CommandResult(None, timed_out=True). Raises TransportError when the node cannot be

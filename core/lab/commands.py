@@ -10,6 +10,7 @@ import asyncio
 import shlex
 from collections.abc import Awaitable, Callable
 
+from core.lab.jobs import LabJobs
 from core.lab.world import LabNode, World, package_version
 from core.releases import Release
 from core.roles import ROLES
@@ -70,6 +71,11 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
             argv = argv[1:]
     if not argv:
         return 0
+    if argv[:2] == ["sh", "-c"] and argv[3:4] == ["rollgate-job"]:  # the remote-job wrapper
+        jobs = world.jobs.setdefault(node.name, LabJobs())
+        return await jobs.handle(
+            argv[3:], out, lambda command, sink: run_command(world, node, command, sink)
+        )
     world.running += 1
     world.peak_running = max(world.peak_running, world.running)
     try:

@@ -28,6 +28,7 @@ class LabExecutor:
         on_output: OutputCallback,
         timeout: float,
         local: bool = False,
+        job: str | None = None,
     ) -> CommandResult:
         if local:
             on_output("stderr", f"sh: 1: {command.split()[0]}: command not found")

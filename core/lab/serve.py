@@ -64,12 +64,14 @@ def _handler(world: World, node: LabNode):
 
 
 async def _watch(process: asyncssh.SSHServerProcess) -> None:
-    """Return when the client signals the command or closes the channel."""
+    """Return when the client closes the channel. A signal request is ignored, as OpenSSH
+    ignores it for a command without a terminal: stopping a command takes a kill on the node
+    (the remote-job wrapper's `kill`)."""
     while not process.is_closing():
         try:
             data = await process.stdin.read(4096)
         except (asyncssh.SignalReceived, asyncssh.BreakReceived):
-            return
+            continue
         except (asyncssh.Error, OSError):
             return
         if not data:  # EOF on stdin: keep watching for the channel to close

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.inventory import Inventory
 from core.lab.faults import Faults
+from core.lab.jobs import LabJobs
 from core.releases import CATALOGUE, Release, find_release
 from core.roles import ROLES
 
@@ -101,6 +102,7 @@ class World:
         self.by_address: dict[str, LabNode] = {}
         self.databases: dict[tuple[str, str], Database] = {}
         self.services: list[ServiceRecord] = []
+        self.jobs: dict[str, LabJobs] = {}  # node -> its remote jobs (never saved)
         self.identity_site = inventory.identity_site
         for node in inventory.nodes:
             lab_node = LabNode(node.name, node.site, node.address, node.roles)

@@ -17,6 +17,7 @@ class DryRunExecutor:
         on_output: OutputCallback,
         timeout: float,
         local: bool = False,
+        job: str | None = None,
     ) -> CommandResult:
         where = "deploy host" if local else f"{node.name} ({node.address})"
         on_output("info", f"would run on {where}: {command}")

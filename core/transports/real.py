@@ -35,10 +35,19 @@ class RealExecutor:
         on_output: OutputCallback,
         timeout: float,
         local: bool = False,
+        job: str | None = None,
     ) -> CommandResult:
         if local:
             return await run_local(command, on_output=on_output, timeout=timeout)
-        return await self.ssh.run(node, command, on_output=on_output, timeout=timeout)
+        return await self.ssh.run(node, command, on_output=on_output, timeout=timeout, job=job)
+
+    async def follow(
+        self, node: Node, job: str, *, on_output: OutputCallback, timeout: float
+    ) -> CommandResult | None:
+        return await self.ssh.follow(node, job, on_output=on_output, timeout=timeout)
+
+    async def clean_jobs(self, run_dir: str) -> None:
+        await self.ssh.clean_jobs(run_dir)
 
     async def cloud(
         self,

@@ -12,6 +12,7 @@ import asyncssh
 
 from core.executor import CommandResult, OutputCallback, TransportError
 from core.inventory import Node
+from core.transports.remote_job import KILL_GRACE, wrapper_command
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
@@ -31,6 +32,14 @@ def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
     return False
 
 
+def _termination(stopped: bool | None, node: Node) -> str:
+    if stopped:
+        return "the command was terminated (checked: nothing of it is left)"
+    if stopped is False:
+        return f"the command could not be stopped: it may still be running on {node.name}"
+    return f"could not check whether it stopped: it may still be running on {node.name}"
+
+
 class SshExecutor:
     def __init__(
         self, *, max_connections: int = 200, max_commands: int = 200, insecure: bool = False
@@ -40,6 +49,9 @@ class SshExecutor:
         self._connection_slots = asyncio.Semaphore(max_connections)
         self._command_slots = asyncio.Semaphore(max_commands)
         self.insecure = insecure
+        self._offsets: dict[str, list[int]] = {}  # job -> bytes of stdout, stderr seen
+        self._deadlines: dict[str, float] = {}  # job -> when its step times out
+        self._jobs: dict[str, Node] = {}  # nodes a job ran on, for cleaning up
 
     async def _connect(self, node: Node) -> asyncssh.SSHClientConnection:
         lock = self._connecting.setdefault(node.name, asyncio.Lock())
@@ -138,7 +150,10 @@ class SshExecutor:
         on_output: OutputCallback,
         timeout: float,
         local: bool = False,
+        job: str | None = None,
     ) -> CommandResult:
+        if job is not None:
+            return await self._run_job(node, command, job, on_output, timeout)
         if node.ssh.become:
             command = f"sudo -n {command}"
         conn = await self._connect(node)
@@ -163,7 +178,8 @@ class SshExecutor:
                 return CommandResult(
                     None,
                     timed_out=True,
-                    error=(f"timed out after {timeout:g}s; the command was terminated"),
+                    error=f"timed out after {timeout:g}s; its channel was closed (not a job: "
+                    "whether the command stopped was not checked)",
                 )
             except asyncio.CancelledError:
                 await self._terminate(process, readers)
@@ -177,6 +193,154 @@ class SshExecutor:
             self._drop(node)
             raise TransportError(node.name, "connection lost mid-command (no exit status)")
         return CommandResult(completed.exit_status)
+
+    # ---------------------------------------------------------------- durable jobs
+
+    async def _exec(self, node: Node, command: str) -> tuple[int | None, str, str]:
+        """A short command (a wrapper verb): its exit status, stdout and stderr."""
+        conn = await self._connect(node)
+        async with self._command_slots:
+            try:
+                done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(node)
+                raise self._explain(node, exc) from None
+        out, err = done.stdout, done.stderr
+        return (
+            done.exit_status,
+            out if isinstance(out, str) else "",
+            err if isinstance(err, str) else "",
+        )
+
+    async def _run_job(
+        self, node: Node, command: str, job: str, on_output: OutputCallback, timeout: float
+    ) -> CommandResult:
+        """Start the job (or find it started), follow its output to its end, read its exit
+        status. A lost connection raises TransportError; running the same job again
+        re-attaches from the output already seen. A timeout or a cancel kills the job's process
+        group and checks nothing of it is left."""
+        become = node.ssh.become
+        loop = asyncio.get_running_loop()
+        deadline = self._deadlines.setdefault(job, loop.time() + timeout)
+        status, out, err = await self._exec(
+            node, wrapper_command("start", job, command, become=become)
+        )
+        if status != 0:
+            return CommandResult(None, error=f"could not start the job: {(err or out).strip()}")
+        self._jobs.setdefault(node.name, node)
+        try:
+            while True:
+                await asyncio.wait_for(
+                    self._attach(node, job, on_output), max(0.0, deadline - loop.time())
+                )
+                _, said, _ = await self._exec(node, wrapper_command("status", job, become=become))
+                word = said.strip()
+                if word.startswith("exit "):
+                    self._forget(job)
+                    return CommandResult(int(word.split()[1]))
+                if word != "running":
+                    self._forget(job)
+                    return CommandResult(
+                        None,
+                        error=f"the job ended without an exit status ({word}): killed, or the "
+                        "node restarted",
+                    )
+        except TimeoutError:
+            self._forget(job)
+            stopped = await self._kill(node, job)
+            return CommandResult(
+                None,
+                timed_out=True,
+                terminated=stopped,
+                error=f"timed out after {timeout:g}s; " + _termination(stopped, node),
+            )
+        except asyncio.CancelledError:  # the engine aborts: stop the job, say whether it did
+            self._forget(job)
+            stopped = await asyncio.shield(self._kill(node, job))
+            return CommandResult(
+                None,
+                interrupted=True,
+                terminated=stopped,
+                error="aborted by the operator; " + _termination(stopped, node),
+            )
+
+    async def _attach(self, node: Node, job: str, on_output: OutputCallback) -> None:
+        """Stream the job's output from what was already seen until the job ends."""
+        seen = self._offsets.setdefault(job, [0, 0])
+        conn = await self._connect(node)
+        async with self._command_slots:
+            try:
+                process = await conn.create_process(
+                    wrapper_command("attach", job, seen[0], seen[1], become=node.ssh.become),
+                    stdin=asyncssh.DEVNULL,
+                    encoding=None,
+                )
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(node)
+                raise self._explain(node, exc) from None
+
+            async def pump(stream: asyncssh.SSHReader[bytes], index: int, name: str) -> None:
+                while True:
+                    raw = await stream.readline()
+                    if not raw:
+                        return
+                    seen[index] += len(raw)
+                    on_output(name, raw.decode(errors="replace").rstrip("\n"))
+
+            readers = asyncio.gather(
+                pump(process.stdout, 0, "stdout"), pump(process.stderr, 1, "stderr")
+            )
+            try:
+                await readers
+                completed = await process.wait()
+            except asyncio.CancelledError:
+                process.close()
+                readers.cancel()
+                raise
+            except (asyncssh.Error, OSError) as exc:
+                self._drop(node)
+                raise TransportError(node.name, f"connection lost mid-command: {exc}") from None
+        if completed.exit_status is None:
+            self._drop(node)
+            raise TransportError(node.name, "connection lost mid-command (no exit status)")
+        if completed.exit_status != 0:
+            raise TransportError(
+                node.name, f"could not follow the job (exit {completed.exit_status})"
+            )
+
+    async def _kill(self, node: Node, job: str) -> bool | None:
+        """TERM the job's process group, KILL after a grace period; True once nothing of it
+        is left on the node, False when something is, None when the node could not say."""
+        try:
+            _, said, _ = await self._exec(
+                node, wrapper_command("kill", job, KILL_GRACE, become=node.ssh.become)
+            )
+        except TransportError:
+            return None
+        word = said.strip()
+        return True if word == "terminated" else False if word == "alive" else None
+
+    def _forget(self, job: str) -> None:
+        self._offsets.pop(job, None)
+        self._deadlines.pop(job, None)
+
+    async def follow(
+        self, node: Node, job: str, *, on_output: OutputCallback, timeout: float
+    ) -> CommandResult | None:
+        """Re-attach to a job a previous driver started: its result once it ends, or None
+        when the node cannot tell (no such job, or it ended without an exit status)."""
+        _, said, _ = await self._exec(node, wrapper_command("status", job, become=node.ssh.become))
+        if said.strip() in ("unknown", "lost"):
+            return None
+        self._offsets[job] = [0, 0]  # the output is replayed whole into the journal
+        result = await self._run_job(node, "true", job, on_output, timeout)
+        return result if result.exit_status is not None or result.timed_out else None
+
+    async def clean_jobs(self, run_dir: str) -> None:
+        """Remove this run's job directory on every node a job ran on."""
+        for node in list(self._jobs.values()):
+            with contextlib.suppress(TransportError):
+                await self._exec(node, wrapper_command("clean", run_dir, become=node.ssh.become))
 
     async def _terminate(self, process: asyncssh.SSHClientProcess, readers: asyncio.Future) -> None:
         """Signal the remote command, then close its channel."""

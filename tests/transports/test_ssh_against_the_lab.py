@@ -143,9 +143,14 @@ async def test_timeout_terminates_the_remote_command(tmp_path: Path) -> None:
     try:
         node = lab.effective_inventory.node("ctl1")
         result = await ssh.run(
-            node, "glance-manage db expand", on_output=lambda *a: None, timeout=0.5
+            node,
+            "glance-manage db expand",
+            on_output=lambda *a: None,
+            timeout=0.5,
+            job="/var/tmp/rollgate-jobs/t/expand-1",
         )
-        assert result.timed_out and "terminated" in (result.error or "")
+        assert result.timed_out and result.terminated is True
+        assert "the command was terminated (checked: nothing of it is left)" in str(result.error)
         for _ in range(100):
             if lab.world.running == 0:
                 break
