@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from common import report, timed, tools_venv  # type: ignore[import-not-found]
+
+from tests.sshd_helpers import Sshd, login_user
 
 CONCURRENCY = 50
 SEQUENCE = ("true", "hostname", "uptime", "id -u", "echo done")  # the five-step sequence
@@ -38,86 +37,21 @@ def bench_user() -> str:
     ~80 ms, more than the SSH work measured here). Otherwise: the current user."""
     if os.geteuid() != 0:
         return subprocess.check_output(["id", "-un"], text=True).strip()
-    home = Path("/var/lib") / BENCH_USER
-    if subprocess.run(["id", BENCH_USER], capture_output=True).returncode != 0:
-        subprocess.run(
-            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", str(home), BENCH_USER],
-            check=True,
-        )
-        # "*": no password, but not locked ("!"), which sshd without PAM would refuse
-        subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)
-    home.mkdir(exist_ok=True)
-    shutil.chown(home, BENCH_USER, BENCH_USER)
-    return BENCH_USER
+    return login_user(BENCH_USER, sudo=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Sshd:
-    """sshd processes (16 addresses each) sharing one config, keys and known_hosts."""
+class BenchSshd(Sshd):
+    """The tests' sshd, with the user the tools log in as."""
 
     def __init__(self, work: Path, nodes: int):
-        self.work = work
-        self.port = free_port()
-        self.addresses = [f"127.77.{(i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)]
+        super().__init__(work, nodes)
         self.user = bench_user()
-        self.procs: list[subprocess.Popen[bytes]] = []
-        for name in ("host_key", "client_key"):
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True
-            )
-        shutil.copy(work / "client_key.pub", work / "authorized_keys")
-        work.chmod(0o755)  # sshd reads authorized_keys as the user logging in
-        (work / "authorized_keys").chmod(0o644)
-        host_pub = (work / "host_key.pub").read_text().split()[:2]
-        self.known_hosts = work / "known_hosts"
-        self.known_hosts.write_text(
-            "".join(f"[{a}]:{self.port} {' '.join(host_pub)}\n" for a in self.addresses)
-        )
-        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-
-    def start(self) -> None:
-        for first in range(0, len(self.addresses), 16):
-            config = self.work / f"sshd_config.{first}"
-            listen = "".join(f"ListenAddress {a}\n" for a in self.addresses[first : first + 16])
-            config.write_text(
-                f"Port {self.port}\n{listen}"
-                f"HostKey {self.work / 'host_key'}\n"
-                f"AuthorizedKeysFile {self.work / 'authorized_keys'}\n"
-                f"PidFile {self.work / f'sshd.{first}.pid'}\n"
-                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
-                "MaxStartups 500\nMaxSessions 50\nLogLevel ERROR\n"
-            )
-            self.procs.append(
-                subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
-            )
-        deadline = time.monotonic() + 10
-        for address in self.addresses:
-            while True:
-                try:
-                    socket.create_connection((address, self.port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"sshd did not start on {address}") from None
-                    time.sleep(0.05)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            proc.wait(timeout=10)
 
 
 # ---------------------------------------------------------------- Rollgate
 
 
-def rollgate_inventory(sshd: Sshd, count: int) -> Path:
+def rollgate_inventory(sshd: BenchSshd, count: int) -> Path:
     nodes = "".join(
         f"      - {{name: n{i:03d}, address: {a}, roles: [{roles}]}}\n"
         for i, a in enumerate(sshd.addresses[:count])
@@ -135,7 +69,7 @@ def rollgate_inventory(sshd: Sshd, count: int) -> Path:
     return path
 
 
-async def rollgate_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> float:
+async def rollgate_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float:
     from core.inventory import load_inventory
     from core.transports.ssh import SshExecutor
 
@@ -161,7 +95,7 @@ async def rollgate_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> 
 # ---------------------------------------------------------------- Ansible
 
 
-def ansible_files(sshd: Sshd, count: int) -> tuple[Path, Path, dict[str, str]]:
+def ansible_files(sshd: BenchSshd, count: int) -> tuple[Path, Path, dict[str, str]]:
     hosts = sshd.work / f"ansible-hosts-{count}"
     hosts.write_text(
         "[all]\n"
@@ -186,7 +120,7 @@ def ansible_files(sshd: Sshd, count: int) -> tuple[Path, Path, dict[str, str]]:
     return hosts, playbook, env
 
 
-def ansible_fanout(sshd: Sshd, count: int, sequence: bool) -> float:
+def ansible_fanout(sshd: BenchSshd, count: int, sequence: bool) -> float:
     tools = tools_venv()
     hosts, playbook, env = ansible_files(sshd, count)
     if sequence:
@@ -221,7 +155,7 @@ print(time.perf_counter() - start)
 """
 
 
-def pssh_fanout(sshd: Sshd, count: int, commands: tuple[str, ...]) -> float:
+def pssh_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float:
     tools = tools_venv()
     done = subprocess.run(
         [
@@ -246,7 +180,7 @@ def main() -> None:
     if not Path(SSHD).exists():
         raise SystemExit("ssh fan-out: sshd not found; install it: apt-get install openssh-server")
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-ssh-") as tmp:
-        sshd = Sshd(Path(tmp), 200)
+        sshd = BenchSshd(Path(tmp), 200)
         sshd.start()
         try:
             for count in (50, 200):

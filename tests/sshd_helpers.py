@@ -1,0 +1,166 @@
+"""Real OpenSSH (Debian's sshd) on loopback for tests and benchmarks, started and stopped by pid.
+
+Each "node" is its own loopback address; sshd listens on at most 16 addresses per process
+(MAX_LISTEN_SOCKS), so the same config runs as one sshd per 16 nodes. Root logs in with a key;
+`login_user()` makes a system user (shell /bin/sh) with passwordless sudo for the commands a
+non-root login needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+TEST_USER = "rollgate-test"
+
+
+def need_sshd() -> None:
+    """Skip, saying what to install, where Debian's OpenSSH server is absent."""
+    if not Path(SSHD).is_file():
+        pytest.skip("needs OpenSSH's sshd: apt-get install openssh-server (.ci/run does)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root: sshd logs in as root and as a test user")
+
+
+def login_user(name: str = TEST_USER, *, sudo: bool = True) -> str:
+    """A system user whose shell is /bin/sh (no heavy shell init), allowed `sudo -n`."""
+    home = Path("/var/lib") / name
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", str(home), name],
+            check=True,
+        )
+        # "*": no password, but not locked ("!"), which sshd without PAM would refuse
+        subprocess.run(["usermod", "-p", "*", name], check=True)
+    home.mkdir(exist_ok=True)
+    shutil.chown(home, name, name)
+    if sudo:
+        if not shutil.which("sudo"):
+            pytest.skip("needs sudo: apt-get install sudo (.ci/run does)")
+        rule = Path("/etc/sudoers.d") / name
+        rule.write_text(f"{name} ALL=(ALL) NOPASSWD: ALL\n")
+        rule.chmod(0o440)
+    return name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sshd:
+    """sshd processes (16 addresses each) sharing one config, keys and known_hosts."""
+
+    def __init__(self, work: Path, nodes: int, *, net: str = "127.77"):
+        self.work = work
+        self.port = free_port()
+        self.addresses = [f"{net}.{(i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for name in ("host_key", "client_key"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True
+            )
+        shutil.copy(work / "client_key.pub", work / "authorized_keys")
+        work.chmod(0o755)  # sshd reads authorized_keys as the user logging in
+        (work / "authorized_keys").chmod(0o644)
+        (work / "client_key").chmod(0o644)  # the test user's driver reads it too
+        host_pub = (work / "host_key.pub").read_text().split()[:2]
+        self.known_hosts = work / "known_hosts"
+        self.known_hosts.write_text(
+            "".join(f"[{a}]:{self.port} {' '.join(host_pub)}\n" for a in self.addresses)
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+
+    def start(self) -> Sshd:
+        for first in range(0, len(self.addresses), 16):
+            config = self.work / f"sshd_config.{first}"
+            listen = "".join(f"ListenAddress {a}\n" for a in self.addresses[first : first + 16])
+            config.write_text(
+                f"Port {self.port}\n{listen}"
+                f"HostKey {self.work / 'host_key'}\n"
+                f"AuthorizedKeysFile {self.work / 'authorized_keys'}\n"
+                f"PidFile {self.work / f'sshd.{first}.pid'}\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
+                "MaxStartups 500\nMaxSessions 50\nLogLevel ERROR\n"
+            )
+            self.procs.append(
+                subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+            )
+        deadline = time.monotonic() + 10
+        for address in self.addresses:
+            while True:
+                try:
+                    socket.create_connection((address, self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"sshd did not start on {address}") from None
+                    time.sleep(0.05)
+        return self
+
+    def cut_connections(self) -> int:
+        """Kill every per-connection sshd process (not the listeners): each client's
+        connection drops, as when a network path fails. Returns how many were killed."""
+        listeners = {p.pid for p in self.procs}
+        parents: dict[int, int] = {}
+        titles: dict[int, bytes] = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                parents[int(proc.name)] = int(
+                    (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+                titles[int(proc.name)] = (proc / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+
+        def served_by_us(pid: int) -> bool:
+            for _ in range(4):
+                pid = parents.get(pid, 0)
+                if pid in listeners:
+                    return True
+            return False
+
+        doomed = [
+            pid
+            for pid, title in titles.items()
+            if title.startswith(b"sshd: ") and served_by_us(pid)
+        ]
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(doomed)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(timeout=10)
+
+
+def processes_with(token: str) -> list[str]:
+    """Command lines of live (not zombie) processes that carry `token`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and token in cmdline:
+            found.append(cmdline)
+    return found

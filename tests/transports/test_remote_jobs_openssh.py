@@ -1,0 +1,192 @@
+"""Remote steps against real OpenSSH (Debian's sshd on loopback): terminated means nothing is
+left, a lost connection re-attaches instead of running a command twice, and a driver that dies
+is followed up by the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core import events as ev
+from core.inventory import Node, load_inventory
+from core.journal import read_journal
+from core.transports.ssh import SshExecutor
+from tests.sshd_helpers import Sshd, login_user, need_sshd, processes_with
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sshd() -> Iterator[Sshd]:
+    need_sshd()
+    # not under pytest's tmp dirs (mode 0700): sshd reads authorized_keys as the test user
+    work = Path(tempfile.mkdtemp(prefix="rollgate-sshd-", dir="/var/tmp"))
+    server = Sshd(work, 2, net="127.78").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+LOGINS = {
+    "root": dict(user="root", become=False),
+    "user-with-sudo": dict(user=None, become=True),
+    "user": dict(user=None, become=False),
+}
+
+
+def inventory_file(sshd: Sshd, user: str, become: bool, work: Path, counter: Path) -> Path:
+    """One keystone node on the sshd; every action is `true` but the backup, which counts
+    its runs in `counter`, takes a while, then says it finished."""
+    count = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}"
+    actions = {
+        "db-backup": f"{count}; echo backing up; sleep 2; echo backup finished",
+        **{a: "true" for a in ("keystone:keys-backup", "status-check", "keystone:doctor",
+                               "upgrade-packages", "keystone:db-expand", "restart",
+                               "verify-running", "keystone:db-contract", "keystone:db-check")},
+    }  # fmt: skip
+    lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
+    path = work / "inventory.yaml"
+    path.write_text(
+        "cloud: jobs\n"
+        'upgrade: {from: "2025.1", to: "2025.2"}\n'
+        f"ssh: {{user: {user}, port: {sshd.port}, key: {sshd.work / 'client_key'}, "
+        f"known_hosts: {sshd.known_hosts}, become: {str(become).lower()}}}\n"
+        "shared: {identity: {site: one}}\n"
+        f"sites:\n  one:\n    nodes:\n      - {{name: k1, address: {sshd.addresses[0]}, "
+        "roles: [keystone]}\n"
+        "policy: {gates: none, step_timeout: 60, transport_retries: 3}\n"
+        f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
+    )
+    return path
+
+
+def node_for(sshd: Sshd, user: str, become: bool) -> Node:
+    inventory = load_inventory(inventory_file(sshd, user, become, sshd.work, sshd.work / "n"))
+    return inventory.nodes[0]
+
+
+@pytest.mark.parametrize("login", LOGINS)
+async def test_a_timed_out_step_leaves_nothing_running_and_says_terminated(
+    sshd: Sshd, login: str
+) -> None:
+    user = LOGINS[login]["user"] or login_user(sudo=bool(LOGINS[login]["become"]))
+    node = node_for(sshd, str(user), bool(LOGINS[login]["become"]))
+    token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
+    ssh = SshExecutor()
+    jobs = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}"
+    try:
+        result = await ssh.run(
+            node,
+            f"sleep 1000 # {token}",
+            on_output=lambda *a: None,
+            timeout=1.5,
+            job=f"{jobs}/sleep-1",
+        )
+        assert result.timed_out and result.terminated is True, result
+        assert result.error == (
+            "timed out after 1.5s; the command was terminated (checked: nothing of it is left)"
+        )
+        assert processes_with(token) == []
+        # the job's directory is private to the login that ran it
+        mode = os.stat(f"{jobs}/sleep-1").st_mode & 0o777
+        assert mode == 0o700
+    finally:
+        await ssh.clean_jobs(jobs)
+        await ssh.close()
+    assert not Path(jobs).exists()
+
+
+def driver(work: Path, inventory: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(work / "state")}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(inventory),
+         "--headless", "--auto-approve", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_for_line(path: Path, text: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while not (path.exists() and text in path.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, f"never saw {text!r}"
+        time.sleep(0.02)
+
+
+def test_a_lost_connection_re_attaches_and_the_command_runs_once(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    inventory = inventory_file(sshd, "root", False, tmp_path, counter)
+    journal = tmp_path / "journal.jsonl"
+    proc = driver(tmp_path, inventory, "--journal", str(journal))
+    wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
+    assert sshd.cut_connections() > 0  # the driver's connection drops mid-command
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert counter.read_text().strip() == "1"
+    events = read_journal(journal).events
+    backup = next(e for e in events if isinstance(e, ev.StepFinished) and "db-backup" in e.step)
+    assert backup.outcome == "ok" and backup.attempt == 1
+    lines = [
+        line
+        for e in events
+        if isinstance(e, ev.StepOutput) and e.step == backup.step
+        for line in e.lines
+    ]
+    assert lines.count("backing up") == 1 and lines.count("backup finished") == 1
+    assert any("retrying" in line for line in lines)  # the lost connection was said
+
+
+def test_a_driver_killed_mid_step_is_followed_up_by_resume_without_a_second_run(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    inventory = inventory_file(sshd, "root", False, tmp_path, counter)
+    journal = tmp_path / "journal.jsonl"
+    proc = driver(tmp_path, inventory, "--journal", str(journal))
+    wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = driver(tmp_path, inventory, "--resume", str(journal))
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    assert counter.read_text().strip() == "1"  # followed, not run again
+    events = read_journal(journal).events
+    assert not any(isinstance(e, ev.GateOpened) and e.kind == "interrupted" for e in events)
+    backup = [e for e in events if isinstance(e, ev.StepFinished) and "db-backup" in e.step]
+    assert [(e.outcome, e.attempt) for e in backup] == [("interrupted", 1), ("ok", 1)] or [
+        (e.outcome, e.attempt) for e in backup
+    ] == [("ok", 1)]
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").rglob("status"))
+
+
+async def test_the_same_job_started_twice_runs_once(sshd: Sshd, tmp_path: Path) -> None:
+    node = dataclasses.replace(node_for(sshd, "root", False))
+    counter = tmp_path / "twice"
+    ssh = SshExecutor()
+    job = f"{tmp_path}/jobs/run/count-1"
+    command = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}; sleep 1"
+    try:
+        first, second = await asyncio.gather(
+            ssh.run(node, command, on_output=lambda *a: None, timeout=30, job=job),
+            ssh.run(node, command, on_output=lambda *a: None, timeout=30, job=job),
+        )
+    finally:
+        await ssh.close()
+    assert first.exit_status == second.exit_status == 0
+    assert counter.read_text().strip() == "1"
