@@ -4,12 +4,18 @@ so the event loop never blocks. Steps use it to fence computes from the schedule
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.executor import CommandResult, OutputCallback, TransportError
 from core.inventory import Site
+
+API_TIMEOUT = 60.0  # seconds per API call, unless the inventory says (openstack.timeout)
+API_WORKERS = 8  # API calls at once: their own threads, never the loop's default executor
 
 
 class CloudAdapter:
@@ -17,6 +23,29 @@ class CloudAdapter:
         self._connections: dict[str, Any] = {}
         self.run_id = run_id
         self.poll_interval = poll_interval
+        # openstacksdk blocks: its calls get a bounded pool of their own, so a slow API never
+        # holds up the journal's fsync (which uses the default executor)
+        self._pool = ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="rollgate-api")
+
+    async def _in_pool(self, site: Site, what: str, call: Any, *args: Any) -> Any:
+        """Run a blocking API call in the pool, bounded by the site's API timeout."""
+        limit = site.openstack.timeout or API_TIMEOUT
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, call, *args), limit)
+        except TimeoutError:
+            raise TransportError(
+                site.name,
+                f"the API of {site.region} ({self._endpoint(site)}) did not answer {what} "
+                f"within {limit:g}s; check it, or raise openstack.timeout in the inventory",
+            ) from None
+
+    def _endpoint(self, site: Site) -> str:
+        conn = self._connections.get(site.name)
+        try:
+            return str(conn.config.get_auth_args().get("auth_url")) if conn else "not connected"
+        except Exception:
+            return "its endpoint"
 
     def _connection(self, site: Site) -> Any:
         conn = self._connections.get(site.name)
@@ -33,7 +62,11 @@ class CloudAdapter:
                 if files
                 else os_config.OpenStackConfig()
             )
-            region = config.get_one(cloud=cloud, region_name=site.region)
+            region = config.get_one(
+                cloud=cloud,
+                region_name=site.region,
+                api_timeout=site.openstack.timeout or API_TIMEOUT,
+            )
             conn = openstack.connection.Connection(config=region)
         except Exception as exc:  # openstacksdk raises many kinds for bad config
             raise TransportError(
@@ -99,7 +132,9 @@ class CloudAdapter:
             if action == "wait-compute-up":
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
-                    service = next(iter(compute.services(host=host, binary=binary)))
+                    service = next(iter(compute.services(host=host, binary=binary)), None)
+                    if service is None:  # gone from the API: an error, never a hang
+                        return CommandResult(1, error=f"no {binary} service on {host} any more")
                     if service.state == "up":
                         out("info", f"{binary} on {host} is up")
                         return CommandResult(0)
@@ -134,7 +169,7 @@ class CloudAdapter:
 
     async def status(self, site: Site) -> dict[str, dict[str, str]]:
         """Service and agent states per host at a site: {host: {binary: "up/enabled"}}."""
-        return await asyncio.to_thread(self._status, site)
+        return await self._in_pool(site, "the service list", self._status, site)
 
     async def cloud(
         self,
@@ -150,9 +185,22 @@ class CloudAdapter:
         def out(stream: str, line: str) -> None:
             loop.call_soon_threadsafe(on_output, stream, line)
 
-        return await asyncio.to_thread(self._call, site, action, args, out, timeout)
+        # a call that waits (wait-compute-up) may take the step's timeout; others the API's
+        limit_site = site
+        if action == "wait-compute-up":
+            limit_site = dataclasses.replace(
+                site,
+                openstack=dataclasses.replace(
+                    site.openstack, timeout=timeout + (site.openstack.timeout or API_TIMEOUT)
+                ),
+            )
+        return await self._in_pool(limit_site, action, self._call, site, action, args, out, timeout)
 
     async def close(self) -> None:
         for conn in self._connections.values():
-            await asyncio.to_thread(conn.close)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.get_running_loop().run_in_executor(self._pool, conn.close), 10
+                )
         self._connections.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -75,6 +75,8 @@ class OpenStackOptions(StrictModel):
     cloud: str | None = None
     region: str | None = None
     clouds_yaml: str | None = None
+    # seconds one API call may take before it counts as unreachable (default 60)
+    timeout: float | None = Field(default=None, gt=0, le=3600)
 
     @field_validator("cloud", "region")
     @classmethod
@@ -241,6 +243,7 @@ class OpenStackConfig:
     cloud: str | None = None
     region: str | None = None
     clouds_yaml: str | None = None
+    timeout: float | None = None  # per API call; None: API_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
@@ -15,6 +17,9 @@ from core.inventory import Node
 from core.transports.remote_job import KILL_GRACE, wrapper_command
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+# Channels at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
+MAX_SESSIONS = 8
 
 
 def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
@@ -42,11 +47,22 @@ def _termination(stopped: bool | None, node: Node) -> str:
 
 class SshExecutor:
     def __init__(
-        self, *, max_connections: int = 200, max_commands: int = 200, insecure: bool = False
+        self,
+        *,
+        max_connections: int = 200,
+        max_commands: int = 200,
+        max_sessions: int = MAX_SESSIONS,
+        insecure: bool = False,
     ):
-        self._connections: dict[str, asyncssh.SSHClientConnection] = {}
+        # open connections, least recently used first; idle ones are closed to make room
+        self._connections: OrderedDict[str, asyncssh.SSHClientConnection] = OrderedDict()
         self._connecting: dict[str, asyncio.Lock] = {}
-        self._connection_slots = asyncio.Semaphore(max_connections)
+        self._max_connections = max_connections
+        self._opening = 0  # connections being opened now, counted against the cap
+        self._in_use: dict[str, int] = {}  # node -> commands running over its connection
+        self._room = asyncio.Condition()  # told when a connection becomes idle or closes
+        self._max_sessions = max_sessions
+        self._sessions: dict[str, asyncio.Semaphore] = {}  # node -> channels it may open
         self._command_slots = asyncio.Semaphore(max_commands)
         self.insecure = insecure
         self._offsets: dict[str, list[int]] = {}  # job -> bytes of stdout, stderr seen
@@ -84,14 +100,47 @@ class SshExecutor:
                 options["client_keys"] = [str(key)]
             if ssh.jump_host:
                 options["tunnel"] = ssh.jump_host
-            await self._connection_slots.acquire()
+            if conn is not None:  # closed under us: forget it
+                self._connections.pop(node.name, None)
+            await self._make_room()
             try:
                 conn = await asyncssh.connect(**options)
             except BaseException as exc:
-                self._connection_slots.release()
                 raise self._explain(node, exc) from None
+            finally:
+                self._opening -= 1
             self._connections[node.name] = conn
             return conn
+
+    async def _make_room(self) -> None:
+        """Wait until one more connection fits under the cap, closing the least recently
+        used idle connection when one is there (never one a command is using)."""
+        async with self._room:
+            while len(self._connections) + self._opening >= self._max_connections:
+                idle = next((n for n in self._connections if not self._in_use.get(n)), None)
+                if idle is not None:
+                    self._connections.pop(idle).close()
+                    continue
+                await self._room.wait()
+            self._opening += 1
+
+    @contextlib.asynccontextmanager
+    async def _session(self, node: Node) -> AsyncIterator[asyncssh.SSHClientConnection]:
+        """A connection to `node` to open one channel on: counted as in use meanwhile (so it
+        is never closed to make room), at most MAX_SESSIONS channels per connection."""
+        conn = await self._connect(node)
+        name = node.name
+        self._in_use[name] = self._in_use.get(name, 0) + 1
+        if name in self._connections:
+            self._connections.move_to_end(name)
+        sessions = self._sessions.setdefault(name, asyncio.Semaphore(self._max_sessions))
+        try:
+            async with sessions, self._command_slots:
+                yield conn
+        finally:
+            self._in_use[name] -= 1
+            async with self._room:
+                self._room.notify_all()
 
     def _explain(self, node: Node, exc: BaseException) -> BaseException:
         where = f"{node.address}:{node.ssh.port}"
@@ -156,8 +205,7 @@ class SshExecutor:
             return await self._run_job(node, command, job, on_output, timeout)
         if node.ssh.become:
             command = f"sudo -n {command}"
-        conn = await self._connect(node)
-        async with self._command_slots:
+        async with self._session(node) as conn:
             try:
                 process = await conn.create_process(command, stdin=asyncssh.DEVNULL)
             except (asyncssh.Error, OSError) as exc:
@@ -198,8 +246,7 @@ class SshExecutor:
 
     async def _exec(self, node: Node, command: str) -> tuple[int | None, str, str]:
         """A short command (a wrapper verb): its exit status, stdout and stderr."""
-        conn = await self._connect(node)
-        async with self._command_slots:
+        async with self._session(node) as conn:
             try:
                 done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
             except (asyncssh.Error, OSError) as exc:
@@ -267,8 +314,7 @@ class SshExecutor:
     async def _attach(self, node: Node, job: str, on_output: OutputCallback) -> None:
         """Stream the job's output from what was already seen until the job ends."""
         seen = self._offsets.setdefault(job, [0, 0])
-        conn = await self._connect(node)
-        async with self._command_slots:
+        async with self._session(node) as conn:
             try:
                 process = await conn.create_process(
                     wrapper_command("attach", job, seen[0], seen[1], become=node.ssh.become),
@@ -356,7 +402,6 @@ class SshExecutor:
         conn = self._connections.pop(node.name, None)
         if conn is not None:
             conn.close()
-            self._connection_slots.release()
 
     async def close(self) -> None:
         for conn in self._connections.values():

@@ -247,3 +247,73 @@ async def test_an_api_that_cannot_be_reached_marks_the_api_not_the_node(tmp_path
     assert node.reachable is not False  # SSH to it works; its API did not answer
     assert node.services.get("api") == "unreachable"
     assert node.status == "skipped"
+
+
+async def test_more_nodes_than_the_connection_cap_are_all_reached(tmp_path: Path) -> None:
+    # cap 2 and 5 nodes: idle connections are closed to make room (once, a slot was taken for
+    # good per cached connection and node 3 waited for ever)
+    inv = lab_inventory(tmp_path, computes=3)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor(max_connections=2)
+    try:
+        nodes = lab.effective_inventory.nodes
+        assert len(nodes) == 5
+        for _ in range(2):  # twice: the second round finds the first round's connections
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    *(ssh.run(n, "hostname", on_output=lambda *a: None, timeout=10) for n in nodes)
+                ),
+                30,
+            )
+            assert [r.exit_status for r in results] == [0] * 5
+        assert len(ssh._connections) <= 2
+    finally:
+        await ssh.close()
+        await lab.close()
+
+
+async def test_a_hung_api_is_a_one_line_error_naming_it_and_never_holds_the_journal(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from core.cloud import CloudAdapter
+    from core.journal import JournalWriter
+
+    inv = lab_inventory(tmp_path, computes=1)
+    lab = await Lab.start(inv, serve=True)
+    silent = socket.socket()  # accepts connections and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(50)
+    port = silent.getsockname()[1]
+    assert lab.clouds_yaml is not None
+    text = lab.clouds_yaml.read_text()
+    import re
+
+    lab.clouds_yaml.write_text(re.sub(r"(auth_url: http://[0-9.]+):\d+", rf"\g<1>:{port}", text))
+    site = lab.effective_inventory.sites[1]
+    site = dataclasses.replace(site, openstack=dataclasses.replace(site.openstack, timeout=1.0))
+    api = CloudAdapter()
+    journal = JournalWriter(tmp_path / "j.jsonl", {"run_id": "t"})
+    try:
+        calls = [
+            asyncio.ensure_future(
+                api.cloud(
+                    site, "list-computes", {"host": "cmp1"}, on_output=lambda *a: None, timeout=5
+                )
+            )
+            for _ in range(12)  # more than the pool's threads, and than the default executor
+        ]
+        committed = asyncio.ensure_future(journal.commit())
+        done, _ = await asyncio.wait({committed, *calls}, return_when=asyncio.FIRST_COMPLETED)
+        assert committed in done  # the fsync did not wait behind the blocked API calls
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            assert isinstance(result, TransportError), result
+            assert "RegionOne" in str(result) and f":{port}" in str(result)
+            assert "\n" not in str(result)
+    finally:
+        journal.close()
+        silent.close()
+        await api.close()
+        await lab.close()
