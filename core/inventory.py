@@ -735,8 +735,9 @@ def _aware(moment: datetime) -> datetime:
 
 
 def spec_digest(spec: InventorySpec) -> str:
-    """A digest of what the inventory says, independent of key order and formatting."""
-    canonical = json.dumps(
-        spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
-    )
+    """A digest of what the inventory says, independent of key order and formatting. Fields
+    left at their defaults are not part of it, so a setting added in a later version does not
+    change the digest of an inventory that does not use it (a run stays resumable)."""
+    said = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    canonical = json.dumps(said, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

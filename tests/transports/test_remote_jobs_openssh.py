@@ -150,6 +150,8 @@ def test_a_lost_connection_re_attaches_and_the_command_runs_once(
     ]
     assert lines.count("backing up") == 1 and lines.count("backup finished") == 1
     assert any("retrying" in line for line in lines)  # the lost connection was said
+    # every job ended, so the run removed its job directories from the node
+    assert list((tmp_path / "jobs").iterdir()) == []
 
 
 def test_a_driver_killed_mid_step_is_followed_up_by_resume_without_a_second_run(
