@@ -24,7 +24,9 @@ from core.executor import Executor
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriter, read_journal
 from core.plan import Plan, build_plan
+from core.recipes import load_recipe
 from core.runs import RunLock, cloud_lock, new_run_id, resolve_journal, runs_dir
+from core.transports.remote_job import DEFAULT_JOB_ROOT
 from core.words import RUN_FINAL
 
 
@@ -226,6 +228,10 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
         (run_dir / "plan.json").write_text(plan.to_json())
         if options.journal:
             (run_dir / "journal.path").write_text(str(journal_path.resolve()))
+    variables = {
+        **load_recipe(inventory.method).variables,
+        **(inventory.spec.recipe.variables if inventory.spec.recipe else {}),
+    }
     lock: RunLock = cloud_lock(inventory.cloud)
     lock.acquire()
     journal: JournalWriter | None = None
@@ -243,6 +249,8 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     operator=operator,
                     run_id=str(header["run_id"]),
                     auto_approve=options.auto_approve,
+                    job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
+                    keep_jobs=variables.get("keep_jobs", "no") == "yes",
                 ),
                 journal=journal,
                 history=history,
