@@ -738,10 +738,10 @@ class Engine:
         except asyncio.CancelledError:
             if self._stop != "aborted":
                 raise
-            outcome, status, error = (
+            outcome, status, error = (  # an in-process command (the lab, the deploy host)
                 "interrupted",
                 None,
-                "aborted by the operator; the command was terminated",
+                "aborted by the operator; the command was stopped",
             )
         finally:
             self._running.discard(task)

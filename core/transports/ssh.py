@@ -269,13 +269,14 @@ class SshExecutor:
         become = node.ssh.become
         loop = asyncio.get_running_loop()
         deadline = self._deadlines.setdefault(job, loop.time() + timeout)
-        status, out, err = await self._exec(
-            node, wrapper_command("start", job, command, become=become)
-        )
-        if status != 0:
-            return CommandResult(None, error=f"could not start the job: {(err or out).strip()}")
         self._jobs.setdefault(node.name, node)
         try:
+            status, out, err = await self._exec(
+                node, wrapper_command("start", job, command, become=become)
+            )
+            if status != 0:
+                self._forget(job)
+                return CommandResult(None, error=f"could not start the job: {(err or out).strip()}")
             while True:
                 await asyncio.wait_for(
                     self._attach(node, job, on_output), max(0.0, deadline - loop.time())

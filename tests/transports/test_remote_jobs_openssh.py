@@ -192,3 +192,31 @@ async def test_the_same_job_started_twice_runs_once(sshd: Sshd, tmp_path: Path) 
         await ssh.close()
     assert first.exit_status == second.exit_status == 0
     assert counter.read_text().strip() == "1"
+
+
+async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
+    node = node_for(sshd, "root", False)
+    token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
+    ssh = SshExecutor()
+    jobs = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}"
+    try:
+        running = asyncio.ensure_future(
+            ssh.run(
+                node, f"sleep 1000 # {token}", on_output=lambda *a: None, timeout=60,
+                job=f"{jobs}/abort-1",
+            )
+        )  # fmt: skip
+        for _ in range(200):
+            if processes_with(token):
+                break
+            await asyncio.sleep(0.02)
+        running.cancel()  # what the engine does on abort
+        result = await running
+        assert result.interrupted and result.terminated is True, result
+        assert result.error == (
+            "aborted by the operator; the command was terminated (checked: nothing of it is left)"
+        )
+        assert processes_with(token) == []
+    finally:
+        await ssh.clean_jobs(jobs)
+        await ssh.close()
