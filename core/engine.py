@@ -9,6 +9,7 @@ once; stages in order; inside a stage, each node's steps in order and nodes in p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from core import events as ev
 from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory
-from core.journal import JournalWriter
+from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
@@ -131,9 +132,21 @@ class Engine:
     async def _commit(self) -> None:
         """Make every event so far durable; called before the engine acts on them (starting
         a command, waiting at or answering a gate). Lanes that get here together share one
-        fsync."""
-        if self.journal is not None:
+        fsync. A journal that cannot be written stops the run: nothing is acted on that is
+        not on disk."""
+        if self.journal is None:
+            return
+        try:
             await self.journal.commit()
+        except JournalWriteError as exc:
+            self._journal_failed(exc)
+            raise _Abort from None
+
+    def _journal_failed(self, exc: JournalWriteError) -> None:
+        if self._stop == "error" and self._error:
+            return
+        self._error = str(exc)
+        self._halt("error")
 
     async def wait_for_event_after(self, count: int) -> None:
         """Wait until history holds more than `count` events or the run finished."""
@@ -197,7 +210,10 @@ class Engine:
     async def send(self, command: ev.Command) -> None:
         """Apply an operator command, durably; raises CommandRejected when it does not fit."""
         self._accept(command)
-        await self._commit()
+        try:
+            await self._commit()
+        except _Abort:
+            raise CommandRejected(f"not recorded: {self._error}") from None
 
     def _accept(self, command: ev.Command) -> None:
         kind = command.kind
@@ -405,7 +421,11 @@ class Engine:
                 outcome, self._error = "failed", "engine error: steps left unsettled"
         await self._clean_jobs()
         self.emit(ev.RunFinished, outcome=outcome, error=self._error)
-        await self._commit()
+        with contextlib.suppress(_Abort):  # a journal that failed stays as it was, readable
+            await self._commit()
+        if self.journal is not None and self.journal.lost:
+            with contextlib.suppress(OSError):  # what the run recorded, from memory
+                self.journal.recover(self.history)
         self.finished.set()
         self._new_event.set()
         return outcome

@@ -13,6 +13,7 @@ per second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ class JournalError(UserError):
     """The journal cannot be read; the message names the file and line."""
 
 
+class JournalWriteError(UserError):
+    """The journal could not be written, or is no longer the file the run opened: the run
+    must stop, since nothing may be acted on that is not on disk."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, lost: bool = False):
+        super().__init__(message)
+        self.lost = lost  # the file itself is gone or shorter, not just one write
+
+
 class JournalWriter:
     """Appends events; `fsync` False is only for benchmarks and fixtures that need no crash
     safety."""
@@ -47,7 +59,11 @@ class JournalWriter:
         self._durable = 0  # of those, lines known to be on disk
         self._syncing: asyncio.Future[None] | None = None
         self._closed = False
-        if os.fstat(self._fd).st_size == 0:
+        self.failed: JournalWriteError | None = None  # once set, nothing more is written
+        stat = os.fstat(self._fd)
+        self._identity = (stat.st_dev, stat.st_ino)
+        self._size = stat.st_size  # what is on file: it is never shorter while we write
+        if stat.st_size == 0:
             if header is None:
                 raise ValueError("a new journal needs a header")
             self._pending.append(orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n")
@@ -55,6 +71,8 @@ class JournalWriter:
             self.flush()
         else:
             self._repair_torn_tail()
+        with open(self.path, "rb") as f:
+            self._header_line = f.readline()  # for a recovered copy, should the file vanish
 
     def _repair_torn_tail(self) -> None:
         """A crash mid-line leaves a fragment; end it with a newline so appends stay whole."""
@@ -62,6 +80,7 @@ class JournalWriter:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
                 os.write(self._fd, b"\n")
+                self._size += 1
                 self._sync_now()
 
     def append(self, event: Event) -> None:
@@ -100,28 +119,87 @@ class JournalWriter:
             if self._fsync:
                 try:
                     await asyncio.to_thread(os.fsync, self._fd)
-                except OSError:
+                except OSError as exc:
                     if not self._closed:
-                        raise
+                        self._fail_write(exc)
                     # closed meanwhile: close() wrote and fsynced everything itself
             self._durable = max(self._durable, upto)
         finally:
             self._syncing = None
 
     def _write_pending(self) -> None:
+        if self.failed is not None:
+            raise self.failed
+        self._check_same_file()
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
             view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                self._fail_write(exc)
+            self._size += len(data)
+
+    def _fail_write(self, exc: OSError) -> None:
+        """A write failed part-way: cut the file back to its last whole line, so it reads
+        back whole, and refuse every later write."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, self._size)
+        self.failed = JournalWriteError(
+            f"{self.path}: the journal could not be written ({exc.strerror or exc}); the run "
+            "stopped. Free space (or fix the file system), then resume the run"
+        )
+        raise self.failed
+
+    def _check_same_file(self) -> None:
+        """The file must still be the one we opened, at least as long as what we wrote:
+        a journal deleted, replaced or truncated under a run loses the record of it."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != self._identity:
+            what = "was deleted or replaced"
+        elif now.st_size < self._size:
+            what = f"was truncated ({now.st_size} bytes, {self._size} written)"
+        else:
+            return
+        self.failed = JournalWriteError(
+            f"{self.path}: the journal {what} while the run wrote it; the run stopped. A copy "
+            "of everything it recorded is beside it (.recovered)",
+            lost=True,
+        )
+        raise self.failed
 
     def _sync_now(self) -> None:
         if self._fsync:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._fail_write(exc)
+
+    @property
+    def lost(self) -> bool:
+        """The file is no longer what the run wrote (deleted, replaced or truncated)."""
+        return self.failed is not None and self.failed.lost
+
+    def recover(self, events: list[Event]) -> Path:
+        """Write the header and `events` (the run's whole history, from memory) beside the
+        journal as `<name>.recovered` (0600): what a deleted or truncated journal lost."""
+        target = self.path.with_name(self.path.name + ".recovered")
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(self._header_line)
+            out.writelines(e.to_json_bytes() + b"\n" for e in events)
+            out.flush()
+            os.fsync(out.fileno())
+        return target
 
     def close(self) -> None:
-        self.flush()
+        with contextlib.suppress(JournalWriteError):
+            self.flush()
         self._closed = True
         os.close(self._fd)
 

@@ -162,7 +162,8 @@ async def test_abort_terminates_running_commands() -> None:
     await h.client.send(ev.Command("abort", "erin", "wrong window"))
     assert await asyncio.wait_for(run, 5) == "aborted"
     interrupted = [e for e in h.events(ev.StepFinished) if e.outcome == "interrupted"]
-    assert interrupted and "terminated" in interrupted[0].error
+    assert interrupted and "the command was stopped" in interrupted[0].error
+    assert h.lab.world.running == 0  # the lab command really ended
     assert h.events(ev.RunAborted)[0].reason == "wrong window"
 
 
