@@ -14,6 +14,23 @@ from typing import TYPE_CHECKING, Any
 from core.errors import UserError
 
 
+def private_dir(path: Path) -> Path:
+    """Make `path` and every missing directory above it, each 0700, whatever the umask."""
+    for missing in reversed([path, *path.parents]):
+        if not missing.exists():
+            missing.mkdir(mode=0o700)
+            missing.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def state_home() -> Path:
     from platformdirs import user_state_dir
 
@@ -21,9 +38,7 @@ def state_home() -> Path:
 
 
 def runs_dir() -> Path:
-    path = state_home() / "runs"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(state_home() / "runs")
 
 
 def new_run_id(cloud: str, now: float | None = None) -> str:
@@ -61,7 +76,7 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

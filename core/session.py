@@ -9,6 +9,7 @@ import contextlib
 import getpass
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -22,10 +23,18 @@ from core.errors import UserError
 from core.events import RunFinished
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
-from core.journal import JournalWriter, read_journal
+from core.journal import JournalWriteError, JournalWriter, read_journal
 from core.plan import Plan, build_plan
 from core.recipes import load_recipe
-from core.runs import RunLock, cloud_lock, new_run_id, resolve_journal, runs_dir
+from core.runs import (
+    RunLock,
+    cloud_lock,
+    new_run_id,
+    private_dir,
+    resolve_journal,
+    runs_dir,
+    write_private,
+)
 from core.transports.remote_job import DEFAULT_JOB_ROOT
 from core.words import RUN_FINAL
 
@@ -155,11 +164,10 @@ async def open_executor(
         await executor.close()
 
 
-@contextlib.asynccontextmanager
-async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterator[Session]:
-    inventory = load_inventory(inventory_path)
-    plan = build_plan(inventory)
-    operator = options.operator or default_operator()
+def _prepare(
+    inventory_path: str, inventory: Inventory, plan: Plan, operator: str, options: RunOptions
+) -> tuple[list[Any], dict[str, Any], Path, Path]:
+    """Under the lock: read the journal to resume, or make the new run's directory."""
     history: list[Any] = []
     if options.resume:
         journal_path = resolve_journal(options.resume)
@@ -199,7 +207,6 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     else:
         run_id = new_run_id(inventory.cloud)
         run_dir = runs_dir() / run_id
-        run_dir.mkdir(parents=True, mode=0o700)
         journal_path = (
             Path(options.journal).expanduser() if options.journal else (run_dir / "journal.jsonl")
         )
@@ -208,7 +215,14 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                 f"{journal_path} already exists; resume it with --resume "
                 f"{journal_path}, or choose another --journal path"
             )
-        journal_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            private_dir(journal_path.parent)
+            private_dir(run_dir)
+        except OSError as exc:
+            raise UserError(
+                f"cannot make {exc.filename or run_dir}: {exc.strerror}; check the state "
+                "directory (ROLLGATE_STATE_DIR) or --journal"
+            ) from None
         header = {
             "tool_version": tool_version(),
             "run_id": run_id,
@@ -225,18 +239,44 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": plan.to_dict(),  # the journal alone is enough to replay the run
         }
-        (run_dir / "plan.json").write_text(plan.to_json())
+        write_private(run_dir / "plan.json", plan.to_json())
         if options.journal:
-            (run_dir / "journal.path").write_text(str(journal_path.resolve()))
+            write_private(run_dir / "journal.path", str(journal_path.resolve()))
+    return history, header, journal_path, run_dir
+
+
+@contextlib.asynccontextmanager
+async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterator[Session]:
+    inventory = load_inventory(inventory_path)
+    plan = build_plan(inventory)
+    operator = options.operator or default_operator()
+    # Lock first, then read: a run that ends while `--resume` reads its journal must not be
+    # resumed as if it had not finished; and a refused start leaves nothing behind.
+    lock: RunLock = cloud_lock(inventory.cloud)
+    lock.acquire()
+    try:
+        history, header, journal_path, run_dir = _prepare(
+            inventory_path, inventory, plan, operator, options
+        )
+    except BaseException:
+        lock.release()
+        raise
     variables = {
         **load_recipe(inventory.method).variables,
         **(inventory.spec.recipe.variables if inventory.spec.recipe else {}),
     }
-    lock: RunLock = cloud_lock(inventory.cloud)
-    lock.acquire()
     journal: JournalWriter | None = None
     try:
-        journal = JournalWriter(journal_path, None if options.resume else header)
+        try:
+            journal = JournalWriter(journal_path, None if options.resume else header)
+        except (OSError, JournalWriteError) as exc:
+            if not options.resume:  # a refused start leaves no run directory behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise UserError(
+                f"cannot write the journal {journal_path}: {reason}; choose a writable "
+                "--journal or free space"
+            ) from None
         notices: list[str] = []
         if options.resume:
             notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")

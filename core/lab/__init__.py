@@ -11,6 +11,7 @@ from core.inventory import Inventory
 from core.lab.faults import parse_faults
 from core.lab.inprocess import LabExecutor
 from core.lab.world import World
+from core.runs import private_dir
 
 
 def lab_state_dir(inventory: Inventory) -> Path:
@@ -58,7 +59,7 @@ class Lab:
         lab = cls(inventory, world)
         lab.state_dir = state_dir or lab_state_dir(inventory)
         if persist or restore:
-            lab.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(lab.state_dir)
             saved = lab.state_dir / "world.json"
             if restore and saved.is_file():
                 world.restore(json.loads(saved.read_text()))

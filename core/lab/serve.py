@@ -15,6 +15,7 @@ from core.errors import UserError
 from core.inventory import Node, OpenStackConfig
 from core.lab.commands import run_command
 from core.lab.world import LabNode, World
+from core.runs import write_private
 
 if TYPE_CHECKING:
     from core.lab import Lab
@@ -30,6 +31,7 @@ def _key(path: Path) -> asyncssh.SSHKey:
     key.write_private_key(str(path))
     path.chmod(0o600)
     key.write_public_key(str(path) + ".pub")
+    Path(str(path) + ".pub").chmod(0o600)
     return key
 
 
@@ -119,7 +121,7 @@ async def serve_lab(lab: Lab, state_dir: Path | None) -> None:
             f"[{node.address}]:{port} {host_key.export_public_key().decode().strip()}"
         )
     known_hosts = base / "known_hosts"
-    known_hosts.write_text("\n".join(known_hosts_lines) + "\n")
+    write_private(known_hosts, "\n".join(known_hosts_lines) + "\n")
     lab.known_hosts = known_hosts
     lab.client_key = keys / "client_ed25519"
     clouds_yaml = await serve_api(lab, base)

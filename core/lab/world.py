@@ -17,6 +17,7 @@ from core.lab.faults import Faults
 from core.lab.jobs import LabJobs
 from core.releases import CATALOGUE, Release, find_release
 from core.roles import ROLES
+from core.runs import write_private
 
 # Realistic durations in seconds, multiplied by the time scale.
 DURATIONS = {
@@ -261,5 +262,5 @@ class World:
         if self.persist_path is None:
             return
         tmp = self.persist_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.snapshot()))
+        write_private(tmp, json.dumps(self.snapshot()))
         os.replace(tmp, self.persist_path)

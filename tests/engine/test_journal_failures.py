@@ -91,3 +91,78 @@ async def test_a_journal_deleted_or_truncated_mid_run_stops_it(tmp_path: Path, d
     assert [e.to_dict() for e in recovered.events] == [e.to_dict() for e in h.engine.history]
     assert isinstance(recovered.events[-1], ev.RunFinished)
     assert oct(os.stat(tmp_path / "journal.jsonl.recovered").st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.integration
+def test_every_file_rollgate_makes_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    out = rollgate(tmp_path / "state-parent", "run", str(SMALL), "--headless", "--auto-approve")
+    # rollgate() points ROLLGATE_STATE_DIR at its first argument
+    state = tmp_path / "state-parent"
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = tmp_path / "report.md"
+    run_id = next((state / "runs").iterdir()).name
+    assert rollgate(state, "report", run_id, "-o", str(report)).returncode == 0
+    made = [state, *state.rglob("*")]
+    assert len(made) > 10  # runs, locks, the lab's world, keys, clouds.yaml, known_hosts
+    wrong = [
+        (str(p), oct(p.stat().st_mode & 0o777))
+        for p in made
+        if p.stat().st_mode & 0o777 != (0o700 if p.is_dir() else 0o600)
+    ]
+    assert wrong == []
+    assert report.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("journal", ["/dev/full", "/proc/nope/journal.jsonl"])
+def test_an_unwritable_journal_is_refused_and_leaves_no_run_behind(
+    tmp_path: Path, journal: str
+) -> None:
+    out = rollgate(
+        tmp_path, "run", str(SMALL), "--headless", "--lab-inprocess", "--journal", journal
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("error: cannot ")
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_resume_takes_the_lock_before_it_reads_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    import core.session
+    from core.runs import cloud_lock
+    from core.session import RunOptions, open_session
+
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
+    journal = tmp_path / "j.jsonl"
+    first = rollgate(tmp_path, "run", str(SMALL), "--headless", "--lab-inprocess",
+                     "--journal", str(journal))  # fmt: skip
+    assert first.returncode == 1  # paused at its first gate: no terminal
+    lock_file = cloud_lock("small").path
+    held_when_read: list[bool] = []
+    real_read = core.session.read_journal
+
+    def read(path):  # type: ignore[no-untyped-def]
+        probe = os.open(lock_file, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held_when_read.append(False)
+        except BlockingIOError:
+            held_when_read.append(True)
+        finally:
+            os.close(probe)
+        return real_read(path)
+
+    monkeypatch.setattr(core.session, "read_journal", read)
+
+    async def resume() -> None:
+        options = RunOptions(resume=str(journal), lab_inprocess=True)
+        async with open_session(str(SMALL), options):
+            pass
+
+    asyncio.run(resume())
+    assert held_when_read == [True]

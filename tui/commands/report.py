@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -22,8 +24,13 @@ def report(run: str, fmt: str, output: str | None) -> int:
     data = build_report(client.plan, client.header, client.all_events())
     text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](data)
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
+        from core.errors import UserError
+        from core.runs import write_private
+
+        try:
+            write_private(Path(output), text)  # 0600: a change record is not for everyone
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror}; choose another -o") from None
         click.echo(f"report written to {output}")
     else:
         click.echo(text, nl=False)
