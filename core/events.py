@@ -78,6 +78,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     Built without running the dataclass __init__ (a journal holds millions of records); the
     result equals `cls(**fields)`.
     """
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object but {type(data).__name__}")
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")

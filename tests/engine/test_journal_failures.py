@@ -166,3 +166,22 @@ def test_resume_takes_the_lock_before_it_reads_the_journal(
 
     asyncio.run(resume())
     assert held_when_read == [True]
+
+
+@pytest.mark.parametrize("line", ['["a", "list"]', '"a string"', "42", "null"])
+def test_a_journal_line_that_is_json_but_no_object_is_a_one_line_error(
+    tmp_path: Path, line: str
+) -> None:
+    from tests.sample_run import SHIPPED
+
+    lines = SHIPPED.read_text().splitlines()
+    lines.insert(5, line)
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text("\n".join(lines) + "\n")
+    for command in (["report", str(journal)], ["replay", str(journal), "--headless"]):
+        out = rollgate(tmp_path, *command)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "Traceback" not in out.stderr
+        assert out.stderr.startswith(f"error: {journal}:6: malformed event")
+    resumed = rollgate(tmp_path, "run", str(SMALL), "--headless", "--resume", str(journal))
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
