@@ -152,7 +152,11 @@ class HeadlessRunner:
             self._interrupted.set()
         elif not self.interactive or name != "Ctrl-C":
             # no one to ask: pause after the running steps and leave the run resumable
-            self.engine.leave_paused(self.operator, f"{name}: the driver stopped; resumable")
+            signal_name = "SIGINT" if name == "Ctrl-C" else name
+            self.engine.leave_paused(
+                f"signal:{signal_name} by {self.operator}",
+                f"{name}: the driver stopped after the running steps; resumable",
+            )
         else:
             self._interrupted.set()
 

@@ -8,6 +8,8 @@ flood of events never floods the screen. With a read-only client it only watches
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -647,9 +649,27 @@ async def run_console(session: Any) -> int:
         session.client, operator=engine.options.operator, resume_hint=hint, window=window
     )
     task = asyncio.create_task(engine.run())
-    await app.run_async()
-    if not task.done():
-        engine._abort(engine.options.operator, "the console closed")
+    loop = asyncio.get_running_loop()
+    operator = engine.options.operator
+
+    def on_signal(name: str) -> None:  # the terminal went away, or someone asked us to stop
+        engine.leave_paused(
+            f"signal:{name} by {operator}", f"{name}: the console stopped; resumable"
+        )
+        app.exit()
+
+    handled = []
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum.name)
+            handled.append(signum)
+    try:
+        await app.run_async()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+    if not task.done():  # closed without aborting: running steps finish, the run is resumable
+        engine.leave_paused(operator, "the console closed; resumable")
     outcome = await task
     print(f"run {outcome}; journal: {session.journal_path}")
     if exit_code(outcome) == 1:

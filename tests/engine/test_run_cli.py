@@ -243,3 +243,42 @@ def test_a_decision_typed_after_ctrl_c_at_a_gate_is_taken_not_lost(tmp_path: Pat
     decided = [e for e in events if isinstance(e, ev.GateDecided)]
     assert (decided[0].decision, decided[0].comment) == ("approve", "identity looks fine")
     assert events[-1].outcome == "aborted"  # type: ignore[attr-defined]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_pause_after_running_steps_and_say_who(
+    tmp_path: Path, signum: str
+) -> None:
+    import getpass
+    import signal
+    import time
+
+    from core import events as ev
+    from core.journal import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+         "--headless", "--auto-approve", "--lab-inprocess", "--time-scale", "0.01",
+         "--journal", str(journal)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not journal.exists() or journal.read_text().count("step-finished") < 5:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, signum))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err
+    events = read_journal(journal).events
+    paused = next(e for e in events if isinstance(e, ev.RunPaused))
+    assert paused.operator == f"signal:{signum} by {getpass.getuser()}"
+    assert not any(isinstance(e, ev.RunAborted) for e in events)
+    assert not [e for e in events if isinstance(e, ev.StepFinished) and e.outcome != "ok"]
+    assert events[-1].outcome == "paused"  # type: ignore[attr-defined]
+    decided = [e.operator for e in events if isinstance(e, ev.GateDecided)]
+    assert all(decided)  # every decision names who took it
