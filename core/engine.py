@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
 
@@ -21,6 +21,7 @@ from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
+from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
 from core.words import RUN_PAUSED, STEP_OK, phase_word, run_word
@@ -36,6 +37,21 @@ AUTO_OPERATOR = "auto-approve"
 def _on_node(step: Step) -> str:
     """The step's title, naming its node once."""
     return step.title if step.node in step.title else f"{step.title} on {step.node}"
+
+
+# The fields of each event that carry free text (command output, errors, comments, reasons,
+# commands): masked for secret values and credential forms before they are journalled.
+_FREE_TEXT: dict[type[ev.Event], tuple[str, ...]] = {
+    ev.StepOutput: ("lines",),
+    ev.StepStarted: ("command",),
+    ev.StepFinished: ("error",),
+    ev.GateOpened: ("title", "summary"),
+    ev.GateDecided: ("comment",),
+    ev.OperatorNote: ("text",),
+    ev.RunPaused: ("reason",),
+    ev.RunAborted: ("reason",),
+    ev.RunFinished: ("error",),
+}
 
 
 class CommandRejected(Exception):
@@ -59,6 +75,7 @@ class EngineOptions:
     backoff: float = 0.5  # first transport retry delay in seconds; doubles each retry
     flush_interval: float = 0.1  # how often buffered output becomes StepOutput events
     status_interval: float = 10.0  # how often service states are polled (0: never)
+    secrets: Secrets = field(default_factory=Secrets)  # filled into commands, masked in events
     job_root: str = DEFAULT_JOB_ROOT  # where steps' job directories live on the nodes
     keep_jobs: bool = False  # keep them after the run (else removed when every job ended)
 
@@ -119,6 +136,12 @@ class Engine:
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
         if cls is not ev.StepOutput:
             self._flush_output()
+        for name in _FREE_TEXT.get(cls, ()):  # nothing secret reaches the journal or a view
+            value = fields.get(name)
+            if isinstance(value, str):
+                fields[name] = self.options.secrets.mask(value)
+            elif isinstance(value, tuple):
+                fields[name] = tuple(self.options.secrets.mask(v) for v in value)
         self._seq += 1
         event = cls(seq=self._seq, time=self.clock(), mono=self.monotonic(), **fields)
         if self.journal is not None:
@@ -881,6 +904,7 @@ class Engine:
             )
         assert step.command is not None
         local = step.executor == "local"
+        command = self.options.secrets.fill(step.command)  # the only copy with the values
         return await self.executor.run(
-            node, step.command, on_output=collect, timeout=timeout, local=local, job=job
+            node, command, on_output=collect, timeout=timeout, local=local, job=job
         )

@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core import hostrange
 from core.releases import ReleaseError, UpgradePath, find_release, validate_path
@@ -170,18 +177,38 @@ class WindowSpec(StrictModel):
         return _aware(moment)
 
 
-class RecipeOverrides(StrictModel):
-    """Changes to the deployment method's recipe: variables, and actions by name
-    (`service:action` or `action`) given a new command, or null to leave them out."""
+class SecretSpec(StrictModel):
+    """A secret recipe variable: its value from an environment variable or a file, read when
+    the run starts, or written here. It is never stored or shown (core/secrets.py)."""
 
-    variables: dict[str, str] = Field(default_factory=dict)
+    env: str | None = None
+    file: str | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSpec:
+        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a secret takes exactly one of env (a variable's name), file (a path) or "
+                f"value; got {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class RecipeOverrides(StrictModel):
+    """Changes to the deployment method's recipe: variables (a secret one as
+    `{env: NAME}`, `{file: PATH}` or `{value: X}`), and actions by name (`service:action` or
+    `action`) given a new command, or null to leave them out."""
+
+    variables: dict[str, str | SecretSpec] = Field(default_factory=dict)
     actions: dict[str, str | None] = Field(default_factory=dict)
 
     @field_validator("variables", "actions")
     @classmethod
-    def _one_line(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+    def _one_line(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key, text in v.items():
-            if text is not None:
+            if isinstance(text, str):
                 _safe_text(text, f"recipe value for {key!r}")
         return v
 

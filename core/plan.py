@@ -27,6 +27,7 @@ from core.hostrange import compress
 from core.inventory import Inventory, Node, Site
 from core.recipes import Recipe, load_recipe, render, render_title
 from core.roles import AGENT_ORDER, ROLES, TIERS
+from core.secrets import mask
 
 PLAN_FORMAT = "rollgate.plan/1"
 
@@ -183,6 +184,8 @@ def _gate(data: dict[str, Any] | None) -> Gate | None:
 
 def _step_dict(step: Step) -> dict[str, Any]:
     d = dict(step.__dict__)  # flat JSON values but for gate and exit codes (no asdict copy)
+    if step.command is not None:  # stored and shown: a literal password never leaves
+        d["command"] = mask(step.command)
     d["args"] = dict(step.args)
     d["gate"] = asdict(step.gate) if step.gate else None
     d["exit_codes"] = {str(k): v for k, v in sorted(step.exit_codes.items())}

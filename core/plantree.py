@@ -7,6 +7,7 @@ from rich.tree import Tree
 
 from core.hostrange import compress
 from core.plan import Plan, Stage
+from core.secrets import mask
 
 
 def _gate_line(title: str) -> Text:
@@ -17,7 +18,7 @@ def _per_node(stage: Stage, detail: bool) -> list[str]:
     first = stage.nodes[0]
     steps = [s for s in stage.steps if s.node == first]
     if detail:
-        return [s.command or f"[{s.executor}] {s.title}" for s in steps]
+        return [mask(s.command) if s.command else f"[{s.executor}] {s.title}" for s in steps]
     return [s.title for s in steps]
 
 
@@ -57,6 +58,6 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
                 continue
             node = branch.add(stage.title)
             for step in stage.steps:
-                label = step.command if detail and step.command else step.title
+                label = mask(step.command) if detail and step.command else step.title
                 node.add(Text.assemble(label, (f"  [{step.node}]", "dim")))
     return root

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import time
 from typing import Any
 
 from core import events as ev
 from core.plan import Plan
+from core.secrets import mask
 from core.state import RunState, fold
 from core.words import STEP_FAILED, phase_word, run_word
 
-_SECRET = re.compile(r"(?i)\b(password|passwd|token|secret|api[_-]?key)(\s*[=:]\s*)(\S+)")
-
 
 def redact(text: str) -> str:
-    """Mask values that look like credentials in command output."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}********", text)
+    """Mask values that look like credentials (core/secrets.py)."""
+    return mask(text)
 
 
 def _iso(moment: float | None) -> str | None:

@@ -35,6 +35,7 @@ from core.runs import (
     runs_dir,
     write_private,
 )
+from core.secrets import resolve as resolve_secrets
 from core.transports.remote_job import DEFAULT_JOB_ROOT
 from core.words import RUN_FINAL
 
@@ -252,6 +253,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     operator = options.operator or default_operator()
     # Lock first, then read: a run that ends while `--resume` reads its journal must not be
     # resumed as if it had not finished; and a refused start leaves nothing behind.
+    secrets = resolve_secrets(inventory.spec)  # a missing value refuses the start, exit 2
     lock: RunLock = cloud_lock(inventory.cloud)
     lock.acquire()
     try:
@@ -289,6 +291,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     operator=operator,
                     run_id=str(header["run_id"]),
                     auto_approve=options.auto_approve,
+                    secrets=secrets,
                     job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
                     keep_jobs=variables.get("keep_jobs", "no") == "yes",
                 ),

@@ -28,6 +28,21 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret variable's place in a command: rendered as a token, filled only by the
+    executor (core/secrets.py)."""
+
+    name: str
+
+    @property
+    def token(self) -> str:
+        return f"{{{{secret:{self.name}}}}}"
+
+    def __str__(self) -> str:
+        return self.token
+
+
 class RecipeError(ValueError):
     """A recipe file is malformed or a command needs a value nobody gave."""
 
@@ -48,11 +63,11 @@ class Action:
 class Recipe:
     method: str
     description: str
-    variables: dict[str, str]
+    variables: dict[str, Any]  # str, or SecretRef for a secret variable
     databases: dict[str, list[str]]
     actions: dict[str, Action | None]
 
-    def with_overrides(self, variables: dict[str, str], actions: dict[str, str | None]) -> Recipe:
+    def with_overrides(self, variables: dict[str, Any], actions: dict[str, str | None]) -> Recipe:
         """This recipe with an inventory's changes: new variables, actions replaced or
         removed (None). A replaced action keeps its title and exit-code meaning."""
         merged: dict[str, Action | None] = dict(self.actions)
@@ -72,8 +87,9 @@ class Recipe:
                 merged[key] = Action(
                     base.name, base.title, run, base.on, base.exit_codes, base.repeat_max
                 )
+        given = {k: v if isinstance(v, str) else SecretRef(k) for k, v in variables.items()}
         return Recipe(
-            self.method, self.description, {**self.variables, **variables}, self.databases, merged
+            self.method, self.description, {**self.variables, **given}, self.databases, merged
         )
 
     def action(self, service: str, name: str) -> Action | None:
@@ -94,6 +110,8 @@ def render(template: str, values: dict[str, Any]) -> str:
         if name not in values:
             raise RecipeError(f"no value for {{{{{name}}}}} in {template!r}")
         value = values[name]
+        if isinstance(value, SecretRef):
+            return value.token  # filled, quoted, by the executor: core/secrets.py
         if isinstance(value, list | tuple):
             return " ".join(shlex.quote(str(v)) for v in value)
         return shlex.quote(str(value))
