@@ -12,8 +12,9 @@ class HostRangeError(ValueError):
     """A malformed range pattern."""
 
 
-def expand(pattern: str) -> list[str]:
-    """Expand the one `[start:end(:step)]` range in `pattern`; no range gives the pattern."""
+def expand(pattern: str, limit: int = 50_000) -> list[str]:
+    """Expand the one `[start:end(:step)]` range in `pattern`; no range gives the pattern.
+    A range of more than `limit` hosts is refused before anything is built."""
     matches = list(_RANGE.finditer(pattern))
     if not matches:
         return [pattern]
@@ -38,6 +39,11 @@ def expand(pattern: str) -> list[str]:
             )
         if hi < lo:
             raise HostRangeError(f"{pattern!r}: the range ends ({hi}) before it starts ({lo})")
+        if (hi - lo) // step + 1 > limit:
+            raise HostRangeError(
+                f"{pattern!r} expands to {(hi - lo) // step + 1:,} hosts, more than {limit:,}; "
+                "check the bounds, or raise policy.max_hosts"
+            )
         return [f"{head}{str(i).zfill(width)}{tail}" for i in range(lo, hi + 1, step)]
     if len(start) == 1 and len(end) == 1 and start.isalpha() and end.isalpha():
         if ord(end) < ord(start):

@@ -35,8 +35,14 @@ METHODS = ("apt", "kolla")
 GATE_KINDS = ("phase", "canary", "step")
 
 
+MAX_HOSTS = 50_000  # policy.max_hosts raises it
+MAX_INVENTORY_BYTES = 10 * 1024 * 1024  # an inventory is kilobytes; /dev/zero is not one
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def _safe_text(value: str, what: str) -> str:
@@ -55,8 +61,8 @@ class SshOptions(StrictModel):
     verify_host_keys: bool | None = None
     jump_host: str | None = None
     become: bool | None = None
-    connect_timeout: float | None = Field(default=None, gt=0)
-    keepalive: float | None = Field(default=None, ge=0)
+    connect_timeout: float | None = Field(default=None, gt=0, le=3600)
+    keepalive: float | None = Field(default=None, ge=0, le=3600)
 
     @field_validator("user")
     @classmethod
@@ -150,12 +156,14 @@ class PolicySpec(StrictModel):
     gates: list[Literal["phase", "canary", "step"]] = Field(
         default_factory=lambda: list[Literal["phase", "canary", "step"]](["phase", "canary"])
     )
-    canary: int = Field(default=1, ge=0)
-    batch_size: int = Field(default=10, ge=1)
-    failure_budget: int = Field(default=0, ge=0)
-    site_concurrency: int = Field(default=1, ge=1)
-    step_timeout: float = Field(default=1800, gt=0)
-    transport_retries: int = Field(default=3, ge=0)
+    canary: int = Field(default=1, ge=0, le=100_000)
+    batch_size: int = Field(default=10, ge=1, le=100_000)
+    failure_budget: int = Field(default=0, ge=0, le=100_000)
+    site_concurrency: int = Field(default=1, ge=1, le=1000)
+    step_timeout: float = Field(default=1800, gt=0, le=7 * 86400)
+    transport_retries: int = Field(default=3, ge=0, le=100)
+    # how many nodes a host range, and the whole inventory, may expand to
+    max_hosts: int = Field(default=MAX_HOSTS, ge=1, le=10_000_000)
 
     @field_validator("gates", mode="before")
     @classmethod
@@ -214,8 +222,8 @@ class RecipeOverrides(StrictModel):
 
 
 class LabSpec(StrictModel):
-    time_scale: float = Field(default=1.0, ge=0)
-    seed: int = 0
+    time_scale: float = Field(default=1.0, ge=0, le=1000)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
     faults: list[str] = Field(default_factory=list)
     state_dir: str | None = None
 
@@ -345,13 +353,27 @@ def load_inventory(path: str | FsPath) -> Inventory:
     """Read, parse and validate an inventory file; raise InventoryError listing every problem."""
     path = FsPath(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_INVENTORY_BYTES + 1)
+        if len(raw) > MAX_INVENTORY_BYTES:
+            raise InventoryError(
+                [
+                    Problem(
+                        str(path),
+                        None,
+                        "",
+                        f"larger than {MAX_INVENTORY_BYTES // 2**20} MiB: not an inventory "
+                        "(one is a few kilobytes); check the path",
+                    )
+                ]
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InventoryError(
             [Problem(str(path), None, "", "no such file; check the path to the inventory")]
         ) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "not UTF-8 text"
         raise InventoryError(
             [Problem(str(path), None, "", f"cannot read the inventory: {reason}")]
         ) from None
@@ -440,6 +462,8 @@ def _translate(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
             continue
         elif kind in ("int_parsing", "int_type", "int_from_float"):
             message = f"expected a whole number, got {value!r}"
+        elif kind == "finite_number":
+            message = f"expected a finite number, got {value!r}"
         elif kind in ("float_parsing", "float_type"):
             message = f"expected a number, got {value!r}"
         elif kind in ("bool_parsing", "bool_type"):
@@ -531,12 +555,12 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                         f"(known roles: {', '.join(known_roles)})",
                     )
             try:
-                names = hostrange.expand(spec_node.name)
+                names = hostrange.expand(spec_node.name, limit=spec.policy.max_hosts)
             except hostrange.HostRangeError as exc:
                 problem((*node_path, "name"), str(exc))
                 continue
             try:
-                addresses = hostrange.expand(spec_node.address)
+                addresses = hostrange.expand(spec_node.address, limit=spec.policy.max_hosts)
             except hostrange.HostRangeError as exc:
                 problem((*node_path, "address"), str(exc))
                 continue
@@ -656,7 +680,24 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                         f"{dashboard!r}; remove them or drop shared.dashboard",
                     )
 
+    total = sum(len(site.nodes) for site in sites)
+    if total > spec.policy.max_hosts:
+        problem(
+            ("sites",),
+            f"{total:,} nodes, more than policy.max_hosts ({spec.policy.max_hosts:,}); "
+            "raise it if the cloud really has that many",
+        )
     _check_recipe_overrides(spec, problem)
+    if spec.lab is not None and spec.lab.faults:
+        from core.errors import UserError
+        from core.lab.faults import parse_faults
+
+        node_names = {n.name for site in sites for n in site.nodes}
+        for i, fault in enumerate(spec.lab.faults):
+            try:
+                parse_faults([fault], node_names, {site.name for site in sites})
+            except UserError as exc:
+                problem(("lab", "faults", i), str(exc))
     if spec.lab is not None:
         for lab_site in sites:
             for node in lab_site.nodes:
@@ -715,6 +756,21 @@ def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
         )
         for name, site in spec.sites.items()
     ]
+    used = {
+        name
+        for _, overrides, _ in places
+        for run in (overrides.actions.values() if overrides else [])
+        for name in placeholders(run or "")
+    }
+    for path, overrides, _ in places:
+        for name in overrides.variables if overrides else {}:
+            if name not in recipe.variables and name not in used:
+                problem(
+                    (*path, "variables", name),
+                    f"the {spec.method} recipe has no variable {name!r} and no overridden "
+                    f"action uses it{_suggest(name, sorted(recipe.variables))} (its variables: "
+                    f"{', '.join(sorted(recipe.variables))})",
+                )
     for path, overrides, site_variables in places:
         for key, run in (overrides.actions if overrides else {}).items():
             if key not in known:

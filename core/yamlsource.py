@@ -57,10 +57,20 @@ def format_path(path: Path) -> str:
     return out
 
 
+MAX_VALUES = 1_000_000  # values after expanding aliases: an alias bomb stops here
+MAX_ALIASES = 10_000  # uses of an anchor
+MAX_DEPTH = 64  # nesting of mappings and lists
+
+
 def parse_yaml(text: str, file: str) -> YamlDocument:
-    """Parse `text`; raise SourceError naming the line for syntax errors and duplicate keys."""
+    """Parse `text`; raise SourceError naming the line for syntax errors, duplicate keys, and
+    input that would expand without bound (aliases, nesting)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise SourceError(
+            [Problem(file, None, "", f"nested too deeply (over {MAX_DEPTH} levels); flatten it")]
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -72,7 +82,28 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
     problems: list[Problem] = []
     constructor = yaml.SafeLoader("")
 
+    built = [0]
+    seen: set[int] = set()
+    aliases = [0]
+
+    def limit(node: yaml.Node, why: str) -> SourceError:
+        return SourceError([Problem(file, node.start_mark.line + 1, "", why)])
+
     def build(node: yaml.Node, path: Path) -> Any:
+        built[0] += 1
+        if id(node) in seen and isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            aliases[0] += 1  # the same collection again: an alias
+            if aliases[0] > MAX_ALIASES:
+                raise limit(node, f"more than {MAX_ALIASES:,} uses of aliases; write it out")
+        seen.add(id(node))
+        if built[0] > MAX_VALUES:
+            raise limit(
+                node,
+                f"more than {MAX_VALUES:,} values once aliases are expanded (an alias bomb?); "
+                "write the inventory out without nested aliases",
+            )
+        if len(path) > MAX_DEPTH:
+            raise limit(node, f"nested too deeply (over {MAX_DEPTH} levels); flatten it")
         doc.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}

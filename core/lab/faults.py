@@ -12,6 +12,7 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from core.errors import UserError
@@ -75,21 +76,29 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                     code, count = 1, 1
                 else:
                     code, count = 0, int(extra[0]) if extra else None
+                if not 0 <= code <= 255 or (count is not None and count < 1):
+                    raise ValueError  # exit statuses are 0-255; a count is at least 1
                 faults.commands.append(CommandFault(kind, node, prefix, code, count))
             elif kind == "slow" and len(parts) == 2:
-                faults.slow[node_of(parts[0])] = float(parts[1])
+                factor = float(parts[1])
+                if not (math.isfinite(factor) and 0 < factor <= 1000):
+                    raise ValueError
+                faults.slow[node_of(parts[0])] = factor
             elif kind == "api-error" and len(parts) == 1:
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
                 faults.api_errors.add(parts[0])
             elif kind == "cinder-pending" and len(parts) == 1:
                 faults.cinder_pending = int(parts[0])
+                if not 0 <= faults.cinder_pending <= 1_000_000:
+                    raise ValueError
             else:
                 raise ValueError
         except ValueError:
             raise UserError(
                 f"fault {spec!r} is not a fault spec; write e.g. unreachable:NODE, "
                 "fail:NODE:COMMAND[:EXIT[:COUNT]], warn:NODE:COMMAND, hang:NODE:COMMAND, "
-                "slow:NODE:FACTOR, api-error:SITE or cinder-pending:COUNT (see docs/lab.md)"
+                "slow:NODE:FACTOR, api-error:SITE or cinder-pending:COUNT, with exit statuses "
+                "0-255 and counts of at least 1 (see docs/lab.md)"
             ) from None
     return faults

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "sample_inventory").glob("*.yaml"))
 BAD = ROOT / "tests" / "foundation" / "inventory" / "bad"
+SMALL_INVENTORY = ROOT / "tests" / "engine" / "small.yaml"
 
 
 def rollgate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -78,3 +79,21 @@ def test_help_lists_commands() -> None:
     out = rollgate("--help")
     assert out.returncode == 0
     assert "validate" in out.stdout and "plan" in out.stdout
+
+
+@pytest.mark.parametrize("scale", ["nan", "inf", "-1", "1e9"])
+def test_a_time_scale_that_is_not_a_finite_number_is_refused(scale: str) -> None:
+    out = rollgate("run", str(SMALL_INVENTORY), "--headless", "--time-scale", scale)
+    assert out.returncode == 2
+    assert "is not a time scale from 0 (instant) to 1000" in out.stderr
+
+
+def test_validate_warns_about_a_window_that_is_over(tmp_path: Path) -> None:
+    past = tmp_path / "past.yaml"
+    past.write_text(
+        SMALL_INVENTORY.read_text()
+        + "window: {start: 2020-01-01T22:00:00Z, end: 2020-01-02T04:00:00Z}\n"
+    )
+    out = rollgate("validate", str(past))
+    assert out.returncode == 0
+    assert "warning:" in out.stderr and "in the past" in out.stderr

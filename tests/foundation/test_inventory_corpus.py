@@ -42,3 +42,15 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         str(caught.value)
         == f"{tmp_path / 'nope.yaml'}: no such file; check the path to the inventory"
     )
+
+
+@pytest.mark.parametrize("where", ["loop", "/dev/zero"])
+def test_a_symlink_loop_or_an_endless_file_is_a_clear_error(tmp_path: Path, where: str) -> None:
+    path = Path(where)
+    if where == "loop":
+        path = tmp_path / "loop.yaml"
+        path.symlink_to(path)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert ("symbolic links" in str(caught.value)) == (where == "loop")

@@ -6,12 +6,14 @@ import asyncio
 
 import click
 
+from tui.commands.options import TIME_SCALE
+
 
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=0),
+    type=TIME_SCALE,
     default=None,
     help="Scale simulated durations (0 = instant; default from the inventory).",
 )

@@ -6,6 +6,8 @@ import asyncio
 
 import click
 
+from tui.commands.options import TIME_SCALE
+
 
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
@@ -40,7 +42,7 @@ import click
 )
 @click.option(
     "--time-scale",
-    type=click.FloatRange(min=0),
+    type=TIME_SCALE,
     default=None,
     help="Lab inventories: scale simulated durations (0 = instant).",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 
@@ -14,6 +16,12 @@ def validate(inventory: str) -> int:
 
     inv = load_inventory(inventory)
     plan = build_plan(inv)
+    if inv.window is not None and inv.window.end.timestamp() < time.time():
+        click.echo(
+            f"warning: {inventory}: the maintenance window ended at "
+            f"{inv.window.end.isoformat()}, in the past; update window: before the run",
+            err=True,
+        )
     computes = sum(1 for n in inv.nodes if n.has("nova-compute"))
     click.echo(
         f"{inventory}: ok: cloud {inv.cloud}, {inv.upgrade.describe()}, {len(inv.sites)} sites, "
