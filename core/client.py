@@ -19,7 +19,7 @@ from core.events import Command, Event, RunFinished
 from core.journal import JournalTail
 from core.journal_index import JournalIndex, paused_gc
 from core.plan import Plan
-from core.runs import resolve_journal
+from core.runs import driver_alive, resolve_journal
 
 
 class ReadOnlyError(CommandRejected):
@@ -82,6 +82,7 @@ class JournalClient:
         self.follow = follow
         self.poll = poll
         self.torn = index.torn  # the journal ended mid-line (a crash); events stop at the tear
+        self.driver_gone = False  # following: no process holds the run's lock any more
 
     def all_events(self) -> list[Event]:
         """Every event the journal held when opened, parsed."""
@@ -101,8 +102,14 @@ class JournalClient:
         if not self.follow or ended:
             return
         tail = JournalTail(self.path, self.index.consumed, self.index.lines_consumed)
+        cloud = str(self.header.get("cloud", ""))
+        checked = 0.0
         while True:
             await asyncio.sleep(self.poll)
+            now = asyncio.get_running_loop().time()
+            if now - checked >= 1.0:  # is anyone still driving it?
+                checked = now
+                self.driver_gone = not driver_alive(cloud)
             for event in tail.read_new():
                 if event.seq > last:
                     last = event.seq

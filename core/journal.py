@@ -293,9 +293,15 @@ class JournalTail:
 
     def read_new(self) -> list[Event]:
         """Complete events appended since the last call; a partial last line waits."""
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError as exc:
+            raise JournalError(
+                f"{self.path}: the journal cannot be read any more ({exc.strerror}): it was "
+                "deleted or moved while being watched"
+            ) from None
         end = data.rfind(b"\n")
         if end < 0:
             return []

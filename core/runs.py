@@ -76,8 +76,14 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UserError(
+                f"cannot use the state directory {state_home()}: {exc.strerror}; set "
+                "ROLLGATE_STATE_DIR to a writable directory"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -167,11 +173,31 @@ def list_runs() -> list[RunSummary]:
 
 
 def _run_state(index: JournalIndex) -> str:
-    """How the run stands, from its last run-started or run-finished event (read backwards)."""
+    """How the run stands, from its last run-started or run-finished event (read backwards),
+    and for one without an end, whether a driver still holds its cloud's lock."""
     for i in range(len(index) - 1, -1, -1):
         kind = index.kind(i)
         if kind == "run-finished":
             return str(index.event(i).outcome)  # type: ignore[attr-defined]
         if kind == "run-started":
-            return "running or crashed"
-    return "started"
+            break
+    return "running" if driver_alive(str(index.header.get("cloud", ""))) else NO_DRIVER
+
+
+NO_DRIVER = "no driver (stopped without finishing; resume it)"
+
+
+def driver_alive(cloud: str) -> bool:
+    """Whether a process holds the cloud's run lock (a driver runs it now)."""
+    lock = cloud_lock(cloud).path
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock if we took it
+    return False

@@ -136,6 +136,11 @@ async def open_executor(
                 from core.transports.real import RealExecutor
 
                 notices.append(f"lab: nodes answer SSH on loopback; clouds.yaml {lab.clouds_yaml}")
+                if options.insecure:
+                    notices.append(
+                        "WARNING: SSH host keys are NOT verified (--no-verify-host-keys); "
+                        "anyone on the path could impersonate the nodes"
+                    )
                 executor = RealExecutor(
                     lab.effective_inventory, insecure=options.insecure, run_id="lab"
                 )

@@ -315,6 +315,12 @@ class RollgateApp(App[int]):
             window,
             f"  operator {self.operator}",
             ("  READ-ONLY" if self.read_only else "", "bold"),
+            (
+                "  NO DRIVER: it stopped without finishing; resume it"
+                if getattr(self.client, "driver_gone", False) and s.finished is None
+                else "",
+                "bold red",
+            ),
             "\n",
             " ".join(f"{GLYPHS.get(k, '')} {k} {v}" for k, v in sorted(counts.items())),
         )

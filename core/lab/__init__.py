@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.errors import UserError
 from core.inventory import Inventory
 from core.lab.faults import parse_faults
 from core.lab.inprocess import LabExecutor
@@ -59,7 +60,13 @@ class Lab:
         lab = cls(inventory, world)
         lab.state_dir = state_dir or lab_state_dir(inventory)
         if persist or restore:
-            private_dir(lab.state_dir)
+            try:
+                private_dir(lab.state_dir)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot use the lab's state directory {lab.state_dir}: {exc.strerror}; "
+                    "set lab.state_dir to a writable directory"
+                ) from None
             saved = lab.state_dir / "world.json"
             if restore and saved.is_file():
                 world.restore(json.loads(saved.read_text()))

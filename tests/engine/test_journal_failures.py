@@ -185,3 +185,65 @@ def test_a_journal_line_that_is_json_but_no_object_is_a_one_line_error(
         assert out.stderr.startswith(f"error: {journal}:6: malformed event")
     resumed = rollgate(tmp_path, "run", str(SMALL), "--headless", "--resume", str(journal))
     assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
+
+
+@pytest.mark.integration
+def test_runs_says_running_then_no_driver_once_the_driver_is_gone(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    from core.runs import NO_DRIVER
+
+    journal = tmp_path / "j.jsonl"
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "250"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+         "--headless", "--auto-approve", "--lab-inprocess", "--time-scale", "0.01",
+         "--journal", str(journal)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not journal.exists() or journal.read_text().count("step-finished") < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    listing = rollgate(tmp_path, "runs")
+    assert " running " in listing.stdout or listing.stdout.rstrip().endswith("running │")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    listing = rollgate(tmp_path, "runs")
+    assert "no driver" in listing.stdout, listing.stdout
+    assert NO_DRIVER.startswith("no driver")
+
+
+async def test_watching_a_journal_that_is_deleted_ends_with_a_one_line_error(
+    tmp_path: Path,
+) -> None:
+    from core.client import open_journal_client
+    from core.journal import JournalError
+    from tests.sample_run import SHIPPED
+
+    journal = tmp_path / "journal.jsonl"
+    lines = SHIPPED.read_text().splitlines()
+    journal.write_text("\n".join(lines[:50]) + "\n")  # a run still going
+    client = open_journal_client(str(journal), follow=True)
+    client.poll = 0.01
+
+    async def follow() -> None:
+        async for _ in client.events(1):
+            pass
+
+    watching = asyncio.ensure_future(follow())
+    await asyncio.sleep(0.1)
+    journal.unlink()
+    with pytest.raises(JournalError) as caught:
+        await asyncio.wait_for(watching, 5)
+    assert "deleted or moved while being watched" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unwritable_state_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    out = rollgate(Path("/proc/rollgate-nope"), "run", str(SMALL), "--headless", "--lab-inprocess")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.startswith("error: cannot use the state directory /proc/rollgate-nope")
+    assert "Traceback" not in out.stderr

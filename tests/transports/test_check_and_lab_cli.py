@@ -105,3 +105,11 @@ def test_check_says_ready_to_run_for_a_kolla_cloud(tmp_path: Path) -> None:
     assert "nova-status" in out and "failure" not in out  # run in the containers
     assert "no verify-version action" in out  # said, not hidden
     assert out.rstrip().endswith(": ready to run")
+
+
+def test_unverified_host_keys_are_warned_about_on_a_lab_check(tmp_path: Path) -> None:
+    proc = rollgate(tmp_path, "check", str(lab_inventory_file(tmp_path)), "--no-verify-host-keys")
+    out, err = proc.communicate(timeout=120)
+    assert "WARNING: SSH host keys are NOT verified" in out, out + err
+    assert "with host keys NOT verified" in out
+    assert "with verified host keys" not in out and "host key verified" not in out
