@@ -3,7 +3,6 @@ API on loopback), or in-process for engine tests and benchmarks."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,10 @@ class Lab:
                 ) from None
             saved = lab.state_dir / "world.json"
             if restore and saved.is_file():
-                world.restore(json.loads(saved.read_text()))
+                world.restore_saved(saved)
             if persist:
                 world.persist_path = saved
+                world.save()  # the whole world once; then each change is a line
         if serve:
             from core.lab.serve import serve_lab
 
@@ -82,6 +82,7 @@ class Lab:
         return LabExecutor(self.world)
 
     async def close(self) -> None:
+        self.world.save()  # the whole world once more, so the next lab starts from one file
         for server in self._servers:
             server.close()
             wait = getattr(server, "wait_closed", None)

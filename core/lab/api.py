@@ -304,7 +304,7 @@ class LabApi:
 
     def _set_status(self, record: Any, status: str, reason: str | None) -> None:
         record.disabled_reason = None if status == "enabled" else (reason or "disabled")
-        self.world.save()
+        self.world.save(service=record)
 
     def compute(
         self, site: str, method: str, rest: list[str], query: dict[str, str], payload: Any

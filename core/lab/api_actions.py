@@ -16,7 +16,13 @@ async def cloud_action(
     try:
         return await _cloud_action(world, site, action, args, out)
     finally:
-        world.save()
+        record = (
+            world.record(site, args["host"], args.get("binary", "nova-compute"))
+            if ("host" in args)
+            else None
+        )
+        if record is not None:
+            world.save(service=record)  # what an API call can change: its service record
 
 
 async def _cloud_action(

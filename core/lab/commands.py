@@ -82,7 +82,7 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
         return await _interpret(world, node, argv, out)
     finally:
         world.running -= 1
-        world.save()  # a real cloud remembers what a command did, whatever the console does
+        world.save(node)  # a real cloud remembers what a command did, whatever the console does
 
 
 async def _interpret(world: World, node: LabNode, argv: list[str], out: Out) -> int:

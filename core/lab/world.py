@@ -86,6 +86,9 @@ class ServiceRecord:
         return self.disabled_reason is None
 
 
+COMPACT_EVERY = 5000  # logged changes between whole saves of the world
+
+
 class World:
     """One lab cloud. Not thread-safe: the lab's servers all run on one event loop."""
 
@@ -97,6 +100,8 @@ class World:
         self.faults = faults
         self.rng = random.Random(seed)
         self.persist_path: Path | None = None  # where save() keeps the world between runs
+        self._saved_once = False
+        self._log_lines = 0  # changes logged since the last whole save
         self.running = 0  # commands executing now (a terminated command stops counting)
         self.peak_running = 0
         self.nodes: dict[str, LabNode] = {}
@@ -221,46 +226,104 @@ class World:
     def snapshot(self) -> dict[str, Any]:
         """What a real cloud would remember across a console crash."""
         return {
-            "nodes": {
-                n.name: {
-                    "packages": {p: r.id for p, r in n.packages.items()},
-                    "units": {u.name: [u.code.id, u.active] for u in n.units.values()},
-                }
-                for n in self.nodes.values()
-            },
-            "databases": [
-                [
-                    site,
-                    svc,
-                    db.schema.id,
-                    db.expanded.id if db.expanded else None,
-                    db.migrated,
-                    db.online_pending,
-                    db.previous_pending,
-                ]
-                for (site, svc), db in self.databases.items()
-            ],
+            "nodes": {n.name: self._node_snapshot(n) for n in self.nodes.values()},
+            "databases": self._databases_snapshot(),
             "services": {str(r.id): r.disabled_reason for r in self.services},
         }
+
+    @staticmethod
+    def _node_snapshot(node: LabNode) -> dict[str, Any]:
+        return {
+            "packages": {p: r.id for p, r in node.packages.items()},
+            "units": {u.name: [u.code.id, u.active] for u in node.units.values()},
+        }
+
+    def _databases_snapshot(self) -> list[list[Any]]:
+        return [
+            [
+                site,
+                svc,
+                db.schema.id,
+                db.expanded.id if db.expanded else None,
+                db.migrated,
+                db.online_pending,
+                db.previous_pending,
+            ]
+            for (site, svc), db in self.databases.items()
+        ]
 
     def restore(self, data: dict[str, Any]) -> None:
         by_id = {r.id: r for r in CATALOGUE}
         for name, node in data["nodes"].items():
-            lab_node = self.nodes[name]
-            lab_node.packages = {p: find_release(r) for p, r in node["packages"].items()}
-            for unit, (code, active) in node["units"].items():
-                lab_node.units[unit] = Unit(unit, by_id[code], active)
-        for site, svc, schema, expanded, migrated, online, previous in data["databases"]:
+            self._restore_node(self.nodes[name], node, by_id)
+        self._restore_databases(data["databases"], by_id)
+        for record in self.services:
+            record.disabled_reason = data["services"].get(str(record.id))
+
+    @staticmethod
+    def _restore_node(lab_node: LabNode, node: dict[str, Any], by_id: dict[str, Release]) -> None:
+        lab_node.packages = {p: find_release(r) for p, r in node["packages"].items()}
+        for unit, (code, active) in node["units"].items():
+            lab_node.units[unit] = Unit(unit, by_id[code], active)
+
+    def _restore_databases(self, rows: list[list[Any]], by_id: dict[str, Release]) -> None:
+        for site, svc, schema, expanded, migrated, online, previous in rows:
             db = self.databases[(site, svc)]
             db.schema = by_id[schema]
             db.expanded = by_id[expanded] if expanded else None
             db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
-        for record in self.services:
-            record.disabled_reason = data["services"].get(str(record.id))
 
-    def save(self) -> None:
+    def save(self, node: LabNode | None = None, service: Any = None) -> None:
+        """Keep what changed, so a lab restarted after a crash finds the cloud as it was.
+
+        The first save (and every COMPACT_EVERY changes, and a save with nothing named) writes
+        the whole world (world.json); in between each change appends one small line to
+        world.log: the node a command ran on, the service record an API call changed, and
+        the databases. Saving the whole world after every command cost minutes at 3,000
+        computes; a line costs microseconds.
+        """
         if self.persist_path is None:
             return
-        tmp = self.persist_path.with_suffix(".tmp")
-        write_private(tmp, json.dumps(self.snapshot()))
-        os.replace(tmp, self.persist_path)
+        log = self.persist_path.with_suffix(".log")
+        if (
+            (node is None and service is None)
+            or not self._saved_once
+            or (self._log_lines >= COMPACT_EVERY)
+        ):
+            tmp = self.persist_path.with_suffix(".tmp")
+            write_private(tmp, json.dumps(self.snapshot()))
+            os.replace(tmp, self.persist_path)
+            log.unlink(missing_ok=True)
+            self._saved_once, self._log_lines = True, 0
+            return
+        change: dict[str, Any] = {"databases": self._databases_snapshot()}
+        if node is not None:
+            change["node"] = [node.name, self._node_snapshot(node)]
+        if service is not None:
+            change["service"] = [str(service.id), service.disabled_reason]
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, json.dumps(change).encode() + b"\n")
+        finally:
+            os.close(fd)
+        self._log_lines += 1
+
+    def restore_saved(self, saved: Path) -> None:
+        """Restore world.json, then the changes logged after it (a torn last line skipped)."""
+        self.restore(json.loads(saved.read_text()))
+        log = saved.with_suffix(".log")
+        if not log.is_file():
+            return
+        by_id = {r.id: r for r in CATALOGUE}
+        records = {str(r.id): r for r in self.services}
+        for line in log.read_text().splitlines():
+            try:
+                change = json.loads(line)
+            except ValueError:
+                continue  # cut short by a crash: the change before it stands
+            if "node" in change:
+                name, data = change["node"]
+                self._restore_node(self.nodes[name], data, by_id)
+            if "service" in change and change["service"][0] in records:
+                records[change["service"][0]].disabled_reason = change["service"][1]
+            self._restore_databases(change["databases"], by_id)

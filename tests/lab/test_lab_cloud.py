@@ -205,3 +205,32 @@ async def test_volume_services_are_fenced_when_the_recipe_asks(tmp_path: Path) -
     finally:
         await executor.close()
         await lab.close()
+
+
+async def test_a_lab_killed_mid_run_restarts_with_every_change_it_made(tmp_path: Path) -> None:
+    """Each change is one line appended to world.log (the whole world is written at start and
+    every few thousand changes), and a restarted lab replays them: nothing a command did is
+    lost, and a cloud of thousands of computes is not rewritten after every command."""
+    from core.lab import Lab
+    from core.lab.api_actions import cloud_action
+    from core.lab.commands import run_command
+    from tests.lab_helpers import lab_inventory
+
+    inv = lab_inventory(tmp_path, computes=2)
+    lab = await Lab.start(inv, serve=False, persist=True)
+    world = lab.world
+    cmp1 = world.nodes["cmp1"]
+    out = lambda *a: None  # noqa: E731
+    assert (
+        await run_command(world, cmp1, "apt-get install --only-upgrade -y nova-compute", out) == 0
+    )
+    args = {"host": "cmp1", "binary": "nova-compute", "reason": "upgrading"}
+    assert (await cloud_action(world, "one", "disable-compute", args, out)).exit_status == 0
+    log = lab.state_dir / "world.log"
+    assert len(log.read_text().splitlines()) == 2  # two changes, two lines; no rewrite
+    # no close(): the driver was killed. A new lab restores what the old one had done.
+    again = await Lab.start(inv, serve=False, restore=True)
+    assert again.world.nodes["cmp1"].packages["nova-compute"] == world.target
+    record = again.world.record("one", "cmp1", "nova-compute")
+    assert record is not None and record.disabled_reason == "upgrading"
+    assert again.world.nodes["cmp2"].packages["nova-compute"] == world.source
