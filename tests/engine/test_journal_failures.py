@@ -247,3 +247,16 @@ def test_an_unwritable_state_directory_is_a_one_line_error(tmp_path: Path) -> No
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.startswith("error: cannot use the state directory /proc/rollgate-nope")
     assert "Traceback" not in out.stderr
+
+
+def test_an_unwritable_report_or_lab_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    from tests.sample_run import SHIPPED
+
+    out = rollgate(tmp_path, "report", str(SHIPPED), "-o", "/proc/rollgate-nope/report.md")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: cannot write /proc/rollgate-nope/report.md: ")
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(SMALL.read_text() + "  state_dir: /proc/rollgate-nope/lab\n")
+    out = rollgate(tmp_path, "run", str(inventory), "--headless", "--lab-inprocess")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: cannot use the lab's state directory /proc/rollgate-nope")
