@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
+from core.releases import release_for_major
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
@@ -32,6 +34,20 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 BUDGET_STAGES = ("batch", "network")
 PLAN_GATE_KINDS = ("phase", "canary", "step")
 AUTO_OPERATOR = "auto-approve"
+
+
+def _wrong_release(step: Step, version: str) -> str:
+    """Why an installed package version is not the step's expected release ("" if it is)."""
+    expect, service = str(step.args["expect"]), str(step.args.get("service", ""))
+    major = re.match(r"^(?:\d+:)?(\d+)\.", version.strip())
+    release = release_for_major(service, int(major.group(1))) if major else None
+    if release is not None and release.id == expect:
+        return ""
+    found = release.label if release is not None else "no known release"
+    return (
+        f"{step.node} runs {service} {version.strip() or '(no version)'}, which is {found}, "
+        f"not the target {expect}: the package did not move"
+    )
 
 
 def _on_node(step: Step) -> str:
@@ -76,6 +92,7 @@ class EngineOptions:
     flush_interval: float = 0.1  # how often buffered output becomes StepOutput events
     status_interval: float = 10.0  # how often service states are polled (0: never)
     secrets: Secrets = field(default_factory=Secrets)  # filled into commands, masked in events
+    dry_run: bool = False  # nothing runs: checks of what a command printed are not made
     job_root: str = DEFAULT_JOB_ROOT  # where steps' job directories live on the nodes
     keep_jobs: bool = False  # keep them after the run (else removed when every job ended)
 
@@ -803,6 +820,10 @@ class Engine:
             duration=round(self.monotonic() - started, 3),
         )
         self._after_step(step, outcome)
+        if step.action == "verify-version" and outcome not in STEP_OK and "expect" in step.args:
+            found = re.match(r"\S+ runs \S+ (\S+), which is", error)
+            if found:  # the version it still has, for the node's record and the report
+                self.emit(ev.NodeStatus, node=step.node, version=found.group(1))
         if self._stop:
             raise _Abort
         return outcome
@@ -849,7 +870,14 @@ class Engine:
         retries_left = int(self.plan.policy.get("transport_retries", 3))
         delay = self.options.backoff
         runs = 0
-        collect = self._on_output(step)
+        into_buffer = self._on_output(step)
+        said: list[str] = []  # the last line it printed: what a check compares
+
+        def collect(stream: str, line: str) -> None:
+            if stream == "stdout":
+                said[:] = [line]
+            into_buffer(stream, line)
+
         while True:
             job = self._job(step, attempt) + (f".{runs}" if runs else "")
             try:
@@ -888,6 +916,10 @@ class Engine:
                 if outcome in ("ok", "warning")
                 else (result.error or f"exit status {result.exit_status}")
             )
+            if outcome == "ok" and "expect" in step.args and not self.options.dry_run:
+                wrong = _wrong_release(step, said[-1] if said else "")
+                if wrong:
+                    return "failed", result.exit_status, wrong
             return outcome, result.exit_status, error
 
     async def _call(

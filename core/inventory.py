@@ -680,6 +680,8 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                         f"{dashboard!r}; remove them or drop shared.dashboard",
                     )
 
+    if spec.method == "apt" and upgrade is not None:
+        _check_series(spec, upgrade.target, problem)
     total = sum(len(site.nodes) for site in sites)
     if total > spec.policy.max_hosts:
         problem(
@@ -735,6 +737,33 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
         spec=spec,
         digest=spec_digest(spec),
     )
+
+
+def _check_series(spec: InventorySpec, target: Any, problem: Any) -> None:
+    """Each site's Ubuntu series must be able to carry the target release (its own archive
+    or a Cloud Archive pocket); else say which series can."""
+    from core.recipes import load_recipe
+    from core.releases import package_source, series_for
+
+    default = str(load_recipe("apt").variables.get("ubuntu_series", ""))
+    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
+    for name, site in spec.sites.items():
+        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
+        series = str(at_site or cloud or default)
+        if package_source(target, series) is None:
+            where: Path = (
+                ("sites", name, "recipe", "variables", "ubuntu_series")
+                if at_site
+                else ("recipe", "variables", "ubuntu_series")
+                if cloud
+                else ("upgrade", "to")
+            )
+            problem(
+                where,
+                f"Ubuntu {series} (site {name}) cannot carry {target.label}: the Ubuntu Cloud "
+                f"Archive has it for {', '.join(series_for(target)) or 'no LTS series'}; set "
+                "recipe.variables.ubuntu_series to the nodes' series",
+            )
 
 
 def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:

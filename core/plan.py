@@ -26,6 +26,7 @@ import orjson
 from core.hostrange import compress
 from core.inventory import Inventory, Node, Site
 from core.recipes import Recipe, load_recipe, render, render_title
+from core.releases import SERVICES, package_source
 from core.roles import AGENT_ORDER, ROLES, TIERS
 from core.secrets import mask
 
@@ -341,6 +342,10 @@ class _PhaseBuilder:
         if not roles:
             return
         self.upgraded.update((node.name, ROLES[r].service) for r in roles)
+        if node.name not in self.ctx.sourced:  # before any package of the node moves
+            self.ctx.sourced.add(node.name)
+            pocket = self.ctx.values(node, role, {}).get("to_pocket")
+            self.add("apt-update" if pocket == "archive" else "package-source", node, role)
         packages = sorted({ROLES[r].package for r in roles})
         services = sorted({ROLES[r].service for r in roles})
         self.add(
@@ -351,6 +356,19 @@ class _PhaseBuilder:
             packages=packages,
             kolla_tag=ROLES[role].service,
         )
+        target = self.ctx.inventory.upgrade.target.id
+        unchecked = list(packages)
+        for r in sorted(roles, key=lambda r: ROLES[r].package):
+            spec = ROLES[r]
+            if spec.service in SERVICES and spec.package in unchecked:
+                unchecked.remove(spec.package)  # once per package
+                self.add(  # right after the install: did the package really move?
+                    "verify-version",
+                    node,
+                    role,
+                    args={"expect": target, "service": spec.service},
+                    package=spec.package,
+                )
 
     def build(self, title: str) -> Phase | None:
         self.flush()
@@ -375,6 +393,7 @@ class _PlanContext:
     inventory: Inventory
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
+    sourced: set[str] = field(default_factory=set)  # nodes pointed at the target release
 
     @property
     def gates(self) -> list[str]:
@@ -394,11 +413,15 @@ class _PlanContext:
 
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = ROLES[role].service
+        variables = self.recipe_for(self.inventory.site(node.site)).variables
+        target = self.inventory.upgrade.target
+        series = str(variables.get("ubuntu_series", ""))
         return {
-            **self.recipe_for(self.inventory.site(node.site)).variables,
+            **variables,
             "cloud": self.inventory.cloud,
             "from": self.inventory.upgrade.source.id,
-            "to": self.inventory.upgrade.target.id,
+            "to": target.id,
+            "to_pocket": package_source(target, series) or f"no-pocket-for-{target.name}",
             "service": service,
             "databases": self.recipe.databases.get(service, [service]),
             "node": node.name,
@@ -522,7 +545,6 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             b.add("restart", node, agent, unit=ROLES[agent].unit)
     if is_compute:
         b.add("restart", node, "nova-compute", unit="nova-compute")
-        b.add("verify-version", node, "nova-compute", package="nova-compute")
         b.cloud(
             "enable-compute",
             node,

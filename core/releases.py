@@ -45,6 +45,32 @@ CATALOGUE: tuple[Release, ...] = (
 )
 
 
+# Ubuntu Cloud Archive (https://wiki.ubuntu.com/OpenStack/CloudArchive): each LTS series ships
+# one OpenStack release in its own archive and carries the next ones as UCA pockets; "any given
+# UCA OpenStack release can be enabled on exactly one Ubuntu LTS release". docs/apt-method.md.
+UBUNTU_SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "jammy": ("yoga", ("zed", "antelope", "bobcat", "caracal")),
+    "noble": ("caracal", ("dalmatian", "epoxy", "flamingo", "gazpacho")),
+    "resolute": ("gazpacho", ("hibiscus",)),  # 26.04 LTS [unverified: from the pattern]
+}
+
+
+def package_source(release: Release, series: str) -> str | None:
+    """Where `series` gets `release`: "archive" (the series ships it), the UCA pocket
+    ("cloud-archive:<name>"), or None when that series cannot carry it."""
+    archive, pockets = UBUNTU_SERIES.get(series, ("", ()))
+    if release.name == archive:
+        return "archive"
+    if release.name in pockets:
+        return f"cloud-archive:{release.name}"
+    return None
+
+
+def series_for(release: Release) -> list[str]:
+    """The Ubuntu series that can carry `release`."""
+    return [s for s in UBUNTU_SERIES if package_source(release, s) is not None]
+
+
 class ReleaseError(ValueError):
     """A release that is not in the catalogue, or an unsupported upgrade path."""
 

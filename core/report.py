@@ -80,6 +80,7 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
                 "why": why,
                 "skipped_steps": skipped,
                 "fenced": bool(node.disabled),
+                "version": node.version,
             }
         )
     return out
@@ -224,6 +225,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["## Nodes not upgraded", ""]
     lines += [
         f"- **{n['node']}** ({n['site']}): {n['state']}"
+        + (f", version {n['version']}" if n.get("version") else "")
         + (", left disabled in the scheduler" if n["fenced"] else "")
         + "".join(f"\n    - {w}" for w in n["why"])
         + (

@@ -297,6 +297,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     run_id=str(header["run_id"]),
                     auto_approve=options.auto_approve,
                     secrets=secrets,
+                    dry_run=options.dry_run,
                     job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
                     keep_jobs=variables.get("keep_jobs", "no") == "yes",
                 ),

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from core.lab.jobs import LabJobs
 from core.lab.world import LabNode, World, package_version
-from core.releases import Release
+from core.releases import CATALOGUE, Release, package_source
 from core.roles import ROLES
 
 Out = Callable[[str, str], None]
@@ -59,15 +59,34 @@ class Shell:
 
 
 async def run_command(world: World, node: LabNode, command: str, out: Out) -> int:
-    """Interpret `command` on `node`; returns the exit status."""
+    """Interpret `command` on `node` as sh would a list of simple commands joined by `;`,
+    `&&` and `||`; returns the exit status."""
     try:
-        argv = shlex.split(command)
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        tokens = list(lexer)
     except ValueError as exc:
         out("stderr", f"sh: syntax error: {exc}")
         return 2
+    status, joiner = 0, ";"
+    while tokens:
+        cut = next((i for i, t in enumerate(tokens) if t in (";", "&&", "||")), len(tokens))
+        argv, after = tokens[:cut], tokens[cut] if cut < len(tokens) else ";"
+        tokens = tokens[cut + 1 :]
+        if joiner == ";" or (joiner == "&&") == (status == 0):
+            status = await _simple_command(world, node, argv, out)
+        joiner = after
+    return status
+
+
+async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out) -> int:
     while argv and argv[0] == "sudo":
         argv = argv[1:]
         while argv and argv[0].startswith("-"):
+            argv = argv[1:]
+    if argv and argv[0] == "env":  # env VAR=value ... COMMAND
+        argv = argv[1:]
+        while argv and "=" in argv[0] and not argv[0].startswith("-"):
             argv = argv[1:]
     if not argv:
         return 0
@@ -123,30 +142,70 @@ def _dispatch(argv: list[str]) -> Handler | None:
 
 
 async def _apt_get(sh: Shell, argv: list[str]) -> int:
+    node = sh.node
     if argv[1:2] == ["update"]:
-        sh.say("Hit:1 http://ubuntu-cloud.archive.canonical.com/ubuntu jammy-updates InRelease")
+        pocket = node.pocket or sh.world.source
+        sh.say(
+            "Hit:1 http://ubuntu-cloud.archive.canonical.com/ubuntu "
+            f"{node.series}-updates/{pocket.name} InRelease"
+        )
         await sh.pause("apt-update")
+        node.lists = pocket  # the lists now know what the configured source carries
         sh.say("Reading package lists... Done")
         return 0
     if "install" not in argv or "--only-upgrade" not in argv:
         sh.err("E: the lab's apt-get supports `update` and `install --only-upgrade -y PKG...`")
         return 100
-    packages = [a for a in argv[argv.index("install") + 1 :] if not a.startswith("-")]
+    packages, words = [], iter(argv[argv.index("install") + 1 :])
+    for word in words:
+        if word == "-o":
+            next(words, None)  # -o Dpkg::Options::=... takes a value
+        elif not word.startswith("-"):
+            packages.append(word)
     sh.say("Reading package lists...")
     sh.say("Building dependency tree...")
+    known = node.lists or sh.world.source  # only what the last `apt-get update` saw
     for package in packages:
-        if package not in sh.node.packages:
+        if package not in node.packages:
             sh.say(f"Package {package} is not installed, so not upgraded.")
             continue
-        old = sh.node.packages[package]
+        old = node.packages[package]
         service = next((r.service for r in ROLES.values() if r.package == package), package)
+        if known.index <= old.index:
+            sh.say(f"{package} is already the newest version ({package_version(service, old)}).")
+            continue
         await sh.pause("apt-install", 1.0 / max(1, len(packages)))
-        sh.node.packages[package] = sh.world.target
+        node.packages[package] = known
         sh.say(
-            f"Unpacking {package} ({package_version(service, sh.world.target)}) over "
+            f"Unpacking {package} ({package_version(service, known)}) over "
             f"({package_version(service, old)}) ..."
         )
-        sh.say(f"Setting up {package} ({package_version(service, sh.world.target)}) ...")
+        sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
+    return 0
+
+
+async def _add_apt_repository(sh: Shell, argv: list[str]) -> int:
+    """`add-apt-repository [-y] [--remove] cloud-archive:NAME`, as Ubuntu's, for the Ubuntu
+    Cloud Archive: a pocket enables only on the one LTS series that carries it."""
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    if len(words) != 1 or not words[0].startswith("cloud-archive:"):
+        sh.err("add-apt-repository: the lab knows cloud-archive:NAME sources only")
+        return 1
+    name = words[0].split(":", 1)[1]
+    release = next((r for r in CATALOGUE if r.name == name), None)
+    if release is None or package_source(release, sh.node.series) != words[0]:
+        sh.err(f"ERROR: 'cloud-archive:{name}' is not a valid cloud archive on {sh.node.series}")
+        return 1
+    await sh.pause("quick")
+    if "--remove" in argv or "-r" in argv:
+        if sh.node.pocket == release:
+            sh.node.pocket = sh.world.source
+        return 0
+    sh.say(
+        "Adding repository: deb http://ubuntu-cloud.archive.canonical.com/ubuntu "
+        f"{sh.node.series}-updates/{name} main"
+    )
+    sh.node.pocket = release
     return 0
 
 
@@ -519,6 +578,7 @@ async def _docker(sh: Shell, argv: list[str]) -> int:
 
 _COMMANDS: dict[str, Handler] = {
     "docker": _docker,
+    "add-apt-repository": _add_apt_repository,
     "apt-get": _apt_get,
     "dpkg-query": _dpkg_query,
     "systemctl": _systemctl,

@@ -57,6 +57,9 @@ class LabNode:
     packages: dict[str, Release] = field(default_factory=dict)
     units: dict[str, Unit] = field(default_factory=dict)
     instances: int = 0
+    series: str = "noble"  # the Ubuntu series: which Cloud Archive pockets it can enable
+    pocket: Release | None = None  # the OpenStack release its package sources point at
+    lists: Release | None = None  # what its package lists knew at the last `apt-get update`
 
 
 @dataclass
@@ -86,6 +89,17 @@ class ServiceRecord:
         return self.disabled_reason is None
 
 
+def _ubuntu_series(inventory: Inventory) -> dict[str, str]:
+    """Each site's Ubuntu series, as the apt recipe variables say (default noble)."""
+    spec = inventory.spec
+    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
+    out = {}
+    for name, site in spec.sites.items():
+        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
+        out[name] = str(at_site or cloud or "noble")
+    return out
+
+
 COMPACT_EVERY = 5000  # logged changes between whole saves of the world
 
 
@@ -110,8 +124,11 @@ class World:
         self.services: list[ServiceRecord] = []
         self.jobs: dict[str, LabJobs] = {}  # node -> its remote jobs (never saved)
         self.identity_site = inventory.identity_site
+        series = _ubuntu_series(inventory)
         for node in inventory.nodes:
             lab_node = LabNode(node.name, node.site, node.address, node.roles)
+            lab_node.series = series.get(node.site, "noble")
+            lab_node.pocket = lab_node.lists = self.source
             for role in node.roles:
                 spec = ROLES.get(role)
                 if spec is None:
@@ -236,6 +253,8 @@ class World:
         return {
             "packages": {p: r.id for p, r in node.packages.items()},
             "units": {u.name: [u.code.id, u.active] for u in node.units.values()},
+            "pocket": node.pocket.id if node.pocket else None,
+            "lists": node.lists.id if node.lists else None,
         }
 
     def _databases_snapshot(self) -> list[list[Any]]:
@@ -265,6 +284,9 @@ class World:
         lab_node.packages = {p: find_release(r) for p, r in node["packages"].items()}
         for unit, (code, active) in node["units"].items():
             lab_node.units[unit] = Unit(unit, by_id[code], active)
+        for name in ("pocket", "lists"):
+            if node.get(name):
+                setattr(lab_node, name, by_id[node[name]])
 
     def _restore_databases(self, rows: list[list[Any]], by_id: dict[str, Release]) -> None:
         for site, svc, schema, expanded, migrated, online, previous in rows:

@@ -17,8 +17,8 @@ _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 # Values the plan gives every command besides the recipe's variables (core/plan.py values()).
 PLAN_VALUES = frozenset(
     {
-        "cloud", "from", "to", "service", "databases", "node", "site", "unit", "package",
-        "packages", "container", "kolla_tag",
+        "cloud", "from", "to", "to_pocket", "service", "databases", "node", "site", "unit",
+        "package", "packages", "container", "kolla_tag",
     }
 )  # fmt: skip
 

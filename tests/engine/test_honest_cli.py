@@ -14,8 +14,9 @@ from tests.cli_helpers import rollgate
 SMALL = Path(__file__).with_name("small.yaml")
 
 
-def with_override(tmp_path: Path, action: str, run: str) -> Path:
-    text = SMALL.read_text().replace("lab:", f"recipe:\n  actions:\n    {action}: {run!r}\nlab:", 1)
+def with_override(tmp_path: Path, action: str, run: str | None) -> Path:
+    value = "null" if run is None else repr(run)
+    text = SMALL.read_text().replace("lab:", f"recipe:\n  actions:\n    {action}: {value}\nlab:", 1)
     path = tmp_path / "inventory.yaml"
     path.write_text(text)
     return path
@@ -101,3 +102,24 @@ def test_the_plan_changed_refusal_is_computed_at_scale() -> None:
 
     said = _plan_differences(old, Shifted())  # type: ignore[arg-type]
     assert said == "1 steps added (first: s70000); 1 steps removed (first: s0)"
+
+
+@pytest.mark.integration
+def test_a_plan_that_never_switches_the_package_source_fails_in_the_lab(tmp_path: Path) -> None:
+    """The lab's apt finds nothing new until the source points at the target, so a plan
+    without `package-source` moves no package; the version checks fail the run and the
+    report names the nodes still on the old release, with their versions."""
+    inventory = with_override(tmp_path, "package-source", None)
+    journal = tmp_path / "j.jsonl"
+    out = rollgate(
+        tmp_path, "run", str(inventory), "--headless", "--auto-approve", "--lab-inprocess",
+        "--journal", str(journal),
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "which is 2025.1 (Epoxy), not the target 2025.2: the package did not move" in out.stdout
+    report = rollgate(tmp_path, "report", str(journal), "--format", "json")
+    import json
+
+    stale = {n["node"]: n.get("version") for n in json.loads(report.stdout)["not_upgraded"]}
+    still_old = [name for name, version in stale.items() if version and ":27." in version]
+    assert still_old, stale

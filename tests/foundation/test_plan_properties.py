@@ -253,3 +253,57 @@ def test_gates_sit_where_the_policy_asks(data: dict[str, Any]) -> None:
         assert canary_gates == []
     for stage in canary_gates:
         assert stage.kind == "batch" and stage.id.endswith("batch-1")
+
+
+@SETTINGS
+@given(inventories())
+def test_apt_nodes_point_at_the_target_first_and_every_install_is_verified(
+    data: dict[str, Any],
+) -> None:
+    """Before any package of a node moves, its source points at the target and its lists are
+    refreshed, once; right after each install every package is checked against the target;
+    installs never prompt (DEBIAN_FRONTEND on the command line, old conffiles kept)."""
+    plan = plan_of(data)
+    if plan.method != "apt":
+        return
+    steps = plan.steps
+    for node in {s.node for s in steps}:
+        mine = [s for s in steps if s.node == node]
+        installs = [i for i, s in enumerate(mine) if s.action == "upgrade-packages"]
+        sources = [i for i, s in enumerate(mine) if s.action in ("package-source", "apt-update")]
+        if not installs:
+            continue
+        assert len(sources) == 1 and sources[0] < installs[0]
+        source = mine[sources[0]]
+        assert source.command in (
+            f"add-apt-repository -y cloud-archive:{_codename_of(plan.target)} && apt-get update",
+            "apt-get update",
+        )
+        for i in installs:
+            install = mine[i]
+            assert install.command is not None
+            assert install.command.startswith("env DEBIAN_FRONTEND=noninteractive apt-get")
+            assert "--force-confold" in install.command and "--force-confdef" in install.command
+            versioned = [  # horizon releases on its own: no release to compare with
+                p for p in install.args["packages"] if p != "openstack-dashboard"
+            ]
+            if not versioned:
+                continue
+            assert mine[i + 1].action == "verify-version"  # right after the install
+            checked = mine[i + 1 : i + 1 + len(versioned)]
+            assert [s.action for s in checked] == ["verify-version"] * len(versioned)
+            assert {s.args["expect"] for s in checked} == {plan.target}
+
+
+def _codename_of(release_id: str) -> str:
+    from core.releases import find_release
+
+    return find_release(release_id).name
+
+
+def test_the_package_source_names_the_target_pocket() -> None:
+    from core.inventory import load_inventory
+
+    plan = build_plan(load_inventory("sample_inventory/lab-two-sites.yaml"))
+    sources = {s.command for s in plan.steps if s.action == "package-source"}
+    assert sources == {"add-apt-repository -y cloud-archive:gazpacho && apt-get update"}

@@ -81,6 +81,10 @@ async def test_the_plan_upgrades_every_node_over_ssh_and_http(tmp_path: Path) ->
         await lab.close()
 
 
+# point a node at the target (2025.2) and refresh its lists: packages move only after this
+SWITCH = "add-apt-repository -y cloud-archive:flamingo && apt-get update"
+
+
 async def run(lab: Lab, node: str, command: str) -> tuple[int, list[str]]:
     lines: list[str] = []
     status = await run_command(
@@ -91,7 +95,13 @@ async def run(lab: Lab, node: str, command: str) -> tuple[int, list[str]]:
 
 async def test_contracting_before_every_node_runs_new_code_fails(tmp_path: Path) -> None:
     lab = await Lab.start(lab_inventory(tmp_path), serve=False)
-    assert (await run(lab, "ctl1", "apt-get install --only-upgrade -y glance-api"))[0] == 0
+    assert (
+        await run(
+            lab,
+            "ctl1",
+            f"{SWITCH} && apt-get install --only-upgrade -y glance-api",
+        )
+    )[0] == 0
     assert (await run(lab, "ctl1", "glance-manage db expand"))[0] == 0
     assert (await run(lab, "ctl1", "glance-manage db migrate"))[0] == 0
     status, lines = await run(lab, "ctl1", "glance-manage db contract")
@@ -102,7 +112,11 @@ async def test_contracting_before_every_node_runs_new_code_fails(tmp_path: Path)
 
 async def test_new_code_on_an_old_schema_fails_to_start(tmp_path: Path) -> None:
     lab = await Lab.start(lab_inventory(tmp_path), serve=False)
-    await run(lab, "ctl1", "sudo -n apt-get install --only-upgrade -y nova-conductor")
+    await run(
+        lab,
+        "ctl1",
+        f"{SWITCH} && apt-get install --only-upgrade -y nova-conductor",
+    )
     status, lines = await run(lab, "ctl1", "systemctl restart nova-conductor")
     assert status == 1 and "schema is at 2025.1 but the code is 2025.2" in lines[-1]
     status, lines = await run(lab, "ctl1", "systemctl is-active nova-conductor")
@@ -118,7 +132,11 @@ async def test_new_conductor_refuses_computes_older_than_n_minus_2(tmp_path: Pat
             node.packages["nova-compute"] = find_release("2024.1")
     status, lines = await run(lab, "ctl1", "nova-status upgrade check")
     assert status == 2 and any("Failure" in line for line in lines)
-    await run(lab, "ctl1", "apt-get install --only-upgrade -y nova-conductor")
+    await run(
+        lab,
+        "ctl1",
+        f"{SWITCH} && apt-get install --only-upgrade -y nova-conductor",
+    )
     await run(lab, "ctl1", "nova-manage db sync")
     status, lines = await run(lab, "ctl1", "systemctl restart nova-conductor")
     assert status == 1 and "upgrade the computes first" in lines[-1]
@@ -128,7 +146,11 @@ async def test_cinder_sync_refuses_while_previous_migrations_are_pending(tmp_pat
     lab = await Lab.start(lab_inventory(tmp_path, faults=["cinder-pending:2"]), serve=False)
     status, lines = await run(lab, "ctl1", "cinder-status upgrade check")
     assert status == 2
-    await run(lab, "ctl1", "apt-get install --only-upgrade -y cinder-api cinder-scheduler")
+    await run(
+        lab,
+        "ctl1",
+        f"{SWITCH} && apt-get install --only-upgrade -y cinder-api cinder-scheduler",
+    )
     status, lines = await run(lab, "ctl1", "cinder-manage db sync")
     assert status == 1 and "online data migrations" in lines[-1]
     codes = [
@@ -221,16 +243,34 @@ async def test_a_lab_killed_mid_run_restarts_with_every_change_it_made(tmp_path:
     world = lab.world
     cmp1 = world.nodes["cmp1"]
     out = lambda *a: None  # noqa: E731
-    assert (
-        await run_command(world, cmp1, "apt-get install --only-upgrade -y nova-compute", out) == 0
-    )
+    assert await run_command(world, cmp1, SWITCH, out) == 0
+    install = "apt-get install --only-upgrade -y nova-compute"
+    assert await run_command(world, cmp1, install, out) == 0
     args = {"host": "cmp1", "binary": "nova-compute", "reason": "upgrading"}
     assert (await cloud_action(world, "one", "disable-compute", args, out)).exit_status == 0
     log = lab.state_dir / "world.log"
-    assert len(log.read_text().splitlines()) == 2  # two changes, two lines; no rewrite
+    assert len(log.read_text().splitlines()) == 4  # four commands, four lines; no rewrite
     # no close(): the driver was killed. A new lab restores what the old one had done.
     again = await Lab.start(inv, serve=False, restore=True)
     assert again.world.nodes["cmp1"].packages["nova-compute"] == world.target
     record = again.world.record("one", "cmp1", "nova-compute")
     assert record is not None and record.disabled_reason == "upgrading"
     assert again.world.nodes["cmp2"].packages["nova-compute"] == world.source
+
+
+async def test_an_install_finds_nothing_new_until_the_source_is_switched_and_refreshed(
+    tmp_path: Path,
+) -> None:
+    lab = await Lab.start(lab_inventory(tmp_path), serve=False)
+    install = "env DEBIAN_FRONTEND=noninteractive apt-get install --only-upgrade -y nova-compute"
+    status, lines = await run(lab, "cmp1", install)
+    assert status == 0 and "nova-compute is already the newest version" in lines[-1]
+    assert (await run(lab, "cmp1", "add-apt-repository -y cloud-archive:flamingo"))[0] == 0
+    status, lines = await run(lab, "cmp1", install)  # the lists do not know it yet
+    assert status == 0 and "already the newest version" in lines[-1]
+    assert (await run(lab, "cmp1", "apt-get update"))[0] == 0
+    status, lines = await run(lab, "cmp1", install)
+    assert status == 0 and lines[-1].startswith("Setting up nova-compute (3:32.")
+    # a pocket the node's series cannot carry is refused, as add-apt-repository refuses it
+    status, lines = await run(lab, "cmp2", "add-apt-repository -y cloud-archive:caracal")
+    assert status == 1 and "not a valid cloud archive on noble" in lines[-1]

@@ -55,8 +55,10 @@ def inventory_file(sshd: Sshd, user: str, become: bool, work: Path, counter: Pat
     actions = {
         "db-backup": f"{count}; echo backing up; sleep 2; echo backup finished",
         **{a: "true" for a in ("keystone:keys-backup", "status-check", "keystone:doctor",
-                               "upgrade-packages", "keystone:db-expand", "restart",
-                               "verify-running", "keystone:db-contract", "keystone:db-check")},
+                               "package-source", "upgrade-packages", "keystone:db-expand",
+                               "restart", "verify-running", "keystone:db-contract",
+                               "keystone:db-check")},
+        "verify-version": "echo 2:28.0.0-0ubuntu1",  # keystone 28: the target, 2025.2
     }  # fmt: skip
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
     path = work / "inventory.yaml"
