@@ -244,6 +244,7 @@ class _PhaseBuilder:
         self._current: list[Step] = []
         self._stage_meta: tuple[str, str, str, Gate | None] | None = None
         self.upgraded: set[tuple[str, str]] = set()  # (node, service) already upgraded
+        self.blocked: dict[str, tuple[Node, str]] = {}  # nodes whose restarts are blocked
         self.recipe = plan.recipe_for(site)
 
     # stage management
@@ -346,6 +347,9 @@ class _PhaseBuilder:
             self.ctx.sourced.add(node.name)
             pocket = self.ctx.values(node, role, {}).get("to_pocket")
             self.add("apt-update" if pocket == "archive" else "package-source", node, role)
+        if node.name not in self.blocked:  # installs must not restart anything this phase
+            self.blocked[node.name] = (node, role)
+            self.add("block-restarts", node, role)
         packages = sorted({ROLES[r].package for r in roles})
         services = sorted({ROLES[r].service for r in roles})
         self.add(
@@ -371,6 +375,10 @@ class _PhaseBuilder:
                 )
 
     def build(self, title: str) -> Phase | None:
+        if self.blocked:  # the phase restarted every service itself: allow restarts again
+            self.stage("allow-restarts", "let packages restart services again", "post")
+            for node, role in self.blocked.values():
+                self.add("allow-restarts", node, role)
         self.flush()
         if not self.stages:
             return None
@@ -561,6 +569,8 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             host=node.name,
             binary="nova-compute",
         )
+    if b.blocked.pop(node.name, None) is not None:  # its own services restarted: unblock now
+        b.add("allow-restarts", node, main_role)
 
 
 def _compute(b: _PhaseBuilder) -> None:

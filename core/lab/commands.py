@@ -24,10 +24,11 @@ MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
 class Shell:
     """One command on one lab node."""
 
-    def __init__(self, world: World, node: LabNode, out: Out):
+    def __init__(self, world: World, node: LabNode, out: Out, env: dict[str, str] | None = None):
         self.world = world
         self.node = node
         self.out = out
+        self.env = env or {}  # VAR=value given with `env` on the command line
 
     def say(self, line: str) -> None:
         self.out("stdout", line)
@@ -84,10 +85,26 @@ async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out
         argv = argv[1:]
         while argv and argv[0].startswith("-"):
             argv = argv[1:]
+    env: dict[str, str] = {}
     if argv and argv[0] == "env":  # env VAR=value ... COMMAND
         argv = argv[1:]
         while argv and "=" in argv[0] and not argv[0].startswith("-"):
+            name, _, value = argv[0].partition("=")
+            env[name] = value
             argv = argv[1:]
+    if ">" in argv[:-1]:  # COMMAND > FILE: what it prints becomes the file
+        at = argv.index(">")
+        path, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+        written: list[str] = []
+        status = await _simple_command(
+            world,
+            node,
+            argv,
+            lambda stream, line: written.append(line) if stream == "stdout" else out(stream, line),
+        )
+        node.files[path] = "\n".join(written) + "\n"
+        world.save(node)
+        return status
     if not argv:
         return 0
     if argv[:2] == ["sh", "-c"] and argv[3:4] == ["rollgate-job"]:  # the remote-job wrapper
@@ -98,16 +115,18 @@ async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out
     world.running += 1
     world.peak_running = max(world.peak_running, world.running)
     try:
-        return await _interpret(world, node, argv, out)
+        return await _interpret(world, node, argv, out, env)
     finally:
         world.running -= 1
         world.save(node)  # a real cloud remembers what a command did, whatever the console does
 
 
-async def _interpret(world: World, node: LabNode, argv: list[str], out: Out) -> int:
+async def _interpret(
+    world: World, node: LabNode, argv: list[str], out: Out, env: dict[str, str] | None = None
+) -> int:
     text = " ".join(argv)
     fault = world.faults.for_command(node.name, text)
-    shell = Shell(world, node, out)
+    shell = Shell(world, node, out, env)
     if fault is not None:
         if fault.kind == "hang":
             out("stdout", f"{argv[0]}: waiting for a lock held by another process ...")
@@ -181,6 +200,33 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
             f"({package_version(service, old)}) ..."
         )
         sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
+        # debhelper's postinst restarts the package's units unless policy-rc.d forbids it;
+        # needrestart restarts them anyway unless suspended (it calls systemctl itself)
+        if not node.restarts_blocked or sh.env.get("NEEDRESTART_SUSPEND") != "1":
+            for unit in sorted(
+                {ROLES[r].unit for r in node.roles if r in ROLES and ROLES[r].package == package}
+            ):
+                if await _systemctl(sh, ["systemctl", "restart", unit]) != 0:
+                    sh.err(
+                        f"dpkg: error processing package {package} (--configure): installed "
+                        f"{package} package post-installation script subprocess returned "
+                        "error exit status 1"
+                    )
+                    sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
+                    return 100
+    return 0
+
+
+async def _printf(sh: Shell, argv: list[str]) -> int:
+    text = (argv[1] if len(argv) > 1 else "").replace("\\n", "\n")
+    for line in text.rstrip("\n").split("\n"):
+        sh.say(line)
+    return 0
+
+
+async def _rm(sh: Shell, argv: list[str]) -> int:
+    for path in (a for a in argv[1:] if not a.startswith("-")):
+        sh.node.files.pop(path, None)
     return 0
 
 
@@ -578,6 +624,9 @@ async def _docker(sh: Shell, argv: list[str]) -> int:
 
 _COMMANDS: dict[str, Handler] = {
     "docker": _docker,
+    "printf": _printf,
+    "rm": _rm,
+    "chmod": lambda sh, argv: _zero(),
     "add-apt-repository": _add_apt_repository,
     "apt-get": _apt_get,
     "dpkg-query": _dpkg_query,

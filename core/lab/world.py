@@ -60,6 +60,12 @@ class LabNode:
     series: str = "noble"  # the Ubuntu series: which Cloud Archive pockets it can enable
     pocket: Release | None = None  # the OpenStack release its package sources point at
     lists: Release | None = None  # what its package lists knew at the last `apt-get update`
+    files: dict[str, str] = field(default_factory=dict)  # files a command wrote (policy-rc.d)
+
+    @property
+    def restarts_blocked(self) -> bool:
+        """/usr/sbin/policy-rc.d forbids package scripts to restart services (exit 101)."""
+        return "exit 101" in self.files.get("/usr/sbin/policy-rc.d", "")
 
 
 @dataclass
@@ -255,6 +261,7 @@ class World:
             "units": {u.name: [u.code.id, u.active] for u in node.units.values()},
             "pocket": node.pocket.id if node.pocket else None,
             "lists": node.lists.id if node.lists else None,
+            "files": dict(node.files),
         }
 
     def _databases_snapshot(self) -> list[list[Any]]:
@@ -287,6 +294,7 @@ class World:
         for name in ("pocket", "lists"):
             if node.get(name):
                 setattr(lab_node, name, by_id[node[name]])
+        lab_node.files = dict(node.get("files", {}))
 
     def _restore_databases(self, rows: list[list[Any]], by_id: dict[str, Release]) -> None:
         for site, svc, schema, expanded, migrated, online, previous in rows:

@@ -282,7 +282,16 @@ def test_apt_nodes_point_at_the_target_first_and_every_install_is_verified(
         for i in installs:
             install = mine[i]
             assert install.command is not None
-            assert install.command.startswith("env DEBIAN_FRONTEND=noninteractive apt-get")
+            assert install.command.startswith(
+                "env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get"
+            )
+            # in its phase: restarts blocked before the install, allowed after the last restart
+            phase = [s for s in mine if s.id.split("/")[:2] == install.id.split("/")[:2]]
+            at = phase.index(install)
+            actions = [s.action for s in phase]
+            assert "block-restarts" in actions[:at]
+            restarts = [j for j, a in enumerate(actions) if a == "restart"]
+            assert "allow-restarts" in actions[max([at, *restarts]) :]
             assert "--force-confold" in install.command and "--force-confdef" in install.command
             versioned = [  # horizon releases on its own: no release to compare with
                 p for p in install.args["packages"] if p != "openstack-dashboard"
