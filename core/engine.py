@@ -22,6 +22,7 @@ from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
+from core.recipes import fill_runtime
 from core.releases import release_for_major
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
@@ -483,6 +484,12 @@ class Engine:
                 ev.OperatorNote, operator="rollgate", text=f"job directories not removed: {exc}"
             )
 
+    def _runtime(self, command: str | None) -> str | None:
+        """A command with the values only the run knows: its id (backup names)."""
+        if command is None or "{{" not in command:
+            return command
+        return fill_runtime(command, {"run_id": self.options.run_id})
+
     def _jobs_dir(self) -> str:
         return run_dir(self.options.job_root, self.options.run_id)
 
@@ -786,9 +793,8 @@ class Engine:
             await self._plan_gate(step.gate)
             await self._wait_runnable(step)
         attempt = self.state.steps[step.id].attempts + 1
-        self.emit(
-            ev.StepStarted, step=step.id, node=step.node, attempt=attempt, command=step.command
-        )
+        command = self._runtime(step.command)
+        self.emit(ev.StepStarted, step=step.id, node=step.node, attempt=attempt, command=command)
         await self._commit()
         started = self.monotonic()
         task = asyncio.create_task(self._execute(step, attempt))
@@ -936,7 +942,8 @@ class Engine:
             )
         assert step.command is not None
         local = step.executor == "local"
-        command = self.options.secrets.fill(step.command)  # the only copy with the values
+        # the only copy with the secrets' values in it
+        command = self.options.secrets.fill(self._runtime(step.command) or "")
         return await self.executor.run(
             node, command, on_output=collect, timeout=timeout, local=local, job=job
         )

@@ -419,6 +419,15 @@ class _PlanContext:
         self._site_recipes[site.name] = recipe
         return recipe
 
+    def db_host(self, node: Node) -> str:
+        """The database the node's services use: a `database` node at its site, else at the
+        identity site, else the node itself (a database on the controller)."""
+        for site_name in (node.site, self.inventory.identity_site):
+            found = self.inventory.site(site_name).with_role("database")
+            if found:
+                return found[0].address
+        return "localhost"
+
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = ROLES[role].service
         variables = self.recipe_for(self.inventory.site(node.site)).variables
@@ -430,6 +439,7 @@ class _PlanContext:
             "from": self.inventory.upgrade.source.id,
             "to": target.id,
             "to_pocket": package_source(target, series) or f"no-pocket-for-{target.name}",
+            "db_host": self.db_host(node),
             "service": service,
             "databases": self.recipe.databases.get(service, [service]),
             "node": node.name,

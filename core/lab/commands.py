@@ -590,13 +590,47 @@ async def _mysqldump(sh: Shell, argv: list[str]) -> int:
     await sh.pause("backup")
     target = next((a.split("=", 1)[1] for a in argv if a.startswith("--result-file=")), None)
     names = argv[argv.index("--databases") + 1 :] if "--databases" in argv else ["all"]
+    if target is not None:
+        folder = target.rsplit("/", 1)[0]
+        if folder not in sh.node.files:
+            sh.err(f"mysqldump: Can't create/write to file '{target}' (Errcode: 2 - No such file)")
+            return 2
+        sh.node.files[target] = f"-- MySQL dump of {' '.join(names)}\n"
     sh.err(f"-- dump of {' '.join(names)} written to {target or 'stdout'}")
     return 0
 
 
 async def _tar(sh: Shell, argv: list[str]) -> int:
     await sh.pause("quick")
+    archive = next(
+        (argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("-") and a.endswith("f")),
+        None,
+    )
+    if archive is not None:
+        sh.node.files[archive] = "tar archive\n"
     return 0
+
+
+async def _install(sh: Shell, argv: list[str]) -> int:
+    """`install -d [-m MODE] DIR...`: the directories exist afterwards."""
+    if "-d" not in argv:
+        sh.err("install: the lab knows install -d only")
+        return 1
+    words = iter(argv[1:])
+    for word in words:
+        if word == "-m":
+            next(words, None)
+        elif not word.startswith("-"):
+            sh.node.files[word] = ""  # a directory
+    return 0
+
+
+async def _test(sh: Shell, argv: list[str]) -> int:
+    """`test -s FILE`: the file exists and is not empty."""
+    if argv[1:2] == ["-s"] and len(argv) == 3:
+        return 0 if sh.node.files.get(argv[2]) else 1
+    sh.err("test: the lab knows test -s FILE only")
+    return 2
 
 
 async def _docker(sh: Shell, argv: list[str]) -> int:
@@ -625,6 +659,8 @@ async def _docker(sh: Shell, argv: list[str]) -> int:
 _COMMANDS: dict[str, Handler] = {
     "docker": _docker,
     "printf": _printf,
+    "install": _install,
+    "test": _test,
     "rm": _rm,
     "chmod": lambda sh, argv: _zero(),
     "add-apt-repository": _add_apt_repository,

@@ -14,11 +14,15 @@ OUTCOMES = ("ok", "warning", "failed", "repeat")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 
 
+# Values only the run knows, filled in by the engine when a step starts (the plan keeps the
+# placeholder, so the same inventory still gives the same plan).
+RUNTIME_VALUES = frozenset({"run_id"})
+
 # Values the plan gives every command besides the recipe's variables (core/plan.py values()).
 PLAN_VALUES = frozenset(
     {
         "cloud", "from", "to", "to_pocket", "service", "databases", "node", "site", "unit",
-        "package", "packages", "container", "kolla_tag",
+        "package", "packages", "container", "kolla_tag", "db_host", *RUNTIME_VALUES,
     }
 )  # fmt: skip
 
@@ -107,6 +111,8 @@ def render(template: str, values: dict[str, Any]) -> str:
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name in RUNTIME_VALUES:
+            return match.group(0)  # filled by the engine: fill_runtime()
         if name not in values:
             raise RecipeError(f"no value for {{{{{name}}}}} in {template!r}")
         value = values[name]
@@ -117,6 +123,14 @@ def render(template: str, values: dict[str, Any]) -> str:
         return shlex.quote(str(value))
 
     return _PLACEHOLDER.sub(fill, template)
+
+
+def fill_runtime(command: str, values: dict[str, str]) -> str:
+    """A step's command with the values only the run knows (RUNTIME_VALUES), quoted."""
+    return _PLACEHOLDER.sub(
+        lambda m: shlex.quote(values[m.group(1)]) if m.group(1) in values else m.group(0),
+        command,
+    )
 
 
 def render_title(template: str, values: dict[str, Any]) -> str:

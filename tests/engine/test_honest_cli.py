@@ -33,9 +33,14 @@ def test_a_dry_run_is_recorded_as_one_and_prints_every_step_unwrapped(tmp_path: 
     plan = build_plan(load_inventory(SMALL))
     would = [line for line in out.stdout.splitlines() if line.startswith("would run ")]
     assert len(would) == len(plan.steps)
+    from core.journal import read_journal
+    from core.recipes import fill_runtime
+
+    run_id = read_journal(journal).header["run_id"]
     for step in plan.steps:  # each on one line, whole: nothing wrapped
         if step.command is not None:
-            assert any(line.endswith(f": {step.command}") for line in would), step.id
+            command = fill_runtime(step.command, {"run_id": run_id})
+            assert any(line.endswith(f": {command}") for line in would), step.id
     api = [line for line in would if line.startswith("would run API call ")]
     assert len(api) == sum(1 for s in plan.steps if s.executor == "cloud") > 0
     assert [r.state for r in list_runs_in(tmp_path)] == ["dry-run, complete"]

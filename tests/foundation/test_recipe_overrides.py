@@ -32,7 +32,8 @@ def test_cloud_and_site_overrides_change_the_commands() -> None:
     backups = [s for s in plan.steps if s.action == "db-backup"]
     assert [s.site for s in backups] == ["hub"]  # site one backs up outside Rollgate
     words = shlex.split(backups[0].command)  # the space is quoted, not a word break
-    assert "--result-file=/srv/my backups/ov-keystone-2025.1.sql" in words
+    assert "--result-file=/srv/my backups/ov-keystone-2025.1-{{run_id}}.sql" in words
+    assert words[:5] == ["install", "-d", "-m", "0700", "/srv/my backups"]
     online = next(s for s in plan.steps if s.action == "online-migrations" and s.service == "nova")
     assert online.command == "nova-manage db online_data_migrations --max-count 50"
     assert online.exit_codes == {0: "ok", 1: "repeat", 2: "failed"}  # meaning kept
