@@ -120,12 +120,28 @@ class CloudAdapter:
             if action == "list-computes":
                 out("info", f"{len(services)} {binary} service(s) on {host}")
                 return CommandResult(0)
+            found_reason = service.disabled_reason or ""
+            by_operator = service.status == "disabled" and not found_reason.startswith("rollgate")
             if action == "disable-compute":
+                if by_operator:  # an operator fenced it before the run: keep their reason
+                    out(
+                        "info",
+                        f"{binary} on {host} was already disabled by an operator "
+                        f"({found_reason or 'no reason'}); it stays disabled after the upgrade",
+                    )
+                    return CommandResult(0)
                 reason = args.get("reason") or f"rollgate run {self.run_id}"
                 compute.disable_service(service, host=host, binary=binary, disabled_reason=reason)
                 out("info", f"{binary} on {host} disabled: {reason}")
                 return CommandResult(0)
             if action == "enable-compute":
+                if by_operator:
+                    out(
+                        "info",
+                        f"{binary} on {host} left disabled, as the run found it "
+                        f"({found_reason or 'no reason'})",
+                    )
+                    return CommandResult(0)
                 compute.enable_service(service, host=host, binary=binary)
                 out("info", f"{binary} on {host} enabled")
                 return CommandResult(0)

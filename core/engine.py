@@ -851,8 +851,10 @@ class Engine:
         node = self.state.nodes[step.node]
         if step.action == "disable-compute":
             self.emit(ev.NodeStatus, node=step.node, disabled=True)
-        elif step.action == "enable-compute":
-            self.emit(ev.NodeStatus, node=step.node, disabled=False)
+        elif step.action == "enable-compute":  # unless an operator had fenced it before
+            tail = self.state.steps[step.id].tail
+            kept = bool(tail) and "left disabled, as the run found it" in tail[-1]
+            self.emit(ev.NodeStatus, node=step.node, disabled=kept)
         elif step.action == "verify-version":
             tail = self.state.steps[step.id].tail
             if tail:

@@ -46,10 +46,24 @@ async def _cloud_action(
     if action in ("disable-service", "enable-service"):
         action = "disable-compute" if action == "disable-service" else "enable-compute"
     if action == "disable-compute":
-        record.disabled_reason = args.get("reason") or "disabled by rollgate"
+        if record.disabled_reason and not record.disabled_reason.startswith("rollgate"):
+            out(
+                "info",
+                f"{record.binary} on {record.host} was already disabled by an operator "
+                f"({record.disabled_reason}); it stays disabled after the upgrade",
+            )
+            return CommandResult(0)
+        record.disabled_reason = args.get("reason") or "rollgate: upgrading"
         out("info", f"{record.binary} on {record.host} disabled: {record.disabled_reason}")
         return CommandResult(0)
     if action == "enable-compute":
+        if record.disabled_reason and not record.disabled_reason.startswith("rollgate"):
+            out(
+                "info",
+                f"{record.binary} on {record.host} left disabled, as the run found it "
+                f"({record.disabled_reason})",
+            )
+            return CommandResult(0)
         record.disabled_reason = None
         out("info", f"{record.binary} on {record.host} enabled")
         return CommandResult(0)

@@ -60,7 +60,9 @@ class LabJobs:
             return 0
         if verb == "kill":
             job = self.jobs.get(where)
-            if job is not None and not job.ended and job.task is not None:
+            if job is None:  # not started yet: take its place, so a late start starts nothing
+                self.jobs[where] = LabJob("", killed=True)
+            elif not job.ended and job.task is not None:
                 job.killed = True
                 job.task.cancel()
                 job.notify()

@@ -10,7 +10,8 @@ The contract (docs/remote-jobs.md): `sh -c WRAPPER rollgate-job VERB JOBDIR [ARG
                       rebooted or the job was killed) or `unknown` (no such job directory)
   kill GRACE          TERM to the job's process group, KILL after GRACE seconds; prints
                       `terminated` once no process of the group is left (zombies aside), or
-                      `alive` when some still run
+                      `alive` when some still run (or it cannot tell). A job not started yet
+                      is cancelled: kill takes its directory, so a late `start` starts nothing
   clean               remove JOBDIR (a run's directory of jobs)
 The node needs a POSIX sh, setsid (util-linux), GNU tail (--pid) and ps (procps): every
 Ubuntu and Debian server has them.
@@ -83,7 +84,15 @@ status)
   elif [ -f "$d/status" ]; then echo "exit $(cat "$d/status")"
   else echo lost; fi ;;
 kill)
-  p=$(pid_of) || { echo terminated; exit 0; }
+  umask 077
+  mkdir -p -- "${d%/*}" || exit 97
+  if mkdir -- "$d" 2>/dev/null; then  # never started; and now a late start finds it taken
+    : > "$d/cancelled"; echo terminated; exit 0
+  fi
+  i=0  # started, or starting: its pid is written within moments
+  while [ ! -s "$d/pid" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
+  p=$(pid_of) || { echo alive; exit 0; }
+  [ -n "$p" ] || { echo alive; exit 0; }
   kill -TERM "-$p" 2>/dev/null
   i=0
   while group_alive "$p" && [ $i -lt $(($1 * 10)) ]; do sleep 0.1; i=$((i + 1)); done

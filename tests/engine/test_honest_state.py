@@ -315,3 +315,27 @@ async def test_after_a_crash_gate_summaries_count_no_failure_that_did_not_happen
         await second.lab.close()
     assert "1 interrupted, 0 failed" in summaries[0]
     assert all("0 failed" in s for s in summaries if s.startswith("done so far"))
+
+
+async def test_a_compute_an_operator_disabled_before_the_run_stays_disabled() -> None:
+    h = await make()
+    record = h.lab.world.record("one", "one-cmp3", "nova-compute")
+    assert record is not None
+    record.disabled_reason = "RMA ticket 42: failing DIMM"
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+    finally:
+        await h.lab.close()
+    assert record.disabled_reason == "RMA ticket 42: failing DIMM"  # kept, reason and all
+    assert h.engine.state.nodes["one-cmp3"].disabled is True
+    others = [h.lab.world.record("one", f"one-cmp{i}", "nova-compute") for i in (1, 2, 4, 5)]
+    assert all(r is not None and r.disabled_reason is None for r in others)
+    said = [
+        line
+        for e in h.events(ev.StepOutput)
+        if "one-cmp3" in e.step and "enable-compute" in e.step
+        for line in e.lines
+    ]
+    assert said == [
+        "nova-compute on one-cmp3 left disabled, as the run found it (RMA ticket 42: failing DIMM)"
+    ]

@@ -212,13 +212,38 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
             if processes_with(token):
                 break
             await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01 * (uuid.uuid4().int % 5))  # early or late in the start
         running.cancel()  # what the engine does on abort
         result = await running
         assert result.interrupted and result.terminated is True, result
         assert result.error == (
             "aborted by the operator; the command was terminated (checked: nothing of it is left)"
         )
+        # the abort may land while the wrapper's `start` still runs (its arguments carry the
+        # token too): that short script ends by itself; the command must never start or stay
+        for _ in range(100):
+            if not processes_with(token):
+                break
+            await asyncio.sleep(0.02)
         assert processes_with(token) == []
     finally:
         await ssh.clean_jobs(jobs)
+        await ssh.close()
+
+
+async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
+    """kill before start: the job's directory is taken, so the late start starts nothing."""
+    from core.transports.remote_job import wrapper_command
+
+    node = node_for(sshd, "root", False)
+    token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
+    job = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}/race-1"
+    ssh = SshExecutor()
+    try:
+        assert (await ssh._exec(node, wrapper_command("kill", job, 1)))[1].strip() == "terminated"
+        said = (await ssh._exec(node, wrapper_command("start", job, f"sleep 1000 # {token}")))[1]
+        assert said.strip() == "attached"  # found taken: nothing started
+        assert processes_with(token) == []
+    finally:
+        await ssh.clean_jobs(job.rsplit("/", 1)[0])
         await ssh.close()
