@@ -132,8 +132,19 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         if start and end:
             span = sites.setdefault(phase.site, [start, end])
             span[0], span[1] = min(span[0], start), max(span[1], end)
+    by_id = {step.id: step for step in plan.steps}
+
+    def named(step_id: str | None) -> dict[str, Any]:
+        """A step as a person reads it (its title and node), with its id for tools."""
+        step = by_id.get(step_id or "")
+        return {
+            "step": step_id,
+            "title": step.title if step else step_id,
+            "node": step.node if step else None,
+        }
+
     skips = [
-        {"step": e.step, "reason": e.error.removeprefix("skipped: ")}
+        {**named(e.step), "reason": redact(e.error.removeprefix("skipped: "))}
         for e in events
         if isinstance(e, ev.StepFinished) and e.outcome == "skipped"
     ]
@@ -161,8 +172,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "nodes": {name: node.status for name, node in state.nodes.items()},
         "failures": [
             {
-                "step": s.id,
-                "node": s.node,
+                **named(s.id),
                 "outcome": s.status,
                 "error": redact(s.error),
                 "last_output": [redact(line) for line in list(s.tail)[-5:]],
@@ -185,13 +195,13 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "deviations": {
             "skips": skips,
             "retries": [
-                {"step": s.id, "attempts": s.attempts}
+                {**named(s.id), "attempts": s.attempts}
                 for s in state.steps.values()
                 if s.attempts > 1
             ],
             "interrupted_decisions": [
                 {
-                    "step": g.step,
+                    **named(g.step),
                     "decision": g.decision,
                     "operator": g.operator,
                     "comment": g.comment,
@@ -265,16 +275,18 @@ def to_markdown(r: dict[str, Any]) -> str:
     ]
     lines += ["", "## Failures", ""]
     lines += [
-        f"- `{f['step']}` on {f['node']}: {f['outcome']} — {f['error']}\n"
+        f"- {f['title']} on {f['node']}: {f['outcome']} — {f['error']}\n"
         + "".join(f"    - `{o}`\n" for o in f["last_output"])
         for f in r["failures"]
     ] or ["None."]
     d = r["deviations"]
     lines += ["", "## Deviations", ""]
-    lines += [f"- skipped `{s['step']}`: {s['reason']}" for s in d["skips"]]
-    lines += [f"- retried `{x['step']}` ({x['attempts']} attempts)" for x in d["retries"]]
+    lines += [f"- skipped {s['title']} on {s['node']}: {s['reason']}" for s in d["skips"]]
     lines += [
-        f"- interrupted `{x['step']}`: {x['decision']} by {x['operator']}"
+        f"- retried {x['title']} on {x['node']} ({x['attempts']} attempts)" for x in d["retries"]
+    ]
+    lines += [
+        f"- interrupted {x['title']} on {x['node']}: {x['decision']} by {x['operator']}"
         for x in d["interrupted_decisions"]
     ]
     lines += [f"- {d['auto_approved']} gates approved automatically (--auto-approve)"]

@@ -110,10 +110,14 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
     ]
     assert {
         "step": "two/image/post/two-ctl1/glance.db-contract",
+        "title": "glance-manage db contract",
+        "node": "two-ctl1",
         "reason": "contract on Monday",
     } in report["deviations"]["skips"]
     assert {
         "step": "one/image/glance-api@one-ctl1/one-ctl1/glance.db-expand",
+        "title": "glance-manage db expand",
+        "node": "one-ctl1",
         "attempts": 2,
     } in report["deviations"]["retries"]
     decided = [(g["decision"], g["operator"], g["comment"]) for g in report["gates"]]
@@ -122,5 +126,6 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
     assert json.loads(json.dumps(report)) == report
     out = rollgate(tmp_path, "report", str(journal), "--format", "md")
     assert out.returncode == 0 and "| Image (glance) | two | ok with deviations |" in out.stdout
-    assert "skipped `two/image/post/two-ctl1/glance.db-contract`: contract on Monday" in out.stdout
+    assert "skipped glance-manage db contract on two-ctl1: contract on Monday" in out.stdout
+    assert "two/image/post" not in out.stdout.split("## Deviations")[1]  # titles, not ids
     assert redact("mysql --password=hunter2 ok") == "mysql --password=******** ok"

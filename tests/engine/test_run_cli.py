@@ -282,3 +282,35 @@ def test_sigterm_and_sighup_pause_after_running_steps_and_say_who(
     assert events[-1].outcome == "paused"  # type: ignore[attr-defined]
     decided = [e.operator for e in events if isinstance(e, ev.GateDecided)]
     assert all(decided)  # every decision names who took it
+
+
+@pytest.mark.integration
+def test_runs_keeps_run_ids_whole_when_piped_and_at_80_columns(tmp_path: Path) -> None:
+    from tests.sample_run import SHIPPED
+
+    run_dir = tmp_path / "runs" / "20261128-220000-a-cloud-with-a-rather-long-name"
+    run_dir.mkdir(parents=True)
+    (run_dir / "journal.jsonl").write_bytes(SHIPPED.read_bytes())
+    piped = rollgate(tmp_path, "runs")
+    assert piped.stdout.splitlines()[0].startswith(f"{run_dir.name}  lab-two-sites  ")
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "80", "LINES": "24"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from tui.cli import main; main()", "runs"],
+        env=env, stdin=slave, stdout=slave, stderr=subprocess.PIPE, timeout=60,
+    )  # fmt: skip
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert run_dir.name in shown.decode(errors="replace")  # on one line, whole
