@@ -11,7 +11,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from core.executor import CommandResult, OutputCallback, TransportError
+from core.executor import (
+    LEFT_AS_FOUND,
+    CommandResult,
+    OutputCallback,
+    TransportError,
+    fenced_by_operator,
+)
 from core.inventory import Site
 
 API_TIMEOUT = 60.0  # seconds per API call, unless the inventory says (openstack.timeout)
@@ -121,7 +127,7 @@ class CloudAdapter:
                 out("info", f"{len(services)} {binary} service(s) on {host}")
                 return CommandResult(0)
             found_reason = service.disabled_reason or ""
-            by_operator = service.status == "disabled" and not found_reason.startswith("rollgate")
+            by_operator = fenced_by_operator(service.status == "disabled", found_reason)
             if action == "disable-compute":
                 if by_operator:  # an operator fenced it before the run: keep their reason
                     out(
@@ -138,8 +144,7 @@ class CloudAdapter:
                 if by_operator:
                     out(
                         "info",
-                        f"{binary} on {host} left disabled, as the run found it "
-                        f"({found_reason or 'no reason'})",
+                        f"{binary} on {host} {LEFT_AS_FOUND} ({found_reason or 'no reason'})",
                     )
                     return CommandResult(0)
                 compute.enable_service(service, host=host, binary=binary)

@@ -18,7 +18,7 @@ from itertools import groupby
 from typing import Any
 
 from core import events as ev
-from core.executor import CommandResult, Executor, TransportError
+from core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
@@ -138,6 +138,7 @@ class Engine:
         self._unstoppable = False  # a command that could not be verified stopped
         self._running: set[asyncio.Task[Any]] = set()
         self._buffers: dict[tuple[str, str], list[str]] = {}
+        self._printed: dict[str, str] = {}  # step -> its last line of standard output
         self._stage_kind = {st.id: st.kind for p in plan.phases for st in p.stages}
         self._plan_steps = {s.id: s for s in plan.steps}
         # the failure budget spent so far, per phase: data-plane steps left failed
@@ -320,8 +321,6 @@ class Engine:
         self._halt("aborted")
         for task in list(self._running):
             task.cancel()
-
-    _abort = abort  # the name the console and headless views used
 
     @property
     def stopping(self) -> str | None:
@@ -826,10 +825,6 @@ class Engine:
             duration=round(self.monotonic() - started, 3),
         )
         self._after_step(step, outcome)
-        if step.action == "verify-version" and outcome not in STEP_OK and "expect" in step.args:
-            found = re.match(r"\S+ runs \S+ (\S+), which is", error)
-            if found:  # the version it still has, for the node's record and the report
-                self.emit(ev.NodeStatus, node=step.node, version=found.group(1))
         if self._stop:
             raise _Abort
         return outcome
@@ -846,6 +841,10 @@ class Engine:
         )
 
     def _after_step(self, step: Step, outcome: str) -> None:
+        """What a finished step tells about its node: fenced, version, reachable."""
+        printed = self._printed.pop(step.id, "")  # its last line of standard output
+        if step.action == "verify-version" and printed and outcome not in STEP_OK:
+            self.emit(ev.NodeStatus, node=step.node, version=printed)  # still the old one
         if outcome not in STEP_OK:
             return
         node = self.state.nodes[step.node]
@@ -853,12 +852,10 @@ class Engine:
             self.emit(ev.NodeStatus, node=step.node, disabled=True)
         elif step.action == "enable-compute":  # unless an operator had fenced it before
             tail = self.state.steps[step.id].tail
-            kept = bool(tail) and "left disabled, as the run found it" in tail[-1]
+            kept = bool(tail) and LEFT_AS_FOUND in tail[-1]
             self.emit(ev.NodeStatus, node=step.node, disabled=kept)
-        elif step.action == "verify-version":
-            tail = self.state.steps[step.id].tail
-            if tail:
-                self.emit(ev.NodeStatus, node=step.node, version=tail[-1], reachable=True)
+        elif step.action == "verify-version" and printed:
+            self.emit(ev.NodeStatus, node=step.node, version=printed, reachable=True)
         elif step.executor == "ssh" and node.reachable is False:
             self.emit(ev.NodeStatus, node=step.node, reachable=True)  # it answered again
 
@@ -879,11 +876,10 @@ class Engine:
         delay = self.options.backoff
         runs = 0
         into_buffer = self._on_output(step)
-        said: list[str] = []  # the last line it printed: what a check compares
 
         def collect(stream: str, line: str) -> None:
-            if stream == "stdout":
-                said[:] = [line]
+            if stream == "stdout":  # the last line it printed: what checks compare
+                self._printed[step.id] = line
             into_buffer(stream, line)
 
         while True:
@@ -925,7 +921,7 @@ class Engine:
                 else (result.error or f"exit status {result.exit_status}")
             )
             if outcome == "ok" and "expect" in step.args and not self.options.dry_run:
-                wrong = _wrong_release(step, said[-1] if said else "")
+                wrong = _wrong_release(step, self._printed.get(step.id, ""))
                 if wrong:
                     return "failed", result.exit_status, wrong
             return outcome, result.exit_status, error

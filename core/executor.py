@@ -30,6 +30,16 @@ class CommandResult:
     interrupted: bool = False  # the engine cancelled the command (abort)
 
 
+# What enable-compute says when it leaves a host disabled as the run found it (an operator
+# fenced it before, with a reason of their own); the engine keeps the node marked fenced.
+LEFT_AS_FOUND = "left disabled, as the run found it"
+
+
+def fenced_by_operator(disabled: bool, reason: str | None) -> bool:
+    """A service disabled before the run by someone else: Rollgate's reasons start "rollgate"."""
+    return disabled and not (reason or "").startswith("rollgate")
+
+
 class TransportError(Exception):
     """A connection-level failure (unreachable, refused, reset, lost, auth, host key).
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core.executor import CommandResult, OutputCallback
+from core.executor import LEFT_AS_FOUND, CommandResult, OutputCallback, fenced_by_operator
 from core.lab.world import World
 
 
@@ -45,27 +45,22 @@ async def _cloud_action(
         return CommandResult(0)
     if action in ("disable-service", "enable-service"):
         action = "disable-compute" if action == "disable-service" else "enable-compute"
+    kept = fenced_by_operator(record.disabled_reason is not None, record.disabled_reason)
+    name = f"{record.binary} on {record.host}"
     if action == "disable-compute":
-        if record.disabled_reason and not record.disabled_reason.startswith("rollgate"):
-            out(
-                "info",
-                f"{record.binary} on {record.host} was already disabled by an operator "
-                f"({record.disabled_reason}); it stays disabled after the upgrade",
-            )
+        if kept:
+            out("info", f"{name} was already disabled by an operator ({record.disabled_reason}); "
+                "it stays disabled after the upgrade")  # fmt: skip
             return CommandResult(0)
         record.disabled_reason = args.get("reason") or "rollgate: upgrading"
-        out("info", f"{record.binary} on {record.host} disabled: {record.disabled_reason}")
+        out("info", f"{name} disabled: {record.disabled_reason}")
         return CommandResult(0)
     if action == "enable-compute":
-        if record.disabled_reason and not record.disabled_reason.startswith("rollgate"):
-            out(
-                "info",
-                f"{record.binary} on {record.host} left disabled, as the run found it "
-                f"({record.disabled_reason})",
-            )
+        if kept:
+            out("info", f"{name} {LEFT_AS_FOUND} ({record.disabled_reason})")
             return CommandResult(0)
         record.disabled_reason = None
-        out("info", f"{record.binary} on {record.host} enabled")
+        out("info", f"{name} enabled")
         return CommandResult(0)
     if action == "wait-compute-up":
         for _ in range(600):

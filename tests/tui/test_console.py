@@ -36,7 +36,7 @@ async def console(
         async with app.run_test(size=(160, 50)) as pilot:
             yield session, app, pilot
         if not task.done():
-            session.engine._abort("test", "test over")
+            session.engine.abort("test", "test over")
         await task
 
 
