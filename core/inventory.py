@@ -31,7 +31,6 @@ PATTERN_RE = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9._:\[\]-]{0,80}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 JUMP_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.:\[\]-]+(?::\d{1,5})?$")
-METHODS = ("apt", "kolla")
 GATE_KINDS = ("phase", "canary", "step")
 
 
@@ -680,8 +679,12 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                         f"{dashboard!r}; remove them or drop shared.dashboard",
                     )
 
-    if spec.method == "apt" and upgrade is not None:
-        _check_series(spec, upgrade.target, problem)
+    if upgrade is not None:
+        from core.methods import method
+
+        checks = method(spec.method).check_inventory
+        if checks is not None:
+            checks(spec, upgrade.target, problem)
     total = sum(len(site.nodes) for site in sites)
     if total > spec.policy.max_hosts:
         problem(
@@ -739,33 +742,6 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
     )
 
 
-def _check_series(spec: InventorySpec, target: Any, problem: Any) -> None:
-    """Each site's Ubuntu series must be able to carry the target release (its own archive
-    or a Cloud Archive pocket); else say which series can."""
-    from core.recipes import load_recipe
-    from core.releases import package_source, series_for
-
-    default = str(load_recipe("apt").variables.get("ubuntu_series", ""))
-    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
-    for name, site in spec.sites.items():
-        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
-        series = str(at_site or cloud or default)
-        if package_source(target, series) is None:
-            where: Path = (
-                ("sites", name, "recipe", "variables", "ubuntu_series")
-                if at_site
-                else ("recipe", "variables", "ubuntu_series")
-                if cloud
-                else ("upgrade", "to")
-            )
-            problem(
-                where,
-                f"Ubuntu {series} (site {name}) cannot carry {target.label}: the Ubuntu Cloud "
-                f"Archive has it for {', '.join(series_for(target)) or 'no LTS series'}; set "
-                "recipe.variables.ubuntu_series to the nodes' series",
-            )
-
-
 def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
     """Every overridden action must exist in the deployment method's recipe, and every
     `{{placeholder}}` in it must be a value the plan gives or a recipe variable."""
@@ -806,7 +782,7 @@ def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
                 problem(
                     (*path, "actions", key),
                     f"the {spec.method} recipe has no action {key!r}"
-                    f"{_suggest(key, known)}; see core/recipes/{spec.method}.yaml",
+                    f"{_suggest(key, known)}; see core/methods/{spec.method}/recipe.yaml",
                 )
                 continue
             base = recipe.actions[key]

@@ -23,10 +23,11 @@ from typing import Any
 
 import orjson
 
+from core import methods
 from core.hostrange import compress
 from core.inventory import Inventory, Node, Site
 from core.recipes import Recipe, load_recipe, render, render_title
-from core.releases import SERVICES, package_source
+from core.releases import package_source
 from core.roles import AGENT_ORDER, ROLES, TIERS
 from core.secrets import mask
 
@@ -343,14 +344,14 @@ class _PhaseBuilder:
         if not roles:
             return
         self.upgraded.update((node.name, ROLES[r].service) for r in roles)
+        hooks = self.ctx.method.hooks
         if node.name not in self.ctx.sourced:  # before any package of the node moves
             self.ctx.sourced.add(node.name)
-            pocket = self.ctx.values(node, role, {}).get("to_pocket")
-            self.add("apt-update" if pocket == "archive" else "package-source", node, role)
+            hooks.before_first_install(self, node, role)
         if node.name not in self.blocked:  # installs must not restart anything this phase
             self.blocked[node.name] = (node, role)
-            self.add("block-restarts", node, role)
-        packages = sorted({ROLES[r].package for r in roles})
+            hooks.before_install_in_phase(self, node, role)
+        packages = sorted({self.ctx.method.package(r) for r in roles})
         services = sorted({ROLES[r].service for r in roles})
         self.add(
             "upgrade-packages",
@@ -360,25 +361,18 @@ class _PhaseBuilder:
             packages=packages,
             kolla_tag=ROLES[role].service,
         )
-        target = self.ctx.inventory.upgrade.target.id
-        unchecked = list(packages)
-        for r in sorted(roles, key=lambda r: ROLES[r].package):
-            spec = ROLES[r]
-            if spec.service in SERVICES and spec.package in unchecked:
-                unchecked.remove(spec.package)  # once per package
-                self.add(  # right after the install: did the package really move?
-                    "verify-version",
-                    node,
-                    role,
-                    args={"expect": target, "service": spec.service},
-                    package=spec.package,
-                )
+        hooks.after_install(self, node, role, roles)
+
+    def restarted(self, node: Node, role: str) -> None:
+        """The node's own services run the new code: undo what blocked their restarts."""
+        if self.blocked.pop(node.name, None) is not None:
+            self.ctx.method.hooks.after_restarts(self, node, role)
 
     def build(self, title: str) -> Phase | None:
         if self.blocked:  # the phase restarted every service itself: allow restarts again
             self.stage("allow-restarts", "let packages restart services again", "post")
-            for node, role in self.blocked.values():
-                self.add("allow-restarts", node, role)
+            for node, role in list(self.blocked.values()):
+                self.restarted(node, role)
         self.flush()
         if not self.stages:
             return None
@@ -402,6 +396,10 @@ class _PlanContext:
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
     sourced: set[str] = field(default_factory=set)  # nodes pointed at the target release
+
+    @property
+    def method(self) -> methods.Method:
+        return methods.method(self.inventory.method)
 
     @property
     def gates(self) -> list[str]:
@@ -444,8 +442,8 @@ class _PlanContext:
             "databases": self.recipe.databases.get(service, [service]),
             "node": node.name,
             "site": node.site,
-            "unit": ROLES[role].unit,
-            "package": ROLES[role].package,
+            "unit": self.method.unit(role),
+            "package": self.method.package(role),
             "container": role.replace("-", "_"),
             "kolla_tag": service,
             **extra,
@@ -495,8 +493,8 @@ def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> Non
             if not schema_done:
                 schema(node, role)
                 schema_done = True
-            b.add("restart", node, role, unit=ROLES[role].unit)
-            b.add("verify-running", node, role, unit=ROLES[role].unit)
+            b.add("restart", node, role, unit=b.ctx.method.unit(role))
+            b.add("verify-running", node, role, unit=b.ctx.method.unit(role))
             if fence:
                 b.cloud(
                     "enable-service",
@@ -560,9 +558,9 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
     b.upgrade_node(node, main_role, host=True)
     for agent in AGENT_ORDER:
         if node.has(agent):
-            b.add("restart", node, agent, unit=ROLES[agent].unit)
+            b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
     if is_compute:
-        b.add("restart", node, "nova-compute", unit="nova-compute")
+        b.add("restart", node, "nova-compute", unit=b.ctx.method.unit("nova-compute"))
         b.cloud(
             "enable-compute",
             node,
@@ -579,8 +577,7 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             host=node.name,
             binary="nova-compute",
         )
-    if b.blocked.pop(node.name, None) is not None:  # its own services restarted: unblock now
-        b.add("allow-restarts", node, main_role)
+    b.restarted(node, main_role)  # its own services restarted: unblock now
 
 
 def _compute(b: _PhaseBuilder) -> None:
@@ -618,10 +615,10 @@ def _compute(b: _PhaseBuilder) -> None:
         if not expanded:
             b.add("db-expand", node, "neutron-server")
             expanded = True
-        b.add("restart", node, "neutron-server", unit="neutron-server")
+        b.add("restart", node, "neutron-server", unit=b.ctx.method.unit("neutron-server"))
         for agent in AGENT_ORDER:
             if node.has(agent) and not node.has("nova-compute"):
-                b.add("restart", node, agent, unit=ROLES[agent].unit)
+                b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
     reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
     network_only = [
         n

@@ -9,6 +9,7 @@ from typing import Any
 
 from core.executor import CommandResult, Executor, TransportError
 from core.inventory import Inventory, Node
+from core.methods import method
 from core.plan import render_action
 from core.releases import release_for_major
 from core.roles import ROLES
@@ -61,6 +62,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             )
         )
     unprobed = []
+    mapping = method(inv.method)
     for role in node.roles:
         spec = ROLES.get(role)
         if spec is None:
@@ -78,7 +80,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             out.append(
                 Finding(
                     node.name,
-                    f"{spec.package} installed",
+                    f"{mapping.package(role)} installed",
                     False,
                     f"not installed ({' '.join(lines)[:80]})",
                 )
@@ -87,7 +89,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             out.append(
                 Finding(
                     node.name,
-                    f"{spec.package} version",
+                    f"{mapping.package(role)} version",
                     False,
                     f"{version} is {release.id if release else 'unknown'}, not "
                     f"{inv.upgrade.source.id} as the inventory says",

@@ -1,4 +1,5 @@
-"""The roles a node can carry: which service each belongs to, its packages and systemd unit."""
+"""The roles a node can carry: which service and upgrade tier each belongs to. What installs and
+runs a role is the deployment method's (core/methods/<method>/mapping)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ class Role:
     name: str
     service: str  # the project whose database and status tool it uses: keystone, nova ...
     tier: str  # one of TIERS
-    package: str  # the Ubuntu package that carries it
-    unit: str  # the systemd unit that runs it
 
     @property
     def data_plane(self) -> bool:
@@ -24,28 +23,22 @@ class Role:
         return self.name == "nova-compute" or self.name in AGENT_ORDER
 
 
-def _role(name: str, service: str, tier: str, package: str | None = None, unit: str | None = None):
-    return Role(name, service, tier, package or name, unit or name)
+def _role(name: str, service: str, tier: str) -> Role:
+    return Role(name, service, tier)
 
 
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
-        _role("keystone", "keystone", "identity", unit="apache2"),
+        _role("keystone", "keystone", "identity"),
         _role("glance-api", "glance", "image"),
-        _role("placement-api", "placement", "compute", unit="apache2"),
+        _role("placement-api", "placement", "compute"),
         _role("nova-conductor", "nova", "compute"),
         _role("nova-scheduler", "nova", "compute"),
         _role("nova-api", "nova", "compute"),
         _role("nova-compute", "nova", "compute"),
         _role("neutron-server", "neutron", "compute"),
-        _role(
-            "neutron-l2-agent",
-            "neutron",
-            "compute",
-            package="neutron-openvswitch-agent",
-            unit="neutron-openvswitch-agent",
-        ),
+        _role("neutron-l2-agent", "neutron", "compute"),
         _role("neutron-l3-agent", "neutron", "compute"),
         _role("neutron-dhcp-agent", "neutron", "compute"),
         _role("neutron-metadata-agent", "neutron", "compute"),
@@ -53,7 +46,7 @@ ROLES: dict[str, Role] = {
         _role("cinder-volume", "cinder", "block-storage"),
         _role("cinder-backup", "cinder", "block-storage"),
         _role("cinder-api", "cinder", "block-storage"),
-        _role("horizon", "horizon", "dashboard", package="openstack-dashboard", unit="apache2"),
+        _role("horizon", "horizon", "dashboard"),
     )
 }
 

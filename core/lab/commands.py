@@ -1,4 +1,5 @@
-"""The lab's shell: understands the commands the apt recipe runs, with their real exit codes.
+"""The lab's shell: the commands the recipes run, with their real exit codes (each deployment
+method adds its own: core/methods/<method>/lab.py).
 
 Commands are parsed with shlex and interpreted against the World; nothing is ever executed
 on the host. Anything else exits 127 with `command not found`, as a shell would.
@@ -11,8 +12,9 @@ import shlex
 from collections.abc import Awaitable, Callable
 
 from core.lab.jobs import LabJobs
-from core.lab.world import LabNode, World, package_version
-from core.releases import CATALOGUE, Release, package_source
+from core.lab.world import APT, LabNode, World
+from core.methods import lab_commands
+from core.releases import Release
 from core.roles import ROLES
 
 Out = Callable[[str, str], None]
@@ -54,8 +56,9 @@ class Shell:
         for node in self.world.service_nodes(self.node.site, service):
             for role in node.roles:
                 spec = ROLES.get(role)
-                if spec and spec.service == service and spec.unit in node.units:
-                    out.append((node.name, node.units[spec.unit].code))
+                unit = APT.unit(role)
+                if spec and spec.service == service and unit in node.units:
+                    out.append((node.name, node.units[unit].code))
         return out
 
 
@@ -141,80 +144,24 @@ async def _interpret(
             return 1
         out("stderr", f"{argv[0]}: injected failure (lab fault), exit {fault.exit}")
         return fault.exit
-    handler = _dispatch(argv)
+    handler = dispatch(argv)
     if handler is None:
         out("stderr", f"sh: 1: {argv[0]}: command not found")
         return 127
     return await handler(shell, argv)
 
 
-def _dispatch(argv: list[str]) -> Handler | None:
+def dispatch(argv: list[str]) -> Handler | None:
+    """The handler of a simple command: the shell's own, or a deployment method's."""
     name = argv[0]
     if name.endswith("-status") and argv[1:3] == ["upgrade", "check"]:
         return _status_check
     if name == MANAGE_PY:
         return _horizon_manage
-    return _COMMANDS.get(name)
+    return _COMMANDS.get(name) or lab_commands().get(name)
 
 
 # ---------------------------------------------------------------- packages and units
-
-
-async def _apt_get(sh: Shell, argv: list[str]) -> int:
-    node = sh.node
-    if argv[1:2] == ["update"]:
-        pocket = node.pocket or sh.world.source
-        sh.say(
-            "Hit:1 http://ubuntu-cloud.archive.canonical.com/ubuntu "
-            f"{node.series}-updates/{pocket.name} InRelease"
-        )
-        await sh.pause("apt-update")
-        node.lists = pocket  # the lists now know what the configured source carries
-        sh.say("Reading package lists... Done")
-        return 0
-    if "install" not in argv or "--only-upgrade" not in argv:
-        sh.err("E: the lab's apt-get supports `update` and `install --only-upgrade -y PKG...`")
-        return 100
-    packages, words = [], iter(argv[argv.index("install") + 1 :])
-    for word in words:
-        if word == "-o":
-            next(words, None)  # -o Dpkg::Options::=... takes a value
-        elif not word.startswith("-"):
-            packages.append(word)
-    sh.say("Reading package lists...")
-    sh.say("Building dependency tree...")
-    known = node.lists or sh.world.source  # only what the last `apt-get update` saw
-    for package in packages:
-        if package not in node.packages:
-            sh.say(f"Package {package} is not installed, so not upgraded.")
-            continue
-        old = node.packages[package]
-        service = next((r.service for r in ROLES.values() if r.package == package), package)
-        if known.index <= old.index:
-            sh.say(f"{package} is already the newest version ({package_version(service, old)}).")
-            continue
-        await sh.pause("apt-install", 1.0 / max(1, len(packages)))
-        node.packages[package] = known
-        sh.say(
-            f"Unpacking {package} ({package_version(service, known)}) over "
-            f"({package_version(service, old)}) ..."
-        )
-        sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
-        # debhelper's postinst restarts the package's units unless policy-rc.d forbids it;
-        # needrestart restarts them anyway unless suspended (it calls systemctl itself)
-        if not node.restarts_blocked or sh.env.get("NEEDRESTART_SUSPEND") != "1":
-            for unit in sorted(
-                {ROLES[r].unit for r in node.roles if r in ROLES and ROLES[r].package == package}
-            ):
-                if await _systemctl(sh, ["systemctl", "restart", unit]) != 0:
-                    sh.err(
-                        f"dpkg: error processing package {package} (--configure): installed "
-                        f"{package} package post-installation script subprocess returned "
-                        "error exit status 1"
-                    )
-                    sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
-                    return 100
-    return 0
 
 
 async def _printf(sh: Shell, argv: list[str]) -> int:
@@ -230,46 +177,11 @@ async def _rm(sh: Shell, argv: list[str]) -> int:
     return 0
 
 
-async def _add_apt_repository(sh: Shell, argv: list[str]) -> int:
-    """`add-apt-repository [-y] [--remove] cloud-archive:NAME`, as Ubuntu's, for the Ubuntu
-    Cloud Archive: a pocket enables only on the one LTS series that carries it."""
-    words = [a for a in argv[1:] if not a.startswith("-")]
-    if len(words) != 1 or not words[0].startswith("cloud-archive:"):
-        sh.err("add-apt-repository: the lab knows cloud-archive:NAME sources only")
-        return 1
-    name = words[0].split(":", 1)[1]
-    release = next((r for r in CATALOGUE if r.name == name), None)
-    if release is None or package_source(release, sh.node.series) != words[0]:
-        sh.err(f"ERROR: 'cloud-archive:{name}' is not a valid cloud archive on {sh.node.series}")
-        return 1
-    await sh.pause("quick")
-    if "--remove" in argv or "-r" in argv:
-        if sh.node.pocket == release:
-            sh.node.pocket = sh.world.source
-        return 0
-    sh.say(
-        "Adding repository: deb http://ubuntu-cloud.archive.canonical.com/ubuntu "
-        f"{sh.node.series}-updates/{name} main"
-    )
-    sh.node.pocket = release
-    return 0
+def roles_of_unit(node: LabNode, unit: str) -> list[str]:
+    return [r for r in node.roles if r in ROLES and APT.unit(r) == unit]
 
 
-async def _dpkg_query(sh: Shell, argv: list[str]) -> int:
-    package = argv[-1]
-    if package not in sh.node.packages:
-        sh.err(f"dpkg-query: no packages found matching {package}")
-        return 1
-    service = next((r.service for r in ROLES.values() if r.package == package), package)
-    sh.say(package_version(service, sh.node.packages[package]))
-    return 0
-
-
-def _roles_of_unit(node: LabNode, unit: str) -> list[str]:
-    return [r for r in node.roles if r in ROLES and ROLES[r].unit == unit]
-
-
-async def _systemctl(sh: Shell, argv: list[str]) -> int:
+async def systemctl(sh: Shell, argv: list[str]) -> int:
     if len(argv) < 3:
         sh.err("systemctl: usage: systemctl stop|start|restart|reload|is-active UNIT")
         return 1
@@ -292,9 +204,9 @@ async def _systemctl(sh: Shell, argv: list[str]) -> int:
         sh.err(f"systemctl: unknown command {verb!r}")
         return 1
     await sh.pause("restart")
-    for role in _roles_of_unit(sh.node, unit_name):
+    for role in roles_of_unit(sh.node, unit_name):
         spec = ROLES[role]
-        code = sh.node.packages[spec.package]
+        code = sh.node.packages[APT.package(role)]
         if spec.service != "horizon":
             db = sh.world.database(sh.node, spec.service)
             if code.index > db.supports.index:
@@ -322,7 +234,7 @@ async def _systemctl(sh: Shell, argv: list[str]) -> int:
     if verb != "reload":
         unit.down_until = sh.world.now() + sh.world.time_scale * 4.0
     unit.code = max(
-        (sh.node.packages[ROLES[r].package] for r in _roles_of_unit(sh.node, unit_name)),
+        (sh.node.packages[APT.package(r)] for r in roles_of_unit(sh.node, unit_name)),
         key=lambda r: r.index,
         default=unit.code,
     )
@@ -633,40 +545,13 @@ async def _test(sh: Shell, argv: list[str]) -> int:
     return 2
 
 
-async def _docker(sh: Shell, argv: list[str]) -> int:
-    """`docker exec [-i] [-t] [-u USER] CONTAINER COMMAND...`: the command runs with the node's
-    world, in a container named after one of the node's roles (kolla's names: nova_api ...)."""
-    if argv[1:2] != ["exec"]:
-        sh.err("docker: the lab's docker supports `exec CONTAINER COMMAND...` only")
-        return 125
-    rest = argv[2:]
-    while rest and rest[0].startswith("-"):
-        rest = rest[2:] if rest[0] in ("-u", "--user", "-w", "--workdir", "-e") else rest[1:]
-    if len(rest) < 2:
-        sh.err('"docker exec" requires at least 2 arguments.')
-        return 1
-    container, command = rest[0], rest[1:]
-    if container not in {r.replace("-", "_") for r in sh.node.roles}:
-        sh.err(f"Error response from daemon: No such container: {container}")
-        return 1
-    handler = _dispatch(command)
-    if handler is None:
-        sh.err(f"OCI runtime exec failed: exec failed: {command[0]}: executable file not found")
-        return 126
-    return await handler(sh, command)
-
-
 _COMMANDS: dict[str, Handler] = {
-    "docker": _docker,
     "printf": _printf,
     "install": _install,
     "test": _test,
     "rm": _rm,
     "chmod": lambda sh, argv: _zero(),
-    "add-apt-repository": _add_apt_repository,
-    "apt-get": _apt_get,
-    "dpkg-query": _dpkg_query,
-    "systemctl": _systemctl,
+    "systemctl": systemctl,
     "keystone-manage": _keystone_manage,
     "glance-manage": _glance_manage,
     "placement-manage": _placement_manage,

@@ -15,9 +15,13 @@ from typing import Any
 from core.inventory import Inventory
 from core.lab.faults import Faults
 from core.lab.jobs import LabJobs
+from core.methods import method
+from core.methods.apt import site_series
 from core.releases import CATALOGUE, Release, find_release
 from core.roles import ROLES
 from core.runs import write_private
+
+APT = method("apt")  # a lab node is an Ubuntu node: its packages and units have apt's names
 
 # Realistic durations in seconds, multiplied by the time scale.
 DURATIONS = {
@@ -95,17 +99,6 @@ class ServiceRecord:
         return self.disabled_reason is None
 
 
-def _ubuntu_series(inventory: Inventory) -> dict[str, str]:
-    """Each site's Ubuntu series, as the apt recipe variables say (default noble)."""
-    spec = inventory.spec
-    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
-    out = {}
-    for name, site in spec.sites.items():
-        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
-        out[name] = str(at_site or cloud or "noble")
-    return out
-
-
 COMPACT_EVERY = 5000  # logged changes between whole saves of the world
 
 
@@ -130,7 +123,7 @@ class World:
         self.services: list[ServiceRecord] = []
         self.jobs: dict[str, LabJobs] = {}  # node -> its remote jobs (never saved)
         self.identity_site = inventory.identity_site
-        series = _ubuntu_series(inventory)
+        series = {site: found[0] for site, found in site_series(inventory.spec).items()}
         for node in inventory.nodes:
             lab_node = LabNode(node.name, node.site, node.address, node.roles)
             lab_node.series = series.get(node.site, "noble")
@@ -139,8 +132,8 @@ class World:
                 spec = ROLES.get(role)
                 if spec is None:
                     continue
-                lab_node.packages[spec.package] = self.source
-                lab_node.units[spec.unit] = Unit(spec.unit, self.source)
+                lab_node.packages[APT.package(role)] = self.source
+                lab_node.units[APT.unit(role)] = Unit(APT.unit(role), self.source)
                 key = self.db_key(node.site, spec.service)
                 if key not in self.databases and spec.service != "horizon":
                     self.databases[key] = Database(spec.service, self.source)
@@ -157,9 +150,7 @@ class World:
                     "neutron-dhcp-agent",
                     "neutron-metadata-agent",
                 ):
-                    binary = (
-                        spec.package if role != "neutron-l2-agent" else "neutron-openvswitch-agent"
-                    )
+                    binary = APT.package(role)
                     self.services.append(
                         ServiceRecord(len(self.services) + 1, node.name, binary, node.site)
                     )
@@ -206,7 +197,7 @@ class World:
 
     def installed(self, node: LabNode, service: str) -> Release | None:
         releases = [
-            node.packages[ROLES[r].package]
+            node.packages[APT.package(r)]
             for r in node.roles
             if r in ROLES and ROLES[r].service == service
         ]

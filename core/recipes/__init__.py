@@ -1,10 +1,12 @@
-"""Recipes: per deployment method, what each plan action runs, rendered with shell quoting."""
+"""Recipes: what each plan action of a deployment method runs (core/methods/<method>/recipe.yaml),
+rendered with shell quoting."""
 
 from __future__ import annotations
 
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -185,10 +187,11 @@ def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
     )
 
 
+@cache
 def load_recipe(method: str) -> Recipe:
-    """The built-in recipe for a deployment method (`apt`, `kolla`)."""
+    """The built-in recipe of a deployment method: core/methods/<method>/recipe.yaml."""
     try:
-        text = resources.files(__package__).joinpath(f"{method}.yaml").read_text("utf-8")
-    except FileNotFoundError:
+        text = resources.files("core.methods").joinpath(method, "recipe.yaml").read_text("utf-8")
+    except (FileNotFoundError, NotADirectoryError):
         raise RecipeError(f"no recipe for deployment method {method!r}") from None
-    return parse_recipe(yaml.safe_load(text), f"{method}.yaml")
+    return parse_recipe(yaml.safe_load(text), f"core/methods/{method}/recipe.yaml")

@@ -44,5 +44,5 @@ def test_an_unknown_action_is_refused_with_its_line() -> None:
         parse_inventory(BASE.replace("db-backup: null", "db-bakup: null"), "ov.yaml")
     assert str(caught.value) == (
         "ov.yaml:14: sites.one.recipe.actions.db-bakup: the apt recipe has no action "
-        "'db-bakup'; did you mean 'db-backup'?; see core/recipes/apt.yaml"
+        "'db-bakup'; did you mean 'db-backup'?; see core/methods/apt/recipe.yaml"
     )

@@ -1,0 +1,113 @@
+"""The lab's apt: package pockets and lists, installs that restart units unless blocked, and
+the installed version, with the real tools' messages and exit codes."""
+
+from __future__ import annotations
+
+from core.lab.commands import Handler, Shell, systemctl
+from core.lab.world import APT, package_version
+from core.releases import CATALOGUE, package_source
+from core.roles import ROLES
+
+
+def service_of(package: str) -> str:
+    """The project a package belongs to (its version numbering)."""
+    return next((ROLES[r].service for r in ROLES if APT.package(r) == package), package)
+
+
+async def _apt_get(sh: Shell, argv: list[str]) -> int:
+    node = sh.node
+    if argv[1:2] == ["update"]:
+        pocket = node.pocket or sh.world.source
+        sh.say(
+            "Hit:1 http://ubuntu-cloud.archive.canonical.com/ubuntu "
+            f"{node.series}-updates/{pocket.name} InRelease"
+        )
+        await sh.pause("apt-update")
+        node.lists = pocket  # the lists now know what the configured source carries
+        sh.say("Reading package lists... Done")
+        return 0
+    if "install" not in argv or "--only-upgrade" not in argv:
+        sh.err("E: the lab's apt-get supports `update` and `install --only-upgrade -y PKG...`")
+        return 100
+    packages, words = [], iter(argv[argv.index("install") + 1 :])
+    for word in words:
+        if word == "-o":
+            next(words, None)  # -o Dpkg::Options::=... takes a value
+        elif not word.startswith("-"):
+            packages.append(word)
+    sh.say("Reading package lists...")
+    sh.say("Building dependency tree...")
+    known = node.lists or sh.world.source  # only what the last `apt-get update` saw
+    for package in packages:
+        if package not in node.packages:
+            sh.say(f"Package {package} is not installed, so not upgraded.")
+            continue
+        old = node.packages[package]
+        service = service_of(package)
+        if known.index <= old.index:
+            sh.say(f"{package} is already the newest version ({package_version(service, old)}).")
+            continue
+        await sh.pause("apt-install", 1.0 / max(1, len(packages)))
+        node.packages[package] = known
+        sh.say(
+            f"Unpacking {package} ({package_version(service, known)}) over "
+            f"({package_version(service, old)}) ..."
+        )
+        sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
+        # debhelper's postinst restarts the package's units unless policy-rc.d forbids it;
+        # needrestart restarts them anyway unless suspended (it calls systemctl itself)
+        if not node.restarts_blocked or sh.env.get("NEEDRESTART_SUSPEND") != "1":
+            for unit in sorted(
+                {APT.unit(r) for r in node.roles if r in ROLES and APT.package(r) == package}
+            ):
+                if await systemctl(sh, ["systemctl", "restart", unit]) != 0:
+                    sh.err(
+                        f"dpkg: error processing package {package} (--configure): installed "
+                        f"{package} package post-installation script subprocess returned "
+                        "error exit status 1"
+                    )
+                    sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
+                    return 100
+    return 0
+
+
+async def _add_apt_repository(sh: Shell, argv: list[str]) -> int:
+    """`add-apt-repository [-y] [--remove] cloud-archive:NAME`, as Ubuntu's, for the Ubuntu
+    Cloud Archive: a pocket enables only on the one LTS series that carries it."""
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    if len(words) != 1 or not words[0].startswith("cloud-archive:"):
+        sh.err("add-apt-repository: the lab knows cloud-archive:NAME sources only")
+        return 1
+    name = words[0].split(":", 1)[1]
+    release = next((r for r in CATALOGUE if r.name == name), None)
+    if release is None or package_source(release, sh.node.series) != words[0]:
+        sh.err(f"ERROR: 'cloud-archive:{name}' is not a valid cloud archive on {sh.node.series}")
+        return 1
+    await sh.pause("quick")
+    if "--remove" in argv or "-r" in argv:
+        if sh.node.pocket == release:
+            sh.node.pocket = sh.world.source
+        return 0
+    sh.say(
+        "Adding repository: deb http://ubuntu-cloud.archive.canonical.com/ubuntu "
+        f"{sh.node.series}-updates/{name} main"
+    )
+    sh.node.pocket = release
+    return 0
+
+
+async def _dpkg_query(sh: Shell, argv: list[str]) -> int:
+    package = argv[-1]
+    if package not in sh.node.packages:
+        sh.err(f"dpkg-query: no packages found matching {package}")
+        return 1
+    service = service_of(package)
+    sh.say(package_version(service, sh.node.packages[package]))
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {
+    "add-apt-repository": _add_apt_repository,
+    "apt-get": _apt_get,
+    "dpkg-query": _dpkg_query,
+}
