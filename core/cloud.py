@@ -106,6 +106,8 @@ class CloudAdapter:
                     f"{'.'.join(map(str, low or ()))} to {'.'.join(map(str, high))}",
                 )
                 return CommandResult(0)
+            if action == "wait-agents-up":
+                return self._agents_up(conn, args, out, timeout)
             host, binary = args["host"], args.get("binary", "nova-compute")
             if action in ("disable-service", "enable-service") and binary.startswith("cinder-"):
                 volume = conn.block_storage
@@ -151,17 +153,24 @@ class CloudAdapter:
                 out("info", f"{binary} on {host} enabled")
                 return CommandResult(0)
             if action == "wait-compute-up":
+                # "up" alone passes on a dead process for service_down_time (60 s) after its
+                # last heartbeat (nova servicegroup/drivers/db.py): wait for a heartbeat newer
+                # than the first one seen, which only the restarted process can write
+                first = service.updated_at
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     service = next(iter(compute.services(host=host, binary=binary)), None)
                     if service is None:  # gone from the API: an error, never a hang
                         return CommandResult(1, error=f"no {binary} service on {host} any more")
-                    if service.state == "up":
-                        out("info", f"{binary} on {host} is up")
+                    if service.state == "up" and service.updated_at != first:
+                        out("info", f"{binary} on {host} reports again ({service.updated_at})")
                         return CommandResult(0)
                     time.sleep(self.poll_interval)
                 return CommandResult(
-                    None, timed_out=True, error=f"{binary} on {host} did not report up"
+                    None,
+                    timed_out=True,
+                    error=f"{binary} on {host} wrote no heartbeat after its restart "
+                    f"(last {first}): the new process is not running",
                 )
             return CommandResult(1, error=f"unknown cloud action {action!r}")
         except os_exc.HttpException as exc:
@@ -173,6 +182,38 @@ class CloudAdapter:
                 site.name,
                 f"the API of {site.region} is unreachable: {str(exc).splitlines()[0][:200]}",
             ) from None
+
+    def _agents_up(
+        self, conn: Any, args: dict[str, Any], out: OutputCallback, timeout: float
+    ) -> CommandResult:
+        """Every named neutron agent on the host alive, with a heartbeat newer than the first
+        one seen (the restarted agent's own)."""
+        host, wanted = args["host"], set(args["binaries"])
+
+        def agents() -> dict[str, Any]:
+            return {a.binary: a for a in conn.network.agents(host=host) if a.binary in wanted}
+
+        found = agents()
+        if missing := sorted(wanted - set(found)):
+            return CommandResult(1, error=f"no {', '.join(missing)} agent on {host}")
+        first = {b: a.last_heartbeat_at for b, a in found.items()}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = agents()
+            waiting = [
+                b
+                for b in sorted(wanted)
+                if b not in found or not found[b].is_alive or found[b].last_heartbeat_at == first[b]
+            ]
+            if not waiting:
+                out("info", f"{', '.join(sorted(wanted))} on {host} alive after the restart")
+                return CommandResult(0)
+            time.sleep(self.poll_interval)
+        return CommandResult(
+            None,
+            timed_out=True,
+            error=f"{', '.join(waiting)} on {host} reported no heartbeat after the restart",
+        )
 
     def _status(self, site: Site) -> dict[str, dict[str, str]]:
         conn = self._connection(site)
@@ -208,7 +249,7 @@ class CloudAdapter:
 
         # a call that waits (wait-compute-up) may take the step's timeout; others the API's
         limit_site = site
-        if action == "wait-compute-up":
+        if action in ("wait-compute-up", "wait-agents-up"):
             limit_site = dataclasses.replace(
                 site,
                 openstack=dataclasses.replace(

@@ -27,7 +27,7 @@ from core.releases import release_for_major
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
-from core.words import RUN_PAUSED, STEP_OK, phase_word, run_word
+from core.words import RUN_PAUSED, STEP_NOT_NEEDED, STEP_OK, phase_word, run_word
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among
@@ -49,6 +49,16 @@ def _wrong_release(step: Step, version: str) -> str:
         f"{step.node} runs {service} {version.strip() or '(no version)'}, which is {found}, "
         f"not the target {expect}: the package did not move"
     )
+
+
+def _wrong_output(step: Step, printed: str) -> str:
+    """What is wrong with the last line a check printed ("" when it is what the plan expects):
+    `expect` a version of the target release, `expect_line` exactly that line."""
+    if "expect" in step.args:
+        return _wrong_release(step, printed)
+    if "expect_line" in step.args and printed.strip() != step.args["expect_line"]:
+        return f"{step.node} printed {printed.strip()!r}, not {step.args['expect_line']!r}"
+    return ""
 
 
 def _on_node(step: Step) -> str:
@@ -600,7 +610,16 @@ class Engine:
                 )
                 self.emit(ev.PhaseStarted, phase=phase.id)
                 canary = next((st for st in phase.stages if st.kind == "canary"), None)
+                data_plane_ran = False
                 for stage in phase.stages:
+                    if stage.kind in DATA_PLANE_STAGES:
+                        data_plane_ran = True
+                    elif stage.kind == "post" and data_plane_ran:
+                        # nodes that failed within the budget are decided before anything
+                        # that assumes the data plane moved (the restarts that drop the RPC
+                        # pin, online migrations): retried, or skipped with their steps here
+                        await self._phase_failures_gate(phase)
+                        data_plane_ran = False
                     if canary is not None and stage.kind == "batch":
                         await self._canary_verdict(phase, canary, stage)
                         canary = None  # asked once, before the first batch
@@ -664,15 +683,16 @@ class Engine:
         within it, this node stays failed and the others go on (the phase's failures gate
         decides at its end); past it, a failure gate opens and no new step starts in the phase
         until it is decided. Anywhere else (control plane, canary) a failure gate opens at
-        once. Skipping a data-plane step skips the node's remaining steps here too, leaving
-        it fenced; skipping a control-plane step skips that step only.
+        once. Skipping a data-plane step skips the node's remaining steps in the phase too
+        (the final restarts included), leaving it fenced; skipping a control-plane step skips
+        that step only.
 
         A step found failed when the lane starts failed under an earlier driver (`retry`
         False) or is being retried (`retry` True): it is never run again by itself.
         """
         budgeted = stage_kind in BUDGET_STAGES
         data_plane = stage_kind in DATA_PLANE_STAGES
-        for index, step in enumerate(steps):
+        for step in steps:
             status = self.state.steps[step.id].status
             if status in FINISHED_OK:
                 continue
@@ -707,7 +727,11 @@ class Engine:
                     why = "the canary failed" if stage_kind == "canary" else "a step failed"
                     decision = await self._failure_gate(step, why)
                 if decision[0] == "skip":
-                    skipped = steps[index:] if data_plane else [step]
+                    skipped = (  # the node's steps left in the phase: it stays as it is
+                        [step, *(s for s in phase.steps if s.node == step.node and s is not step)]
+                        if data_plane
+                        else [step]
+                    )
                     for each in skipped:
                         if not self.state.steps[each.id].done:
                             self.emit(
@@ -786,8 +810,26 @@ class Engine:
             step=step.id,
         )
 
+    def _not_needed(self, step: Step) -> str:
+        """Why a conditional step has nothing to do ("" when it must run): its `when` names an
+        earlier step and the outcome that calls for it (a check that warned)."""
+        when = step.args.get("when")
+        if not when or self.options.dry_run:  # a dry run shows what could run
+            return ""
+        found = self.state.steps.get(str(when["step"]))
+        if found is not None and found.status == when["outcome"]:
+            return ""
+        title = self.plan.step(str(when["step"])).title
+        return f"not needed: '{title}' found nothing to do"
+
     async def _run_step(self, step: Step) -> str:
         await self._wait_runnable(step)
+        if why := self._not_needed(step):
+            attempt = self.state.steps[step.id].attempts
+            self.emit(
+                ev.StepFinished, step=step.id, attempt=attempt, outcome=STEP_NOT_NEEDED, error=why
+            )
+            return STEP_NOT_NEEDED
         if step.gate is not None:
             await self._plan_gate(step.gate)
             await self._wait_runnable(step)
@@ -834,7 +876,8 @@ class Engine:
         return await self._gate(
             f"gate:warning:{step.id}:{self.state.steps[step.id].attempts}",
             "warning",
-            f"{_on_node(step)} reported a warning (exit {status}): acknowledge and "
+            step.args.get("warning")
+            or f"{_on_node(step)} reported a warning (exit {status}): acknowledge and "
             "go on, or reject?",
             summary=tail,
             step=step.id,
@@ -920,10 +963,12 @@ class Engine:
                 if outcome in ("ok", "warning")
                 else (result.error or f"exit status {result.exit_status}")
             )
-            if outcome == "ok" and "expect" in step.args and not self.options.dry_run:
-                wrong = _wrong_release(step, self._printed.get(step.id, ""))
+            if outcome == "ok" and not self.options.dry_run:
+                wrong = _wrong_output(step, self._printed.get(step.id, ""))
                 if wrong:
-                    return "failed", result.exit_status, wrong
+                    outcome, error = "failed", wrong
+            if outcome == "failed" and step.args.get("hint"):
+                error = f"{error}: {step.args['hint']}"
             return outcome, result.exit_status, error
 
     async def _call(

@@ -235,8 +235,8 @@ class StepOutput(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class StepFinished(Event):
-    """outcome: ok | warning (acknowledged) | failed | timed_out | unreachable | skipped |
-    interrupted."""
+    """outcome: ok | warning (acknowledged) | not needed | failed | timed_out | unreachable |
+    skipped | interrupted."""
 
     step: str
     attempt: int

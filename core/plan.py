@@ -244,7 +244,7 @@ class _PhaseBuilder:
         self.stages: list[Stage] = []
         self._current: list[Step] = []
         self._stage_meta: tuple[str, str, str, Gate | None] | None = None
-        self.upgraded: set[tuple[str, str]] = set()  # (node, service) already upgraded
+        self.upgraded: set[tuple[str, str]] = set()  # (node, role) whose code is installed
         self.blocked: dict[str, tuple[Node, str]] = {}  # nodes whose restarts are blocked
         self.recipe = plan.recipe_for(site)
 
@@ -266,17 +266,17 @@ class _PhaseBuilder:
         role: str,
         args: dict[str, Any] | None = None,
         **extra: Any,
-    ) -> None:
-        """Add `action` for `node` unless the recipe does not use it; `extra` fills the
+    ) -> Step | None:
+        """Add `action` for `node` unless the recipe does not use it (None); `extra` fills the
         command's placeholders, `args` is recorded on the step for executors and readers."""
         service = ROLES[role].service
         recipe_action = self.recipe.action(service, action)
         if recipe_action is None:
-            return
+            return None
         values = self.ctx.values(node, role, extra)
         local = recipe_action.on == "deploy-host"
         qualifier = extra.get("unit") or extra.get("package")
-        self._append(
+        return self._append(
             Step(
                 id=self._step_id(node, f"{service}.{action}", qualifier),
                 action=action,
@@ -293,8 +293,8 @@ class _PhaseBuilder:
             )
         )
 
-    def cloud(self, action: str, node: Node, role: str, title: str, **args: Any) -> None:
-        self._append(
+    def cloud(self, action: str, node: Node, role: str, title: str, **args: Any) -> Step:
+        return self._append(
             Step(
                 id=self._step_id(node, action, None),
                 action=action,
@@ -309,7 +309,7 @@ class _PhaseBuilder:
             )
         )
 
-    def _append(self, step: Step) -> None:
+    def _append(self, step: Step) -> Step:
         if "step" in self.ctx.gates:
             step = Step(
                 **{
@@ -318,16 +318,19 @@ class _PhaseBuilder:
                 }
             )
         self._current.append(step)
+        return step
 
     def _step_id(self, node: Node, action: str, qualifier: str | None) -> str:
         assert self._stage_meta is not None
         base = f"{self._stage_meta[0]}/{node.name}/{action}"
         return f"{base}:{qualifier}" if qualifier else base
 
-    def upgrade_node(self, node: Node, role: str, *, host: bool = False) -> None:
-        """Upgrade the packages of `role`'s service on `node` (of every data-plane role when
-        `host`), each (node, service) once per phase, so no service's packages move before
-        its own backup and status check."""
+    def upgrade_node(
+        self, node: Node, role: str, *, host: bool = False, only: list[str] | None = None
+    ) -> None:
+        """Install the new code of `role`'s service on `node` (of every data-plane role when
+        `host`; of the roles `only` names when given), each (node, role) once per phase, so no
+        service's packages move before its own backup."""
         wanted = (
             {ROLES[r].service for r in node.roles if r in ROLES and ROLES[r].data_plane}
             if host
@@ -339,11 +342,12 @@ class _PhaseBuilder:
             if r in ROLES
             and ROLES[r].tier == self.tier
             and ROLES[r].service in wanted
-            and (node.name, ROLES[r].service) not in self.upgraded
+            and (only is None or r in only)
+            and (node.name, r) not in self.upgraded
         ]
         if not roles:
             return
-        self.upgraded.update((node.name, ROLES[r].service) for r in roles)
+        self.upgraded.update((node.name, r) for r in roles)
         hooks = self.ctx.method.hooks
         if node.name not in self.ctx.sourced:  # before any package of the node moves
             self.ctx.sourced.add(node.name)
@@ -470,7 +474,8 @@ def _first(nodes: list[Node]) -> Node:
 
 
 def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> None:
-    """One stage per (role, node): upgrade packages once, schema on the first, restart unit."""
+    """One stage per (role, node): install the new code with restarts blocked; on the first
+    node, the target's own status check, then the schema; then restart the role's unit."""
     schema_done = False
     for role in roles:
         for node in b.site.with_role(role):
@@ -491,10 +496,12 @@ def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> Non
                 )
             b.upgrade_node(node, role)
             if not schema_done:
+                b.add("status-check", node, role)  # the target's checks, before anything moves
                 schema(node, role)
                 schema_done = True
-            b.add("restart", node, role, unit=b.ctx.method.unit(role))
-            b.add("verify-running", node, role, unit=b.ctx.method.unit(role))
+            unit = b.ctx.method.unit(role)
+            b.add("restart", node, role, unit=unit)
+            b.add("verify-running", node, role, unit=unit)
             if fence:
                 b.cloud(
                     "enable-service",
@@ -506,6 +513,19 @@ def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> Non
                 )
 
 
+def _restart_everywhere(b: _PhaseBuilder, roles: list[str], why: str) -> None:
+    """A post stage restarting every unit of `roles` at the site, each unit once per node:
+    services that started while older ones ran cache the older version (the RPC pin)."""
+    b.stage(f"refresh-{ROLES[roles[0]].service}", why, "post")
+    for node in b.site.nodes:
+        units: dict[str, str] = {}
+        for role in roles:
+            if node.has(role):
+                units.setdefault(b.ctx.method.unit(role), role)
+        for unit, role in units.items():
+            b.add("restart", node, role, unit=unit)
+
+
 def _identity(b: _PhaseBuilder) -> None:
     nodes = b.site.with_role("keystone")
     if not nodes:
@@ -515,7 +535,6 @@ def _identity(b: _PhaseBuilder) -> None:
     b.add("db-backup", k1, "keystone")
     b.add("keys-backup", k1, "keystone")
     b.add("doctor", k1, "keystone")
-    b.add("status-check", k1, "keystone")
     _control_role_stages(b, ["keystone"], lambda n, r: b.add("db-expand", n, r))
     b.stage("post", "contract the keystone schema", "post")
     b.add("db-contract", k1, "keystone")
@@ -527,12 +546,11 @@ def _image(b: _PhaseBuilder) -> None:
     if not nodes:
         return
     g1 = _first(nodes)
-    b.stage("pre", "back up and check glance", "pre")
+    b.stage("pre", "back up glance", "pre")
     b.add("db-backup", g1, "glance-api")
-    b.add("status-check", g1, "glance-api")
-    b.add("db-check", g1, "glance-api")
 
     def schema(node: Node, role: str) -> None:
+        b.add("db-check", node, role)  # with the new code: which schema step comes next
         b.add("db-expand", node, role)
         b.add("db-migrate", node, role)
 
@@ -541,8 +559,9 @@ def _image(b: _PhaseBuilder) -> None:
     b.add("db-contract", g1, "glance-api")
 
 
-def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
-    """A data-plane host: fence it from the scheduler, upgrade, restart agents then nova."""
+def _data_plane_host(b: _PhaseBuilder, node: Node, reason: str) -> None:
+    """A data-plane host: fence it from the scheduler, upgrade, restart agents then nova, and
+    see each of them report again on the new code."""
     is_compute = node.has("nova-compute")
     main_role = "nova-compute" if is_compute else next(r for r in AGENT_ORDER if node.has(r))
     if is_compute:
@@ -556,11 +575,16 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             reason=reason,
         )
     b.upgrade_node(node, main_role, host=True)
-    for agent in AGENT_ORDER:
-        if node.has(agent):
-            b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
+    if is_compute:
+        _rpc_pin(b, node, "nova-compute")
+    agents = [a for a in AGENT_ORDER if node.has(a)]
+    for agent in agents:
+        b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
     if is_compute:
         b.add("restart", node, "nova-compute", unit=b.ctx.method.unit("nova-compute"))
+    if agents:
+        _agents_up(b, node, agents)
+    if is_compute:
         b.cloud(
             "enable-compute",
             node,
@@ -573,11 +597,90 @@ def _compute_host_steps(b: _PhaseBuilder, node: Node, reason: str) -> None:
             "wait-compute-up",
             node,
             "nova-compute",
-            f"wait until nova-compute on {node.name} reports up",
+            f"nova-compute on {node.name} reports again after its restart",
             host=node.name,
             binary="nova-compute",
         )
     b.restarted(node, main_role)  # its own services restarted: unblock now
+
+
+def _agents_up(b: _PhaseBuilder, node: Node, agents: list[str]) -> None:
+    binaries = sorted({b.ctx.method.package(a) for a in agents})
+    b.cloud(
+        "wait-agents-up",
+        node,
+        agents[0],
+        f"neutron agents on {node.name} report alive, started after their restart",
+        host=node.name,
+        binaries=binaries,
+    )
+
+
+def _rpc_pin(b: _PhaseBuilder, node: Node, role: str) -> None:
+    """The node runs with [upgrade_levels] compute=auto before its nova services restart on
+    the new code (written first when the recipe says so): controllers in the phase's pre
+    stage, each compute in its own batch."""
+    if str(b.recipe.variables.get("rpc_pin", "check")) == "set":
+        b.add("rpc-pin-set", node, role)
+    b.add(
+        "rpc-pin",
+        node,
+        role,
+        args={
+            "expect_line": "auto",
+            "hint": "set [upgrade_levels] compute = auto in /etc/nova/nova.conf on every nova "
+            "node, or recipe.variables.rpc_pin: set",
+        },
+    )
+
+
+def _neutron(b: _PhaseBuilder, servers: list[Node]) -> None:
+    """Servers first (neutron: "first, all neutron-servers are upgraded"), the contract only
+    with every server stopped and only when migrations are pending, then the agents that
+    live on the servers' nodes."""
+    for index, node in enumerate(servers):
+        b.stage(f"neutron-server@{node.name}", f"neutron-server on {node.name}", "control")
+        b.upgrade_node(node, "neutron-server", only=["neutron-server"])
+        if index == 0:
+            b.add("status-check", node, "neutron-server")
+            b.add("db-expand", node, "neutron-server")
+        unit = b.ctx.method.unit("neutron-server")
+        b.add("restart", node, "neutron-server", unit=unit)
+        b.add("verify-running", node, "neutron-server", unit=unit)
+    s1, unit = servers[0], b.ctx.method.unit("neutron-server")
+    b.stage("neutron-offline-check", "pending neutron contract migrations?", "control")
+    check = b.add(
+        "offline-migrations",
+        s1,
+        "neutron-server",
+        args={
+            "warning": f"neutron has contract migrations pending: every neutron-server at "
+            f"{b.site.name} ({compress([n.name for n in servers])}) must stop while "
+            "`neutron-db-manage upgrade --contract` runs, so the networking API is down "
+            "until they start again; acknowledge to stop them, contract and start them, or "
+            "reject to stop here"
+        },
+    )
+    if check is not None:
+        when = {"step": check.id, "outcome": "warning"}
+        b.stage("neutron-stop", "stop every neutron-server for the contract", "control")
+        for node in servers:
+            b.add("stop", node, "neutron-server", args={"when": when}, unit=unit)
+        b.stage("neutron-contract", "contract the neutron schema", "control")
+        b.add("db-contract", s1, "neutron-server", args={"when": when})
+        b.stage("neutron-start", "start every neutron-server again", "control")
+        for node in servers:
+            b.add("start", node, "neutron-server", args={"when": when}, unit=unit)
+            b.add("verify-running", node, "neutron-server", args={"when": when}, unit=unit)
+    for node in servers:
+        agents = [a for a in AGENT_ORDER if node.has(a)]
+        if not agents or node.has("nova-compute"):
+            continue
+        b.stage(f"neutron-agents@{node.name}", f"neutron agents on {node.name}", "control")
+        b.upgrade_node(node, agents[0], only=agents)
+        for agent in agents:
+            b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
+        _agents_up(b, node, agents)
 
 
 def _compute(b: _PhaseBuilder) -> None:
@@ -585,40 +688,34 @@ def _compute(b: _PhaseBuilder) -> None:
     placement = site.with_role("placement-api")
     if placement:
         p1 = _first(placement)
-        b.stage("placement-pre", "back up and check placement", "pre")
+        b.stage("placement-pre", "back up placement", "pre")
         b.add("db-backup", p1, "placement-api")
-        b.add("status-check", p1, "placement-api")
+        b.add("previous-migrations", p1, "placement-api")
         _control_role_stages(b, ["placement-api"], lambda n, r: b.add("db-sync", n, r))
         b.stage("placement-post", "placement online data migrations", "post")
         b.add("online-migrations", p1, "placement-api")
     controllers = [r for r in ("nova-conductor", "nova-scheduler", "nova-api") if site.with_role(r)]
     servers = site.with_role("neutron-server")
     if controllers or servers:
-        b.stage("pre", "back up and check nova and neutron", "pre")
+        b.stage("pre", "back up nova and neutron; nova's RPC pin", "pre")
         if controllers:
             n1 = _first(site.with_role(controllers[0]))
             b.add("db-backup", n1, controllers[0])
-            b.add("status-check", n1, controllers[0])
+            b.add("previous-migrations", n1, controllers[0])
         if servers:
             b.add("db-backup", servers[0], "neutron-server")
-            b.add("status-check", servers[0], "neutron-server")
+        for node in site.nodes:
+            role = next((r for r in controllers if node.has(r)), None)
+            if role is not None:
+                _rpc_pin(b, node, role)
 
     def nova_schema(node: Node, role: str) -> None:
         b.add("api-db-sync", node, role)
         b.add("db-sync", node, role)
 
     _control_role_stages(b, controllers, nova_schema)
-    expanded = False
-    for node in servers:
-        b.stage(f"neutron-server@{node.name}", f"neutron-server on {node.name}", "control")
-        b.upgrade_node(node, "neutron-server")
-        if not expanded:
-            b.add("db-expand", node, "neutron-server")
-            expanded = True
-        b.add("restart", node, "neutron-server", unit=b.ctx.method.unit("neutron-server"))
-        for agent in AGENT_ORDER:
-            if node.has(agent) and not node.has("nova-compute"):
-                b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
+    if servers:
+        _neutron(b, servers)
     reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
     network_only = [
         n
@@ -629,14 +726,14 @@ def _compute(b: _PhaseBuilder) -> None:
     ]
     for node in network_only:
         b.stage(f"network@{node.name}", f"network node {node.name}", "network")
-        _compute_host_steps(b, node, reason)
+        _data_plane_host(b, node, reason)
     computes = site.with_role("nova-compute")
     canary = computes[: inv.policy.canary]
     rest = computes[len(canary) :]
     if canary:
         b.stage("canary", f"canary {compress([n.name for n in canary])}", "canary")
         for node in canary:
-            _compute_host_steps(b, node, reason)
+            _data_plane_host(b, node, reason)
     size = inv.policy.batch_size
     batches = [rest[i : i + size] for i in range(0, len(rest), size)]
     for i, batch in enumerate(batches, start=1):
@@ -652,10 +749,16 @@ def _compute(b: _PhaseBuilder) -> None:
         names = compress([n.name for n in batch])
         b.stage(f"batch-{i}", f"batch {i}/{len(batches)} {names}", "batch", gate)
         for node in batch:
-            _compute_host_steps(b, node, reason)
+            _data_plane_host(b, node, reason)
     if controllers:
-        b.stage("post", "nova online data migrations", "post")
-        b.add("online-migrations", _first(site.with_role(controllers[0])), controllers[0])
+        nova_roles = [*controllers, "nova-compute"]
+        _restart_everywhere(
+            b, nova_roles, "restart every nova service: all run the new code (drops the RPC pin)"
+        )
+        n1 = _first(site.with_role(controllers[0]))
+        b.stage("post", "nova online data migrations and checks", "post")
+        b.add("online-migrations", n1, controllers[0])
+        b.add("status-check", n1, controllers[0])
         apis = site.with_role("nova-api")
         if apis:
             b.cloud(
@@ -675,13 +778,16 @@ def _block_storage(b: _PhaseBuilder) -> None:
     if not order:
         return
     c1 = _first(b.site.with_role(order[0]))
-    b.stage("pre", "back up and check cinder", "pre")
+    b.stage("pre", "back up cinder; finish the previous release's migrations", "pre")
     b.add("db-backup", c1, order[0])
     b.add("previous-migrations", c1, order[0])
-    b.add("status-check", c1, order[0])
     _control_role_stages(b, order, lambda n, r: b.add("db-sync", n, r))
-    b.stage("post", "cinder online data migrations", "post")
+    _restart_everywhere(
+        b, order, "restart every cinder service: all run the new code (drops the RPC pin)"
+    )
+    b.stage("post", "cinder online data migrations and checks", "post")
     b.add("online-migrations", c1, order[0])
+    b.add("status-check", c1, order[0])
 
 
 def _dashboard(b: _PhaseBuilder) -> None:

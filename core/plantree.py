@@ -6,7 +6,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from core.hostrange import compress
-from core.plan import Plan, Stage
+from core.plan import Plan, Stage, Step
 from core.secrets import mask
 
 
@@ -20,6 +20,19 @@ def _per_node(stage: Stage, detail: bool) -> list[str]:
     if detail:
         return [mask(s.command) if s.command else f"[{s.executor}] {s.title}" for s in steps]
     return [s.title for s in steps]
+
+
+SUMMARISE_OVER = 6  # nodes in a stage beyond which nodes doing the same steps share a line
+
+
+def _node_groups(stage: Stage) -> list[tuple[list[str], list[Step]]]:
+    """The stage's nodes grouped by the steps they run (the same actions, in order)."""
+    groups: dict[tuple[str, ...], tuple[list[str], list[Step]]] = {}
+    for node in stage.nodes:
+        steps = [s for s in stage.steps if s.node == node]
+        key = tuple(s.id.rsplit("/", 1)[-1] for s in steps)
+        groups.setdefault(key, ([], steps))[0].append(node)
+    return list(groups.values())
 
 
 def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
@@ -57,6 +70,19 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
                 node.add("each node: " + " -> ".join(_per_node(stage, detail)))
                 continue
             node = branch.add(stage.title)
+            if len(stage.nodes) > SUMMARISE_OVER:
+                for names, steps in _node_groups(stage):
+                    labels = [
+                        mask(st.command) if detail and st.command else st.title for st in steps
+                    ]
+                    if len(names) == 1:
+                        labels = [f"{label}  [{names[0]}]" for label in labels]
+                        for label in labels:
+                            node.add(label)
+                        continue
+                    group = node.add(f"{compress(names)} ({len(names)} nodes)")
+                    group.add("each node: " + " -> ".join(labels))
+                continue
             for step in stage.steps:
                 label = mask(step.command) if detail and step.command else step.title
                 node.add(Text.assemble(label, (f"  [{step.node}]", "dim")))

@@ -11,7 +11,11 @@ from collections.abc import Iterable
 
 # ---------------------------------------------------------------- steps
 
-STEP_OK = ("ok", "warning")  # ran and succeeded (a warning was acknowledged at its gate)
+# A step that only runs when an earlier check asks for it (neutron's contract when migrations are
+# pending) and was not asked: nothing to do, which is success.
+STEP_NOT_NEEDED = "not needed"
+# ran and succeeded (a warning was acknowledged at its gate), or had nothing to do
+STEP_OK = ("ok", "warning", STEP_NOT_NEEDED)
 STEP_FAILED = ("failed", "timed_out", "unreachable", "interrupted")
 # A finished step the run may go past: it succeeded, or an operator skipped it with a reason.
 STEP_SETTLED = (*STEP_OK, "skipped")
@@ -63,6 +67,7 @@ WORDS: dict[str, dict[str, str]] = {
         "running": "running on its node now",
         "ok": "exited with a success status",
         "warning": "its status check warned and an operator acknowledged it",
+        STEP_NOT_NEEDED: "the check it depends on found nothing to do, so it did not run",
         "failed": "exited with a failure status",
         "timed_out": "ran past the step timeout and was stopped",
         "unreachable": "its node or API could not be reached",
@@ -80,6 +85,7 @@ GLYPHS = {
     "done": "✔",
     RUN_COMPLETE: "✔",
     "warning": "!",
+    STEP_NOT_NEEDED: "–",
     PHASE_DEVIATIONS: "↷",
     RUN_DEVIATIONS: "↷",
     "skipped": "↷",

@@ -31,7 +31,7 @@ from core.errors import UserError
 from core.headless import describe, exit_code
 from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
-from core.words import GLYPHS
+from core.words import GLYPHS, STEP_SETTLED
 from themes import STYLESHEET, THEMES
 from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
@@ -394,7 +394,7 @@ class RollgateApp(App[int]):
         phase = self._phases[phase_id]
         steps = self.state.steps
         states = [(step, steps[step.id]) for step in self._phase_steps[phase_id]]
-        busy = [x for x in states if x[1].status not in ("pending", "ok", "warning", "skipped")]
+        busy = [x for x in states if x[1].status != "pending" and x[1].status not in STEP_SETTLED]
         pending = [x for x in states if x[1].status == "pending"]
         done = [x for x in states if x[1].done]
         shown = (busy + pending[: STEP_ROWS // 2])[:STEP_ROWS]

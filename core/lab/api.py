@@ -285,7 +285,7 @@ class LabApi:
             "zone": zone,
             "status": "enabled" if record.enabled else "disabled",
             "state": state,
-            "updated_at": _stamp(),
+            "updated_at": self._report_stamp(record),
             "disabled_reason": record.disabled_reason,
         }
         if kind == "compute":
@@ -480,8 +480,16 @@ class LabApi:
             "alive": self.world.record_state(record) == "up",
             "admin_state_up": record.enabled,
             "availability_zone": None,
-            "heartbeat_timestamp": _stamp(),
+            "heartbeat_timestamp": self._report_stamp(record),
         }
+
+    def _report_stamp(self, record: Any) -> str | None:
+        """The record's last heartbeat as the API writes it (wall clock, microseconds)."""
+        last = self.world.record_report(record)
+        if last is None:
+            return None
+        wall = self.world.wall(last)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall % 1 * 1e6):06d}"
 
 
 async def serve_api(lab: Lab, base_dir: Path) -> Path:

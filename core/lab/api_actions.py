@@ -38,6 +38,8 @@ async def _cloud_action(
 
         out("info", f"compute API of {site}: microversions 2.1 to {max_microversion(world, site)}")
         return CommandResult(0)
+    if action == "wait-agents-up":
+        return await _agents_up(world, site, args, out)
     record = world.record(site, args["host"], args.get("binary", "nova-compute"))
     if record is None:
         return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")
@@ -63,14 +65,40 @@ async def _cloud_action(
         out("info", f"{name} enabled")
         return CommandResult(0)
     if action == "wait-compute-up":
-        for _ in range(600):
-            if world.record_state(record) == "up":
+        # up is not enough: the record reads up for a minute after a process died, so wait
+        # for a heartbeat newer than the one seen first (the new process's own)
+        first = world.record_report(record)
+        while True:
+            last = world.record_report(record)
+            if world.record_state(record) == "up" and last is not None and last != first:
                 out(
                     "info",
-                    f"{record.binary} on {record.host} is up "
+                    f"{record.binary} on {record.host} reports again "
                     f"(version {world.record_version(record).id})",
                 )
                 return CommandResult(0)
             await asyncio.sleep(max(0.01, world.time_scale))
-        return CommandResult(1, error=f"{record.binary} on {record.host} did not come up")
     return CommandResult(1, error=f"unknown cloud action {action!r}")
+
+
+async def _agents_up(
+    world: World, site: str, args: dict[str, Any], out: OutputCallback
+) -> CommandResult:
+    """Each named agent on the host is alive with a heartbeat newer than the first seen."""
+    records = [world.record(site, args["host"], b) for b in args["binaries"]]
+    missing = [b for b, r in zip(args["binaries"], records, strict=True) if r is None]
+    if missing:
+        return CommandResult(1, error=f"no {', '.join(missing)} agent on {args['host']}")
+    first = {r.binary: world.record_report(r) for r in records if r is not None}
+    waiting = dict(first)
+    while waiting:
+        for binary in list(waiting):
+            found = world.record(site, args["host"], binary)
+            assert found is not None
+            last = world.record_report(found)
+            if world.record_state(found) == "up" and last is not None and last != first[binary]:
+                waiting.pop(binary)
+        if waiting:
+            await asyncio.sleep(max(0.01, world.time_scale))
+    out("info", f"{', '.join(sorted(first))} on {args['host']} alive after the restart")
+    return CommandResult(0)

@@ -8,6 +8,8 @@ on the host. Anything else exits 127 with `command not found`, as a shell would.
 from __future__ import annotations
 
 import asyncio
+import configparser
+import io
 import shlex
 from collections.abc import Awaitable, Callable
 
@@ -57,7 +59,8 @@ class Shell:
             for role in node.roles:
                 spec = ROLES.get(role)
                 unit = APT.unit(role)
-                if spec and spec.service == service and unit in node.units:
+                running = unit in node.units and node.units[unit].active  # stopped: no code
+                if spec and spec.service == service and running:
                     out.append((node.name, node.units[unit].code))
         return out
 
@@ -198,12 +201,17 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
         sh.say("active" if up else "failed")
         return 0 if up else 3
     if verb == "stop":
-        unit.active = False
+        sh.world.stop_unit(sh.node, unit_name)
         return 0
     if verb not in ("start", "restart", "reload"):
         sh.err(f"systemctl: unknown command {verb!r}")
         return 1
+    if verb == "start" and sh.world.unit_up(sh.node, unit_name):
+        return 0  # already running: systemd starts nothing
     await sh.pause("restart")
+    if unit.active and verb != "reload":
+        sh.world.stop_unit(sh.node, unit_name)  # the old process ends
+    unit.crashes = sh.world.faults.crashes(sh.node.name, unit_name)
     for role in roles_of_unit(sh.node, unit_name):
         spec = ROLES[role]
         code = sh.node.packages[APT.package(role)]
@@ -262,9 +270,19 @@ async def _status_check(sh: Shell, argv: list[str]) -> int:
     checks: list[tuple[str, str, str]] = [("Policy File JSON to YAML Migration", "Success", "None")]
     worst = 0
     world = sh.world
+    code = sh.code(service)
+    if code is not None and code == world.target and world.faults.target_blocker(service):
+        checks.append(
+            (
+                f"{code.name.title()} readiness",
+                "Failure",
+                f"a blocker only {code.id}'s own checks know (lab fault)",
+            )
+        )
+        worst = 2
     if service == "nova":
         oldest = world.oldest_compute(sh.node.site)
-        target = world.target
+        target = code or world.target
         if oldest is not None and target.index - oldest.index > 2:
             checks.append(
                 (
@@ -329,7 +347,22 @@ def _contract(sh: Shell, service: str) -> int:
     if db.expanded is None:
         sh.say("Nothing to contract")
         return 0
+    if service == "neutron":  # neutron's upgrade guide: "requires all neutron-server
+        # instances to be shut down"
+        running = [
+            n.name
+            for n in sh.world.service_nodes(sh.node.site, "neutron")
+            if "neutron-server" in n.roles and sh.world.unit_up(n, APT.unit("neutron-server"))
+        ]
+        if running:
+            sh.err(
+                f"ERROR: contract migrations need every neutron-server stopped; still running "
+                f"on {', '.join(running[:5])}"
+            )
+            return 1
     old = [(n, r) for n, r in sh.running_code(service) if r.index < db.expanded.index]
+    if service == "neutron":  # agents reach the database only through the servers
+        old = []
     if old:
         names = ", ".join(n for n, _ in old[:5])
         sh.err(
@@ -545,6 +578,36 @@ async def _test(sh: Shell, argv: list[str]) -> int:
     return 2
 
 
+async def _crudini(sh: Shell, argv: list[str]) -> int:
+    """`crudini --get FILE SECTION KEY` and `crudini --set FILE SECTION KEY VALUE` on the
+    node's files, with crudini's messages and exit status 1 for what is not there."""
+    if len(argv) < 5 or argv[1] not in ("--get", "--set"):
+        sh.err("crudini: the lab knows --get FILE SECTION KEY and --set FILE SECTION KEY VALUE")
+        return 1
+    path, section, key = argv[2], argv[3], argv[4]
+    config = configparser.ConfigParser(interpolation=None)
+    if path not in sh.node.files:
+        sh.err(f"crudini: {path}: No such file or directory")
+        return 1
+    config.read_string(sh.node.files[path])
+    if argv[1] == "--get":
+        if section != "DEFAULT" and not config.has_section(section):
+            sh.err(f"Section not found: {section}")
+            return 1
+        if not config.has_option(section, key):
+            sh.err(f"Parameter not found: {key}")
+            return 1
+        sh.say(config.get(section, key))
+        return 0
+    if section != "DEFAULT" and not config.has_section(section):
+        config.add_section(section)
+    config.set(section, key, argv[5] if len(argv) > 5 else "")
+    text = io.StringIO()
+    config.write(text)
+    sh.node.files[path] = text.getvalue()
+    return 0
+
+
 _COMMANDS: dict[str, Handler] = {
     "printf": _printf,
     "install": _install,
@@ -552,6 +615,7 @@ _COMMANDS: dict[str, Handler] = {
     "rm": _rm,
     "chmod": lambda sh, argv: _zero(),
     "systemctl": systemctl,
+    "crudini": _crudini,
     "keystone-manage": _keystone_manage,
     "glance-manage": _glance_manage,
     "placement-manage": _placement_manage,

@@ -8,6 +8,11 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   slow:NODE:FACTOR              everything on NODE takes FACTOR times longer
   api-error:SITE                the site's API answers 503 to compute/volume/network calls
   cinder-pending:COUNT          the previous release's cinder online migrations are unfinished
+  crash:NODE:UNIT               UNIT starts, then exits before its first heartbeat
+  hold:NODE:PACKAGE             PACKAGE is held (apt-mark hold) on NODE
+  conffile:NODE:PACKAGE         an operator edited a conffile PACKAGE ships on NODE
+  target-blocker:SERVICE        SERVICE-status upgrade check fails, with the target's code only
+  unpinned:NODE                 NODE's nova.conf has no [upgrade_levels] compute (Ubuntu's default)
 """
 
 from __future__ import annotations
@@ -34,6 +39,26 @@ class Faults:
     slow: dict[str, float] = field(default_factory=dict)
     api_errors: set[str] = field(default_factory=set)
     cinder_pending: int = 0
+    crash: set[tuple[str, str]] = field(default_factory=set)  # (node, unit)
+    held: set[tuple[str, str]] = field(default_factory=set)  # (node, package)
+    conffiles: set[tuple[str, str]] = field(default_factory=set)  # (node, package)
+    blockers: set[str] = field(default_factory=set)  # services whose target check fails
+    no_pin: set[str] = field(default_factory=set)  # nodes whose nova.conf has no RPC pin
+
+    def unpinned(self, node: str) -> bool:
+        return node in self.no_pin or "*" in self.no_pin
+
+    def target_blocker(self, service: str) -> bool:
+        return service in self.blockers
+
+    def crashes(self, node: str, unit: str) -> bool:
+        return (node, unit) in self.crash or ("*", unit) in self.crash
+
+    def is_held(self, node: str, package: str) -> bool:
+        return (node, package) in self.held or ("*", package) in self.held
+
+    def edited_conffile(self, node: str, package: str) -> bool:
+        return (node, package) in self.conffiles or ("*", package) in self.conffiles
 
     def is_unreachable(self, node: str) -> bool:
         return node in self.unreachable or "*" in self.unreachable
@@ -52,6 +77,12 @@ class Faults:
         return None
 
 
+KINDS = (
+    "unreachable", "fail", "warn", "hang", "slow", "api-error", "cinder-pending", "crash",
+    "hold", "conffile", "target-blocker", "unpinned",
+)  # fmt: skip
+
+
 def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -> Faults:
     faults = Faults()
     for spec in specs:
@@ -66,6 +97,8 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
         try:
             if kind == "unreachable" and len(parts) == 1:
                 faults.unreachable.add(node_of(parts[0]))
+            elif kind == "unpinned" and len(parts) == 1:
+                faults.no_pin.add(node_of(parts[0]))
             elif kind in ("fail", "warn", "hang") and len(parts) >= 2:
                 node, prefix = node_of(parts[0]), parts[1]
                 extra = parts[2:]
@@ -88,6 +121,13 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
                 faults.api_errors.add(parts[0])
+            elif kind in ("crash", "hold", "conffile") and len(parts) == 2 and parts[1]:
+                pair = (node_of(parts[0]), parts[1])
+                {"crash": faults.crash, "hold": faults.held, "conffile": faults.conffiles}[
+                    kind
+                ].add(pair)
+            elif kind == "target-blocker" and len(parts) == 1 and parts[0]:
+                faults.blockers.add(parts[0])
             elif kind == "cinder-pending" and len(parts) == 1:
                 faults.cinder_pending = int(parts[0])
                 if not 0 <= faults.cinder_pending <= 1_000_000:
@@ -96,9 +136,8 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 raise ValueError
         except ValueError:
             raise UserError(
-                f"fault {spec!r} is not a fault spec; write e.g. unreachable:NODE, "
-                "fail:NODE:COMMAND[:EXIT[:COUNT]], warn:NODE:COMMAND, hang:NODE:COMMAND, "
-                "slow:NODE:FACTOR, api-error:SITE or cinder-pending:COUNT, with exit statuses "
-                "0-255 and counts of at least 1 (see docs/lab.md)"
+                f"fault {spec!r} is not a fault spec: the kinds are {', '.join(KINDS)} (forms "
+                "in docs/lab.md), e.g. fail:NODE:COMMAND[:EXIT[:COUNT]] with an exit status "
+                "0-255 and a count of at least 1"
             ) from None
     return faults

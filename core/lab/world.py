@@ -33,6 +33,10 @@ DURATIONS = {
     "backup": 30.0,
     "api": 0.5,
     "down-after-restart": 4.0,
+    # oslo.service's report_interval and nova's service_down_time: a service writes a
+    # heartbeat every 10 s and counts as up until 60 s after its last one
+    "report-interval": 10.0,
+    "service-down-time": 60.0,
     "quick": 0.3,
 }
 
@@ -49,7 +53,9 @@ class Unit:
     name: str
     code: Release  # what the running process runs (new packages need a restart)
     active: bool = True
-    down_until: float = 0.0
+    down_until: float = 0.0  # the process started: it is ready (and reports) from then on
+    last_report: float | None = None  # the last heartbeat of the process before this one
+    crashes: bool = False  # a lab fault: the new process exits before its first report
 
 
 @dataclass
@@ -113,6 +119,7 @@ class World:
         self.faults = faults
         self.rng = random.Random(seed)
         self.persist_path: Path | None = None  # where save() keeps the world between runs
+        self._wall_offset: float | None = None
         self._saved_once = False
         self._log_lines = 0  # changes logged since the last whole save
         self.running = 0  # commands executing now (a terminated command stops counting)
@@ -156,6 +163,11 @@ class World:
                     )
             if node.has("nova-compute"):
                 lab_node.instances = 2 + self.rng.randrange(6)
+            if any(ROLES[r].service == "nova" for r in node.roles if r in ROLES):
+                # as the operators (or kolla, or openstack-ansible) configured it; the fault
+                # unpinned:NODE leaves it as Ubuntu's package ships it, with no [upgrade_levels]
+                pin = "" if faults.unpinned(node.name) else "\n[upgrade_levels]\ncompute = auto\n"
+                lab_node.files["/etc/nova/nova.conf"] = f"[DEFAULT]\nmy_ip = {node.address}\n{pin}"
             self.nodes[node.name] = lab_node
             self.by_address[node.address] = lab_node
         self._records = {(r.site, r.host, r.binary): r for r in self.services}
@@ -167,6 +179,15 @@ class World:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def wall(self, moment: float) -> float:
+        """A loop time as wall-clock seconds, by one fixed offset (so a heartbeat's stamp
+        reads the same at every call)."""
+        if self._wall_offset is None:
+            import time
+
+            self._wall_offset = time.time() - self.now()
+        return moment + self._wall_offset
 
     async def sleep(self, kind: str, node: str | None = None, factor: float = 1.0) -> None:
         seconds = DURATIONS[kind] * factor * self.time_scale
@@ -193,7 +214,27 @@ class World:
 
     def unit_up(self, node: LabNode, unit: str) -> bool:
         u = node.units.get(unit)
-        return u is not None and u.active and self.now() >= u.down_until
+        return u is not None and u.active and not u.crashes and self.now() >= u.down_until
+
+    def last_report(self, node: LabNode, unit: str) -> float | None:
+        """When the unit's service last wrote its heartbeat (loop time): every report
+        interval while its process runs, frozen when it stops or crashes."""
+        u = node.units.get(unit)
+        if u is None:
+            return None
+        if not self.unit_up(node, unit):
+            return u.last_report
+        interval = DURATIONS["report-interval"] * self.time_scale
+        now = self.now()
+        if interval <= 0:
+            return now
+        return u.down_until + ((now - u.down_until) // interval) * interval
+
+    def stop_unit(self, node: LabNode, unit: str) -> None:
+        """The unit's process ends: its last heartbeat stays what it was."""
+        u = node.units[unit]
+        u.last_report = self.last_report(node, unit)
+        u.active = False
 
     def installed(self, node: LabNode, service: str) -> Release | None:
         releases = [
@@ -206,14 +247,18 @@ class World:
     def record(self, site: str, host: str, binary: str) -> ServiceRecord | None:
         return self._records.get((site, host, binary))
 
+    def record_report(self, record: ServiceRecord) -> float | None:
+        """The service record's updated_at (loop time): its unit's last heartbeat."""
+        return self.last_report(self.nodes[record.host], record.binary)
+
     def record_state(self, record: ServiceRecord) -> str:
-        node = self.nodes[record.host]
-        unit = (
-            "neutron-openvswitch-agent"
-            if record.binary == "neutron-openvswitch-agent"
-            else record.binary
-        )
-        return "up" if self.unit_up(node, unit) else "down"
+        """up while the last heartbeat is at most service_down_time old, as nova and neutron
+        decide it: a service that just died still reads up for up to a minute."""
+        if self.unit_up(self.nodes[record.host], record.binary):
+            return "up"  # its process runs and reports every interval
+        last = self.record_report(record)
+        limit = DURATIONS["service-down-time"] * self.time_scale
+        return "up" if last is not None and self.now() - last <= limit else "down"
 
     def record_version(self, record: ServiceRecord) -> Release:
         node = self.nodes[record.host]

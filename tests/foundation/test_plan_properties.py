@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from core.inventory import parse_inventory
 from core.plan import Plan, build_plan
-from core.roles import ROLES, TIERS
+from core.roles import AGENT_ORDER, ROLES, TIERS
 
 CONTROL_ROLES = [
     "glance-api",
@@ -219,11 +219,19 @@ def test_backup_and_checks_before_upgrades_contract_after(data: dict[str, Any]) 
             backups = [i for i, s in mine if s.action == "db-backup"]
             if backups and upgrades and plan.method == "apt":
                 assert max(backups) < min(upgrades)
-            restarts = [i for i, s in mine if s.action in ("restart", "upgrade-packages")]
+            restarts = [  # neutron's agents move after its contract, with every server moved
+                i
+                for i, s in mine
+                if s.action in ("restart", "upgrade-packages") and s.role not in AGENT_ORDER
+            ]
             late = [i for i, s in mine if s.action in ("db-contract", "online-migrations")]
             if late and restarts:
                 assert min(late) > max(restarts)
-        cinder = [s.role for s in steps if s.action == "restart" and s.service == "cinder"]
+        cinder = [
+            s.role
+            for s in steps
+            if s.action == "restart" and s.service == "cinder" and "/refresh-" not in s.id
+        ]
         order = ["cinder-scheduler", "cinder-volume", "cinder-backup", "cinder-api"]
         ranks = [order.index(r) for r in cinder]
         assert ranks == sorted(ranks)
@@ -290,7 +298,11 @@ def test_apt_nodes_point_at_the_target_first_and_every_install_is_verified(
             at = phase.index(install)
             actions = [s.action for s in phase]
             assert "block-restarts" in actions[:at]
-            restarts = [j for j, a in enumerate(actions) if a == "restart"]
+            restarts = [  # its own restarts, not the phase's final ones (the RPC pin)
+                j
+                for j, (a, st) in enumerate(zip(actions, phase, strict=True))
+                if a == "restart" and "/refresh-" not in st.id
+            ]
             assert "allow-restarts" in actions[max([at, *restarts]) :]
             assert "--force-confold" in install.command and "--force-confdef" in install.command
             versioned = [  # horizon releases on its own: no release to compare with
@@ -316,3 +328,122 @@ def test_the_package_source_names_the_target_pocket() -> None:
     plan = build_plan(load_inventory("sample_inventory/lab-two-sites.yaml"))
     sources = {s.command for s in plan.steps if s.action == "package-source"}
     assert sources == {"add-apt-repository -y cloud-archive:gazpacho && apt-get update"}
+
+
+SCHEMA_ACTIONS = ("db-sync", "api-db-sync", "db-expand", "db-check", "db-migrate")
+
+
+@SETTINGS
+@given(inventories())
+def test_the_target_checks_itself_before_its_schema_and_any_restart(data: dict[str, Any]) -> None:
+    """Each service's `*-status upgrade check` that decides whether to go on runs on a node
+    that already has the target's code (after its install and version check, restarts
+    blocked), before the schema moves and before any of the service's units restart; the
+    previous release's online migrations finish before the service's first install."""
+    plan = plan_of(data)
+    if plan.method != "apt":
+        return
+    for phase in plan.phases:
+        steps = phase.steps
+        for service in {s.service for s in steps} - {"horizon"}:
+            mine = [(i, s) for i, s in enumerate(steps) if s.service == service]
+            checks = [(i, s) for i, s in mine if s.action == "status-check"]
+            if not checks:
+                continue
+            at, check = checks[0]
+            installed = [
+                i
+                for i, s in enumerate(steps[:at])
+                if s.node == check.node
+                and s.action == "verify-version"
+                and s.args.get("service") == service
+            ]
+            assert installed, f"{check.id} runs before the target's code is on {check.node}"
+            schema = [i for i, s in mine if s.action in SCHEMA_ACTIONS]
+            restarts = [i for i, s in mine if s.action in ("restart", "stop")]
+            assert all(at < i for i in schema + restarts), check.id
+            previous = [i for i, s in mine if s.action == "previous-migrations"]
+            first_install = min(
+                i
+                for i, s in enumerate(steps)
+                if s.action == "upgrade-packages" and service in s.args["services"]
+            )
+            assert all(i < first_install for i in previous)
+
+
+@SETTINGS
+@given(inventories())
+def test_nova_runs_pinned_while_mixed_and_restarts_everything_once_all_moved(
+    data: dict[str, Any],
+) -> None:
+    """[upgrade_levels] compute=auto is checked on every nova node before its first nova
+    restart (controllers before any nova restart at the site); after every compute's own
+    restart, every nova unit restarts once more (dropping the pin), before the online
+    migrations and the final status check."""
+    plan = plan_of(data)
+    if plan.method != "apt":
+        return
+    for phase in (p for p in plan.phases if p.tier == "compute"):
+        steps = phase.steps
+        nova = [(i, s) for i, s in enumerate(steps) if s.service == "nova"]
+        if not nova:
+            continue
+        first_restart = {}
+        for i, s in nova:
+            if s.action == "restart" and "/refresh-" not in s.id:
+                first_restart.setdefault(s.node, i)
+        pins = {s.node: i for i, s in nova if s.action == "rpc-pin"}
+        for node, at in first_restart.items():
+            assert node in pins and pins[node] < at, node
+        controllers = [i for i, s in nova if s.action == "rpc-pin" and s.role != "nova-compute"]
+        if first_restart:
+            assert all(i < min(first_restart.values()) for i in controllers)
+        refresh = [i for i, s in nova if "/refresh-" in s.id]
+        own = [i for i, s in nova if s.action == "restart" and "/refresh-" not in s.id]
+        if refresh:
+            assert max(own) < min(refresh)
+            nodes = {s.node for _, s in nova if s.action == "restart"}
+            assert nodes == {steps[i].node for i in refresh}
+            late = [i for i, s in nova if s.action in ("online-migrations", "status-check")]
+            assert max(refresh) < max(late)
+
+
+@SETTINGS
+@given(inventories())
+def test_neutron_servers_move_first_and_contract_only_when_every_server_stops(
+    data: dict[str, Any],
+) -> None:
+    """Every neutron-server runs the new code before `has_offline_migrations`; the stop,
+    contract and start that follow run only when it warns (pending migrations), with every
+    server stopped before the contract; agents restart after all that; each restarted agent
+    host is seen alive through the API."""
+    plan = plan_of(data)
+    if plan.method != "apt":
+        return
+    for phase in (p for p in plan.phases if p.tier == "compute"):
+        steps = phase.steps
+        servers = [i for i, s in enumerate(steps) if s.role == "neutron-server"]
+        if not servers:
+            continue
+        check = next(i for i, s in enumerate(steps) if s.action == "offline-migrations")
+        server_restarts = [i for i in servers if steps[i].action == "restart" and i < check]
+        server_nodes = {steps[i].node for i in servers}
+        assert {steps[i].node for i in server_restarts} == server_nodes
+        conditional = [i for i, s in enumerate(steps) if "when" in s.args]
+        assert {steps[i].action for i in conditional} == {
+            "stop",
+            "db-contract",
+            "start",
+            "verify-running",
+        }
+        assert all(steps[i].args["when"]["step"] == steps[check].id for i in conditional)
+        contract = next(i for i in conditional if steps[i].action == "db-contract")
+        stops = [i for i in conditional if steps[i].action == "stop"]
+        assert {steps[i].node for i in stops} == server_nodes and max(stops) < contract
+        agents = [i for i, s in enumerate(steps) if s.action == "restart" and s.role in AGENT_ORDER]
+        assert all(i > max(conditional) for i in agents)
+        for i in agents:
+            node = steps[i].node
+            assert any(s.action == "wait-agents-up" and s.node == node for s in steps[i + 1 :]), (
+                node
+            )

@@ -38,6 +38,14 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
     sh.say("Reading package lists...")
     sh.say("Building dependency tree...")
     known = node.lists or sh.world.source  # only what the last `apt-get update` saw
+    held = [p for p in packages if sh.world.faults.is_held(node.name, p)]
+    if held and "--allow-change-held-packages" not in argv:
+        sh.say("The following held packages will be changed:")
+        sh.say("  " + " ".join(held))
+        sh.err(
+            "E: Held packages were changed and -y was used without --allow-change-held-packages."
+        )
+        return 100
     for package in packages:
         if package not in node.packages:
             sh.say(f"Package {package} is not installed, so not upgraded.")
@@ -48,6 +56,8 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
             sh.say(f"{package} is already the newest version ({package_version(service, old)}).")
             continue
         await sh.pause("apt-install", 1.0 / max(1, len(packages)))
+        if sh.world.faults.edited_conffile(node.name, package) and not _keeps_conffiles(argv):
+            return _conffile_prompt(sh, package, service_of(package))
         node.packages[package] = known
         sh.say(
             f"Unpacking {package} ({package_version(service, known)}) over "
@@ -106,7 +116,41 @@ async def _dpkg_query(sh: Shell, argv: list[str]) -> int:
     return 0
 
 
+def _keeps_conffiles(argv: list[str]) -> bool:
+    """dpkg answers the conffile question itself only when told to keep the old file."""
+    return "Dpkg::Options::=--force-confold" in argv
+
+
+def _conffile_prompt(sh: Shell, package: str, service: str) -> int:
+    """dpkg's conffile question, read from a stdin that is not a terminal: end of file."""
+    path = f"/etc/{service}/{service}.conf"
+    sh.say(f"Setting up {package} ...")
+    sh.say("")
+    sh.say(f"Configuration file '{path}'")
+    sh.say(" ==> Modified (by you or by a script) since installation.")
+    sh.say(" ==> Package distributor has shipped an updated version.")
+    sh.say("   What would you like to do about it ?  Your options are:")
+    sh.say("    Y or I  : install the package maintainer's version")
+    sh.say("    N or O  : keep your currently-installed version")
+    sh.err(f"dpkg: error processing package {package} (--configure):")
+    sh.err(" end of file on stdin at conffile prompt")
+    sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
+    return 100
+
+
+async def _apt_mark(sh: Shell, argv: list[str]) -> int:
+    """`apt-mark showhold`: the node's held packages, one per line."""
+    if argv[1:2] != ["showhold"]:
+        sh.err("apt-mark: the lab knows showhold only")
+        return 100
+    for package in sorted(sh.node.packages):
+        if sh.world.faults.is_held(sh.node.name, package):
+            sh.say(package)
+    return 0
+
+
 COMMANDS: dict[str, Handler] = {
+    "apt-mark": _apt_mark,
     "add-apt-repository": _add_apt_repository,
     "apt-get": _apt_get,
     "dpkg-query": _dpkg_query,
