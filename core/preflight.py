@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,10 @@ class Finding:
     blocking: bool = True
 
 
-async def _run(
+async def run_probe(
     executor: Executor, node: Node, command: str, timeout: float, *, local: bool = False
 ) -> tuple[CommandResult, list[str]]:
+    """Run a read-only command on the node: its result and every line it printed."""
     lines: list[str] = []
     result = await executor.run(
         node, command, on_output=lambda s, line: lines.append(line), timeout=timeout, local=local
@@ -39,7 +41,7 @@ async def _run(
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
     out: list[Finding] = []
     try:
-        result, _ = await _run(executor, node, "true", 30)
+        result, _ = await run_probe(executor, node, "true", 30)
     except TransportError as exc:
         return [Finding(node.name, "reachable", False, str(exc).split(": ", 1)[-1])]
     out.append(
@@ -72,7 +74,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             unprobed.append(role)
             continue
         command, on_deploy_host = probe
-        result, lines = await _run(executor, node, command, 30, local=on_deploy_host)
+        result, lines = await run_probe(executor, node, command, 30, local=on_deploy_host)
         version = lines[-1] if lines else ""
         major = re.match(r"^(?:\d+:)?(\d+)\.", version)
         release = release_for_major(spec.service, int(major.group(1))) if major else None
@@ -95,6 +97,9 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
                     f"{inv.upgrade.source.id} as the inventory says",
                 )
             )
+    if mapping.preflight_module:
+        checks = importlib.import_module(mapping.preflight_module)
+        out += await checks.check_node(executor, inv, node)
     if unprobed:
         out.append(
             Finding(
@@ -154,7 +159,7 @@ async def check_status(executor: Executor, inv: Inventory) -> list[Finding]:
                 if probe is None:
                     continue  # the recipe does not check this service's status
                 try:
-                    result, lines = await _run(executor, node, probe[0], 120, local=probe[1])
+                    result, lines = await run_probe(executor, node, probe[0], 120, local=probe[1])
                 except TransportError:
                     continue  # already reported as unreachable
                 status = result.exit_status

@@ -45,6 +45,7 @@ class Method:
     # (inventory spec, target release, problem(where, message)) -> None
     check_inventory: Callable[[Any, Any, Callable[..., None]], None] | None = None
     lab_module: str = ""  # the module whose COMMANDS the lab's shell adds for this method
+    preflight_module: str = ""  # the module whose check_node(executor, inv, node) adds checks
 
     def package(self, role: str) -> str:
         return self.packages.get(role, role)

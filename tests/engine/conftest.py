@@ -18,6 +18,7 @@ from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriter
 from core.lab import Lab
 from core.plan import Plan, build_plan
+from core.recipes import load_recipe
 
 SMALL = Path(__file__).with_name("small.yaml")
 
@@ -47,13 +48,22 @@ async def make(
     policy: dict[str, Any] | None = None,
     history: list[ev.Event] | None = None,
     backoff: float = 0.0,
+    recipe: dict[str, Any] | None = None,
 ) -> Harness:
+    """`recipe`: {"variables": {...}, "actions": {...}} overrides, as an inventory's."""
     inventory = load_inventory(SMALL)
     if policy:
         inventory = dataclasses.replace(
             inventory, policy=inventory.policy.model_copy(update=policy)
         )
-    plan = build_plan(inventory)
+    plan = build_plan(
+        inventory,
+        load_recipe(inventory.method).with_overrides(
+            recipe.get("variables", {}), recipe.get("actions", {})
+        )
+        if recipe
+        else None,
+    )
     lab = await Lab.start(  # with a tmp_path the world is kept there, so a resume finds it
         inventory,
         time_scale=0,

@@ -54,6 +54,17 @@ def test_check_reports_an_unreachable_node_and_a_failing_status_check(tmp_path: 
     assert "4/5 nodes reachable" in out
 
 
+def test_check_refuses_a_package_the_upgrade_needs_that_is_held(tmp_path: Path) -> None:
+    proc = rollgate(
+        tmp_path, "check", str(lab_inventory_file(tmp_path)), "--fault", "hold:cmp2:nova-compute"
+    )
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    rows = [line for line in out.splitlines() if "✘ blocks" in line]
+    assert any("cmp2" in r and "nova-compute held" in r for r in rows), out
+    assert "apt-mark unhold nova-compute" in out
+
+
 def test_lab_serves_until_interrupted_and_says_how_to_reach_it(tmp_path: Path) -> None:
     proc = rollgate(tmp_path, "lab", str(lab_inventory_file(tmp_path)), "--time-scale", "0")
     assert proc.stdout is not None

@@ -49,4 +49,5 @@ METHOD = Method(
     hooks=AptHooks(),
     check_inventory=check_series,
     lab_module="core.methods.apt.lab",
+    preflight_module="core.methods.apt.preflight",
 )

@@ -1,0 +1,142 @@
+"""Today's apt plan against yesterday's: each rule of the corrected plan, taken away again
+(the pre-issue recipe's way) or met by a cloud that breaks it, fails in the lab with the
+real tool's message; the corrected plan, on the same cloud, passes or stops where it should."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core import events as ev
+from core.lab.commands import run_command
+from tests.engine.conftest import drive, make
+
+PRE_ISSUE_INSTALL = "apt-get install --only-upgrade -y {{packages}}"  # no env, no dpkg options
+
+
+def abort(gate: ev.GateOpened) -> ev.Command | None:
+    """Stop at the first failure; approve everything else."""
+    if gate.kind == "failure":
+        return ev.Command("abort", "tester", "the lab showed the fault", gate.gate)
+    return None
+
+
+async def first_failure(faults: list[str], recipe: dict[str, Any] | None) -> tuple[str, str, str]:
+    """Run the small cloud to its first failed step: (run word, step action, its output)."""
+    h = await make(faults=faults, recipe=recipe, auto_approve=True)
+    try:
+        word = await drive(h, abort, timeout=60)
+    finally:
+        await h.lab.close()
+    failed = [
+        e for e in h.events(ev.StepFinished) if e.outcome not in ("ok", "warning", "not needed")
+    ]
+    if not failed:
+        return word, "", ""
+    step = h.plan.step(failed[0].step)
+    said = " ".join(line for e in h.events(ev.StepOutput) if e.step == step.id for line in e.lines)
+    return word, step.action, f"{failed[0].error} {said}"
+
+
+RULES = [
+    pytest.param(  # the target is explicit: without the source switch nothing moves
+        [],
+        {"actions": {"package-source": None}},
+        "verify-version",
+        "the package did not move",
+        id="no-package-source",
+    ),
+    pytest.param(  # packages restart services: new code on the old schema, mid-install
+        [],
+        {"actions": {"block-restarts": None}},
+        "upgrade-packages",
+        "post-installation script subprocess returned error exit status 1",
+        id="restarts-not-blocked",
+    ),
+    pytest.param(  # dpkg's conffile question, read from no terminal
+        ["conffile:key1:keystone"],
+        {"actions": {"upgrade-packages": PRE_ISSUE_INSTALL}},
+        "upgrade-packages",
+        "end of file on stdin at conffile prompt",
+        id="conffile-prompt",
+    ),
+    pytest.param(  # a held package stops apt-get -y
+        ["hold:key1:keystone"],
+        None,
+        "upgrade-packages",
+        "Held packages were changed",
+        id="held-package",
+    ),
+    pytest.param(  # the target's own status check knows a blocker the running code does not
+        ["target-blocker:keystone"],
+        None,
+        "status-check",
+        "a blocker only 2025.2's own checks know",
+        id="target-blocker",
+    ),
+    pytest.param(  # nova.conf as Ubuntu ships it: no RPC pin while computes lag behind
+        ["unpinned:one-cmp1"],
+        None,
+        "rpc-pin",
+        "set [upgrade_levels] compute = auto",
+        id="no-rpc-pin",
+    ),
+    pytest.param(  # a compute that dies after its restart still reads "up" for a minute
+        ["crash:one-cmp1:nova-compute"],
+        None,
+        "wait-compute-up",
+        "timed out",
+        id="compute-crashes-after-restart",
+    ),
+]
+
+
+@pytest.mark.parametrize(("faults", "recipe", "action", "message"), RULES)
+async def test_each_rule_fails_in_the_lab_where_it_is_broken(
+    faults: list[str], recipe: dict[str, Any] | None, action: str, message: str
+) -> None:
+    word, failed_action, output = await first_failure(faults, recipe)
+    assert word == "aborted", (word, failed_action, output)
+    assert failed_action == action, output
+    assert message in output
+
+
+async def test_the_corrected_plan_passes_on_a_cloud_that_breaks_no_rule() -> None:
+    word, failed_action, output = await first_failure([], None)
+    assert (word, failed_action) == ("complete", ""), output
+
+
+async def test_the_old_plans_checks_pass_on_what_the_new_ones_catch() -> None:
+    """Where the old plan only watched (a status check with the running code, "up" as the
+    API says it, contract with the servers running), the lab answers as production would."""
+    h = await make(faults=["target-blocker:keystone", "crash:one-cmp1:nova-compute"])
+    world = h.lab.world
+    world.time_scale = 0.01  # a minute of service_down_time is 0.6 s here
+    said: list[str] = []
+
+    def out(stream: str, line: str) -> None:
+        said.append(line)
+
+    try:
+        key1 = world.nodes["key1"]
+        assert await run_command(world, key1, "keystone-status upgrade check", out) == 0
+        cmp1 = world.nodes["one-cmp1"]
+        assert await run_command(world, cmp1, "systemctl restart nova-compute", out) == 0
+        record = world.record("one", "one-cmp1", "nova-compute")
+        assert record is not None and world.record_state(record) == "up"  # the old check
+        assert not world.unit_up(cmp1, "nova-compute")  # ... and the process is gone
+        ctl = world.nodes["one-ctl1"]
+        await run_command(world, ctl, "add-apt-repository -y cloud-archive:flamingo", out)
+        await run_command(world, ctl, "apt-get update", out)
+        await run_command(world, ctl, "apt-get install --only-upgrade -y neutron-server", out)
+        assert await run_command(world, ctl, "neutron-db-manage upgrade --expand", out) == 0
+        assert await run_command(world, ctl, "systemctl restart neutron-server", out) == 0
+        said.clear()
+        assert await run_command(world, ctl, "neutron-db-manage upgrade --contract", out) == 1
+        assert "contract migrations need every neutron-server stopped" in said[-1]
+        said.clear()  # Ubuntu runs cinder-api under apache2: the old unit name is not there
+        assert await run_command(world, ctl, "systemctl restart cinder-api", out) == 5
+        assert "Unit cinder-api.service not found" in said[-1]
+    finally:
+        await h.lab.close()
