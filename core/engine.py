@@ -33,7 +33,7 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among
 # them: a failed canary opens a failure gate at once, and batches never start after it.
 BUDGET_STAGES = ("batch", "network")
-PLAN_GATE_KINDS = ("phase", "canary", "step")
+PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime")
 AUTO_OPERATOR = "auto-approve"
 
 

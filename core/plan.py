@@ -7,7 +7,7 @@ JSON schema (format "rollgate.plan/1"), stable for other tools:
        {id, title, kind, gate, steps: [
            {id, action, service, role, node, site, executor, command, args, exit_codes,
             repeat_max, title, gate}]}]}]}
-  gate = null | {id, kind: phase|canary|step, title}
+  gate = null | {id, kind: phase|canary|step|downtime, title}  (downtime: a skip-level stop)
   executor = ssh (command on the node) | local (command on the deploy host) | cloud (API call)
   stage kind = pre | control | network | canary | batch | post
 Stages run in order; inside a stage each node's steps run in order and nodes run in parallel.
@@ -526,6 +526,51 @@ def _restart_everywhere(b: _PhaseBuilder, roles: list[str], why: str) -> None:
             b.add("restart", node, role, unit=unit)
 
 
+# What stops being available while a service is stopped for a skip-level jump.
+JUMP_OUTAGE = {
+    "keystone": "authentication for the whole cloud",
+    "glance": "the image API",
+    "placement": "scheduling (placement API)",
+    "neutron": "the networking API and agents (existing traffic keeps flowing; new ports "
+    "are not wired until their node's agents start on the new code)",
+    "cinder": "the volume API and volume operations",
+}
+
+
+def _stop_for_jump(b: _PhaseBuilder, roles: list[str]) -> None:
+    """In a skip-level (SLURP) upgrade, a service with no documented N/N+2 coexistence stops
+    everywhere at the site before its first node moves (the TC's release-cadence resolution:
+    "requiring some downtime during an upgrade"); each unit starts again, on the target's
+    code, when its node's stage restarts it. Nova rolls: it supports N and N-2 together."""
+    inv = b.ctx.inventory
+    present = [r for r in roles if b.site.with_role(r)]
+    if not inv.upgrade.skip_level or not present:
+        return
+    service = ROLES[present[0]].service
+    nodes = [n for n in b.site.nodes if any(n.has(r) for r in present)]
+    b.stage(
+        f"{service}-jump",
+        f"stop {service} for the skip-level jump",
+        "control",
+        Gate(
+            f"gate:{b.id}/{service}-jump",
+            "downtime",
+            f"skip-level {inv.upgrade.source.id} -> {inv.upgrade.target.id}: {service} does "
+            f"not run two releases apart side by side (only nova does), so every {service} "
+            f"service at {b.site.name} ({compress([n.name for n in nodes])}) stops now and "
+            f"starts on {inv.upgrade.target.id} as its node is upgraded; down meanwhile: "
+            f"{JUMP_OUTAGE.get(service, service)}. Stop them?",
+        ),
+    )
+    for node in nodes:
+        units: dict[str, str] = {}
+        for role in present:
+            if node.has(role):
+                units.setdefault(b.ctx.method.unit(role), role)
+        for unit, role in units.items():
+            b.add("stop", node, role, unit=unit)
+
+
 def _identity(b: _PhaseBuilder) -> None:
     nodes = b.site.with_role("keystone")
     if not nodes:
@@ -535,6 +580,7 @@ def _identity(b: _PhaseBuilder) -> None:
     b.add("db-backup", k1, "keystone")
     b.add("keys-backup", k1, "keystone")
     b.add("doctor", k1, "keystone")
+    _stop_for_jump(b, ["keystone"])
     _control_role_stages(b, ["keystone"], lambda n, r: b.add("db-expand", n, r))
     b.stage("post", "contract the keystone schema", "post")
     b.add("db-contract", k1, "keystone")
@@ -554,6 +600,7 @@ def _image(b: _PhaseBuilder) -> None:
         b.add("db-expand", node, role)
         b.add("db-migrate", node, role)
 
+    _stop_for_jump(b, ["glance-api"])
     _control_role_stages(b, ["glance-api"], schema)
     b.stage("post", "contract the glance schema", "post")
     b.add("db-contract", g1, "glance-api")
@@ -691,6 +738,7 @@ def _compute(b: _PhaseBuilder) -> None:
         b.stage("placement-pre", "back up placement", "pre")
         b.add("db-backup", p1, "placement-api")
         b.add("previous-migrations", p1, "placement-api")
+        _stop_for_jump(b, ["placement-api"])
         _control_role_stages(b, ["placement-api"], lambda n, r: b.add("db-sync", n, r))
         b.stage("placement-post", "placement online data migrations", "post")
         b.add("online-migrations", p1, "placement-api")
@@ -714,6 +762,7 @@ def _compute(b: _PhaseBuilder) -> None:
         b.add("db-sync", node, role)
 
     _control_role_stages(b, controllers, nova_schema)
+    _stop_for_jump(b, ["neutron-server", *AGENT_ORDER])
     if servers:
         _neutron(b, servers)
     reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
@@ -781,6 +830,7 @@ def _block_storage(b: _PhaseBuilder) -> None:
     b.stage("pre", "back up cinder; finish the previous release's migrations", "pre")
     b.add("db-backup", c1, order[0])
     b.add("previous-migrations", c1, order[0])
+    _stop_for_jump(b, order)
     _control_role_stages(b, order, lambda n, r: b.add("db-sync", n, r))
     _restart_everywhere(
         b, order, "restart every cinder service: all run the new code (drops the RPC pin)"

@@ -228,6 +228,23 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
                     f"{code.id}: run the schema migrations first"
                 )
                 return 1
+        if spec.service not in ("nova", "horizon"):
+            # only nova runs two releases apart side by side (the TC's SLURP resolution;
+            # cinder: "live upgrade can be performed only between subsequent releases")
+            behind = [
+                (name, release)
+                for name, release in sh.running_code(spec.service)
+                if name != sh.node.name and code.index - release.index >= 2
+            ]
+            if behind:
+                unit.active = False
+                sh.err(f"Job for {unit_name}.service failed.")
+                sh.err(
+                    f"{role}: {behind[0][0]} still runs {spec.service} {behind[0][1].id}, two "
+                    f"releases behind {code.id}: stop every {spec.service} service for a "
+                    "skip-level jump"
+                )
+                return 1
         if role == "nova-conductor":
             oldest = sh.world.oldest_compute(sh.node.site)
             if oldest is not None and code.index - oldest.index > 2:

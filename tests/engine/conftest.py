@@ -14,7 +14,7 @@ import pytest
 from core import events as ev
 from core.client import EngineClient
 from core.engine import CommandRejected, Engine, EngineOptions
-from core.inventory import Inventory, load_inventory
+from core.inventory import Inventory, load_inventory, parse_inventory
 from core.journal import JournalWriter
 from core.lab import Lab
 from core.plan import Plan, build_plan
@@ -49,9 +49,14 @@ async def make(
     history: list[ev.Event] | None = None,
     backoff: float = 0.0,
     recipe: dict[str, Any] | None = None,
+    target: str | None = None,
 ) -> Harness:
-    """`recipe`: {"variables": {...}, "actions": {...}} overrides, as an inventory's."""
+    """`recipe`: {"variables": {...}, "actions": {...}} overrides, as an inventory's;
+    `target`: another release to upgrade to (2026.1: a skip-level jump)."""
     inventory = load_inventory(SMALL)
+    if target is not None:
+        text = SMALL.read_text().replace('to: "2025.2"', f'to: "{target}"', 1)
+        inventory = parse_inventory(text, str(SMALL))
     if policy:
         inventory = dataclasses.replace(
             inventory, policy=inventory.policy.model_copy(update=policy)

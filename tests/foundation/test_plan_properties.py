@@ -256,7 +256,9 @@ def test_gates_sit_where_the_policy_asks(data: dict[str, Any]) -> None:
     gates = data["policy"]["gates"]
     assert all((p.gate is not None) == ("phase" in gates) for p in plan.phases)
     assert all((s.gate is not None) == ("step" in gates) for s in plan.steps)
-    canary_gates = [st_ for p in plan.phases for st_ in p.stages if st_.gate]
+    canary_gates = [  # a skip-level downtime gate is always there (its own property)
+        st_ for p in plan.phases for st_ in p.stages if st_.gate and st_.gate.kind != "downtime"
+    ]
     if "canary" not in gates:
         assert canary_gates == []
     for stage in canary_gates:
@@ -360,7 +362,9 @@ def test_the_target_checks_itself_before_its_schema_and_any_restart(data: dict[s
             ]
             assert installed, f"{check.id} runs before the target's code is on {check.node}"
             schema = [i for i, s in mine if s.action in SCHEMA_ACTIONS]
-            restarts = [i for i, s in mine if s.action in ("restart", "stop")]
+            restarts = [
+                i for i, s in mine if s.action in ("restart", "stop") and "-jump/" not in s.id
+            ]
             assert all(at < i for i in schema + restarts), check.id
             previous = [i for i, s in mine if s.action == "previous-migrations"]
             first_install = min(
@@ -447,3 +451,38 @@ def test_neutron_servers_move_first_and_contract_only_when_every_server_stops(
             assert any(s.action == "wait-agents-up" and s.node == node for s in steps[i + 1 :]), (
                 node
             )
+
+
+@SETTINGS
+@given(inventories())
+def test_a_skip_level_jump_stops_what_cannot_run_two_releases_apart(data: dict[str, Any]) -> None:
+    """In a SLURP jump every unit of keystone, glance, placement, neutron and cinder at the
+    site is stopped, behind a downtime gate, before the service's first install; nova rolls
+    (N and N-2 together are supported); an N+1 upgrade stops nothing."""
+    plan = plan_of(data)
+    if plan.method != "apt":
+        return
+    for phase in plan.phases:
+        steps = phase.steps
+        jumps = [st for st in phase.stages if st.id.endswith("-jump")]
+        if not plan.skip_level:
+            assert not jumps
+            continue
+        assert all(st.gate is not None and st.gate.kind == "downtime" for st in jumps)
+        for stage in jumps:
+            service = stage.steps[0].service
+            assert service != "nova"
+            at = steps.index(stage.steps[0])
+            installs = [
+                i
+                for i, s in enumerate(steps)
+                if s.action == "upgrade-packages" and service in s.args["services"]
+            ]
+            assert all(at < i for i in installs)
+            stopped = {(s.node, s.command) for s in stage.steps}
+            for s in steps:
+                if s.service == service and s.action == "restart" and "/refresh-" not in s.id:
+                    assert (s.node, s.command.replace("restart", "stop")) in stopped, s.id
+        moved = {s.service for s in steps if s.action == "upgrade-packages"} - {"nova", "horizon"}
+        stopped_services = {st.steps[0].service for st in jumps}
+        assert moved <= stopped_services | {"nova"}, (moved, stopped_services)

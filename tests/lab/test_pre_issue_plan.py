@@ -22,9 +22,11 @@ def abort(gate: ev.GateOpened) -> ev.Command | None:
     return None
 
 
-async def first_failure(faults: list[str], recipe: dict[str, Any] | None) -> tuple[str, str, str]:
+async def first_failure(
+    faults: list[str], recipe: dict[str, Any] | None, target: str | None = None
+) -> tuple[str, str, str]:
     """Run the small cloud to its first failed step: (run word, step action, its output)."""
-    h = await make(faults=faults, recipe=recipe, auto_approve=True)
+    h = await make(faults=faults, recipe=recipe, auto_approve=True, target=target)
     try:
         word = await drive(h, abort, timeout=60)
     finally:
@@ -105,6 +107,16 @@ async def test_each_rule_fails_in_the_lab_where_it_is_broken(
 async def test_the_corrected_plan_passes_on_a_cloud_that_breaks_no_rule() -> None:
     word, failed_action, output = await first_failure([], None)
     assert (word, failed_action) == ("complete", ""), output
+
+
+async def test_a_skip_level_jump_that_rolls_fails_and_the_stopping_plan_passes() -> None:
+    """2025.1 -> 2026.1: rolling neutron (no stops, as before this issue) starts a server two
+    releases ahead of the agents still running; the corrected plan stops them first."""
+    word, action, output = await first_failure([], {"actions": {"stop": None}}, "2026.1")
+    assert (word, action) == ("aborted", "restart"), output
+    assert "two releases behind 2026.1: stop every neutron service" in output
+    word, action, output = await first_failure([], None, "2026.1")
+    assert (word, action) == ("complete", ""), output
 
 
 async def test_the_old_plans_checks_pass_on_what_the_new_ones_catch() -> None:
