@@ -887,7 +887,9 @@ class Engine:
         """What a finished step tells about its node: fenced, version, reachable."""
         printed = self._printed.pop(step.id, "")  # its last line of standard output
         if step.action == "verify-version" and printed and outcome not in STEP_OK:
-            self.emit(ev.NodeStatus, node=step.node, version=printed)  # still the old one
+            self.emit(  # still the old one
+                ev.NodeStatus, node=step.node, package=step.args.get("package"), version=printed
+            )
         if outcome not in STEP_OK:
             return
         node = self.state.nodes[step.node]
@@ -897,8 +899,22 @@ class Engine:
             tail = self.state.steps[step.id].tail
             kept = bool(tail) and LEFT_AS_FOUND in tail[-1]
             self.emit(ev.NodeStatus, node=step.node, disabled=kept)
+        elif step.action == "record-version" and printed:
+            self.emit(
+                ev.NodeStatus,
+                node=step.node,
+                package=step.args.get("package"),
+                version_before=printed,
+                reachable=True,
+            )
         elif step.action == "verify-version" and printed:
-            self.emit(ev.NodeStatus, node=step.node, version=printed, reachable=True)
+            self.emit(
+                ev.NodeStatus,
+                node=step.node,
+                package=step.args.get("package"),
+                version=printed,
+                reachable=True,
+            )
         elif step.executor == "ssh" and node.reachable is False:
             self.emit(ev.NodeStatus, node=step.node, reachable=True)  # it answered again
 

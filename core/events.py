@@ -253,6 +253,8 @@ class NodeStatus(Event):
     node: str
     reachable: bool | None = None
     version: str | None = None
+    version_before: str | None = None  # as found before its packages moved
+    package: str | None = None  # the package `version` / `version_before` are of
     disabled: bool | None = None
     services: dict[str, str] = field(default_factory=dict)
 

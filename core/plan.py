@@ -357,6 +357,7 @@ class _PhaseBuilder:
             hooks.before_install_in_phase(self, node, role)
         packages = sorted({self.ctx.method.package(r) for r in roles})
         services = sorted({ROLES[r].service for r in roles})
+        hooks.before_install(self, node, role, roles)
         self.add(
             "upgrade-packages",
             node,

@@ -22,7 +22,7 @@ def _per_node(stage: Stage, detail: bool) -> list[str]:
     return [s.title for s in steps]
 
 
-SUMMARISE_OVER = 6  # nodes in a stage beyond which nodes doing the same steps share a line
+SUMMARISE_OVER = 2  # nodes in a stage beyond which nodes doing the same steps share a line
 
 
 def _node_groups(stage: Stage) -> list[tuple[list[str], list[Step]]]:

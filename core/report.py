@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 from core import events as ev
+from core.hostrange import compress
 from core.plan import Plan
 from core.secrets import mask
 from core.state import RunState, fold
-from core.words import STEP_FAILED, phase_word, run_word
+from core.words import STEP_FAILED, STEP_OK, phase_word, run_word
 
 
 def redact(text: str) -> str:
@@ -86,6 +87,43 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
     return out
 
 
+def version_changes(state: RunState) -> list[dict[str, Any]]:
+    """Each package's version on each node before the run moved it and after (as the run's
+    checks read them), grouped: [{package, before, after, nodes: [...]}], most nodes first."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for name, node in state.nodes.items():
+        for package, (before, after) in node.packages.items():
+            key = (package, before or "not read", after or "not read")
+            groups.setdefault(key, []).append(name)
+    return [
+        {"package": package, "before": before, "after": after, "nodes": sorted(nodes)}
+        for (package, before, after), nodes in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))
+        )
+    ]
+
+
+def restarts_still_blocked(plan: Plan, state: RunState) -> list[str]:
+    """Nodes where the run blocked package restarts (block-restarts ran) and did not allow
+    them again: a run that stopped part-way leaves /usr/sbin/policy-rc.d there."""
+    blocked: set[str] = set()
+    for step in plan.steps:
+        status = state.steps[step.id].status
+        if step.action == "block-restarts" and status in STEP_OK:
+            blocked.add(step.node)
+        elif step.action == "allow-restarts" and status in STEP_OK:
+            blocked.discard(step.node)
+    return sorted(blocked)
+
+
+def _version_lines(changes: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"  {c['package']} on {compress(c['nodes'])}: {c['before']} -> {c['after']}"
+        + ("  (did not move)" if c["before"] == c["after"] else "")
+        for c in changes
+    ]
+
+
 def end_summary(plan: Plan, state: RunState) -> list[str]:
     """What the end of a run says, in the console and headless alike: the run's word, node
     counts, and every node not upgraded with why and whether it was left fenced."""
@@ -94,6 +132,16 @@ def end_summary(plan: Plan, state: RunState) -> list[str]:
         f"run {run_outcome(state)}" + (f": {state.error}" if state.error else ""),
         "nodes: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
     ]
+    changes = version_changes(state)
+    if changes:
+        lines.append("versions before -> after:")
+        lines += _version_lines(changes)
+    blocked = restarts_still_blocked(plan, state)
+    if blocked:
+        lines.append(
+            f"package restarts still blocked (policy-rc.d) on {compress(blocked)}: resume the "
+            "run, or remove /usr/sbin/policy-rc.d there once their services run"
+        )
     missing = not_upgraded(plan, state)
     if missing:
         lines.append(f"{len(missing)} node(s) not upgraded:")
@@ -159,6 +207,8 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "outcome": run_outcome(state),
         "error": state.error,
         "not_upgraded": not_upgraded(plan, state),
+        "versions": version_changes(state),
+        "restarts_blocked": restarts_still_blocked(plan, state),
         "start": _iso(state.started),
         "end": _iso(state.finished),
         "duration_s": round(state.finished - state.started, 1)
@@ -245,6 +295,12 @@ def to_markdown(r: dict[str, Any]) -> str:
         )
         for n in missing
     ] or ["None: every node finished every step ok."]
+    lines += ["", "## Versions before and after", ""]
+    lines += [
+        f"- {c['package']} on {compress(c['nodes'])} ({len(c['nodes'])} nodes): "
+        f"`{c['before']}` -> `{c['after']}`"
+        for c in r.get("versions", [])
+    ] or ["No version was read (a dry run, or a method without version checks)."]
     lines += [
         "",
         "## Phases",

@@ -56,6 +56,8 @@ class NodeState:
     failed: int = 0
     skipped: int = 0
     version: str | None = None
+    # package -> [version before the run moved it, version after], as its checks read them
+    packages: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     reachable: bool | None = None
     disabled: bool | None = None
     services: dict[str, str] = field(default_factory=dict)
@@ -363,6 +365,12 @@ def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
         node.reachable = e.reachable
     if e.version is not None:
         node.version = e.version
+    if e.package is not None:  # a new dict: snapshots of the state share the old one
+        before, after = node.packages.get(e.package, (None, None))
+        node.packages = {
+            **node.packages,
+            e.package: (e.version_before or before, e.version or after),
+        }
     if e.disabled is not None:
         node.disabled = e.disabled
     node.services.update(e.services)

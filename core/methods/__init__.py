@@ -26,6 +26,9 @@ class PlanHooks:
     def before_install_in_phase(self, builder: Any, node: Any, role: str) -> None:
         """Once per node per phase, before its first install in that phase."""
 
+    def before_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
+        """Right before `roles`' code is installed on the node (read what is there)."""
+
     def after_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
         """Right after `roles`' code was installed on the node (verify what moved)."""
 

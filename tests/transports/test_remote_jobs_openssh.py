@@ -58,6 +58,7 @@ def inventory_file(sshd: Sshd, user: str, become: bool, work: Path, counter: Pat
                                "package-source", "upgrade-packages", "keystone:db-expand",
                                "restart", "verify-running", "keystone:db-contract",
                                "keystone:db-check")},
+        "record-version": "echo 2:27.0.0-0ubuntu1",  # keystone 27: 2025.1, before
         "verify-version": "echo 2:28.0.0-0ubuntu1",  # keystone 28: the target, 2025.2
     }  # fmt: skip
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())

@@ -18,21 +18,31 @@ class AptHooks(PlanHooks):
     def before_install_in_phase(self, builder: Any, node: Any, role: str) -> None:
         builder.add("block-restarts", node, role)
 
+    def before_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
+        for package, _ in _versioned(builder, roles):  # for the report: before -> after
+            builder.add("record-version", node, role, args={"package": package}, package=package)
+
     def after_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
         target = builder.ctx.inventory.upgrade.target.id
-        method = builder.ctx.method
-        checked: set[str] = set()
-        for r in sorted(roles, key=method.package):
-            package = method.package(r)
-            if ROLES[r].service in SERVICES and package not in checked:
-                checked.add(package)  # once per package, right after the install
-                builder.add(
-                    "verify-version",
-                    node,
-                    role,
-                    args={"expect": target, "service": ROLES[r].service},
-                    package=package,
-                )
+        for package, service in _versioned(builder, roles):  # right after the install
+            builder.add(
+                "verify-version",
+                node,
+                role,
+                args={"expect": target, "service": service, "package": package},
+                package=package,
+            )
 
     def after_restarts(self, builder: Any, node: Any, role: str) -> None:
         builder.add("allow-restarts", node, role)
+
+
+def _versioned(builder: Any, roles: list[str]) -> list[tuple[str, str]]:
+    """(package, service) of each package the roles install whose version names a release
+    (horizon releases on its own), once each."""
+    method = builder.ctx.method
+    out: dict[str, str] = {}
+    for r in sorted(roles, key=method.package):
+        if ROLES[r].service in SERVICES:
+            out.setdefault(method.package(r), ROLES[r].service)
+    return list(out.items())

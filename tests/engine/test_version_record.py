@@ -1,0 +1,56 @@
+"""The end of a run states each node's versions before and after, package by package, as the
+run's own checks read them on the node."""
+
+from __future__ import annotations
+
+import re
+
+from core.releases import release_for_major
+from core.report import end_summary, version_changes
+from tests.engine.conftest import drive, make
+
+
+def release_of(service_major: str, package: str) -> str:
+    major = re.match(r"^(?:\d+:)?(\d+)\.", service_major)
+    assert major, service_major
+    service = package.split("-")[0]
+    release = release_for_major(service, int(major.group(1)))
+    assert release is not None, (package, service_major)
+    return release.id
+
+
+async def test_every_package_is_read_before_it_moves_and_after() -> None:
+    h = await make()
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+    finally:
+        await h.lab.close()
+    changes = version_changes(h.engine.state)
+    assert {c["package"] for c in changes} >= {"keystone", "nova-compute", "cinder-volume"}
+    for change in changes:
+        assert release_of(change["before"], change["package"]) == "2025.1", change
+        assert release_of(change["after"], change["package"]) == "2025.2", change
+    computes = next(c for c in changes if c["package"] == "nova-compute")
+    assert len(computes["nodes"]) == 8  # one-cmp[1:5], two-cmp[1:3]
+    summary = "\n".join(end_summary(h.plan, h.engine.state))
+    assert "nova-compute on one-cmp[1:5],two-cmp[1:3]: 3:31.1.0" in summary
+
+
+async def test_a_package_that_did_not_move_says_so() -> None:
+    h = await make(recipe={"actions": {"package-source": None}})
+
+    def abort(gate):  # type: ignore[no-untyped-def]
+        from core import events as ev
+
+        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
+
+    try:
+        assert await drive(h, abort) == "aborted"
+    finally:
+        await h.lab.close()
+    keystone = next(c for c in version_changes(h.engine.state) if c["package"] == "keystone")
+    assert keystone["before"] == keystone["after"]
+    summary = "\n".join(end_summary(h.plan, h.engine.state))
+    assert "(did not move)" in summary
+    # stopped after key1's install: its package restarts are still blocked, and it says so
+    assert "package restarts still blocked (policy-rc.d) on key1" in summary
