@@ -15,9 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 from core import events as ev
+from core.backup_pull import BackupReceiver
 from core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
@@ -106,6 +108,7 @@ class EngineOptions:
     dry_run: bool = False  # nothing runs: checks of what a command printed are not made
     job_root: str = DEFAULT_JOB_ROOT  # where steps' job directories live on the nodes
     keep_jobs: bool = False  # keep them after the run (else removed when every job ended)
+    backup_root: Path | None = None  # where pull-* steps copy backups (the run's backups/)
 
 
 class Engine:
@@ -936,13 +939,23 @@ class Engine:
         runs = 0
         into_buffer = self._on_output(step)
 
+        pulling = step.action.startswith("pull-") and not self.options.dry_run
+
         def collect(stream: str, line: str) -> None:
+            if stream == "stdout" and pulling:  # a file's bytes: to disk, not the journal
+                receiver.line(line)
+                return
             if stream == "stdout":  # the last line it printed: what checks compare
                 self._printed[step.id] = line
             into_buffer(stream, line)
 
         while True:
             job = self._job(step, attempt) + (f".{runs}" if runs else "")
+            if pulling:  # read-only, run again on a retry: no job (it would keep a copy)
+                if self.options.backup_root is None:
+                    return "failed", None, "no run directory to copy backups into"
+                receiver = BackupReceiver(self.options.backup_root / step.node)
+                job = ""
             try:
                 result = await self._call(step, node, collect, timeout, job)
             except TransportError as exc:
@@ -979,13 +992,36 @@ class Engine:
                 if outcome in ("ok", "warning")
                 else (result.error or f"exit status {result.exit_status}")
             )
-            if outcome == "ok" and not self.options.dry_run:
+            if outcome == "ok" and pulling:
+                wrong = receiver.finish()
+                if wrong:
+                    outcome, error = "failed", f"the copy of the backup is not whole: {wrong}"
+                else:
+                    self._pulled(step, receiver)
+            elif outcome == "ok" and not self.options.dry_run:
                 wrong = _wrong_output(step, self._printed.get(step.id, ""))
                 if wrong:
                     outcome, error = "failed", wrong
             if outcome == "failed" and step.args.get("hint"):
                 error = f"{error}: {step.args['hint']}"
             return outcome, result.exit_status, error
+
+    def _pulled(self, step: Step, receiver: BackupReceiver) -> None:
+        assert receiver.remote is not None and receiver.expected is not None
+        self.emit(
+            ev.BackupPulled,
+            step=step.id,
+            node=step.node,
+            remote=receiver.remote,
+            local=str(receiver.local),
+            size=receiver.size,
+            sha256=receiver.expected,
+        )
+        self._on_output(step)(
+            "info",
+            f"copied {receiver.remote} to {receiver.local} ({receiver.size} bytes, "
+            f"sha256 {receiver.expected})",
+        )
 
     async def _call(
         self,
@@ -1004,5 +1040,5 @@ class Engine:
         # the only copy with the secrets' values in it
         command = self.options.secrets.fill(self._runtime(step.command) or "")
         return await self.executor.run(
-            node, command, on_output=collect, timeout=timeout, local=local, job=job
+            node, command, on_output=collect, timeout=timeout, local=local, job=job or None
         )

@@ -234,6 +234,18 @@ class StepOutput(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BackupPulled(Event):
+    """A backup file copied from a node into the run directory, its sha256 checked."""
+
+    step: str
+    node: str
+    remote: str
+    local: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepFinished(Event):
     """outcome: ok | warning (acknowledged) | not needed | failed | timed_out | unreachable |
     skipped | interrupted."""

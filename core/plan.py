@@ -572,14 +572,23 @@ def _stop_for_jump(b: _PhaseBuilder, roles: list[str]) -> None:
             b.add("stop", node, role, unit=unit)
 
 
+def _backup(b: _PhaseBuilder, node: Node, role: str) -> None:
+    """Back up the service's database and configuration (keystone: its keys too) and, when
+    the recipe says pull_backups: "yes", copy each file to the run directory."""
+    b.add("db-backup", node, role)
+    b.add("keys-backup", node, role)  # keystone's only
+    if str(b.recipe.variables.get("pull_backups", "no")) == "yes":
+        for action in ("pull-dump", "pull-etc", "pull-keys"):
+            b.add(action, node, role)
+
+
 def _identity(b: _PhaseBuilder) -> None:
     nodes = b.site.with_role("keystone")
     if not nodes:
         return
     k1 = _first(nodes)
     b.stage("pre", "back up and check keystone", "pre")
-    b.add("db-backup", k1, "keystone")
-    b.add("keys-backup", k1, "keystone")
+    _backup(b, k1, "keystone")
     b.add("doctor", k1, "keystone")
     _stop_for_jump(b, ["keystone"])
     _control_role_stages(b, ["keystone"], lambda n, r: b.add("db-expand", n, r))
@@ -594,7 +603,7 @@ def _image(b: _PhaseBuilder) -> None:
         return
     g1 = _first(nodes)
     b.stage("pre", "back up glance", "pre")
-    b.add("db-backup", g1, "glance-api")
+    _backup(b, g1, "glance-api")
 
     def schema(node: Node, role: str) -> None:
         b.add("db-check", node, role)  # with the new code: which schema step comes next
@@ -737,7 +746,7 @@ def _compute(b: _PhaseBuilder) -> None:
     if placement:
         p1 = _first(placement)
         b.stage("placement-pre", "back up placement", "pre")
-        b.add("db-backup", p1, "placement-api")
+        _backup(b, p1, "placement-api")
         b.add("previous-migrations", p1, "placement-api")
         _stop_for_jump(b, ["placement-api"])
         _control_role_stages(b, ["placement-api"], lambda n, r: b.add("db-sync", n, r))
@@ -749,10 +758,10 @@ def _compute(b: _PhaseBuilder) -> None:
         b.stage("pre", "back up nova and neutron; nova's RPC pin", "pre")
         if controllers:
             n1 = _first(site.with_role(controllers[0]))
-            b.add("db-backup", n1, controllers[0])
+            _backup(b, n1, controllers[0])
             b.add("previous-migrations", n1, controllers[0])
         if servers:
-            b.add("db-backup", servers[0], "neutron-server")
+            _backup(b, servers[0], "neutron-server")
         for node in site.nodes:
             role = next((r for r in controllers if node.has(r)), None)
             if role is not None:
@@ -829,7 +838,7 @@ def _block_storage(b: _PhaseBuilder) -> None:
         return
     c1 = _first(b.site.with_role(order[0]))
     b.stage("pre", "back up cinder; finish the previous release's migrations", "pre")
-    b.add("db-backup", c1, order[0])
+    _backup(b, c1, order[0])
     b.add("previous-migrations", c1, order[0])
     _stop_for_jump(b, order)
     _control_role_stages(b, order, lambda n, r: b.add("db-sync", n, r))

@@ -300,6 +300,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     dry_run=options.dry_run,
                     job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
                     keep_jobs=variables.get("keep_jobs", "no") == "yes",
+                    backup_root=journal_path.parent / "backups",  # pull_backups: "yes"
                 ),
                 journal=journal,
                 history=history,

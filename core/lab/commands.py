@@ -8,15 +8,18 @@ on the host. Anything else exits 127 with `command not found`, as a shell would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import configparser
+import hashlib
 import io
+import json
 import shlex
 from collections.abc import Awaitable, Callable
 
 from core.lab.jobs import LabJobs
 from core.lab.world import APT, LabNode, World
 from core.methods import lab_commands
-from core.releases import Release
+from core.releases import Release, find_release
 from core.roles import ROLES
 
 Out = Callable[[str, str], None]
@@ -28,11 +31,19 @@ MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
 class Shell:
     """One command on one lab node."""
 
-    def __init__(self, world: World, node: LabNode, out: Out, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        world: World,
+        node: LabNode,
+        out: Out,
+        env: dict[str, str] | None = None,
+        stdin: str = "",
+    ):
         self.world = world
         self.node = node
         self.out = out
         self.env = env or {}  # VAR=value given with `env` on the command line
+        self.stdin = stdin  # what `< FILE` fed it
 
     def say(self, line: str) -> None:
         self.out("stdout", line)
@@ -111,6 +122,14 @@ async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out
         node.files[path] = "\n".join(written) + "\n"
         world.save(node)
         return status
+    stdin = ""
+    if "<" in argv[:-1]:  # COMMAND < FILE: the file is its standard input
+        at = argv.index("<")
+        path, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+        if path not in node.files:
+            out("stderr", f"sh: 1: cannot open {path}: No such file")
+            return 2
+        stdin = node.files[path]
     if not argv:
         return 0
     if argv[:2] == ["sh", "-c"] and argv[3:4] == ["rollgate-job"]:  # the remote-job wrapper
@@ -121,18 +140,23 @@ async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out
     world.running += 1
     world.peak_running = max(world.peak_running, world.running)
     try:
-        return await _interpret(world, node, argv, out, env)
+        return await _interpret(world, node, argv, out, env, stdin)
     finally:
         world.running -= 1
         world.save(node)  # a real cloud remembers what a command did, whatever the console does
 
 
 async def _interpret(
-    world: World, node: LabNode, argv: list[str], out: Out, env: dict[str, str] | None = None
+    world: World,
+    node: LabNode,
+    argv: list[str],
+    out: Out,
+    env: dict[str, str] | None = None,
+    stdin: str = "",
 ) -> int:
     text = " ".join(argv)
     fault = world.faults.for_command(node.name, text)
-    shell = Shell(world, node, out, env)
+    shell = Shell(world, node, out, env, stdin)
     if fault is not None:
         if fault.kind == "hang":
             out("stdout", f"{argv[0]}: waiting for a lock held by another process ...")
@@ -557,19 +581,99 @@ async def _mysqldump(sh: Shell, argv: list[str]) -> int:
         if folder not in sh.node.files:
             sh.err(f"mysqldump: Can't create/write to file '{target}' (Errcode: 2 - No such file)")
             return 2
-        sh.node.files[target] = f"-- MySQL dump of {' '.join(names)}\n"
+        sh.node.files[target] = _dump_text(sh, names)
     sh.err(f"-- dump of {' '.join(names)} written to {target or 'stdout'}")
     return 0
 
 
+LAB_DUMP = "-- MySQL dump (rollgate lab)"
+
+
+def _dump_text(sh: Shell, names: list[str]) -> str:
+    """A dump the lab's mysql can restore: each dumped service's database state."""
+    services = sorted({name.split("_")[0] for name in names})
+    state = {}
+    for service in services:
+        db = sh.db(service)
+        state[service] = [
+            db.schema.id,
+            db.expanded.id if db.expanded else None,
+            db.migrated,
+            db.online_pending,
+            db.previous_pending,
+        ]
+    return f"{LAB_DUMP} of {' '.join(names)}\n{json.dumps(state)}\n"
+
+
+async def _mysql(sh: Shell, argv: list[str]) -> int:
+    """`mysql [--host=H] < DUMP`: a lab dump puts its databases back as they were."""
+    await sh.pause("backup")
+    lines = sh.stdin.splitlines()
+    if len(lines) < 2 or not lines[0].startswith(LAB_DUMP):
+        sh.err("ERROR 1064 (42000) at line 1: You have an error in your SQL syntax")
+        return 1
+    for service, (schema, expanded, migrated, online, previous) in json.loads(lines[1]).items():
+        db = sh.db(service)
+        db.schema, db.expanded = find_release(schema), find_release(expanded) if expanded else None
+        db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
+    return 0
+
+
 async def _tar(sh: Shell, argv: list[str]) -> int:
+    """`tar -czf ARCHIVE PATH...` keeps the node's files under the paths; `tar -xzf ARCHIVE
+    [-C /]` writes them back."""
     await sh.pause("quick")
     archive = next(
         (argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("-") and a.endswith("f")),
         None,
     )
-    if archive is not None:
-        sh.node.files[archive] = "tar archive\n"
+    if archive is None:
+        sh.err("tar: the lab knows -czf ARCHIVE PATH... and -xzf ARCHIVE")
+        return 2
+    flags = next((a for a in argv[1:] if a.startswith("-") and a.endswith("f")), "")
+    if "x" in flags:
+        if archive not in sh.node.files:
+            sh.err(f"tar: {archive}: Cannot open: No such file or directory")
+            return 2
+        try:
+            kept = json.loads(sh.node.files[archive])
+        except ValueError:
+            sh.err("gzip: stdin: not in gzip format")
+            return 2
+        sh.node.files.update(kept)
+        return 0
+    skip = {archive, "-C"}
+    paths = [a for a in argv[argv.index(archive) + 1 :] if a not in skip and not a.startswith("-")]
+    kept = {
+        path: text
+        for path, text in sh.node.files.items()
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in paths)
+    }
+    sh.node.files[archive] = json.dumps(kept)
+    return 0
+
+
+async def _sha256sum(sh: Shell, argv: list[str]) -> int:
+    status = 0
+    for path in (a for a in argv[1:] if a != "--"):
+        if path not in sh.node.files:
+            sh.err(f"sha256sum: {path}: No such file or directory")
+            status = 1
+            continue
+        digest = hashlib.sha256(sh.node.files[path].encode()).hexdigest()
+        sh.say(f"{digest}  {path}")
+    return status
+
+
+async def _base64(sh: Shell, argv: list[str]) -> int:
+    """`base64 FILE`: the file's bytes, 76 characters a line, as GNU coreutils writes them."""
+    path = next((a for a in argv[1:] if a != "--"), "")
+    if path not in sh.node.files:
+        sh.err(f"base64: {path}: No such file or directory")
+        return 1
+    text = base64.b64encode(sh.node.files[path].encode()).decode()
+    for at in range(0, len(text), 76):
+        sh.say(text[at : at + 76])
     return 0
 
 
@@ -633,6 +737,9 @@ _COMMANDS: dict[str, Handler] = {
     "chmod": lambda sh, argv: _zero(),
     "systemctl": systemctl,
     "crudini": _crudini,
+    "mysql": _mysql,
+    "sha256sum": _sha256sum,
+    "base64": _base64,
     "keystone-manage": _keystone_manage,
     "glance-manage": _glance_manage,
     "placement-manage": _placement_manage,
@@ -643,6 +750,7 @@ _COMMANDS: dict[str, Handler] = {
     "tar": _tar,
     "true": lambda sh, argv: _zero(),
     "hostname": lambda sh, argv: _say(sh, sh.node.name),
+    "echo": lambda sh, argv: _say(sh, " ".join(argv[1:])),
 }
 
 

@@ -91,7 +91,12 @@ async def make(
         inventory,
         lab.executor(),
         EngineOptions(
-            "tester", "t", auto_approve=auto_approve, backoff=backoff, flush_interval=0.01
+            "tester",
+            "t",
+            auto_approve=auto_approve,
+            backoff=backoff,
+            flush_interval=0.01,
+            backup_root=tmp_path / "backups" if tmp_path is not None else None,
         ),
         journal=journal,
         history=history,

@@ -44,3 +44,83 @@ async def test_a_dump_into_a_directory_that_does_not_exist_fails_in_the_lab(
     finally:
         await h.lab.close()
     assert status == 2 and "Can't create/write to file '/srv/nowhere/k.sql'" in lines[-1]
+
+
+async def test_pulled_backups_arrive_whole_with_their_checksums_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    h = await make(tmp_path, recipe={"variables": {"pull_backups": "yes"}})
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+    finally:
+        await h.lab.close()
+    pulled = h.events(ev.BackupPulled)
+    pulls = [s for s in h.plan.steps if s.action.startswith("pull-")]
+    assert len(pulled) == len(pulls) >= 3  # keystone: dump, /etc, keys
+    for event in pulled:
+        local = Path(event.local)
+        assert local.is_file() and local.stat().st_mode & 0o777 == 0o600
+        assert local.parent.stat().st_mode & 0o777 == 0o700
+        on_node = h.lab.world.nodes[event.node].files[event.remote].encode()
+        assert local.read_bytes() == on_node
+        assert event.sha256 == hashlib.sha256(on_node).hexdigest() and event.size == len(on_node)
+    dump = next(e for e in pulled if e.remote.endswith("small-keystone-2025.1-t.sql"))
+    assert Path(dump.local) == tmp_path / "backups" / "key1" / "small-keystone-2025.1-t.sql"
+    journal = (tmp_path / "journal.jsonl").read_text()
+    body = Path(dump.local).read_bytes()
+    import base64
+
+    assert base64.b64encode(body).decode()[:40] not in journal  # the bytes stay out of it
+
+
+async def test_a_copy_whose_checksum_differs_fails_its_step(tmp_path: Path) -> None:
+    lying = (
+        "echo " + "0" * 64 + "  {{backup_dir}}/x.sql && "
+        "base64 {{backup_dir}}/{{cloud}}-{{service}}-{{from}}-{{run_id}}.sql"
+    )
+    h = await make(
+        tmp_path,
+        recipe={"variables": {"pull_backups": "yes"}, "actions": {"pull-dump": lying}},
+    )
+
+    def abort(gate: ev.GateOpened) -> ev.Command | None:
+        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
+
+    try:
+        assert await drive(h, abort) == "aborted"
+    finally:
+        await h.lab.close()
+    failed = next(e for e in h.events(ev.StepFinished) if e.outcome == "failed")
+    assert failed.step.endswith("keystone.pull-dump")
+    assert "the copy of the backup is not whole: sha256" in failed.error
+
+
+async def test_a_dump_restores_the_database_and_the_archive_restores_the_configuration(
+    tmp_path: Path,
+) -> None:
+    """docs/apt-method.md's restore procedure, in the lab: after the upgrade moved keystone's
+    schema, the run's dump puts it back, and the /etc archive puts the files back."""
+    h = await make(tmp_path)
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+        world = h.lab.world
+        key1 = world.nodes["key1"]
+        assert world.database(key1, "keystone").schema.id == "2025.2"
+        said: list[str] = []
+        dump = "/var/backups/rollgate/small-keystone-2025.1-t.sql"
+        status = await run_command(
+            world, key1, f"mysql --host=localhost < {dump}", lambda s, line: said.append(line)
+        )
+        assert status == 0, said
+        assert world.database(key1, "keystone").schema.id == "2025.1"
+        ctl = world.nodes["one-ctl1"]
+        conf = "/etc/nova/nova.conf"
+        kept = ctl.files[conf]
+        ctl.files[conf] = "[DEFAULT]\nbroken = yes\n"
+        archive = "/var/backups/rollgate/small-nova-etc-2025.1-t.tgz"
+        assert await run_command(world, ctl, f"tar -xzf {archive} -C /", said.append) == 0
+        assert ctl.files[conf] == kept
+    finally:
+        await h.lab.close()
