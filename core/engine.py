@@ -26,6 +26,7 @@ from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.recipes import fill_runtime
 from core.releases import release_for_major
+from core.report import restarts_still_blocked
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
@@ -473,6 +474,8 @@ class Engine:
             if outcome == "incomplete":  # every phase ran, yet steps are unsettled: a bug
                 outcome, self._error = "failed", "engine error: steps left unsettled"
         await self._clean_jobs()
+        if outcome in ("aborted", "stopped", "failed") and not self.options.dry_run:
+            await self._allow_restarts_again()
         self.emit(ev.RunFinished, outcome=outcome, error=self._error)
         with contextlib.suppress(_Abort):  # a journal that failed stays as it was, readable
             await self._commit()
@@ -482,6 +485,35 @@ class Engine:
         self.finished.set()
         self._new_event.set()
         return outcome
+
+    async def _allow_restarts_again(self) -> None:
+        """A run that ends part-way removes the policy-rc.d its installs wrote on each node
+        whose phase did not allow restarts again itself (a resumed run's installs write it
+        again), so package upgrades outside the window restart their services as usual."""
+
+        async def allow(node: str, step: Step) -> None:
+            error = ""
+            try:
+                result = await self.executor.run(
+                    self._nodes[node],
+                    step.command or "",
+                    on_output=lambda stream, line: None,
+                    timeout=60,
+                    job=None,
+                )
+                if result.exit_status != 0:
+                    error = result.error or f"exit status {result.exit_status}"
+            except TransportError as exc:
+                error = str(exc)
+            self.emit(ev.RestartsAllowed, node=node, ok=not error, error=error)
+
+        pending = {
+            s.node: s
+            for s in self.plan.steps
+            if s.action == "allow-restarts" and not self.state.steps[s.id].done
+        }
+        blocked = restarts_still_blocked(self.plan, self.state)
+        await asyncio.gather(*(allow(n, pending[n]) for n in blocked if n in pending))
 
     async def _clean_jobs(self) -> None:
         """Remove the run's job directories from the nodes once no job can be running

@@ -246,6 +246,16 @@ class BackupPulled(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RestartsAllowed(Event):
+    """The run ended part-way (aborted, stopped, failed): the node's policy-rc.d, written by
+    an install, was removed (`ok`), or could not be (`error`)."""
+
+    node: str
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepFinished(Event):
     """outcome: ok | warning (acknowledged) | not needed | failed | timed_out | unreachable |
     skipped | interrupted."""

@@ -352,9 +352,7 @@ class _PhaseBuilder:
         if node.name not in self.ctx.sourced:  # before any package of the node moves
             self.ctx.sourced.add(node.name)
             hooks.before_first_install(self, node, role)
-        if node.name not in self.blocked:  # installs must not restart anything this phase
-            self.blocked[node.name] = (node, role)
-            hooks.before_install_in_phase(self, node, role)
+        self.blocked.setdefault(node.name, (node, role))  # its installs block restarts
         packages = sorted({self.ctx.method.package(r) for r in roles})
         services = sorted({ROLES[r].service for r in roles})
         hooks.before_install(self, node, role, roles)

@@ -104,16 +104,23 @@ def version_changes(state: RunState) -> list[dict[str, Any]]:
 
 
 def restarts_still_blocked(plan: Plan, state: RunState) -> list[str]:
-    """Nodes where the run blocked package restarts (block-restarts ran) and did not allow
-    them again: a run that stopped part-way leaves /usr/sbin/policy-rc.d there."""
+    """Nodes where an install of the run blocked package restarts (policy-rc.d) and neither
+    the plan's allow-restarts step nor the clean-up at the run's end allowed them again."""
     blocked: set[str] = set()
-    for step in plan.steps:
-        status = state.steps[step.id].status
-        if step.action == "block-restarts" and status in STEP_OK:
-            blocked.add(step.node)
-        elif step.action == "allow-restarts" and status in STEP_OK:
-            blocked.discard(step.node)
-    return sorted(blocked)
+    for phase in plan.phases:
+        installed = {
+            s.node
+            for s in phase.steps
+            if s.action == "upgrade-packages" and state.steps[s.id].status != "pending"
+        }
+        blocked.update(
+            step.node
+            for step in phase.steps
+            if step.action == "allow-restarts"
+            and step.node in installed
+            and state.steps[step.id].status not in STEP_OK
+        )
+    return sorted(n for n in blocked if not state.nodes[n].restarts_allowed)
 
 
 def _version_lines(changes: list[dict[str, Any]]) -> list[str]:

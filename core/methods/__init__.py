@@ -23,9 +23,6 @@ class PlanHooks:
     def before_first_install(self, builder: Any, node: Any, role: str) -> None:
         """Once per node per run, before any of its packages moves (point it at the target)."""
 
-    def before_install_in_phase(self, builder: Any, node: Any, role: str) -> None:
-        """Once per node per phase, before its first install in that phase."""
-
     def before_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
         """Right before `roles`' code is installed on the node (read what is there)."""
 
@@ -33,8 +30,8 @@ class PlanHooks:
         """Right after `roles`' code was installed on the node (verify what moved)."""
 
     def after_restarts(self, builder: Any, node: Any, role: str) -> None:
-        """After the node's own services restarted on the new code (undo what
-        before_install_in_phase set)."""
+        """After the node's own services restarted on the new code (once per node per phase
+        that installed on it; at the phase's end for controllers)."""
 
 
 @dataclass(frozen=True)

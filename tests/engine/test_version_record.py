@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from core import events as ev
 from core.releases import release_for_major
 from core.report import end_summary, version_changes
 from tests.engine.conftest import drive, make
@@ -40,8 +41,6 @@ async def test_a_package_that_did_not_move_says_so() -> None:
     h = await make(recipe={"actions": {"package-source": None}})
 
     def abort(gate):  # type: ignore[no-untyped-def]
-        from core import events as ev
-
         return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
 
     try:
@@ -52,5 +51,27 @@ async def test_a_package_that_did_not_move_says_so() -> None:
     assert keystone["before"] == keystone["after"]
     summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "(did not move)" in summary
-    # stopped after key1's install: its package restarts are still blocked, and it says so
+    # aborted after key1's install blocked restarts: the end of the run allowed them again
+    allowed = h.events(ev.RestartsAllowed)
+    assert [(e.node, e.ok) for e in allowed] == [("key1", True)]
+    assert "/usr/sbin/policy-rc.d" not in h.lab.world.nodes["key1"].files
+    assert "still blocked" not in summary
+
+
+async def test_a_node_whose_restarts_cannot_be_allowed_again_is_named() -> None:
+    h = await make(
+        faults=["fail:key1:rm -f /usr/sbin/policy-rc.d"],
+        recipe={"actions": {"package-source": None}},
+    )
+
+    def abort(gate):  # type: ignore[no-untyped-def]
+        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
+
+    try:
+        assert await drive(h, abort) == "aborted"
+    finally:
+        await h.lab.close()
+    allowed = h.events(ev.RestartsAllowed)
+    assert [(e.node, e.ok) for e in allowed] == [("key1", False)]
+    summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "package restarts still blocked (policy-rc.d) on key1" in summary

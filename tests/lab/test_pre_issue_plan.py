@@ -13,6 +13,11 @@ from core.lab.commands import run_command
 from tests.engine.conftest import drive, make
 
 PRE_ISSUE_INSTALL = "apt-get install --only-upgrade -y {{packages}}"  # no env, no dpkg options
+# the corrected install without its policy-rc.d: packages restart what they install
+UNBLOCKED_INSTALL = (
+    "env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install --only-upgrade "
+    "-y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {{packages}}"
+)
 
 
 def abort(gate: ev.GateOpened) -> ev.Command | None:
@@ -51,7 +56,7 @@ RULES = [
     ),
     pytest.param(  # packages restart services: new code on the old schema, mid-install
         [],
-        {"actions": {"block-restarts": None}},
+        {"actions": {"upgrade-packages": UNBLOCKED_INSTALL}},
         "upgrade-packages",
         "post-installation script subprocess returned error exit status 1",
         id="restarts-not-blocked",

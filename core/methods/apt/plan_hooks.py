@@ -1,5 +1,6 @@
-"""What the apt method adds around each install: the target's package source, restarts
-blocked while packages move, the installed version checked (docs/apt-method.md)."""
+"""What the apt method adds around each install: the target's package source, versions read
+before and checked after, restarts allowed again after the node's own restarts (the install
+itself blocks them: recipe.yaml, docs/apt-method.md)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ class AptHooks(PlanHooks):
     def before_first_install(self, builder: Any, node: Any, role: str) -> None:
         pocket = builder.ctx.values(node, role, {}).get("to_pocket")
         builder.add("apt-update" if pocket == "archive" else "package-source", node, role)
-
-    def before_install_in_phase(self, builder: Any, node: Any, role: str) -> None:
-        builder.add("block-restarts", node, role)
 
     def before_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
         for package, _ in _versioned(builder, roles):  # for the report: before -> after
