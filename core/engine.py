@@ -855,7 +855,7 @@ class Engine:
         if found is not None and found.status == when["outcome"]:
             return ""
         title = self.plan.step(str(when["step"])).title
-        return f"not needed: '{title}' found nothing to do"
+        return f"'{title}' found nothing to do"
 
     async def _run_step(self, step: Step) -> str:
         await self._wait_runnable(step)

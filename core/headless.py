@@ -91,6 +91,12 @@ def describe(event: ev.Event) -> str | None:
             return f"aborted by {o}" + (f" — {r}" if r else "")
         case ev.RunFinished(outcome=o, error=e):
             return f"run {o}" + (f" — {e}" if e else "")
+        case ev.BackupPulled(node=n, remote=r, local=loc, size=z, sha256=h):
+            return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
+        case ev.RestartsAllowed(node=n, ok=True):
+            return f"package restarts allowed again on {n} (policy-rc.d removed)"
+        case ev.RestartsAllowed(node=n, error=e):
+            return f"package restarts still blocked on {n}: {e}"
     return None
 
 

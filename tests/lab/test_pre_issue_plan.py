@@ -157,3 +157,23 @@ async def test_the_old_plans_checks_pass_on_what_the_new_ones_catch() -> None:
         assert "Unit cinder-api.service not found" in said[-1]
     finally:
         await h.lab.close()
+
+
+async def test_neutron_servers_keep_running_when_no_contract_is_pending() -> None:
+    """has_offline_migrations exits 0: the stop, contract and start that would follow are
+    'not needed', nothing of them runs, and the run is complete, not 'with deviations'."""
+    h = await make(faults=["fail:one-ctl1:neutron-db-manage has_offline_migrations:0"])
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+    finally:
+        await h.lab.close()
+    conditional = {s.id for s in h.plan.steps if "when" in s.args and s.site == "one"}
+    finished = {e.step: e for e in h.events(ev.StepFinished) if e.step in conditional}
+    assert conditional and all(e.outcome == "not needed" for e in finished.values())
+    assert "found nothing to do" in next(iter(finished.values())).error
+    started = {e.step for e in h.events(ev.StepStarted)}
+    assert not conditional & started  # never ran: the servers were not stopped
+    other_site = {s.id for s in h.plan.steps if "when" in s.args and s.site == "two"}
+    assert all(  # two's check found contract migrations pending: its servers stopped
+        e.outcome == "ok" for e in h.events(ev.StepFinished) if e.step in other_site
+    )
