@@ -934,21 +934,11 @@ class Engine:
             tail = self.state.steps[step.id].tail
             kept = bool(tail) and LEFT_AS_FOUND in tail[-1]
             self.emit(ev.NodeStatus, node=step.node, disabled=kept)
-        elif step.action == "record-version" and printed:
+        elif step.action in ("record-version", "verify-version") and printed:
+            key = "version_before" if step.action == "record-version" else "version"
+            package = step.args.get("package")
             self.emit(
-                ev.NodeStatus,
-                node=step.node,
-                package=step.args.get("package"),
-                version_before=printed,
-                reachable=True,
-            )
-        elif step.action == "verify-version" and printed:
-            self.emit(
-                ev.NodeStatus,
-                node=step.node,
-                package=step.args.get("package"),
-                version=printed,
-                reachable=True,
+                ev.NodeStatus, node=step.node, package=package, reachable=True, **{key: printed}
             )
         elif step.executor == "ssh" and node.reachable is False:
             self.emit(ev.NodeStatus, node=step.node, reachable=True)  # it answered again

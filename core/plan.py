@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -516,13 +517,18 @@ def _restart_everywhere(b: _PhaseBuilder, roles: list[str], why: str) -> None:
     """A post stage restarting every unit of `roles` at the site, each unit once per node:
     services that started while older ones ran cache the older version (the RPC pin)."""
     b.stage(f"refresh-{ROLES[roles[0]].service}", why, "post")
-    for node in b.site.nodes:
+    _each_unit(b, b.site.nodes, roles, "restart")
+
+
+def _each_unit(b: _PhaseBuilder, nodes: Sequence[Node], roles: list[str], action: str) -> None:
+    """`action` (restart, stop) once for each unit that runs one of `roles` on each node."""
+    for node in nodes:
         units: dict[str, str] = {}
         for role in roles:
             if node.has(role):
                 units.setdefault(b.ctx.method.unit(role), role)
         for unit, role in units.items():
-            b.add("restart", node, role, unit=unit)
+            b.add(action, node, role, unit=unit)
 
 
 # What stops being available while a service is stopped for a skip-level jump.
@@ -561,13 +567,7 @@ def _stop_for_jump(b: _PhaseBuilder, roles: list[str]) -> None:
             f"{JUMP_OUTAGE.get(service, service)}. Stop them?",
         ),
     )
-    for node in nodes:
-        units: dict[str, str] = {}
-        for role in present:
-            if node.has(role):
-                units.setdefault(b.ctx.method.unit(role), role)
-        for unit, role in units.items():
-            b.add("stop", node, role, unit=unit)
+    _each_unit(b, nodes, present, "stop")
 
 
 def _backup(b: _PhaseBuilder, node: Node, role: str) -> None:
