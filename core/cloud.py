@@ -115,11 +115,18 @@ class CloudAdapter:
                 if not found:
                     return CommandResult(1, error=f"no {binary} service on {host}")
                 for service in found:
-                    if action == "disable-service":
+                    reason = service.disabled_reason or ""
+                    if fenced_by_operator(service.status == "disabled", reason):
+                        out(  # an operator fenced it before the run: left as it was found
+                            "info",
+                            f"{binary} on {service.host} {LEFT_AS_FOUND} ({reason or 'no reason'})",
+                        )
+                    elif action == "disable-service":
                         volume.disable_service(service, reason=args.get("reason"))
+                        out("info", f"{binary} on {service.host} disabled")
                     else:
                         volume.enable_service(service)
-                out("info", f"{binary} on {host} {action.split('-')[0]}d")
+                        out("info", f"{binary} on {service.host} enabled")
                 return CommandResult(0)
             services = list(compute.services(host=host, binary=binary))
             if not services:

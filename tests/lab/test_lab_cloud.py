@@ -315,3 +315,31 @@ async def test_an_install_restarts_services_unless_policy_rc_d_and_needrestart_s
     assert (await run(lab, "ctl1", quiet))[0] == 0
     assert (await run(lab, "ctl1", "rm -f /usr/sbin/policy-rc.d"))[0] == 0
     assert not lab.world.nodes["ctl1"].restarts_blocked
+
+
+@pytest.mark.integration
+async def test_a_volume_service_an_operator_disabled_stays_disabled(tmp_path: Path) -> None:
+    """Through openstacksdk: fencing volume services leaves one an operator disabled before
+    the run (with their reason) as it was, instead of enabling it at the end."""
+    from core.inventory import parse_inventory
+    from tests.lab_helpers import lab_inventory_text
+
+    text = lab_inventory_text(tmp_path) + "recipe:\n  variables: {fence_volume_services: 'yes'}\n"
+    inv = parse_inventory(text, "fence.yaml")
+    plan = build_plan(inv)
+    lab = await Lab.start(inv, serve=True)
+    record = lab.world.record("one", "ctl1", "cinder-volume")
+    assert record is not None
+    record.disabled_reason = "failing disk, ticket 4711"
+    executor = RealExecutor(lab.effective_inventory)
+    try:
+        engine = Engine(
+            plan, lab.effective_inventory, executor, EngineOptions("t", "t", auto_approve=True)
+        )
+        assert await asyncio.wait_for(engine.run(), 60) == "complete"
+        said = [line for e in engine.history if isinstance(e, ev.StepOutput) for line in e.lines]
+        assert any("cinder-volume on ctl1 left disabled, as the run found it" in s for s in said)
+        assert record.disabled_reason == "failing disk, ticket 4711"
+    finally:
+        await executor.close()
+        await lab.close()
