@@ -30,7 +30,7 @@ from core.report import restarts_still_blocked
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
-from core.words import RUN_PAUSED, STEP_NOT_NEEDED, STEP_OK, phase_word, run_word
+from core.words import RUN_PAUSED, STEP_FAILED, STEP_NOT_NEEDED, STEP_OK, phase_word, run_word
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among
@@ -75,7 +75,7 @@ _FREE_TEXT: dict[type[ev.Event], tuple[str, ...]] = {
     ev.StepOutput: ("lines",),
     ev.StepStarted: ("command",),
     ev.StepFinished: ("error",),
-    ev.GateOpened: ("title", "summary"),
+    ev.GateOpened: ("title", "summary", "choices"),
     ev.GateDecided: ("comment",),
     ev.OperatorNote: ("text",),
     ev.RunPaused: ("reason",),
@@ -376,6 +376,7 @@ class Engine:
         options: tuple[str, ...] = ("approve", "reject"),
         step: str | None = None,
         automatic: bool = True,
+        choices: tuple[str, ...] = (),
     ) -> tuple[str, str]:
         """Open a gate and wait for its decision. `automatic`: --auto-approve may answer it
         (never for a gate that reports something went wrong)."""
@@ -392,6 +393,7 @@ class Engine:
                 summary=summary,
                 options=options,
                 step=step,
+                choices=choices or self._plain_choices(kind, options),
             )
             self._gate_future = asyncio.get_running_loop().create_future()
             # --auto-approve answers in the same breath, before anyone watching sees it open
@@ -753,6 +755,7 @@ class Engine:
                             step,
                             f"failure budget spent at {phase.site}: {spent} failed nodes "
                             f"(budget {budget}); no new step starts in this phase until decided",
+                            self._would_skip(phase, step, data_plane),
                         )
                     finally:
                         self._holds[phase.id] -= 1
@@ -760,13 +763,11 @@ class Engine:
                     self._phase_failures[phase.id] -= 1
                 else:
                     why = "the canary failed" if stage_kind == "canary" else "a step failed"
-                    decision = await self._failure_gate(step, why)
-                if decision[0] == "skip":
-                    skipped = (  # the node's steps left in the phase: it stays as it is
-                        [step, *(s for s in phase.steps if s.node == step.node and s is not step)]
-                        if data_plane
-                        else [step]
+                    decision = await self._failure_gate(
+                        step, why, self._would_skip(phase, step, data_plane)
                     )
+                if decision[0] == "skip":
+                    skipped = self._would_skip(phase, step, data_plane)
                     for each in skipped:
                         if not self.state.steps[each.id].done:
                             self.emit(
@@ -782,6 +783,18 @@ class Engine:
                         return
                     break
                 outcome = await self._run_step(step)  # retry
+
+    def _would_skip(self, phase: Phase, step: Step, data_plane: bool) -> list[Step]:
+        """What skipping a failed step skips: on a data-plane node its steps left in the phase
+        (it stays as it is, fenced), on the control plane that step only."""
+        if not data_plane:
+            return [step]
+        rest = [
+            s
+            for s in phase.steps
+            if s.node == step.node and s is not step and not self.state.steps[s.id].done
+        ]
+        return [step, *rest]
 
     def _gate_left_open(self, step_id: str) -> bool:
         """Whether a failure gate about this step was open, undecided, when a driver stopped."""
@@ -801,13 +814,27 @@ class Engine:
             if not failed:
                 return
             nodes = sorted({s.node for s in failed})
+            broken = [s for s in failed if self.state.steps[s.id].status in STEP_FAILED]
+            left = sum(
+                1 for s in phase.steps if s.node in nodes and not self.state.steps[s.id].done
+            )
             decision, reason = await self._gate(
                 f"gate:failures:{phase.id}:{self._seq}",
                 "failure",
                 f"{len(nodes)} node(s) failed in {phase.title} at {phase.site}: "
                 f"{', '.join(nodes[:10])}; retry them, skip them (with a reason), or abort?",
-                summary=self._summary_before("the next phase"),
+                summary=self._failure_detail(broken)
+                + "\n"
+                + self._summary_before("the rest of the phase"),
                 options=("retry", "skip", "abort"),
+                choices=(
+                    f"retry: run the failed step of each of the {len(nodes)} node(s) again, "
+                    "then their remaining steps in this phase",
+                    f"skip (with a reason): the {left} step(s) those nodes have left in this "
+                    "phase are not run; they stay as they are now (a fenced compute stays "
+                    "disabled in the scheduler), not upgraded",
+                    self._abort_choice(),
+                ),
             )
             self._phase_failures[phase.id] = 0
             if decision == "skip":
@@ -832,18 +859,79 @@ class Engine:
                 self._lane(phase, kind, steps, retry=True) for kind, steps in lanes.values()
             )
 
-    async def _failure_gate(self, step: Step, why: str) -> tuple[str, str]:
+    async def _failure_gate(
+        self, step: Step, why: str, skipped: list[Step] | None = None
+    ) -> tuple[str, str]:
         state = self.state.steps[step.id]
-        tail = "; ".join(list(state.tail)[-3:])
         return await self._gate(
             f"gate:failure:{step.id}:{state.attempts}",
             "failure",
             f"{why}: {_on_node(step)} ended {state.status}"
             f" ({state.error or 'no output'}); retry, skip with a reason, or abort?",
-            summary=f"last output: {tail}" if tail else "",
+            summary=self._failure_detail([step]),
             options=("retry", "skip", "abort"),
             step=step.id,
+            choices=(
+                f"retry: run '{step.title}' on {step.node} again (attempt {state.attempts + 1})",
+                self._skip_choice(step.node, skipped or [step]),
+                self._abort_choice(),
+            ),
         )
+
+    def _failure_detail(self, steps: list[Step]) -> str:
+        """What failed, for the gate itself: each step's title and node, its command, its exit
+        status or error, and the last lines it printed."""
+        lines: list[str] = []
+        for step in steps[:5]:
+            state = self.state.steps[step.id]
+            lines.append(f"✘ {_on_node(step)}: {state.status}")
+            if step.command:
+                lines.append(f"  command: {self._runtime(step.command)}")
+            if state.exit_status is not None:
+                lines.append(f"  exit status {state.exit_status}")
+            if state.error and state.error != f"exit status {state.exit_status}":
+                lines.append(f"  {state.error}")
+            lines += [f"  | {line}" for line in list(state.tail)[-5:]]
+        if len(steps) > 5:
+            lines.append(f"... and {len(steps) - 5} more failed steps")
+        return "\n".join(lines)
+
+    def _skip_choice(self, node: str, skipped: list[Step]) -> str:
+        titles = [s.title for s in skipped]
+        listed = "; ".join(titles[:4]) + (
+            f"; and {len(titles) - 4} more" if len(titles) > 4 else ""
+        )
+        fenced = self.state.nodes[node].disabled
+        left = (
+            "it stays disabled in the scheduler and not upgraded"
+            if fenced
+            else "it is left as it is now, not upgraded"
+        )
+        return f"skip (with a reason): {len(titles)} step(s) of {node} not run ({listed}); {left}"
+
+    def _abort_choice(self) -> str:
+        return (
+            "abort: terminate every running command and stop the run; what is done stays "
+            f"done; resume it later with `rollgate run INVENTORY --resume {self.options.run_id}`"
+        )
+
+    @staticmethod
+    def _plain_choices(kind: str, options: tuple[str, ...]) -> tuple[str, ...]:
+        """What each option of a gate does, for gates that give no more exact words."""
+        words = {
+            "approve": "acknowledge the warning and go on"
+            if kind == "warning"
+            else "go on: start what the gate holds",
+            "reject": "count the step as failed (its failure gate follows)"
+            if kind == "warning"
+            else "stop the run here: nothing new starts; it can be resumed",
+            "rerun": "run the step again from its start",
+            "mark-done": "record it as finished ok, because you checked it on the node",
+            "retry": "run the failed steps again",
+            "skip": "leave the failed steps not run, with a reason",
+            "abort": "terminate every running command and stop the run (resumable)",
+        }
+        return tuple(f"{o}: {words[o]}" for o in options if o in words)
 
     def _not_needed(self, step: Step) -> str:
         """Why a conditional step has nothing to do ("" when it must run): its `when` names an

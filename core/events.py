@@ -200,6 +200,8 @@ class GateOpened(Event):
     summary: str = ""
     options: tuple[str, ...] = ("approve", "reject")
     step: str | None = None
+    # what each option does, "OPTION: what happens", in the order of `options`
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

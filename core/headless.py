@@ -195,8 +195,10 @@ class HeadlessRunner:
         assert gate is not None
         live.stop()
         self.say(f"\n⏸ {gate.title}", "bold yellow")
-        if gate.summary:
-            self.say(f"  {gate.summary}")
+        for line in gate.summary.splitlines():
+            self.say(f"  {line}")
+        for choice in gate.choices:  # what each decision does, before it is taken
+            self.say(f"  · {choice}")
         options = "/".join(gate.options)
         while self.engine.state.gate is gate and not self.engine.stopping:
             if self._interrupted.is_set():

@@ -77,6 +77,7 @@ class GateState:
     operator: str | None = None
     comment: str = ""
     decided: float | None = None
+    choices: tuple[str, ...] = ()  # what each option does
 
 
 @dataclass
@@ -261,7 +262,9 @@ def _stage_finished(s: RunState, e: ev.StageFinished) -> None:
 
 
 def _gate_opened(s: RunState, e: ev.GateOpened) -> None:
-    gate = GateState(e.gate, e.kind, e.title, e.summary, tuple(e.options), e.step, e.time)
+    gate = GateState(
+        e.gate, e.kind, e.title, e.summary, tuple(e.options), e.step, e.time, choices=e.choices
+    )
     s.gate = gate
     s.gates.append(gate)
 

@@ -63,6 +63,20 @@ def _span(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
+GATE_SUMMARY_LINES = 8  # the gate bar stays readable on a 24-line terminal
+
+
+def _gate_summary(summary: str) -> str:
+    """The gate's detail for the gate bar, its last lines when long (node detail has all)."""
+    lines = summary.splitlines()
+    if len(lines) > GATE_SUMMARY_LINES:
+        lines = [
+            f"… {len(lines) - GATE_SUMMARY_LINES + 1} more lines",
+            *lines[-GATE_SUMMARY_LINES + 1 :],
+        ]
+    return "".join(f"{line}\n" for line in lines)
+
+
 class ActionsProvider(Provider):
     """Every console action in the command palette (ctrl+p), with its key."""
 
@@ -348,7 +362,8 @@ class RollgateApp(App[int]):
             Text.assemble(
                 ("⏸ GATE ", "bold"),
                 f"({gate.kind}) {gate.title}\n",
-                gate.summary + "\n" if gate.summary else "",
+                _gate_summary(gate.summary),
+                "" if self.read_only else "".join(f"· {c}\n" for c in gate.choices),
                 ("" if self.read_only else options, "bold"),
             )
         )
