@@ -30,13 +30,14 @@ from core.report import restarts_still_blocked
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
+from core.window import Window
 from core.words import RUN_PAUSED, STEP_FAILED, STEP_NOT_NEEDED, STEP_OK, phase_word, run_word
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among
 # them: a failed canary opens a failure gate at once, and batches never start after it.
 BUDGET_STAGES = ("batch", "network")
-PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime")
+PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime", "window")
 AUTO_OPERATOR = "auto-approve"
 
 
@@ -110,6 +111,8 @@ class EngineOptions:
     job_root: str = DEFAULT_JOB_ROOT  # where steps' job directories live on the nodes
     keep_jobs: bool = False  # keep them after the run (else removed when every job ended)
     backup_root: Path | None = None  # where pull-* steps copy backups (the run's backups/)
+    window: Window | None = None  # the maintenance window
+    outside_window: bool = False  # --outside-window: starting outside it was asked for
 
 
 class Engine:
@@ -146,6 +149,7 @@ class Engine:
         self._holds: dict[str, int] = {}  # phase id -> failure-budget gates open in it
         self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
         self._gate_lock = asyncio.Lock()
+        self._window_lock = asyncio.Lock()  # one WINDOW OVER question for sites at once
         self._gate_future: asyncio.Future[tuple[str, str]] | None = None
         self._stop: str | None = None  # one of HALT_MODES once the run must end
         self._error = ""
@@ -450,6 +454,7 @@ class Engine:
         flusher = asyncio.create_task(self._flusher())
         poller = asyncio.create_task(self._poll_status())
         try:
+            await self._window_start_gate()
             if self.resumed:
                 await self._settle_interrupted()
             for _, wave in groupby(self.plan.phases, key=lambda p: p.wave):
@@ -487,6 +492,56 @@ class Engine:
         self.finished.set()
         self._new_event.set()
         return outcome
+
+    async def _window_start_gate(self) -> None:
+        """Outside the maintenance window the run starts only when an operator says so at a
+        gate (--auto-approve never does), or --outside-window said so, journalled."""
+        window = self.options.window
+        reason = window.outside(self.clock()) if window is not None else ""
+        if not reason:
+            return
+        if self.options.outside_window:
+            self.emit(
+                ev.OperatorNote,
+                operator=self.options.operator,
+                text=f"started outside the window with --outside-window: {reason}",
+            )
+            return
+        await self._gate(
+            f"gate:window:start:{self._seq}",
+            "window",
+            f"{reason}: start the run outside it?",
+            automatic=False,
+            choices=(
+                "approve: start now, outside the window (journalled with your name)",
+                "reject: start nothing; the run can be resumed inside the window",
+            ),
+        )
+
+    async def _window_over_gate(self, phase: Phase) -> None:
+        """Past the window's end no new phase starts until an operator approves going on."""
+        window = self.options.window
+        if window is None or self.clock() <= window.end:
+            return
+        if any(g.kind == "window" and "past" in g.id and g.decision == "approve"
+               for g in self.state.gates):  # fmt: skip
+            return  # approved once for the rest of the run
+        async with self._window_lock:  # sites run at once: one question
+            if any(g.kind == "window" and "past" in g.id and g.decision == "approve"
+                   for g in self.state.gates):  # fmt: skip
+                return
+            await self._gate(
+                f"gate:window:past:{self._seq}",
+                "window",
+                f"WINDOW OVER: {window.outside(self.clock())}; start {phase.title} at "
+                f"{phase.site}, and the phases after it, past the window's end?",
+                automatic=False,
+                summary=self._summary_before(f"{phase.title} at {phase.site}"),
+                choices=(
+                    "approve: go on past the window's end (journalled with your name)",
+                    "reject: start no new phase; running steps finish; resume later",
+                ),
+            )
 
     async def _allow_restarts_again(self) -> None:
         """A run that ends part-way removes the policy-rc.d its installs wrote on each node
@@ -639,6 +694,7 @@ class Engine:
             if self._stop:
                 return
             try:
+                await self._window_over_gate(phase)
                 await self._plan_gate(
                     phase.gate,
                     self._summary_before(

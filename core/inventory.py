@@ -173,15 +173,17 @@ class PolicySpec(StrictModel):
 
 
 class WindowSpec(StrictModel):
-    """The maintenance window; times without a zone are UTC, everywhere they are used."""
+    """The maintenance window: absolute times (without a zone they are UTC), or `start: now`
+    and `hours` (it opens when the run first starts: the lab demo's)."""
 
-    start: datetime
-    end: datetime
+    start: datetime | Literal["now"]
+    end: datetime | None = None
+    hours: float | None = Field(default=None, gt=0, le=168, allow_inf_nan=False)
 
     @field_validator("start", "end")
     @classmethod
-    def _utc_when_naive(cls, moment: datetime) -> datetime:
-        return _aware(moment)
+    def _utc_when_naive(cls, moment: datetime | str | None) -> datetime | str | None:
+        return _aware(moment) if isinstance(moment, datetime) else moment
 
 
 class SecretSpec(StrictModel):
@@ -715,12 +717,24 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                     )
                     break
     if spec.window is not None:
-        start, end = (_aware(spec.window.start), _aware(spec.window.end))
-        if end <= start:
+        window = spec.window
+        if (window.end is None) == (window.hours is None):
+            problem(
+                ("window",),
+                "a window needs an end or hours (not both): e.g. {start: 2026-12-05T22:00Z, "
+                "end: 2026-12-06T04:00Z} or {start: now, hours: 6}",
+            )
+        elif window.start == "now" and window.end is not None:
+            problem(("window", "end"), "a window that starts now has hours, not an end")
+        elif (
+            isinstance(window.start, datetime)
+            and window.end is not None
+            and window.end <= window.start
+        ):
             problem(
                 ("window", "end"),
-                f"the window ends ({end.isoformat()}) before it starts "
-                f"({start.isoformat()}); swap or correct the times",
+                f"the window ends ({window.end.isoformat()}) before it starts "
+                f"({window.start.isoformat()}); swap or correct the times",
             )
 
     if problems or upgrade is None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core import events as ev
 from core.client import EngineClient
 from core.engine import Engine, EngineOptions
 from core.errors import UserError
-from core.events import RunFinished
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriteError, JournalWriter, read_journal
@@ -37,6 +37,8 @@ from core.runs import (
 )
 from core.secrets import resolve as resolve_secrets
 from core.transports.remote_job import DEFAULT_JOB_ROOT
+from core.window import Window
+from core.window import resolve as resolve_window
 from core.words import RUN_FINAL
 
 
@@ -52,6 +54,8 @@ class RunOptions:
     faults: list[str] = field(default_factory=list)
     insecure: bool = False  # --no-verify-host-keys
     lab_read_only: bool = False  # check: the lab's world as a new run finds it, never saved
+    outside_window: bool = False  # --outside-window: the operator starts outside it knowingly
+    refuse_outside_window: bool = False  # headless: outside the window is a usage error
 
 
 @dataclass
@@ -64,10 +68,20 @@ class Session:
     journal_path: Path
     run_dir: Path
     notices: list[str]
+    window: Window | None = None
 
     @property
     def run_id(self) -> str:
         return str(self.header["run_id"])
+
+
+def _check_window(window: Window | None, options: RunOptions) -> None:
+    """Headless, a start outside the maintenance window is refused unless asked for (the
+    console asks at a gate instead)."""
+    if window is None or options.outside_window or not options.refuse_outside_window:
+        return
+    if reason := window.outside():
+        raise UserError(f"{reason}; start inside it, or add --outside-window to run anyway")
 
 
 def default_operator() -> str:
@@ -206,7 +220,7 @@ def _prepare(
             )
         history = contents.events
         last = history[-1] if history else None
-        if isinstance(last, RunFinished) and last.outcome in RUN_FINAL:
+        if isinstance(last, ev.RunFinished) and last.outcome in RUN_FINAL:
             raise UserError(
                 f"run {header.get('run_id')} is already {last.outcome}; nothing to resume"
             )
@@ -259,6 +273,8 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     # Lock first, then read: a run that ends while `--resume` reads its journal must not be
     # resumed as if it had not finished; and a refused start leaves nothing behind.
     secrets = resolve_secrets(inventory.spec)  # a missing value refuses the start, exit 2
+    if not options.resume:  # a resume is checked once its first start is known
+        _check_window(resolve_window(inventory.window, None), options)
     lock: RunLock = cloud_lock(inventory.cloud)
     lock.acquire()
     try:
@@ -268,6 +284,14 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     except BaseException:
         lock.release()
         raise
+    first = next((e.time for e in history if isinstance(e, ev.RunStarted)), None)
+    window = resolve_window(inventory.window, first)
+    if options.resume:
+        try:
+            _check_window(window, options)
+        except UserError:
+            lock.release()
+            raise
     variables = {
         **load_recipe(inventory.method).variables,
         **(inventory.spec.recipe.variables if inventory.spec.recipe else {}),
@@ -301,6 +325,8 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
                     keep_jobs=variables.get("keep_jobs", "no") == "yes",
                     backup_root=journal_path.parent / "backups",  # pull_backups: "yes"
+                    window=window,
+                    outside_window=options.outside_window,
                 ),
                 journal=journal,
                 history=history,
@@ -314,6 +340,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                 journal_path,
                 run_dir,
                 notices,
+                window,
             )
     finally:
         if journal is not None:

@@ -663,8 +663,7 @@ class RollgateApp(App[int]):
 async def run_console(session: Any) -> int:
     """Run the engine and the console together; returns the exit code of the run."""
     engine = session.engine
-    spec = session.inventory.window
-    window = (spec.start.timestamp(), spec.end.timestamp()) if spec is not None else None
+    window = (session.window.start, session.window.end) if session.window is not None else None
     hint = f"rollgate run {session.inventory.file} --resume {session.run_id}"
     app = RollgateApp(
         session.client, operator=engine.options.operator, resume_hint=hint, window=window

@@ -54,6 +54,12 @@ from tui.commands.options import TIME_SCALE
     help="Lab inventories: inject a fault (repeatable; see docs/lab.md).",
 )
 @click.option(
+    "--outside-window",
+    is_flag=True,
+    help="Start even outside the inventory's maintenance window (journalled). Without it the "
+    "console asks, and --headless refuses.",
+)
+@click.option(
     "--no-verify-host-keys",
     "insecure",
     is_flag=True,
@@ -71,6 +77,7 @@ def run(
     time_scale: float | None,
     faults: tuple[str, ...],
     insecure: bool,
+    outside_window: bool,
 ) -> int:
     """Upgrade the cloud described by INVENTORY, supervising it step by step.
 
@@ -89,6 +96,8 @@ def run(
         time_scale=time_scale,
         faults=list(faults),
         insecure=insecure,
+        outside_window=outside_window,
+        refuse_outside_window=headless,
     )
 
     from tui.gc_policy import tuned_gc

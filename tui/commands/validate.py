@@ -13,13 +13,15 @@ def validate(inventory: str) -> int:
     """Check INVENTORY without touching any node: exit 0 and a summary, or the errors and 2."""
     from core.inventory import load_inventory
     from core.plan import build_plan
+    from core.window import resolve as resolve_window
 
     inv = load_inventory(inventory)
     plan = build_plan(inv)
-    if inv.window is not None and inv.window.end.timestamp() < time.time():
+    window = resolve_window(inv.window, None)
+    if window is not None and not window.relative and window.end < time.time():
         click.echo(
-            f"warning: {inventory}: the maintenance window ended at "
-            f"{inv.window.end.isoformat()}, in the past; update window: before the run",
+            f"warning: {inventory}: the maintenance window ended ({window.label()}), in the "
+            "past; update window: before the run (a run outside it needs --outside-window)",
             err=True,
         )
     computes = sum(1 for n in inv.nodes if n.has("nova-compute"))
