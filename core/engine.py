@@ -282,6 +282,9 @@ class Engine:
         if kind == "note":
             self.emit(ev.OperatorNote, operator=command.operator, text=command.comment)
             return
+        if kind == "quit":
+            self.leave_paused(command.operator, command.comment or "the driver quit; resumable")
+            return
         gate = self.state.gate
         if kind == "abort" and (gate is None or "abort" not in gate.options):
             self.abort(command.operator, command.comment)

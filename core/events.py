@@ -305,6 +305,7 @@ COMMAND_KINDS = (
     "pause",
     "resume",
     "note",
+    "quit",  # the driver leaves: the run stays paused, resumable (running steps finish)
 )
 
 
@@ -314,7 +315,7 @@ class Command:
 
     Gate decisions (approve, reject, retry, skip, abort, rerun, mark-done) answer the open
     gate (`gate` may name it, to avoid answering a gate that has just changed); pause, resume,
-    abort and note act on the run at any time.
+    abort, note and quit (leave the run paused, resumable) act on the run at any time.
     """
 
     kind: str

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -172,6 +173,9 @@ class PolicySpec(StrictModel):
         return [v] if isinstance(v, str) else v
 
 
+_DATETIME = TypeAdapter(datetime)
+
+
 class WindowSpec(StrictModel):
     """The maintenance window: absolute times (without a zone they are UTC), or `start: now`
     and `hours` (it opens when the run first starts: the lab demo's)."""
@@ -179,6 +183,19 @@ class WindowSpec(StrictModel):
     start: datetime | Literal["now"]
     end: datetime | None = None
     hours: float | None = Field(default=None, gt=0, le=168, allow_inf_nan=False)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _now_or_a_time(cls, value: Any) -> Any:
+        """`now`, or a date and time: one message for anything else, not one per choice."""
+        if value == "now" or isinstance(value, datetime):
+            return value
+        try:
+            return _DATETIME.validate_python(value)
+        except ValidationError:
+            raise ValueError(
+                f"expected a date and time like 2026-11-28T22:00:00Z, or now, got {value!r}"
+            ) from None
 
     @field_validator("start", "end")
     @classmethod

@@ -54,7 +54,8 @@ enter  node detail (on the site map)
 v      filter the site map by node name or state
 l      log of the node under the cursor only / everything
 t      next theme (dark, light, high contrast; remembered)
-q      quit (asks when a run is active, and says how to resume)
+q      quit, leaving the run paused (asks when a run is active; running steps finish,
+       nothing is terminated; says how to resume). ctrl+q and the palette's Quit ask too
 ?      this help             ctrl+p  command palette"""
 
 
@@ -137,6 +138,7 @@ class RollgateApp(App[int]):
         self.client = client
         self.operator = operator
         self.resume_hint = resume_hint
+        self.quit_reason = ""  # why the run was left paused when the operator quit
         self.clock = clock
         self.window = window
         self.state = RunState.initial(client.plan)
@@ -650,14 +652,20 @@ class RollgateApp(App[int]):
         active = self.state.status in ("running", "paused") and not self.read_only
         if active and not await self.push_screen_wait(
             ConfirmScreen(
-                "A run is active. Quit? Running commands are terminated; resume later with\n"
+                "A run is active. Quit, leaving it paused? Running steps finish first and "
+                "nothing is terminated (x aborts instead); resume later with\n"
                 f"{self.resume_hint}"
             )
         ):
             return
         if active:
-            await self._send("abort", "the operator quit the console")
+            self.quit_reason = "the operator quit the console; paused, resumable"
+            await self._send("quit", self.quit_reason)
         self.exit(self.exit_code)
+
+    async def action_quit(self) -> None:
+        """ctrl+q and the command palette's Quit: the same question as `q`."""
+        self.action_quit_console()
 
 
 async def run_console(session: Any) -> int:
@@ -689,7 +697,7 @@ async def run_console(session: Any) -> int:
         for signum in handled:
             loop.remove_signal_handler(signum)
     if not task.done():  # closed without aborting: running steps finish, the run is resumable
-        engine.leave_paused(operator, "the console closed; resumable")
+        engine.leave_paused(operator, app.quit_reason or "the console closed; resumable")
     outcome = await task
     print(f"run {outcome}; journal: {session.journal_path}")
     if exit_code(outcome) == 1:

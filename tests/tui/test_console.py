@@ -200,7 +200,22 @@ async def test_quit_with_a_run_active_asks_and_says_how_to_resume() -> None:
         assert app.is_running
         await pilot.press("q", "y")
         await wait_for(pilot, lambda: session.engine.finished.is_set())
-        assert session.engine.state.status == "aborted"
+        assert session.engine.state.status == "paused"  # resumable: nothing was terminated
+        paused = [e for e in session.engine.history if isinstance(e, ev.RunPaused)]
+        assert paused[-1].reason == "the operator quit the console; paused, resumable"
+
+
+async def test_the_palettes_quit_asks_the_same_question() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
+        await app.run_action("quit")  # what ctrl+q and the palette's "Quit" call
+        await pilot.pause(0.1)
+        assert "leaving it paused" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert app.is_running and not session.engine.finished.is_set()
 
 
 async def test_site_map_filters_by_state_and_by_name() -> None:
