@@ -53,6 +53,7 @@ enter  node detail (on the site map)
 /      search the log          f  follow the log on/off
 v      filter the site map by node name or state
 l      log of the node under the cursor only / everything
+n      add a note to the journal (any time; headless: type `note TEXT` at a prompt)
 t      next theme (dark, light, high contrast; remembered)
 q      quit, leaving the run paused (asks when a run is active; running steps finish,
        nothing is terminated; says how to resume). ctrl+q and the palette's Quit ask too
@@ -110,7 +111,8 @@ class RollgateApp(App[int]):
     COMMANDS = App.COMMANDS | {ActionsProvider}
     TITLE = "Rollgate"
     BINDINGS = [
-        Binding("space", "pause_resume", "Pause/resume"),
+        # priority: the site map's tree and the tables would take space for themselves
+        Binding("space", "pause_resume", "Pause/resume", priority=True),
         Binding("a", "approve", "Approve"),
         Binding("j", "reject", "Reject"),
         Binding("r", "retry", "Retry"),
@@ -120,6 +122,7 @@ class RollgateApp(App[int]):
         Binding("v", "filter", "Filter nodes"),
         Binding("l", "log_scope", "Log: node/all"),
         Binding("f", "follow", "Follow"),
+        Binding("n", "note", "Note"),
         Binding("t", "theme", "Theme"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_console", "Quit"),
@@ -498,7 +501,7 @@ class RollgateApp(App[int]):
                     kind,
                     self.operator,
                     comment,
-                    gate.id if gate and kind not in ("pause", "resume", "note") else None,
+                    gate.id if gate and kind not in ("pause", "resume", "note", "quit") else None,
                 )
             )
         except (CommandRejected, ValueError) as exc:
@@ -553,6 +556,19 @@ class RollgateApp(App[int]):
             ConfirmScreen("Abort the run? Running commands are terminated and nothing new starts.")
         ):
             await self._send("abort", "aborted from the console")
+
+    @work(exclusive=True, group="dialog")
+    async def action_note(self) -> None:
+        """A note in the journal, with the operator's name and the time, at any moment."""
+        if self.read_only:
+            self.notify("read-only: this console only watches", severity="warning")
+            return
+        text = await self.push_screen_wait(
+            PromptScreen("note for the journal (who and when are added)", required=True)
+        )
+        if text:
+            await self._send("note", text)
+            self.notify("note added to the journal")
 
     async def action_pause_resume(self) -> None:
         await self._send("resume" if self.state.status == "paused" else "pause")

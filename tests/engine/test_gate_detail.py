@@ -55,3 +55,29 @@ def test_headless_prints_the_failure_and_the_choices_before_asking(tmp_path: Pat
     assert "  · retry: run the failed step of each of the 1 node(s) again" in text
     assert "  · skip (with a reason): the 6 step(s) those nodes have left" in text
     assert "  · abort: terminate every running command" in text
+
+
+def test_headless_takes_a_note_at_a_gate_prompt(tmp_path: Path) -> None:
+    """`note TEXT` typed at a gate's prompt goes to the journal; the gate still waits."""
+    import os
+
+    from core.journal import read_journal
+    from tests.engine.test_crash_resume import at_a_terminal, wait_for_open_gate
+
+    journal = tmp_path / "j.jsonl"
+    proc, master = at_a_terminal(
+        tmp_path, str(SMALL), "--headless", "--auto-approve", "--lab-inprocess",
+        "--journal", str(journal), "--fault", FAULT,
+    )  # fmt: skip
+    try:
+        gate = wait_for_open_gate(journal, proc)
+        os.write(master, b"note the hypervisor's BMC shows a PSU fault\n")
+        os.write(master, b"abort seen enough\n")
+        proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    events = read_journal(journal).events
+    notes = [e for e in events if isinstance(e, ev.OperatorNote)]
+    assert [n.text for n in notes] == ["the hypervisor's BMC shows a PSU fault"]
+    decided = [e for e in events if isinstance(e, ev.GateDecided) and e.gate == gate.gate]  # type: ignore[attr-defined]
+    assert decided and decided[0].decision == "abort"

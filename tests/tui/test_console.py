@@ -267,3 +267,24 @@ async def test_log_of_the_selected_node_and_the_command_palette() -> None:
         await pilot.pause(0.3)
         assert isinstance(app.screen, PromptScreen)  # the palette ran the key's action
         assert "Show nodes whose name contains" in str(app.screen.query_one(Label).render())
+
+
+async def test_n_adds_a_note_and_space_pauses_from_any_focus() -> None:
+    async with console() as (session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        await pilot.press(*"checked the DBA is on call", "enter")
+        await wait_for(
+            pilot,
+            lambda: any(isinstance(e, ev.OperatorNote) for e in session.engine.history),
+        )
+        note = next(e for e in session.engine.history if isinstance(e, ev.OperatorNote))
+        assert (note.operator, note.text) == ("olga", "checked the DBA is on call")
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
+        app.w_sitemap.focus()  # the tree binds space to expand/collapse for itself
+        await pilot.press("space")
+        await wait_for(pilot, lambda: session.engine.state.status == "paused")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: session.engine.state.status == "running")
