@@ -111,21 +111,22 @@ class RollgateApp(App[int]):
     COMMANDS = App.COMMANDS | {ActionsProvider}
     TITLE = "Rollgate"
     BINDINGS = [
+        # ? and q first: the footer keeps them on an 80-column terminal
+        Binding("q", "quit_console", "Quit"),
+        Binding("question_mark", "help", "Help"),
         # priority: the site map's tree and the tables would take space for themselves
-        Binding("space", "pause_resume", "Pause/resume", priority=True),
+        Binding("space", "pause_resume", "Pause", priority=True),
         Binding("a", "approve", "Approve"),
         Binding("j", "reject", "Reject"),
         Binding("r", "retry", "Retry"),
         Binding("s", "skip", "Skip"),
         Binding("x", "abort", "Abort"),
-        Binding("slash", "search", "Search"),
-        Binding("v", "filter", "Filter nodes"),
-        Binding("l", "log_scope", "Log: node/all"),
-        Binding("f", "follow", "Follow"),
+        Binding("slash", "search", "Search", show=False),  # in ? help
+        Binding("v", "filter", "Filter nodes", show=False),  # in ? help
+        Binding("l", "log_scope", "Log: node/all", show=False),  # in ? help
+        Binding("f", "follow", "Follow", show=False),  # in ? help
         Binding("n", "note", "Note"),
-        Binding("t", "theme", "Theme"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_console", "Quit"),
+        Binding("t", "theme", "Theme", show=False),  # in ? help
     ]
 
     def __init__(

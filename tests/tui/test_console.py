@@ -288,3 +288,22 @@ async def test_n_adds_a_note_and_space_pauses_from_any_focus() -> None:
         await wait_for(pilot, lambda: session.engine.state.status == "paused")
         await pilot.press("space")
         await wait_for(pilot, lambda: session.engine.state.status == "running")
+
+
+async def test_the_footer_keeps_help_and_quit_at_80_columns() -> None:
+    options = RunOptions(operator="olga", lab_inprocess=True, time_scale=0)
+    async with open_session(str(SMALL), options) as session:
+        app = RollgateApp(session.client, operator="olga", resume_hint="rollgate run ...")
+        task = asyncio.create_task(session.engine.run())
+        try:
+            async with app.run_test(size=(80, 24)) as pilot:
+                await pilot.pause(0.2)
+                shown = {
+                    key.description
+                    for key in app.query("FooterKey")
+                    if key.region.width and key.region.right <= 80
+                }
+                assert {"Help", "Quit", "Pause"} <= shown, shown
+        finally:
+            session.engine.abort("test", "test over")
+            await task
