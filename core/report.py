@@ -316,8 +316,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {p['title']} | {p['site']} | {p['outcome']} | {p['start'] or ''} | "
-        f"{p['end'] or ''} | {p['duration_s'] or ''} |"
+        f"| {_cell(p['title'])} | {_cell(p['site'])} | {_cell(p['outcome'])} | "
+        f"{_cell(p['start'])} | {_cell(p['end'])} | {_cell(p['duration_s'])} |"
         for p in r["phases"]
     ]
     lines += ["", "## Sites", "", "| site | start | end | seconds |", "|---|---|---|---|"]
@@ -332,8 +332,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {g['title']} | {g['decision'] or 'open'} | {g['operator'] or ''} | "
-        f"{g['comment']} | {g['decided'] or ''} |"
+        f"| {_cell(g['title'])} | {_cell(g['decision'] or 'open')} | {_cell(g['operator'])} | "
+        f"{_cell(g['comment'])} | {_cell(g['decided'])} |"
         for g in r["gates"]
     ]
     lines += ["", "## Failures", ""]
@@ -361,9 +361,156 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_html(r: dict[str, Any]) -> str:
-    body = html.escape(to_markdown(r))
-    return (
-        "<!doctype html><meta charset=utf-8><title>Rollgate report "
-        f"{html.escape(str(r['run_id']))}</title><pre>{body}</pre>\n"
+def _cell(value: Any) -> str:
+    """A Markdown table cell: `|` would end it, a newline would end the row."""
+    return str("" if value is None else value).replace("|", "\\|").replace("\n", " ")
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#111}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}"
+    "th,td{border:1px solid #999;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "th{background:#eee}pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap}"
+    ".bad{color:#a00;font-weight:bold}.ok{color:#070;font-weight:bold}"
+)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(c if c is not None else ''))}</td>" for c in row)
+        + "</tr>"
+        for row in rows
     )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(r: dict[str, Any]) -> str:
+    """The change record as one self-contained HTML page: tables, no external assets."""
+    e = html.escape
+    title = (
+        ("DRY RUN (nothing was executed): " if r.get("dry_run") else "")
+        + f"Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
+        + (" (skip-level)" if r["skip_level"] else "")
+    )
+    word = str(r["outcome"])
+    good = word.startswith("complete") and "deviations" not in word
+    parts = [
+        "<!doctype html><html lang=en><meta charset=utf-8>",
+        f"<title>Rollgate report {e(str(r['run_id']))}</title><style>{_CSS}</style>",
+        f"<h1>{e(title)}</h1>",
+        f"<p>Run <code>{e(str(r['run_id']))}</code> by {e(str(r['operator']))}: "
+        f"<span class={'ok' if good else 'bad'}>{e(word)}</span>, {e(str(r['start']))} -> "
+        f"{e(str(r['end']))} ({e(str(r['duration_s']))} s)</p>",
+    ]
+    if r.get("error"):
+        parts.append(f"<p class=bad>Engine error: {e(r['error'])}</p>")
+    if r.get("restarts_blocked"):
+        parts.append(
+            "<p class=bad>Package restarts still blocked (policy-rc.d) on "
+            f"{e(', '.join(r['restarts_blocked']))}</p>"
+        )
+    parts.append("<h2>Nodes not upgraded</h2>")
+    parts.append(
+        _table(
+            ["node", "site", "state", "version", "left fenced", "why", "skipped with it"],
+            [
+                [
+                    n["node"],
+                    n["site"],
+                    n["state"],
+                    n.get("version") or "",
+                    "yes" if n["fenced"] else "no",
+                    "; ".join(n["why"]),
+                    ", ".join(n["skipped_steps"]),
+                ]
+                for n in r.get("not_upgraded", [])
+            ],
+        )
+    )
+    parts.append("<h2>Versions before and after</h2>")
+    parts.append(
+        _table(
+            ["package", "nodes", "count", "before", "after"],
+            [
+                [c["package"], compress(c["nodes"]), len(c["nodes"]), c["before"], c["after"]]
+                for c in r.get("versions", [])
+            ],
+        )
+    )
+    parts.append("<h2>Phases</h2>")
+    parts.append(
+        _table(
+            ["phase", "site", "outcome", "start", "end", "seconds"],
+            [
+                [p["title"], p["site"], p["outcome"], p["start"], p["end"], p["duration_s"]]
+                for p in r["phases"]
+            ],
+        )
+    )
+    parts.append("<h2>Sites</h2>")
+    parts.append(
+        _table(
+            ["site", "start", "end", "seconds"],
+            [[s, v["start"], v["end"], v["duration_s"]] for s, v in r["sites"].items()],
+        )
+    )
+    parts.append("<h2>Gates</h2>")
+    parts.append(
+        _table(
+            ["gate", "kind", "decision", "operator", "comment", "opened", "decided"],
+            [
+                [
+                    g["title"],
+                    g["kind"],
+                    g["decision"] or "open",
+                    g["operator"],
+                    g["comment"],
+                    g["opened"],
+                    g["decided"],
+                ]
+                for g in r["gates"]
+            ],
+        )
+    )
+    parts.append("<h2>Failures</h2>")
+    if not r["failures"]:
+        parts.append("<p>None.</p>")
+    for f in r["failures"]:
+        parts.append(
+            f"<h3>{e(str(f['title']))} on {e(str(f['node']))}: {e(f['outcome'])}</h3>"
+            f"<p>{e(f['error'])}</p><pre>{e(chr(10).join(f['last_output']))}</pre>"
+        )
+    d = r["deviations"]
+    parts.append("<h2>Deviations</h2>")
+    parts.append(
+        _table(
+            ["what", "step", "node", "detail"],
+            [["skipped", s["title"], s["node"], s["reason"]] for s in d["skips"]]
+            + [
+                ["retried", x["title"], x["node"], f"{x['attempts']} attempts"]
+                for x in d["retries"]
+            ]
+            + [
+                ["interrupted", x["title"], x["node"], f"{x['decision']} by {x['operator']}"]
+                for x in d["interrupted_decisions"]
+            ],
+        )
+    )
+    parts.append(f"<p>{d['auto_approved']} gates approved automatically (--auto-approve).</p>")
+    parts.append("<h2>Notes</h2>")
+    parts.append(
+        _table(
+            ["time", "operator", "note"],
+            [[n["time"], n["operator"], n["text"]] for n in r["notes"]],
+        )
+    )
+    counts: dict[str, int] = {}
+    for status in r["nodes"].values():
+        counts[status] = counts.get(status, 0) + 1
+    parts.append("<h2>Nodes</h2>")
+    parts.append(_table(["state", "nodes"], [[k, v] for k, v in sorted(counts.items())]))
+    return "\n".join(parts) + "\n</html>\n"
