@@ -31,7 +31,7 @@ from core.errors import UserError
 from core.headless import describe, exit_code
 from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
-from core.words import GLYPHS, STEP_SETTLED
+from core.words import GLYPHS, STEP_SETTLED, WORDS
 from themes import STYLESHEET, THEMES
 from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
@@ -64,6 +64,9 @@ def _span(seconds: float) -> str:
     minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
+
+# a phase gate in the pipeline: not asked yet, or how it was decided
+_GATE_WORDS = {"approve": "✔ approved", "reject": "■ rejected", "": "⏸ ahead"}
 
 GATE_SUMMARY_LINES = 8  # the gate bar stays readable on a 24-line terminal
 
@@ -162,7 +165,7 @@ class RollgateApp(App[int]):
         self._phases = {p.id: p for p in client.plan.phases}
         self._phase_steps = {p.id: p.steps for p in client.plan.phases}
         self._phase_sizes = {k: len(v) for k, v in self._phase_steps.items()}
-        self._pipeline_cells: dict[str, tuple[str, str]] = {}
+        self._pipeline_cells: dict[str, tuple[str, str, str]] = {}
         self._touched_phases: set[str] = set()  # phases whose steps changed since the last frame
         self._steps_of: str | None = None  # the phase the steps table shows
         self._touched: set[str] = set()  # nodes whose label may have changed
@@ -197,17 +200,20 @@ class RollgateApp(App[int]):
         self.w_log = self.query_one("#log", Log)
         self.w_searchbox = self.query_one("#search", Input)
         pipeline = self.w_pipeline
-        pipeline.add_columns("", "phase", "site", "steps", "gate")
+        # the state and gate columns are as wide as their longest words: never cut
+        pipeline.add_column("state", width=max(len(w) for w in WORDS["phase"]) + 2)
+        pipeline.add_column("gate", width=len("✔ approved"))
+        pipeline.add_columns("phase", "site", "steps")
         for phase in self.client.plan.phases:
             pipeline.add_row(
                 *map(
                     Text,
                     (
-                        "·",
+                        "· pending",
+                        "⏸ ahead" if phase.gate else "",
                         phase.title,
                         phase.site,
                         f"0/{len(phase.steps)}",
-                        "⏸" if phase.gate else "",
                     ),
                 ),
                 key=phase.id,
@@ -380,17 +386,29 @@ class RollgateApp(App[int]):
 
     def _draw_pipeline(self) -> None:
         table = self.w_pipeline
-        status_column, steps_column = table.ordered_columns[0].key, table.ordered_columns[3].key
+        columns = table.ordered_columns
+        status_column, gate_column, steps_column = columns[0].key, columns[1].key, columns[4].key
+        decided = {g.id: g.decision for g in self.state.gates}
+        open_gate = self.state.gate.id if self.state.gate is not None else None
         for phase in self.client.plan.phases:
             status = self.state.phases.get(phase.id, "pending")
+            gate = ""
+            if phase.gate is not None:
+                gate = (
+                    "▶ open"
+                    if phase.gate.id == open_gate
+                    else _GATE_WORDS.get(decided.get(phase.gate.id) or "", "⏸ ahead")
+                )
             cells = (
                 f"{GLYPHS.get(status, '?')} {status}",
                 f"{self.state.phase_done.get(phase.id, 0)}/{self._phase_sizes[phase.id]}",
+                gate,
             )
             if self._pipeline_cells.get(phase.id) != cells:
                 self._pipeline_cells[phase.id] = cells
                 table.update_cell(phase.id, status_column, Text(cells[0]))
                 table.update_cell(phase.id, steps_column, Text(cells[1]))
+                table.update_cell(phase.id, gate_column, Text(cells[2]))
 
     def _selected_phase(self) -> str | None:
         table = self.w_pipeline

@@ -307,3 +307,18 @@ async def test_the_footer_keeps_help_and_quit_at_80_columns() -> None:
         finally:
             session.engine.abort("test", "test over")
             await task
+
+
+async def test_the_pipeline_shows_whole_state_words_and_how_each_gate_went() -> None:
+    async with console() as (session, app, pilot):
+        first = session.plan.phases[0].id
+        await wait_for(pilot, lambda: app.state.gate is not None)
+        await pilot.pause(0.3)
+        table = app.w_pipeline
+        assert str(table.get_cell(first, table.ordered_columns[1].key)) == "▶ open"
+        await pilot.press("a", "enter")
+        await wait_for(pilot, lambda: app.state.phases.get(first) == "ok")
+        await pilot.pause(0.3)
+        assert str(table.get_cell(first, table.ordered_columns[0].key)) == "✔ ok"
+        assert str(table.get_cell(first, table.ordered_columns[1].key)) == "✔ approved"
+        assert table.ordered_columns[0].width >= len("↷ ok with deviations")
