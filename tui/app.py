@@ -211,7 +211,7 @@ class RollgateApp(App[int]):
                     (
                         "· pending",
                         "⏸ ahead" if phase.gate else "",
-                        phase.title,
+                        phase.title.split(" (")[0],  # "Compute": the steps pane names it whole
                         phase.site,
                         f"0/{len(phase.steps)}",
                     ),
