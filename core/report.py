@@ -211,6 +211,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "run_id": header.get("run_id") or state.run_id,
         "operator": header.get("operator"),
         "dry_run": bool(header.get("dry_run")),
+        "window": _window_record(header.get("window"), state),
         "outcome": run_outcome(state),
         "error": state.error,
         "not_upgraded": not_upgraded(plan, state),
@@ -272,6 +273,33 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
     }
 
 
+def _window_record(window: dict[str, Any] | None, state: RunState) -> dict[str, Any] | None:
+    """The maintenance window and whether the run (its start, its steps, its end) stayed
+    inside it."""
+    if not window:
+        return None
+    start, end = float(window["start"]), float(window["end"])
+    times = [t for s in state.steps.values() for t in (s.started, s.finished) if t is not None]
+    times += [t for t in (state.started, state.finished) if t is not None]
+    inside = all(start <= t <= end for t in times)
+    last = max(times, default=None)
+    return {
+        "start": _iso(start),
+        "end": _iso(end),
+        "inside": inside,
+        "over_by_s": round(last - end, 1) if last is not None and last > end else 0,
+    }
+
+
+def _window_line(w: dict[str, Any] | None) -> str:
+    if not w:
+        return "No maintenance window was given."
+    if w["inside"]:
+        return f"Maintenance window {w['start']} -> {w['end']}: the run stayed inside it."
+    over = f"; it ended {w['over_by_s']} s after the window closed" if w["over_by_s"] else ""
+    return f"Maintenance window {w['start']} -> {w['end']}: the run went OUTSIDE it{over}."
+
+
 def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2)
 
@@ -286,6 +314,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{r['start']} -> {r['end']} ({r['duration_s']} s)",
         "",
     ]
+    lines += [_window_line(r.get("window")), ""]
     if r.get("error"):
         lines += [f"Engine error: {r['error']}", ""]
     missing = r.get("not_upgraded", [])
@@ -406,6 +435,8 @@ def to_html(r: dict[str, Any]) -> str:
         f"<span class={'ok' if good else 'bad'}>{e(word)}</span>, {e(str(r['start']))} -> "
         f"{e(str(r['end']))} ({e(str(r['duration_s']))} s)</p>",
     ]
+    inside = (r.get("window") or {}).get("inside", True)
+    parts.append(f"<p class={'ok' if inside else 'bad'}>{e(_window_line(r.get('window')))}</p>")
     if r.get("error"):
         parts.append(f"<p class=bad>Engine error: {e(r['error'])}</p>")
     if r.get("restarts_blocked"):

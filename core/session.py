@@ -259,6 +259,9 @@ def _prepare(
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "plan": plan.to_dict(),  # the journal alone is enough to replay the run
         }
+        window = resolve_window(inventory.window, None)
+        if window is not None:  # the change record says whether the run stayed inside it
+            header["window"] = {"start": window.start, "end": window.end}
         write_private(run_dir / "plan.json", plan.to_json())
         if options.journal:
             write_private(run_dir / "journal.path", str(journal_path.resolve()))

@@ -47,14 +47,24 @@ def test_outside_window_starts_and_says_so_in_the_journal(tmp_path: Path) -> Non
     # past the end: the first phase asks, and no terminal means the run stops there, paused
     assert "WINDOW OVER: the maintenance window was" in out.stdout
     assert out.returncode == 1
+    import json
+
+    report = rollgate(tmp_path, "report", str(journal), "--format", "json")
+    window = json.loads(report.stdout)["window"]
+    assert window["start"].startswith("2020-01-01T22:00") and window["inside"] is False
+    markdown = rollgate(tmp_path, "report", str(journal)).stdout
+    assert "the run went OUTSIDE it" in markdown
 
 
 def test_a_window_that_starts_now_never_refuses_the_start(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
     out = rollgate(
         tmp_path, "run", str(inventory_with(tmp_path, "window: {start: now, hours: 6}\n")),
-        "--headless", "--auto-approve", "--lab-inprocess",
+        "--headless", "--auto-approve", "--lab-inprocess", "--journal", str(journal),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    markdown = rollgate(tmp_path, "report", str(journal)).stdout
+    assert "the run stayed inside it" in markdown
 
 
 async def test_auto_approve_never_approves_a_start_outside_the_window() -> None:
