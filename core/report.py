@@ -314,7 +314,6 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{r['start']} -> {r['end']} ({r['duration_s']} s)",
         "",
     ]
-    lines += [_window_line(r.get("window")), ""]
     if r.get("error"):
         lines += [f"Engine error: {r['error']}", ""]
     missing = r.get("not_upgraded", [])
@@ -331,6 +330,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         )
         for n in missing
     ] or ["None: every node finished every step ok."]
+    lines += ["", _window_line(r.get("window"))]
     lines += ["", "## Versions before and after", ""]
     lines += [
         f"- {c['package']} on {compress(c['nodes'])} ({len(c['nodes'])} nodes): "
