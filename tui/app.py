@@ -29,6 +29,7 @@ from core.client import RunClient
 from core.engine import CommandRejected
 from core.errors import UserError
 from core.headless import describe, exit_code
+from core.plan import Step
 from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
 from core.words import GLYPHS, STEP_SETTLED, WORDS
@@ -49,7 +50,7 @@ j      reject the open gate
 r      retry the failed step (at a failure gate)
 s      skip the failed step (asks for a reason)
 x      abort the run (asks to confirm; running commands are terminated)
-enter  node detail (on the site map)
+enter  node detail (on the site map); a step's exact command and output (steps table)
 /      search the log          f  follow the log on/off
 v      filter the site map by node name or state
 l      log of the node under the cursor only / everything
@@ -162,6 +163,7 @@ class RollgateApp(App[int]):
         self._search = ""
         self._filter = ""
         self._step_rows: Sequence[tuple[str, ...]] = []
+        self._shown_steps: list[Step] = []  # the steps table's rows, in order
         self._phases = {p.id: p for p in client.plan.phases}
         self._phase_steps = {p.id: p.steps for p in client.plan.phases}
         self._phase_sizes = {k: len(v) for k, v in self._phase_steps.items()}
@@ -438,6 +440,7 @@ class RollgateApp(App[int]):
         done = [x for x in states if x[1].done]
         shown = (busy + pending[: STEP_ROWS // 2])[:STEP_ROWS]
         shown += done[-(STEP_ROWS - len(shown)) :] if len(shown) < STEP_ROWS else []
+        self._shown_steps = [step for step, _ in shown]  # row i is this step (enter: detail)
         rows = [
             (
                 f"{GLYPHS.get(st.status, '?')} {st.status}",
@@ -677,6 +680,25 @@ class RollgateApp(App[int]):
                 lines.append(f"{GLYPHS.get(st.status, '?')} {st.status:<11} {step.title}")
                 lines += [f"      {t}" for t in list(st.tail)[-3:]]
         self.push_screen(TextScreen(f"node {name}", "\n".join(lines[:400])))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """enter on a step: what it runs (the exact command, before it runs), and how it went."""
+        if event.data_table.id != "steps" or event.cursor_row >= len(self._shown_steps):
+            return
+        step = self._shown_steps[event.cursor_row]
+        st = self.state.steps[step.id]
+        lines = [
+            f"{step.title} on {step.node}",
+            f"state {st.status}   attempts {st.attempts}"
+            + (f"   exit status {st.exit_status}" if st.exit_status is not None else ""),
+            "",
+            "runs: " + (step.command or f"{step.executor} API call {step.action} {step.args}"),
+        ]
+        if st.error:
+            lines += ["", st.error]
+        if st.tail:
+            lines += ["", "last output:", *(f"  {t}" for t in st.tail)]
+        self.push_screen(TextScreen(f"step {step.title}", "\n".join(lines)))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "pipeline":

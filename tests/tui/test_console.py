@@ -322,3 +322,18 @@ async def test_the_pipeline_shows_whole_state_words_and_how_each_gate_went() -> 
         assert str(table.get_cell(first, table.ordered_columns[0].key)) == "✔ ok"
         assert str(table.get_cell(first, table.ordered_columns[1].key)) == "✔ approved"
         assert table.ordered_columns[0].width >= len("↷ ok with deviations")
+
+
+async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
+    async with console() as (_session, app, pilot):
+        await wait_for(pilot, lambda: app.state.gate is not None)  # nothing ran yet
+        await pilot.pause(0.3)
+        table = app.w_steps
+        table.focus()
+        table.move_cursor(row=0)
+        step = app._shown_steps[0]
+        assert app.state.steps[step.id].status == "pending"
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        body = str(app.screen.query_one("#body").render())
+        assert f"runs: {step.command}" in body and "state pending" in body
