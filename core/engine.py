@@ -1054,7 +1054,8 @@ class Engine:
         return outcome
 
     async def _warning_gate(self, step: Step, status: int | None) -> tuple[str, str]:
-        tail = "; ".join(list(self.state.steps[step.id].tail)[-3:])
+        # the check's own table, line by line (an upgrade-check table is a dozen lines)
+        tail = "\n".join(list(self.state.steps[step.id].tail)[-14:])
         return await self._gate(
             f"gate:warning:{step.id}:{self.state.steps[step.id].attempts}",
             "warning",

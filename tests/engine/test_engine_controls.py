@@ -220,6 +220,8 @@ async def test_status_check_warning_needs_acknowledgement() -> None:
     assert await drive(h, decide) == "complete"
     assert len(warnings) == 1 and "reported a warning (exit 1)" in warnings[0].title
     assert "Warning" in warnings[0].summary or "Details" in warnings[0].summary
+    table = warnings[0].summary.splitlines()  # the check's table as a table, not one line
+    assert len(table) >= 5 and table[0].startswith("+---") and table[-1].startswith("+---")
     checked = "one/compute/nova-conductor@one-ctl1/one-ctl1/nova.status-check"
     assert checked in h.step_ids("warning")
 
