@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -164,19 +165,20 @@ class CloudAdapter:
                 # last heartbeat (nova servicegroup/drivers/db.py): wait for a heartbeat newer
                 # than the first one seen, which only the restarted process can write
                 first = service.updated_at
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    service = next(iter(compute.services(host=host, binary=binary)), None)
-                    if service is None:  # gone from the API: an error, never a hang
+
+                def fresh() -> CommandResult | None:
+                    found = next(iter(compute.services(host=host, binary=binary)), None)
+                    if found is None:  # gone from the API: an error, never a hang
                         return CommandResult(1, error=f"no {binary} service on {host} any more")
-                    if service.state == "up" and service.updated_at != first:
-                        out("info", f"{binary} on {host} reports again ({service.updated_at})")
+                    if found.state == "up" and found.updated_at != first:
+                        out("info", f"{binary} on {host} reports again ({found.updated_at})")
                         return CommandResult(0)
-                    time.sleep(self.poll_interval)
-                return CommandResult(
-                    None,
-                    timed_out=True,
-                    error=f"{binary} on {host} wrote no heartbeat after its restart "
+                    return None
+
+                return self._until(
+                    fresh,
+                    timeout,
+                    f"{binary} on {host} wrote no heartbeat after its restart "
                     f"(last {first}): the new process is not running",
                 )
             return CommandResult(1, error=f"unknown cloud action {action!r}")
@@ -204,23 +206,32 @@ class CloudAdapter:
         if missing := sorted(wanted - set(found)):
             return CommandResult(1, error=f"no {', '.join(missing)} agent on {host}")
         first = {b: a.last_heartbeat_at for b, a in found.items()}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = agents()
-            waiting = [
-                b
-                for b in sorted(wanted)
-                if b not in found or not found[b].is_alive or found[b].last_heartbeat_at == first[b]
-            ]
-            if not waiting:
+
+        def fresh() -> CommandResult | None:
+            now = agents()
+            if all(
+                b in now and now[b].is_alive and now[b].last_heartbeat_at != first[b]
+                for b in wanted
+            ):
                 out("info", f"{', '.join(sorted(wanted))} on {host} alive after the restart")
                 return CommandResult(0)
-            time.sleep(self.poll_interval)
-        return CommandResult(
-            None,
-            timed_out=True,
-            error=f"{', '.join(waiting)} on {host} reported no heartbeat after the restart",
+            return None
+
+        return self._until(
+            fresh, timeout, f"{', '.join(sorted(wanted))} on {host}: no heartbeat after the restart"
         )
+
+    def _until(
+        self, probe: Callable[[], CommandResult | None], timeout: float, why: str
+    ) -> CommandResult:
+        """Ask `probe` every poll interval until it gives a result, or time out saying why."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = probe()
+            if result is not None:
+                return result
+            time.sleep(self.poll_interval)
+        return CommandResult(None, timed_out=True, error=why)
 
     def _status(self, site: Site) -> dict[str, dict[str, str]]:
         conn = self._connection(site)

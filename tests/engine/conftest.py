@@ -104,6 +104,13 @@ async def make(
     return Harness(inventory, plan, lab, engine, EngineClient(engine, {}))
 
 
+def abort_at_failure(gate: ev.GateOpened) -> ev.Command | None:
+    """A `decide` for drive(): abort at the first failure gate, approve everything else."""
+    if gate.kind == "failure":
+        return ev.Command("abort", "tester", "the failure was seen", gate.gate)
+    return None
+
+
 async def drive(h: Harness, decide: Decide, timeout: float = 30) -> str:
     """Run the engine, answering each gate with `decide(gate)` (None: approve)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core import events as ev
 from core.lab.commands import run_command
-from tests.engine.conftest import drive, make
+from tests.engine.conftest import abort_at_failure, drive, make
 
 
 async def test_each_backup_is_named_for_its_run_checked_and_kept_with_its_config(
@@ -85,11 +85,8 @@ async def test_a_copy_whose_checksum_differs_fails_its_step(tmp_path: Path) -> N
         recipe={"variables": {"pull_backups": "yes"}, "actions": {"pull-dump": lying}},
     )
 
-    def abort(gate: ev.GateOpened) -> ev.Command | None:
-        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
-
     try:
-        assert await drive(h, abort) == "aborted"
+        assert await drive(h, abort_at_failure) == "aborted"
     finally:
         await h.lab.close()
     failed = next(e for e in h.events(ev.StepFinished) if e.outcome == "failed")

@@ -8,7 +8,7 @@ import re
 from core import events as ev
 from core.releases import release_for_major
 from core.report import end_summary, version_changes
-from tests.engine.conftest import drive, make
+from tests.engine.conftest import abort_at_failure, drive, make
 
 
 def release_of(service_major: str, package: str) -> str:
@@ -40,11 +40,8 @@ async def test_every_package_is_read_before_it_moves_and_after() -> None:
 async def test_a_package_that_did_not_move_says_so() -> None:
     h = await make(recipe={"actions": {"package-source": None}})
 
-    def abort(gate):  # type: ignore[no-untyped-def]
-        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
-
     try:
-        assert await drive(h, abort) == "aborted"
+        assert await drive(h, abort_at_failure) == "aborted"
     finally:
         await h.lab.close()
     keystone = next(c for c in version_changes(h.engine.state) if c["package"] == "keystone")
@@ -64,11 +61,8 @@ async def test_a_node_whose_restarts_cannot_be_allowed_again_is_named() -> None:
         recipe={"actions": {"package-source": None}},
     )
 
-    def abort(gate):  # type: ignore[no-untyped-def]
-        return ev.Command("abort", "t", "seen", gate.gate) if gate.kind == "failure" else None
-
     try:
-        assert await drive(h, abort) == "aborted"
+        assert await drive(h, abort_at_failure) == "aborted"
     finally:
         await h.lab.close()
     allowed = h.events(ev.RestartsAllowed)

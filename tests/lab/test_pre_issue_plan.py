@@ -10,7 +10,7 @@ import pytest
 
 from core import events as ev
 from core.lab.commands import run_command
-from tests.engine.conftest import drive, make
+from tests.engine.conftest import abort_at_failure, drive, make
 
 PRE_ISSUE_INSTALL = "apt-get install --only-upgrade -y {{packages}}"  # no env, no dpkg options
 # the corrected install without its policy-rc.d: packages restart what they install
@@ -20,20 +20,13 @@ UNBLOCKED_INSTALL = (
 )
 
 
-def abort(gate: ev.GateOpened) -> ev.Command | None:
-    """Stop at the first failure; approve everything else."""
-    if gate.kind == "failure":
-        return ev.Command("abort", "tester", "the lab showed the fault", gate.gate)
-    return None
-
-
 async def first_failure(
     faults: list[str], recipe: dict[str, Any] | None, target: str | None = None
 ) -> tuple[str, str, str]:
     """Run the small cloud to its first failed step: (run word, step action, its output)."""
     h = await make(faults=faults, recipe=recipe, auto_approve=True, target=target)
     try:
-        word = await drive(h, abort, timeout=60)
+        word = await drive(h, abort_at_failure, timeout=60)
     finally:
         await h.lab.close()
     failed = [
