@@ -27,6 +27,7 @@ from core.plan import Gate, Phase, Plan, Stage, Step
 from core.recipes import fill_runtime
 from core.releases import release_for_major
 from core.report import restarts_still_blocked
+from core.roles import ROLES
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
 from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
@@ -37,6 +38,8 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among
 # them: a failed canary opens a failure gate at once, and batches never start after it.
 BUDGET_STAGES = ("batch", "network")
+# Phases of these tiers may run before the maintenance window opens (kolla's preparation).
+BEFORE_WINDOW = ("prepare",)
 PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime", "window")
 AUTO_OPERATOR = "auto-approve"
 
@@ -57,11 +60,16 @@ def _wrong_release(step: Step, version: str) -> str:
 
 def _wrong_output(step: Step, printed: str) -> str:
     """What is wrong with the last line a check printed ("" when it is what the plan expects):
-    `expect` a version of the target release, `expect_line` exactly that line."""
+    `expect` a version of the target release, `expect_line` exactly that line, `expect_match`
+    a line the regular expression matches whole."""
     if "expect" in step.args:
         return _wrong_release(step, printed)
     if "expect_line" in step.args and printed.strip() != step.args["expect_line"]:
         return f"{step.node} printed {printed.strip()!r}, not {step.args['expect_line']!r}"
+    if "expect_match" in step.args and not re.fullmatch(
+        str(step.args["expect_match"]), printed.strip()
+    ):
+        return f"{step.node} printed {printed.strip()!r}"
     return ""
 
 
@@ -457,11 +465,18 @@ class Engine:
         flusher = asyncio.create_task(self._flusher())
         poller = asyncio.create_task(self._poll_status())
         try:
-            await self._window_start_gate()
             if self.resumed:
                 await self._settle_interrupted()
+            window_asked = False
             for _, wave in groupby(self.plan.phases, key=lambda p: p.wave):
                 phases = list(wave)
+                if not window_asked and any(p.tier not in BEFORE_WINDOW for p in phases):
+                    window_asked = True  # preparation may run before the window; no more
+                    await self._window_start_gate(
+                        prepared=self.plan.phases[0].tier in BEFORE_WINDOW
+                    )
+                    if self._stop:
+                        break
                 limit = asyncio.Semaphore(self.plan.policy.get("site_concurrency", 1))
                 await self._all(self._phase(p, limit) for p in phases)
                 if self._stop:
@@ -496,13 +511,15 @@ class Engine:
         self._new_event.set()
         return outcome
 
-    async def _window_start_gate(self) -> None:
-        """Outside the maintenance window the run starts only when an operator says so at a
-        gate (--auto-approve never does), or --outside-window said so, journalled."""
+    async def _window_start_gate(self, *, prepared: bool = False) -> None:
+        """Outside the maintenance window the upgrade starts only when an operator says so at
+        a gate (--auto-approve never does), or --outside-window said so, journalled. Phases
+        that prepare (`prepared`: they ran already) are not held back by the window."""
         window = self.options.window
         reason = window.outside(self.clock()) if window is not None else ""
         if not reason:
             return
+        what = "the upgrade (the preparation before it is done)" if prepared else "the run"
         if self.options.outside_window:
             self.emit(
                 ev.OperatorNote,
@@ -513,11 +530,11 @@ class Engine:
         await self._gate(
             f"gate:window:start:{self._seq}",
             "window",
-            f"{reason}: start the run outside it?",
+            f"{reason}: start {what} outside it?",
             automatic=False,
             choices=(
                 "approve: start now, outside the window (journalled with your name)",
-                "reject: start nothing; the run can be resumed inside the window",
+                "reject: start nothing more; the run can be resumed inside the window",
             ),
         )
 
@@ -705,7 +722,7 @@ class Engine:
                     ),
                 )
                 self.emit(ev.PhaseStarted, phase=phase.id)
-                canary = next((st for st in phase.stages if st.kind == "canary"), None)
+                canary = [st for st in phase.stages if st.kind == "canary"] or None
                 data_plane_ran = False
                 for stage in phase.stages:
                     if stage.kind in DATA_PLANE_STAGES:
@@ -733,11 +750,11 @@ class Engine:
             word = phase_word(self.state.steps[s.id].status for s in phase.steps)
             self.emit(ev.PhaseFinished, phase=phase.id, outcome=word)
 
-    async def _canary_verdict(self, phase: Phase, canary: Stage, batch: Stage) -> None:
+    async def _canary_verdict(self, phase: Phase, canary: list[Stage], batch: Stage) -> None:
         """Before the first batch: the canary gate claims the canary is upgraded only when
-        every canary step finished ok; otherwise the operator must say, knowingly, whether the
-        batches go on (never --auto-approve)."""
-        steps = [self.state.steps[s.id] for s in canary.steps]
+        every step of its stages finished ok; otherwise the operator must say, knowingly,
+        whether the batches go on (never --auto-approve)."""
+        steps = [self.state.steps[s.id] for stage in canary for s in stage.steps]
         if all(s.status in STEP_OK for s in steps):
             await self._plan_gate(batch.gate, self._summary_before(batch.title))
             return
@@ -786,8 +803,11 @@ class Engine:
         A step found failed when the lane starts failed under an earlier driver (`retry`
         False) or is being retried (`retry` True): it is never run again by itself.
         """
-        budgeted = stage_kind in BUDGET_STAGES
-        data_plane = stage_kind in DATA_PLANE_STAGES
+        # a deploy host's step in a batch (kolla's run for the batch) is not a data-plane node:
+        # its failure is asked about at once, and skipping it skips that step only
+        role = ROLES.get(steps[0].role) if steps else None
+        data_plane = stage_kind in DATA_PLANE_STAGES and role is not None and role.data_plane
+        budgeted = stage_kind in BUDGET_STAGES and data_plane
         for step in steps:
             status = self.state.steps[step.id].status
             if status in FINISHED_OK:

@@ -776,9 +776,11 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
 def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
     """Every overridden action must exist in the deployment method's recipe, and every
     `{{placeholder}}` in it must be a value the plan gives or a recipe variable."""
+    from core.methods import method
     from core.recipes import PLAN_VALUES, load_recipe, placeholders
 
     recipe = load_recipe(spec.method)
+    plan_values = PLAN_VALUES | method(spec.method).plan_value_names
     known = sorted(recipe.actions)
     cloud_variables = set(spec.recipe.variables) if spec.recipe else set()
     places: list[tuple[Path, RecipeOverrides | None, set[str]]] = [
@@ -818,7 +820,7 @@ def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
                 continue
             base = recipe.actions[key]
             names = (
-                PLAN_VALUES
+                plan_values
                 | set(recipe.variables)
                 | cloud_variables
                 | site_variables
@@ -830,7 +832,7 @@ def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
                         (*path, "actions", key),
                         f"{{{{{name}}}}} is no value Rollgate knows{_suggest(name, sorted(names))}"
                         "; use a recipe variable (recipe.variables) or one of "
-                        f"{', '.join(sorted(PLAN_VALUES))}",
+                        f"{', '.join(sorted(plan_values))}",
                     )
 
 

@@ -226,6 +226,7 @@ def plan_digest(plan: Plan) -> str:
 
 
 TIER_TITLES = {
+    "prepare": "Prepare (before the window)",
     "identity": "Identity (keystone)",
     "image": "Image (glance)",
     "compute": "Compute (placement, nova, neutron)",
@@ -266,15 +267,17 @@ class _PhaseBuilder:
         node: Node,
         role: str,
         args: dict[str, Any] | None = None,
+        service: str | None = None,
         **extra: Any,
     ) -> Step | None:
         """Add `action` for `node` unless the recipe does not use it (None); `extra` fills the
-        command's placeholders, `args` is recorded on the step for executors and readers."""
-        service = ROLES[role].service
+        command's placeholders, `args` is recorded on the step for executors and readers.
+        `service` is the role's own unless given (a deploy host's step names what it moves)."""
+        service = service or ROLES[role].service
         recipe_action = self.recipe.action(service, action)
         if recipe_action is None:
             return None
-        values = self.ctx.values(node, role, extra)
+        values = self.ctx.values(node, role, {"service": service, **extra})
         local = recipe_action.on == "deploy-host"
         qualifier = extra.get("unit") or extra.get("package")
         return self._append(
@@ -363,7 +366,6 @@ class _PhaseBuilder:
             role,
             args={"packages": packages, "services": services},
             packages=packages,
-            kolla_tag=ROLES[role].service,
         )
         hooks.after_install(self, node, role, roles)
 
@@ -400,6 +402,7 @@ class _PlanContext:
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
     sourced: set[str] = field(default_factory=set)  # nodes pointed at the target release
+    started: set[str] = field(default_factory=set)  # sites whose first phase was built
 
     @property
     def method(self) -> methods.Method:
@@ -431,11 +434,13 @@ class _PlanContext:
         return "localhost"
 
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
-        service = ROLES[role].service
+        service = extra.get("service") or ROLES[role].service
         variables = self.recipe_for(self.inventory.site(node.site)).variables
         target = self.inventory.upgrade.target
         series = str(variables.get("ubuntu_series", ""))
+        own = self.method.plan_values
         return {
+            **(own(self.inventory, variables) if own is not None else {}),
             **variables,
             "cloud": self.inventory.cloud,
             "from": self.inventory.upgrade.source.id,
@@ -448,8 +453,7 @@ class _PlanContext:
             "site": node.site,
             "unit": self.method.unit(role),
             "package": self.method.package(role),
-            "container": role.replace("-", "_"),
-            "kolla_tag": service,
+            "container": self.method.unit(role),
             **extra,
         }
 
@@ -869,8 +873,11 @@ BUILDERS = {
 def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
     """Turn a validated inventory into the ordered, gated, deterministic upgrade plan."""
     ctx = _PlanContext(inventory, recipe or load_recipe(inventory.method))
+    builders = ctx.method.builders or BUILDERS
     phases: list[Phase] = []
     for tier in TIERS:
+        if tier not in builders:
+            continue
         if tier == "identity":
             sites = [inventory.site(inventory.identity_site)]
         elif tier == "dashboard" and inventory.dashboard_site:
@@ -879,7 +886,7 @@ def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
             sites = list(inventory.sites)
         for site in sites:
             builder = _PhaseBuilder(ctx, tier, site)
-            BUILDERS[tier](builder)
+            builders[tier](builder)
             phase = builder.build(TIER_TITLES[tier])
             if phase is not None:
                 phases.append(phase)

@@ -22,6 +22,31 @@ def _per_node(stage: Stage, detail: bool) -> list[str]:
     return [s.title for s in steps]
 
 
+ONCE_PER_BATCH = "deployment"  # a step of this role runs once for its whole batch (kolla)
+
+
+def _batch_of(stage: Stage) -> str:
+    """The batch a stage belongs to: `batch-2` for stages `batch-2`, `batch-2-fence` ..."""
+    return "-".join(stage.id.rsplit("/", 1)[-1].split("-")[:2])
+
+
+def _batch_lines(stage: Stage, detail: bool) -> list[str]:
+    """What one batch's stage does: each node's steps, then the steps run once per batch."""
+
+    def label(s: Step) -> str:
+        return mask(s.command) if detail and s.command else s.title
+
+    lines = []
+    nodes = [s.node for s in stage.steps if s.role != ONCE_PER_BATCH]
+    if nodes:
+        steps = [s for s in stage.steps if s.node == nodes[0]]
+        lines.append("each node: " + " -> ".join(label(s) for s in steps))
+    for s in stage.steps:
+        if s.role == ONCE_PER_BATCH:
+            lines.append(f"each batch, on {s.node}: {label(s)}")
+    return lines
+
+
 SUMMARISE_OVER = 2  # nodes in a stage beyond which nodes doing the same steps share a line
 
 
@@ -51,23 +76,33 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
             root.add(_gate_line(phase.gate.title))
         branch = root.add(Text(f"{phase.wave + 1}. {phase.title} @ {phase.site}", "bold cyan"))
         batches = [s for s in phase.stages if s.kind == "batch"]
+        first = _batch_of(batches[0]) if batches else ""
         for stage in phase.stages:
             if stage.gate:
                 branch.add(_gate_line(stage.gate.title))
             if stage.kind == "batch":
-                if stage is not batches[0]:
+                if _batch_of(stage) != first:
                     continue
-                names = [n for b in batches for n in b.nodes]
-                size = max(len(b.nodes) for b in batches)
-                node = branch.add(
-                    f"batches: {compress(names)} ({len(names)} nodes, {len(batches)} batches "
-                    f"of up to {size})"
-                )
-                node.add("each node: " + " -> ".join(_per_node(stage, detail)))
+                if stage is batches[0]:
+                    names = list(
+                        dict.fromkeys(
+                            s.node for b in batches for s in b.steps if s.role != ONCE_PER_BATCH
+                        )
+                    )
+                    count = len({_batch_of(b) for b in batches})
+                    size = max(
+                        len({s.node for s in b.steps if s.role != ONCE_PER_BATCH}) for b in batches
+                    )
+                    batch_node = branch.add(
+                        f"batches: {compress(names)} ({len(names)} nodes, {count} batches "
+                        f"of up to {size})"
+                    )
+                for line in _batch_lines(stage, detail):
+                    batch_node.add(Text(line))
                 continue
             if stage.kind in ("canary", "network"):
                 node = branch.add(f"{stage.title} ({len(stage.nodes)} nodes)")
-                node.add("each node: " + " -> ".join(_per_node(stage, detail)))
+                node.add(Text("each node: " + " -> ".join(_per_node(stage, detail))))
                 continue
             node = branch.add(stage.title)
             if len(stage.nodes) > SUMMARISE_OVER:
@@ -78,10 +113,10 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
                     if len(names) == 1:
                         labels = [f"{label}  [{names[0]}]" for label in labels]
                         for label in labels:
-                            node.add(label)
+                            node.add(Text(label))
                         continue
                     group = node.add(f"{compress(names)} ({len(names)} nodes)")
-                    group.add("each node: " + " -> ".join(labels))
+                    group.add(Text("each node: " + " -> ".join(labels)))
                 continue
             for step in stage.steps:
                 label = mask(step.command) if detail and step.command else step.title

@@ -45,6 +45,12 @@ CATALOGUE: tuple[Release, ...] = (
 )
 
 
+def kolla_ansible_major(release: Release) -> int:
+    """The kolla-ansible major version that deploys `release` (openstack/releases
+    deliverables/<series>/kolla-ansible.yaml: 16.x is 2023.1 Antelope, one major a release)."""
+    return 16 + release.index
+
+
 # Ubuntu Cloud Archive (https://wiki.ubuntu.com/OpenStack/CloudArchive): each LTS series ships
 # one OpenStack release in its own archive and carries the next ones as UCA pockets; "any given
 # UCA OpenStack release can be enabled on exactly one Ubuntu LTS release". docs/apt-method.md.

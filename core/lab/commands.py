@@ -13,6 +13,7 @@ import configparser
 import hashlib
 import io
 import json
+import re
 import shlex
 from collections.abc import Awaitable, Callable
 
@@ -185,7 +186,10 @@ def dispatch(argv: list[str]) -> Handler | None:
         return _status_check
     if name == MANAGE_PY:
         return _horizon_manage
-    return _COMMANDS.get(name) or lab_commands().get(name)
+    found = _COMMANDS.get(name) or lab_commands().get(name)
+    if found is None and "/" in name:  # a program by its path (a virtualenv's): its handler
+        found = lab_commands().get(name.rsplit("/", 1)[-1])  # checks the file is there
+    return found
 
 
 # ---------------------------------------------------------------- packages and units
@@ -729,8 +733,93 @@ async def _crudini(sh: Shell, argv: list[str]) -> int:
     return 0
 
 
+async def _cp(sh: Shell, argv: list[str]) -> int:
+    """`cp SRC DST`: DST holds what SRC holds."""
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if len(paths) != 2:
+        sh.err("cp: the lab knows cp SRC DST")
+        return 1
+    if paths[0] not in sh.node.files:
+        sh.err(f"cp: cannot stat '{paths[0]}': No such file or directory")
+        return 1
+    sh.node.files[paths[1]] = sh.node.files[paths[0]]
+    return 0
+
+
+async def _cat(sh: Shell, argv: list[str]) -> int:
+    status = 0
+    for path in argv[1:]:
+        if path not in sh.node.files:
+            sh.err(f"cat: {path}: No such file or directory")
+            status = 1
+            continue
+        for line in sh.node.files[path].splitlines():
+            sh.say(line)
+    return status
+
+
+async def _grep(sh: Shell, argv: list[str]) -> int:
+    """`grep [-x] [-q] [-E] PATTERN FILE`: the lines matching; exit 1 when none, 2 on error."""
+    flags = "".join(a[1:] for a in argv[1:] if a.startswith("-") and len(a) > 1)
+    words = [a for a in argv[1:] if not (a.startswith("-") and len(a) > 1)]
+    if len(words) != 2:
+        sh.err("grep: the lab knows grep [-x] [-q] [-E] PATTERN FILE")
+        return 2
+    pattern, path = words
+    if path not in sh.node.files:
+        sh.err(f"grep: {path}: No such file or directory")
+        return 2
+    try:
+        regex = re.compile(pattern if "E" in flags else _basic_regex(pattern))
+    except re.error:
+        sh.err(f"grep: Invalid regular expression: {pattern}")
+        return 2
+    match = regex.fullmatch if "x" in flags else regex.search
+    found = [line for line in sh.node.files[path].splitlines() if match(line)]
+    if "q" not in flags:
+        for line in found:
+            sh.say(line)
+    return 0 if found else 1
+
+
+def _basic_regex(pattern: str) -> str:
+    """A POSIX basic regular expression as Python's: `+ ? | ( ) { }` are literal there."""
+    return re.sub(r"(?<!\\)([+?|(){}])", r"\\\1", pattern)
+
+
+async def _sed(sh: Shell, argv: list[str]) -> int:
+    """`sed -i [-E] 's/REGEX/REPLACEMENT/[g]' FILE`: the file edited in place."""
+    words = [a for a in argv[1:] if a not in ("-i", "-E", "-r")]
+    if "-i" not in argv or len(words) != 2 or not words[0].startswith("s"):
+        sh.err("sed: the lab knows sed -i [-E] 's/REGEX/REPLACEMENT/[g]' FILE")
+        return 1
+    script, path = words
+    delimiter = script[1:2]
+    parts = script[2:].split(delimiter)
+    if len(parts) != 3:
+        sh.err(f"sed: -e expression #1, char {len(script)}: unterminated `s' command")
+        return 1
+    pattern, replacement, flags = parts
+    if not ("-E" in argv or "-r" in argv):
+        pattern = _basic_regex(pattern)
+    if path not in sh.node.files:
+        sh.err(f"sed: can't read {path}: No such file or directory")
+        return 2
+    regex = re.compile(pattern)
+    lines = [
+        regex.sub(replacement.replace("&", r"\g<0>"), line, count=0 if "g" in flags else 1)
+        for line in sh.node.files[path].split("\n")
+    ]
+    sh.node.files[path] = "\n".join(lines)
+    return 0
+
+
 _COMMANDS: dict[str, Handler] = {
     "printf": _printf,
+    "cp": _cp,
+    "cat": _cat,
+    "grep": _grep,
+    "sed": _sed,
     "install": _install,
     "test": _test,
     "rm": _rm,

@@ -43,6 +43,13 @@ DURATIONS = {
 HORIZON_BASE = 21  # horizon releases independently; a stand-in major per release index
 
 
+def _lab_module(name: str) -> Any:
+    import importlib
+
+    module = method(name).lab_module
+    return importlib.import_module(module) if module else None
+
+
 def package_version(service: str, release: Release) -> str:
     major = release.majors.get(service, HORIZON_BASE + release.index)
     return f"3:{major}.1.0-0ubuntu1~cloud0"
@@ -71,6 +78,9 @@ class LabNode:
     pocket: Release | None = None  # the OpenStack release its package sources point at
     lists: Release | None = None  # what its package lists knew at the last `apt-get update`
     files: dict[str, str] = field(default_factory=dict)  # files a command wrote (policy-rc.d)
+    # kolla: the release of the containers each play tag deployed that are not an OpenStack
+    # role's (openvswitch, ovn-controller, common ...); a role's is its package's release
+    kolla: dict[str, str] = field(default_factory=dict)
 
     @property
     def restarts_blocked(self) -> bool:
@@ -171,6 +181,9 @@ class World:
             self.nodes[node.name] = lab_node
             self.by_address[node.address] = lab_node
         self._records = {(r.site, r.host, r.binary): r for r in self.services}
+        seed_method = getattr(_lab_module(inventory.method), "seed", None)
+        if seed_method is not None:  # what the method's hosts hold before any run
+            seed_method(self)
         for db in self.databases.values():
             if db.service == "cinder":
                 db.previous_pending = faults.cinder_pending
@@ -298,6 +311,7 @@ class World:
             "pocket": node.pocket.id if node.pocket else None,
             "lists": node.lists.id if node.lists else None,
             "files": dict(node.files),
+            "kolla": dict(node.kolla),
         }
 
     def _databases_snapshot(self) -> list[list[Any]]:
@@ -331,6 +345,7 @@ class World:
             if node.get(name):
                 setattr(lab_node, name, by_id[node[name]])
         lab_node.files = dict(node.get("files", {}))
+        lab_node.kolla = dict(node.get("kolla", {}))
 
     def _restore_databases(self, rows: list[list[Any]], by_id: dict[str, Release]) -> None:
         for site, svc, schema, expanded, migrated, online, previous in rows:

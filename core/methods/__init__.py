@@ -46,6 +46,12 @@ class Method:
     check_inventory: Callable[[Any, Any, Callable[..., None]], None] | None = None
     lab_module: str = ""  # the module whose COMMANDS the lab's shell adds for this method
     preflight_module: str = ""  # the module whose check_node(executor, inv, node) adds checks
+    # tier -> builder(phase builder): a method whose tool orchestrates the upgrade itself
+    # (kolla-ansible) builds its phases its own way; None: core/plan.py's per-node builders
+    builders: Mapping[str, Callable[[Any], None]] | None = None
+    # (inventory, recipe variables) -> the values its commands need besides core/plan.py's
+    plan_values: Callable[[Any, Mapping[str, Any]], dict[str, Any]] | None = None
+    plan_value_names: frozenset[str] = frozenset()  # the names plan_values and builders give
 
     def package(self, role: str) -> str:
         return self.packages.get(role, role)

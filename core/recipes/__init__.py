@@ -20,11 +20,12 @@ _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 # placeholder, so the same inventory still gives the same plan).
 RUNTIME_VALUES = frozenset({"run_id"})
 
-# Values the plan gives every command besides the recipe's variables (core/plan.py values()).
+# Values the plan gives every command besides the recipe's variables (core/plan.py values());
+# a method may give more (Method.plan_value_names).
 PLAN_VALUES = frozenset(
     {
         "cloud", "from", "to", "to_pocket", "service", "databases", "node", "site", "unit",
-        "package", "packages", "container", "kolla_tag", "db_host", *RUNTIME_VALUES,
+        "package", "packages", "container", "db_host", *RUNTIME_VALUES,
     }
 )  # fmt: skip
 

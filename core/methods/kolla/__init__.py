@@ -1,14 +1,20 @@
-"""The kolla-ansible method: the deploy host runs `kolla-ansible upgrade`; containers are
-named after roles (nova_compute ...)."""
+"""The kolla-ansible method: each site's deploy host runs kolla-ansible as its upgrade
+procedure says; containers and images have kolla's names (mapping.py)."""
 
 from __future__ import annotations
 
 from core.methods import Method
-from core.roles import ROLES
+from core.methods.kolla.mapping import CONTAINERS, IMAGES
+from core.methods.kolla.plan import BUILDERS, VALUE_NAMES, check_inventory, plan_values
 
 METHOD = Method(
     name="kolla",
-    packages={role: role for role in ROLES},
-    units={role: role.replace("-", "_") for role in ROLES},
+    packages=IMAGES,
+    units=CONTAINERS,
+    check_inventory=check_inventory,
     lab_module="core.methods.kolla.lab",
+    preflight_module="core.methods.kolla.preflight",
+    builders=BUILDERS,
+    plan_values=plan_values,
+    plan_value_names=VALUE_NAMES,
 )

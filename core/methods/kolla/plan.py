@@ -1,0 +1,365 @@
+"""The kolla-ansible upgrade, phase by phase, as kolla-ansible's own procedure runs it.
+
+kolla-ansible orchestrates each service itself (schema migrations, stops, restarts, its own
+`nova-status upgrade check`), so Rollgate gates and batches only through what kolla supports
+(docs/kolla-method.md):
+- preparation on each site's deploy host (a phase of its own, before the window): back up
+  /etc/kolla, install the target's kolla-ansible in a virtualenv, `install-deps`, merge
+  passwords, set `openstack_release`, `pull`, `prechecks`;
+- each site's first phase backs every database up (`mariadb-backup`) and upgrades the
+  infrastructure plays kolla runs first;
+- control-plane services by tag with no host limit;
+- computes in canary and batches, each limited to its compute hosts with every role a
+  compute runs (openvswitch or ovn-controller, nova, neutron); only the compute group is
+  ever left out of a control-plane run;
+- nova's reload and online-data-migration plays once, without a limit, after every compute.
+After each kolla-ansible run, each host's containers are checked by what the container
+engine prints (running, healthy, the target's image), never by its exit status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core.hostrange import compress
+from core.inventory import Inventory, Node
+from core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
+from core.plan import Gate
+from core.releases import kolla_ansible_major
+from core.roles import AGENT_ORDER, ROLES
+
+DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
+
+# The values kolla's commands get besides core/plan.py's (recipe overrides may use them)
+VALUE_NAMES = frozenset(
+    {"kolla_venv", "kolla_major", "kolla_pip_spec", "release_sed", "release_line",
+     "kolla_tags", "kolla_limit", "kolla_skip"}
+)  # fmt: skip
+
+
+def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The values kolla's commands need: the target's virtualenv and version, globals' line."""
+    target = inventory.upgrade.target
+    major = kolla_ansible_major(target)
+    line = f'openstack_release: "{target.id}"'
+    return {
+        "kolla_venv": f"{variables.get('kolla_venv_root', '/opt/kolla-ansible')}/{target.id}",
+        "kolla_major": str(major),
+        "kolla_pip_spec": f"kolla-ansible>={major},<{major + 1}",
+        "release_sed": f"s/^#? *openstack_release:.*/{line}/",
+        "release_line": line,
+    }
+
+
+def deploy_host(b: Any) -> Node:
+    """The site's deploy host (the inventory check makes sure there is exactly one)."""
+    return b.site.with_role(DEPLOY)[0]
+
+
+def _plugin(b: Any) -> str:
+    return str(b.recipe.variables.get("neutron_plugin_agent", "openvswitch"))
+
+
+def _deploy(b: Any, action: str, service: str, **extra: Any) -> Any:
+    return b.add(action, deploy_host(b), DEPLOY, service=service, **extra)
+
+
+def _containers_healthy(
+    b: Any, nodes: list[Node], roles: list[str], name: str, title: str, kind: str = "control"
+) -> None:
+    """A stage checking, on each node, every container of `roles` it runs: running, healthy,
+    on the target's image (E14: `docker inspect` exits 0 when it prints false)."""
+    target = b.ctx.inventory.upgrade.target.id
+    pattern = rf"running healthy \S+:{target.replace('.', '[.]')}(-\S+)?"
+    checks = []
+    for node in nodes:
+        seen: set[str] = set()
+        for role in roles:
+            if not node.has(role):
+                continue
+            for container in host_containers(role, _plugin(b)):
+                if container not in seen:
+                    seen.add(container)
+                    checks.append((node, role, container))
+    if not checks:
+        return
+    b.stage(name, title, kind)
+    for node, role, container in checks:
+        b.add(
+            "container-check",
+            node,
+            role,
+            args={
+                "expect_match": pattern,
+                "hint": f"{container} on {node.name} is not running healthy on the {target} "
+                f"image: read `{b.recipe.variables.get('container_engine', 'docker')} logs "
+                f"{container}` there and the kolla-ansible output above",
+            },
+            unit=container,
+            container=container,
+        )
+
+
+def _site_first(b: Any) -> None:
+    """Once per site, before its first service moves: every database backed up with kolla's
+    mariadb-backup (unless recipe.variables.db_backup is "no"), then the infrastructure plays
+    kolla's site.yml runs before any OpenStack service."""
+    if b.site.name in b.ctx.started:
+        return
+    b.ctx.started.add(b.site.name)
+    b.stage("kolla-pre", f"back up the databases and upgrade the infrastructure at {b.site.name}",
+            "pre")  # fmt: skip
+    if str(b.recipe.variables.get("db_backup", "yes")) != "no":
+        _deploy(b, "db-backup", "mariadb")
+    _deploy(b, "upgrade-service", "kolla", kolla_tags=",".join(INFRA_TAGS))
+
+
+def _service(b: Any, tag: str, roles: list[str], status_role: str | None) -> None:
+    """A control-plane service, kolla's way: one run of its tag, no host limit; then its
+    containers, then the target's status check in the new container."""
+    present = [r for r in roles if b.site.with_role(r)]
+    if not present:
+        return
+    _site_first(b)
+    b.stage(tag, f"upgrade {tag} on every {tag} host", "control")
+    _deploy(b, "upgrade-service", tag, kolla_tags=tag)
+    nodes = [n for n in b.site.nodes if any(n.has(r) for r in present)]
+    _containers_healthy(b, nodes, present, f"{tag}-check", f"{tag} containers on {tag}'s hosts")
+    if status_role and b.site.with_role(status_role):
+        b.add("status-check", b.site.with_role(status_role)[0], status_role)
+
+
+def prepare(b: Any) -> None:
+    """The deploy host's preparation, in the order of kolla's upgrade procedure."""
+    if not b.site.with_role(DEPLOY):
+        return
+    d = deploy_host(b)
+    values = b.ctx.values(d, DEPLOY, {"service": "kolla"})
+    b.stage("kolla", f"kolla-ansible {values['kolla_major']}.x on {d.name}", "pre")
+    _deploy(b, "config-backup", "kolla")
+    _deploy(b, "install-kolla", "kolla")
+    major = values["kolla_major"]
+    b.add(
+        "kolla-version",
+        d,
+        DEPLOY,
+        service="kolla",
+        args={
+            "expect_match": rf"kolla-ansible {major}\.\d+\.\d+\S*",
+            "hint": f"the virtualenv {values['kolla_venv']} must hold kolla-ansible {major}.x "
+            f"(the {b.ctx.inventory.upgrade.target.id} release)",
+        },
+    )
+    _deploy(b, "install-deps", "kolla")
+    _deploy(b, "merge-passwords", "kolla")
+    b.add(
+        "set-release",
+        d,
+        DEPLOY,
+        service="kolla",
+        args={
+            "expect_line": values["release_line"],
+            "hint": "globals.yml needs an openstack_release line (commented or not) for "
+            "Rollgate to set",
+        },
+    )
+    b.stage("kolla-images", "pull the target's images and run kolla's prechecks", "pre")
+    _deploy(b, "pull", "kolla")
+    _deploy(b, "prechecks", "kolla")
+
+
+def identity(b: Any) -> None:
+    _service(b, "keystone", ["keystone"], "keystone")
+
+
+def image(b: Any) -> None:
+    _service(b, "glance", ["glance-api"], "glance-api")
+
+
+def block_storage(b: Any) -> None:
+    roles = ["cinder-scheduler", "cinder-volume", "cinder-backup", "cinder-api"]
+    present = [r for r in roles if b.site.with_role(r)]
+    if present:
+        _site_first(b)
+        b.stage("cinder-pre", "finish the previous release's cinder migrations", "pre")
+        b.add("previous-migrations", b.site.with_role(present[0])[0], present[0])
+    _service(b, "cinder", roles, "cinder-api")
+
+
+def dashboard(b: Any) -> None:
+    _service(b, "horizon", ["horizon"], None)
+
+
+def compute(b: Any) -> None:
+    """placement; the nova and network control plane (every host but the computes), its
+    online migrations held back; computes in canary and batches with their network; then
+    nova's reload and online migrations once over every host."""
+    site, inv = b.site, b.ctx.inventory
+    nova_ctl = [r for r in ("nova-conductor", "nova-scheduler", "nova-api") if site.with_role(r)]
+    network = ["neutron-server", *AGENT_ORDER]
+    if not (site.with_role("placement-api") or nova_ctl or site.with_role("nova-compute")):
+        return
+    _site_first(b)
+    if site.with_role("placement-api") or nova_ctl:
+        b.stage("compute-pre", "finish the previous release's online migrations", "pre")
+        for role in ("placement-api", *nova_ctl[:1]):
+            if site.with_role(role):
+                b.add("previous-migrations", site.with_role(role)[0], role)
+    _service(b, "placement", ["placement-api"], "placement-api")
+    switch = NETWORK_TAG.get(_plugin(b), "openvswitch")
+    tags = f"{switch},nova,neutron"
+    computes = site.with_role("nova-compute")
+    others = [n for n in site.nodes if not n.has("nova-compute")]
+    control_roles = [*nova_ctl, *network]
+    if any(n.has(r) for n in others for r in control_roles):
+        b.stage("nova-control", "nova and networking on every host but the computes", "control")
+        _deploy(
+            b,
+            "upgrade-control",
+            "nova",
+            kolla_tags=tags,
+            kolla_limit="all:!compute",
+            kolla_skip="nova-online-data-migrations",
+        )
+        _containers_healthy(
+            b, others, control_roles, "nova-control-check", "nova and network containers"
+        )
+        if nova_ctl:
+            b.add("status-check", site.with_role(nova_ctl[-1])[0], nova_ctl[-1])
+    _compute_batches(b, computes, tags)
+    if nova_ctl or computes:
+        b.stage(
+            "nova-final",
+            "nova's reload (drops the RPC pin) and online data migrations, every host once",
+            "post",
+        )
+        _deploy(b, "upgrade-service", "nova", kolla_tags="nova-reload,nova-online-data-migrations")
+        _containers_healthy(
+            b, [n for n in site.nodes if any(n.has(r) for r in (*nova_ctl, "nova-compute"))],
+            [*nova_ctl, "nova-compute"], "nova-final-check", "nova containers after the reload",
+            "post",
+        )  # fmt: skip
+        if nova_ctl:
+            b.add("status-check", site.with_role(nova_ctl[-1])[0], nova_ctl[-1])
+        apis = site.with_role("nova-api")
+        if apis:
+            b.cloud(
+                "verify-compute-api",
+                apis[0],
+                "nova-api",
+                f"the compute API of {site.name} answers with its new microversions",
+            )
+    del inv
+
+
+def _compute_batches(b: Any, computes: list[Node], tags: str) -> None:
+    inv = b.ctx.inventory
+    canary = computes[: inv.policy.canary]
+    rest = computes[len(canary) :]
+    size = inv.policy.batch_size
+    groups: list[tuple[str, str, list[Node], Gate | None]] = []
+    if canary:
+        groups.append(("canary", f"canary {compress([n.name for n in canary])}", canary, None))
+    batches = [rest[i : i + size] for i in range(0, len(rest), size)]
+    for i, batch in enumerate(batches, start=1):
+        gate = None
+        if i == 1 and canary and "canary" in b.ctx.gates:
+            gate = Gate(
+                f"gate:{b.id}/canary",
+                "canary",
+                f"canary {compress([n.name for n in canary])} is upgraded at "
+                f"{b.site.name}: continue with {len(rest)} computes in {len(batches)} batches?",
+            )
+        names = compress([n.name for n in batch])
+        groups.append((f"batch-{i}", f"batch {i}/{len(batches)} {names}", batch, gate))
+    reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
+    for name, title, nodes, gate in groups:
+        kind = "canary" if name == "canary" else "batch"
+        b.stage(f"{name}-fence", f"{title}: out of the scheduler", kind, gate)
+        for node in nodes:
+            b.cloud(
+                "disable-compute",
+                node,
+                "nova-compute",
+                f"disable nova-compute on {node.name} in the scheduler",
+                host=node.name,
+                binary="nova-compute",
+                reason=reason,
+            )
+        b.stage(name, title, kind)
+        _deploy(b, "upgrade-computes", "nova", kolla_tags=tags,
+                kolla_limit=",".join(n.name for n in nodes))  # fmt: skip
+        roles = ["nova-compute", *AGENT_ORDER]
+        _containers_healthy(
+            b, nodes, roles, f"{name}-check", f"{title}: containers and reports", kind
+        )
+        for node in nodes:
+            agents = [a for a in AGENT_ORDER if node.has(a)]
+            if agents:
+                b.cloud(
+                    "wait-agents-up",
+                    node,
+                    agents[0],
+                    f"neutron agents on {node.name} report alive, started after their restart",
+                    host=node.name,
+                    binaries=sorted({_agent_binary(a) for a in agents}),
+                )
+            b.cloud(
+                "enable-compute",
+                node,
+                "nova-compute",
+                f"enable nova-compute on {node.name}",
+                host=node.name,
+                binary="nova-compute",
+            )
+            b.cloud(
+                "wait-compute-up",
+                node,
+                "nova-compute",
+                f"nova-compute on {node.name} reports again after its restart",
+                host=node.name,
+                binary="nova-compute",
+            )
+
+
+def _agent_binary(role: str) -> str:
+    """The binary a neutron agent registers with in the networking API."""
+    from core.methods import method
+
+    return method("apt").package(role)
+
+
+BUILDERS = {
+    "prepare": prepare,
+    "identity": identity,
+    "image": image,
+    "compute": compute,
+    "block-storage": block_storage,
+    "dashboard": dashboard,
+}
+
+
+def check_inventory(spec: Any, target: Any, problem: Any) -> None:
+    """kolla runs from one deploy host per site, and upgrades a host's nova controller and
+    compute in one play: a node with both cannot be batched apart from the control plane."""
+    del target
+    for name, site in spec.sites.items():
+        deploy = [n for n in site.nodes if DEPLOY in n.roles]
+        if len(deploy) != 1:
+            problem(
+                ("sites", name, "nodes"),
+                f"site {name!r} has {len(deploy)} nodes with the deployment role; the kolla "
+                "method needs exactly one: the host that runs kolla-ansible for the site "
+                "(its address may be 127.0.0.1 when Rollgate runs there)",
+            )
+        for i, node in enumerate(site.nodes):
+            control = [r for r in node.roles if r in ROLES and ROLES[r].service == "nova"
+                       and r != "nova-compute"]  # fmt: skip
+            if control and "nova-compute" in node.roles:
+                problem(
+                    ("sites", name, "nodes", i, "roles"),
+                    f"{node.name} runs nova-compute beside {', '.join(control)}: kolla "
+                    "upgrades both with the control plane, so it cannot be a compute batch; "
+                    "Rollgate's kolla method needs computes apart from nova's controllers",
+                )
