@@ -71,10 +71,11 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
             (f"plan {plan.digest[:12]}", "dim"),
         )
     )
+    waves = sorted({p.wave for p in plan.phases})
     for phase in plan.phases:
         if phase.gate:
             root.add(_gate_line(phase.gate.title))
-        branch = root.add(Text(f"{phase.wave + 1}. {phase.title} @ {phase.site}", "bold cyan"))
+        branch = root.add(Text(f"{waves.index(phase.wave) + 1}. {phase.title} @ {phase.site}", "bold cyan"))
         batches = [s for s in phase.stages if s.kind == "batch"]
         first = _batch_of(batches[0]) if batches else ""
         for stage in phase.stages:

@@ -25,6 +25,7 @@ class Finding:
     ok: bool
     detail: str
     blocking: bool = True
+    notable: bool = False  # shown even when ok (what the plan will do about it)
 
 
 async def run_probe(

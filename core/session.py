@@ -19,7 +19,7 @@ from typing import Any
 
 from core import events as ev
 from core.client import EngineClient
-from core.engine import Engine, EngineOptions
+from core.engine import BEFORE_WINDOW, Engine, EngineOptions
 from core.errors import UserError
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
@@ -75,10 +75,13 @@ class Session:
         return str(self.header["run_id"])
 
 
-def _check_window(window: Window | None, options: RunOptions) -> None:
+def _check_window(window: Window | None, options: RunOptions, plan: Plan) -> None:
     """Headless, a start outside the maintenance window is refused unless asked for (the
-    console asks at a gate instead)."""
+    console asks at a gate instead). A plan that prepares before the window (kolla) starts:
+    its preparation runs, and the run stops, paused, at the window's gate."""
     if window is None or options.outside_window or not options.refuse_outside_window:
+        return
+    if plan.phases and plan.phases[0].tier in BEFORE_WINDOW:
         return
     if reason := window.outside():
         raise UserError(f"{reason}; start inside it, or add --outside-window to run anyway")
@@ -277,7 +280,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     # resumed as if it had not finished; and a refused start leaves nothing behind.
     secrets = resolve_secrets(inventory.spec)  # a missing value refuses the start, exit 2
     if not options.resume:  # a resume is checked once its first start is known
-        _check_window(resolve_window(inventory.window, None), options)
+        _check_window(resolve_window(inventory.window, None), options, plan)
     lock: RunLock = cloud_lock(inventory.cloud)
     lock.acquire()
     try:
@@ -291,7 +294,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     window = resolve_window(inventory.window, first)
     if options.resume:
         try:
-            _check_window(window, options)
+            _check_window(window, options, plan)
         except UserError:
             lock.release()
             raise

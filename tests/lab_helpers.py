@@ -14,22 +14,38 @@ def random_net() -> str:
 
 
 def lab_inventory_text(
-    tmp_path: Path, *, computes: int = 3, faults: list[str] | None = None, extra_policy: str = ""
+    tmp_path: Path,
+    *,
+    computes: int = 3,
+    faults: list[str] | None = None,
+    extra_policy: str = "",
+    kolla: bool = False,
 ) -> str:
+    """`kolla`: the kolla method (2025.2 -> 2026.1), with a deploy host at each site."""
     net = random_net()
     port = random.SystemRandom().randrange(20000, 60000)
+    method, upgrade = (
+        ("kolla", '"2025.2", to: "2026.1"') if kolla else ("apt", '"2025.1", to: "2025.2"')
+    )
+    deploy = {
+        site: f"\n      - {{name: {site}-deploy, address: {net}.{200 + i}, roles: [deployment]}}"
+        if kolla
+        else ""
+        for i, site in enumerate(("hub", "one"))
+    }
     return f"""
 cloud: t-{net.replace(".", "-")}
-upgrade: {{from: "2025.1", to: "2025.2"}}
+method: {method}
+upgrade: {{from: {upgrade}}}
 ssh: {{port: {port}, become: true, connect_timeout: 3}}
 shared: {{identity: {{site: hub}}}}
 sites:
   hub:
     nodes:
-      - {{name: key1, address: {net}.1, roles: [keystone]}}
+      - {{name: key1, address: {net}.1, roles: [keystone]}}{deploy["hub"]}
   one:
     region: RegionOne
-    nodes:
+    nodes:{deploy["one"]}
       - name: ctl1
         address: {net}.2
         roles: [glance-api, placement-api, nova-conductor, nova-scheduler, nova-api,

@@ -759,18 +759,21 @@ async def _cat(sh: Shell, argv: list[str]) -> int:
 
 
 async def _grep(sh: Shell, argv: list[str]) -> int:
-    """`grep [-x] [-q] [-E] PATTERN FILE`: the lines matching; exit 1 when none, 2 on error."""
+    """`grep [-x] [-q] [-E] [-i] PATTERN FILE`: the lines matching; exit 1 when none, 2 on
+    error."""
     flags = "".join(a[1:] for a in argv[1:] if a.startswith("-") and len(a) > 1)
     words = [a for a in argv[1:] if not (a.startswith("-") and len(a) > 1)]
     if len(words) != 2:
-        sh.err("grep: the lab knows grep [-x] [-q] [-E] PATTERN FILE")
+        sh.err("grep: the lab knows grep [-x] [-q] [-E] [-i] PATTERN FILE")
         return 2
     pattern, path = words
     if path not in sh.node.files:
         sh.err(f"grep: {path}: No such file or directory")
         return 2
     try:
-        regex = re.compile(pattern if "E" in flags else _basic_regex(pattern))
+        regex = re.compile(
+            pattern if "E" in flags else _basic_regex(pattern), re.IGNORECASE if "i" in flags else 0
+        )
     except re.error:
         sh.err(f"grep: Invalid regular expression: {pattern}")
         return 2

@@ -178,3 +178,23 @@ def test_the_preparation_runs_for_real_on_the_real_sample_files(
     assert (tmp_path / "backups" / "kolla-config-test-run.tar.gz").stat().st_size > 0
     globals_lines = (config / "globals.yml").read_text().splitlines()
     assert 'openstack_release: "2026.1"' in globals_lines
+
+
+def test_the_backup_guard_reads_enable_mariabackup_as_kolla_writes_it(
+    tmp_path: Path, kolla_venv: Path
+) -> None:
+    """The sample globals.yml leaves mariabackup off (commented): the db-backup step stops
+    before a mariadb-backup that would back nothing up; set on, it goes on."""
+    examples = kolla_venv / "share" / "kolla-ansible" / "etc_examples" / "kolla"
+    config = tmp_path / "etc-kolla"
+    config.mkdir()
+    (config / "globals.yml").write_text((examples / "globals.yml").read_text())
+    (step,) = [s for s in _plan(tmp_path).steps if s.action == "db-backup"]
+    guard = (step.command or "").split("&&")[0]
+    assert "enable_mariabackup" in (examples / "globals.yml").read_text()
+    off = subprocess.run(["bash", "-c", guard], capture_output=True, timeout=30)
+    assert off.returncode == 1
+    with (config / "globals.yml").open("a") as globals_file:
+        globals_file.write('enable_mariabackup: "yes"\n')
+    on = subprocess.run(["bash", "-c", guard], capture_output=True, timeout=30)
+    assert on.returncode == 0

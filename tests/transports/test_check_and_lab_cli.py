@@ -109,12 +109,13 @@ def test_check_probes_versions_the_way_the_recipe_would(tmp_path: Path) -> None:
 
 
 def test_check_says_ready_to_run_for_a_kolla_cloud(tmp_path: Path) -> None:
-    inventory = lab_inventory_file(tmp_path)
-    inventory.write_text(inventory.read_text().replace("upgrade:", "method: kolla\nupgrade:", 1))
-    code, out = check(tmp_path, inventory)
+    code, out = check(tmp_path, lab_inventory_file(tmp_path, kolla=True))
     assert code == 0, out
     assert "nova-status" in out and "failure" not in out  # run in the containers
     assert "no verify-version action" in out  # said, not hidden
+    assert "installs it (kolla-ansible>=22,<23)" in out  # the deploy host, read over SSH
+    assert "/etc/kolla/multinode: the same" in out and "enable_mariabackup is on" in out
+    assert "no 2026.1 image pulled yet" in out  # a warning: the preparation pulls them
     assert out.rstrip().endswith(": ready to run")
 
 

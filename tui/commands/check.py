@@ -57,7 +57,7 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
             if f.ok
             else ("[red]✘ blocks[/red]" if f.blocking else "[yellow]! warn[/yellow]")
         )
-        if not f.ok or f.check == "API" or f.check.endswith("-status"):
+        if not f.ok or f.notable or f.check == "API" or f.check.endswith("-status"):
             table.add_row(Text(f.target), Text(f.check), mark, Text(f.detail))
     console.print(table)
     reachable = sum(1 for f in findings if f.check == "reachable" and f.ok)

@@ -34,8 +34,12 @@ DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
 # The values kolla's commands get besides core/plan.py's (recipe overrides may use them)
 VALUE_NAMES = frozenset(
     {"kolla_venv", "kolla_major", "kolla_pip_spec", "release_sed", "release_line",
-     "kolla_tags", "kolla_limit", "kolla_skip"}
+     "mariabackup_on", "kolla_tags", "kolla_limit", "kolla_skip"}
 )  # fmt: skip
+
+
+# globals.yml's line that turns kolla's mariadb-backup on (grep -E)
+MARIABACKUP_ON = "^enable_mariabackup: *[\"']?(yes|true)[\"']? *$"
 
 
 def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,6 +53,7 @@ def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str,
         "kolla_pip_spec": f"kolla-ansible>={major},<{major + 1}",
         "release_sed": f"s/^#? *openstack_release:.*/{line}/",
         "release_line": line,
+        "mariabackup_on": MARIABACKUP_ON,
     }
 
 
@@ -111,7 +116,19 @@ def _site_first(b: Any) -> None:
     b.stage("kolla-pre", f"back up the databases and upgrade the infrastructure at {b.site.name}",
             "pre")  # fmt: skip
     if str(b.recipe.variables.get("db_backup", "yes")) != "no":
-        _deploy(b, "db-backup", "mariadb")
+        config = b.recipe.variables.get("kolla_config_dir", "/etc/kolla")
+        b.add(
+            "db-backup",
+            deploy_host(b),
+            DEPLOY,
+            service="mariadb",
+            args={
+                "hint": f"enable_mariabackup is not on in {config}/globals.yml, and kolla's "
+                "mariadb-backup would then back nothing up and still exit 0: set it to "
+                '"yes" and run kolla-ansible reconfigure -t mariadb, or recipe.variables.'
+                'db_backup: "no" to go on without a backup'
+            },
+        )
     _deploy(b, "upgrade-service", "kolla", kolla_tags=",".join(INFRA_TAGS))
 
 

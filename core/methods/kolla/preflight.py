@@ -50,6 +50,16 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
 async def _deploy_host(
     executor: Executor, inv: Inventory, node: Node, variables: dict[str, str]
 ) -> list[Finding]:
+    """The deploy host's findings, each shown ok or not: they say what the run will use."""
+    found = await _deploy_host_findings(executor, inv, node, variables)
+    for finding in found:
+        finding.notable = True
+    return found
+
+
+async def _deploy_host_findings(
+    executor: Executor, inv: Inventory, node: Node, variables: dict[str, str]
+) -> list[Finding]:
     out: list[Finding] = []
     values = plan_values(inv, variables)
     config = variables.get("kolla_config_dir", "/etc/kolla")
