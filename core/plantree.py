@@ -75,7 +75,8 @@ def plan_tree(plan: Plan, *, detail: bool = False) -> Tree:
     for phase in plan.phases:
         if phase.gate:
             root.add(_gate_line(phase.gate.title))
-        branch = root.add(Text(f"{waves.index(phase.wave) + 1}. {phase.title} @ {phase.site}", "bold cyan"))
+        number = waves.index(phase.wave) + 1
+        branch = root.add(Text(f"{number}. {phase.title} @ {phase.site}", "bold cyan"))
         batches = [s for s in phase.stages if s.kind == "batch"]
         first = _batch_of(batches[0]) if batches else ""
         for stage in phase.stages:

@@ -191,10 +191,10 @@ def test_a_kolla_site_needs_one_deploy_host() -> None:
 def test_a_compute_on_a_nova_controller_is_refused_for_kolla() -> None:
     nodes = (
         "      - {name: d1, address: 10.0.0.9, roles: [deployment]}\n"
-        "      - {name: aio, address: 10.0.0.1, roles: [keystone, nova-api, nova-conductor, nova-compute]}"
+        "      - {name: aio, address: 10.0.0.1,\n"
+        "         roles: [keystone, nova-api, nova-conductor, nova-compute]}"
     )
     with pytest.raises(InventoryError) as caught:
         parse_inventory(_inventory(nodes), "k.yaml")
-    assert "aio runs nova-compute beside nova-api, nova-conductor: kolla upgrades both with the control plane" in (
-        str(caught.value.problems[0])
-    )
+    message = str(caught.value.problems[0])
+    assert "aio runs nova-compute beside nova-api, nova-conductor: kolla upgrades both" in message

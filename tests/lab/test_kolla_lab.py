@@ -87,7 +87,8 @@ async def _lab() -> tuple[Inventory, World]:
 
 async def _sh(world: World, node: str, command: str) -> tuple[int, str]:
     lines: list[str] = []
-    status = await run_command(world, world.nodes[node], command, lambda s, line: lines.append(line))
+    node_ = world.nodes[node]
+    status = await run_command(world, node_, command, lambda s, line: lines.append(line))
     return status, "\n".join(lines)
 
 
