@@ -121,6 +121,7 @@ class EngineOptions:
     backup_root: Path | None = None  # where pull-* steps copy backups (the run's backups/)
     window: Window | None = None  # the maintenance window
     outside_window: bool = False  # --outside-window: starting outside it was asked for
+    host: str = ""  # the machine this engine runs on (watchers see who drives from where)
 
 
 class Engine:
@@ -461,6 +462,7 @@ class Engine:
             plan_digest=self.plan.digest,
             resumed=self.resumed,
             auto_approve=self.options.auto_approve,
+            host=self.options.host,
         )
         flusher = asyncio.create_task(self._flusher())
         poller = asyncio.create_task(self._poll_status())

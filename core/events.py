@@ -119,6 +119,7 @@ class RunStarted(Event):
     plan_digest: str
     resumed: bool = False
     auto_approve: bool = False
+    host: str = ""  # the machine the driving engine runs on
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -322,7 +322,12 @@ class HeadlessRunner:
         return exit_code(outcome)
 
     def _print_not_upgraded(self) -> None:
-        summary = end_summary(self.engine.plan, self.engine.state)
+        window = self.session.window
+        summary = end_summary(
+            self.engine.plan,
+            self.engine.state,
+            (window.start, window.end) if window is not None else None,
+        )
         for line in summary[2:]:  # the run's word and the node counts are in the view above
             self.say(line, "bold" if line.endswith("not upgraded:") else None)
 

@@ -131,14 +131,70 @@ def _version_lines(changes: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def end_summary(plan: Plan, state: RunState) -> list[str]:
+def span_words(seconds: float) -> str:
+    """A duration as an operator reads it: 45s, 12m, 1h05m."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def _clock(moment: float) -> str:
+    return time.strftime("%H:%M", time.localtime(moment))
+
+
+def time_lines(state: RunState, window: tuple[float, float] | None) -> list[str]:
+    """How long the run took, and how that sat with the maintenance window."""
+    if state.started is None:
+        return []
+    end = state.finished if state.finished is not None else time.time()
+    line = f"took {span_words(end - state.started)} ({_clock(state.started)} -> {_clock(end)})"
+    if window is not None:
+        start, close = window
+        if state.started < start:
+            line += f"; started {span_words(start - state.started)} before the window opened"
+        elif end > close:
+            line += f"; went past the window's end ({_clock(close)}) by {span_words(end - close)}"
+        else:
+            line += f"; inside the window (it ends {_clock(close)}, {span_words(close - end)} left)"
+    return [line]
+
+
+def deviation_line(state: RunState) -> str:
+    """Retries, skips, acknowledged warnings and auto-approvals, in one line ("" if none)."""
+    retries = sum(1 for s in state.steps.values() if s.attempts > 1)
+    skips = sum(1 for s in state.steps.values() if s.status == "skipped")
+    warnings = sum(1 for s in state.steps.values() if s.status == "warning")
+    auto = sum(1 for g in state.gates if g.operator == "auto-approve")
+    parts = [
+        f"{n} {word}"
+        for n, word in (
+            (retries, "retried steps"),
+            (skips, "skipped steps"),
+            (warnings, "warnings acknowledged"),
+            (auto, "gates auto-approved"),
+        )
+        if n
+    ]
+    return "deviations: " + ", ".join(parts) if parts else ""
+
+
+def end_summary(
+    plan: Plan, state: RunState, window: tuple[float, float] | None = None
+) -> list[str]:
     """What the end of a run says, in the console and headless alike: the run's word, node
-    counts, and every node not upgraded with why and whether it was left fenced."""
+    counts, its time against the window, deviations, and every node not upgraded with why
+    and whether it was left fenced."""
     counts = state.counts()
     lines = [
         f"run {run_outcome(state)}" + (f": {state.error}" if state.error else ""),
         "nodes: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
+        *time_lines(state, window),
     ]
+    deviations = deviation_line(state)
+    if deviations:
+        lines.append(deviations)
     changes = version_changes(state)
     if changes:
         lines.append("versions before -> after:")

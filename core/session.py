@@ -333,6 +333,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     backup_root=journal_path.parent / "backups",  # pull_backups: "yes"
                     window=window,
                     outside_window=options.outside_window,
+                    host=socket.gethostname(),
                 ),
                 journal=journal,
                 history=history,

@@ -86,6 +86,7 @@ class RunState:
     status: str = "pending"  # pending | running | paused | complete | failed | stopped | aborted
     run_id: str = ""
     operator: str = ""
+    host: str = ""  # where the driving engine runs
     started: float | None = None
     finished: float | None = None
     last_seq: int = 0
@@ -207,7 +208,7 @@ def fold(plan: Plan, events: Any) -> RunState:
 
 def _run_started(s: RunState, e: ev.RunStarted) -> None:
     s.status = "running"
-    s.run_id, s.operator = e.run_id, e.operator
+    s.run_id, s.operator, s.host = e.run_id, e.operator, e.host
     if s.started is None:
         s.started = e.time
     s.finished = None
@@ -458,6 +459,7 @@ def copy_run_fields(source: RunState, target: RunState) -> None:
         at = next((i for i, g in enumerate(source.gates) if g is source.gate), None)
         current = gates[at] if at is not None else GateState(**source.gate.__dict__)
     target.status, target.run_id, target.operator = source.status, source.run_id, source.operator
+    target.host = source.host
     target.started, target.finished = source.started, source.finished
     target.last_seq, target.pauses, target.torn = source.last_seq, source.pauses, source.torn
     target.error = source.error

@@ -1,5 +1,6 @@
 """Record the sample run shipped in sample_inventory/runs/ (a lab run of lab-two-sites.yaml
-with a failure, a retry, a skip and approvals with comments), with frozen clocks.
+with a failure, a retry, a skip and approvals with comments), on the lab's virtual clock: each
+lab command advances it by its nominal duration, so steps take realistic, reproducible time.
 
 Regenerate it with `python -m tests.sample_run`.
 """
@@ -7,7 +8,6 @@ Regenerate it with `python -m tests.sample_run`.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from pathlib import Path
 
 from core import events as ev
@@ -43,7 +43,15 @@ async def record(path: Path) -> str:
     inventory = load_inventory(INVENTORY)
     plan = build_plan(inventory)
     lab = await Lab.start(inventory, time_scale=0, faults=FAULTS, serve=False)
-    ticks = itertools.count(START)
+    lab.world.virtual_time = 0.0  # the lab's nominal durations, reproducible
+    world = lab.world
+
+    def clock() -> float:
+        return START + round(world.virtual_time or 0.0, 3)
+
+    def monotonic() -> float:
+        return round(world.virtual_time or 0.0, 3)
+
     header = {
         "tool_version": "sample",
         "run_id": "sample-lab-two-sites",
@@ -66,10 +74,12 @@ async def record(path: Path) -> str:
         plan,
         inventory,
         lab.executor(),
-        EngineOptions("alice", "sample-lab-two-sites", flush_interval=3600, status_interval=0),
+        EngineOptions(
+            "alice", "sample-lab-two-sites", flush_interval=3600, status_interval=0, host="lab"
+        ),
         journal=journal,
-        clock=lambda: float(next(ticks)),
-        monotonic=lambda: 0.0,
+        clock=clock,
+        monotonic=monotonic,
     )
     task = asyncio.create_task(engine.run())
     answered: set[str] = set()

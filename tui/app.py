@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -51,6 +51,7 @@ r      retry the failed step (at a failure gate)
 s      skip the failed step (asks for a reason)
 x      abort the run (asks to confirm; running commands are terminated)
 enter  node detail (on the site map); a step's exact command and output (steps table)
+d      detail of the failed node at a failure gate (else of the node under the cursor)
 /      search the log          f  follow the log on/off
 v      filter the site map by node name or state
 l      log of the node under the cursor only / everything
@@ -81,6 +82,14 @@ def _gate_summary(summary: str) -> str:
             *lines[-GATE_SUMMARY_LINES + 1 :],
         ]
     return "".join(f"{line}\n" for line in lines)
+
+
+class FollowingLog(Log):
+    """The log pane: while the console follows it, a resize keeps its end in view."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        if getattr(self.app, "_follow", False):
+            self.call_after_refresh(self.scroll_end, animate=False)
 
 
 class ActionsProvider(Provider):
@@ -130,6 +139,7 @@ class RollgateApp(App[int]):
         Binding("l", "log_scope", "Log: node/all", show=False),  # in ? help
         Binding("f", "follow", "Follow", show=False),  # in ? help
         Binding("n", "note", "Note"),
+        Binding("d", "node_detail", "Node detail", show=False),  # in ? help and the gate bar
         Binding("t", "theme", "Theme", show=False),  # in ? help
     ]
 
@@ -148,6 +158,9 @@ class RollgateApp(App[int]):
         self.resume_hint = resume_hint
         self.quit_reason = ""  # why the run was left paused when the operator quit
         self.clock = clock
+        recorded = (getattr(client, "header", None) or {}).get("window")
+        if window is None and recorded:  # watch, replay: the window the run was held to
+            window = (float(recorded["start"]), float(recorded["end"]))
         self.window = window
         self.state = RunState.initial(client.plan)
         self.read_only = client.read_only
@@ -188,7 +201,7 @@ class RollgateApp(App[int]):
             with Vertical(id="right"):
                 yield DataTable(id="pipeline", cursor_type="row")
                 yield DataTable(id="steps", cursor_type="row")
-        yield Log(id="log", max_lines=LOG_LINES, highlight=False)
+        yield FollowingLog(id="log", max_lines=LOG_LINES, highlight=False)
         yield Input(placeholder="search the log (Enter applies, empty clears)", id="search")
         yield Footer()
 
@@ -272,7 +285,7 @@ class RollgateApp(App[int]):
 
     def _show_end(self) -> None:
         """The end of the run: its word, and every node that was not upgraded."""
-        lines = end_summary(self.client.plan, self.state)[1:]  # the title has the run's word
+        lines = end_summary(self.client.plan, self.state, self.window)[1:]  # title: its word
         if self.state.error:
             lines.insert(0, self.state.error)
         run_id = self.state.run_id or self.client.header.get("run_id", "")
@@ -341,8 +354,12 @@ class RollgateApp(App[int]):
             (f"{GLYPHS.get(s.status, '')} {s.status}", "bold"),
             elapsed,
             window,
-            f"  operator {self.operator}",
-            ("  READ-ONLY" if self.read_only else "", "bold"),
+            (
+                f"  driven by {s.operator or '?'}" + (f"@{s.host}" if s.host else "")
+                if self.read_only
+                else f"  operator {self.operator}"
+            ),
+            (f"  {self.operator.upper()}" if self.read_only else "", "bold"),
             (
                 "  NO DRIVER: it stopped without finishing; resume it"
                 if getattr(self.client, "driver_gone", False) and s.finished is None
@@ -372,6 +389,10 @@ class RollgateApp(App[int]):
             "mark-done": "s mark done",
         }
         options = "   ".join(keys.get(o, o) for o in gate.options)
+        failed = self._gate_nodes()
+        if failed:
+            more = f" (+{len(failed) - 1})" if len(failed) > 1 else ""
+            options += f"   d detail of {failed[0]}{more}"
         bar.update(
             Text.assemble(
                 ("⏸ GATE ", "bold"),
@@ -512,6 +533,15 @@ class RollgateApp(App[int]):
 
     # ---------------------------------------------------------------- commands out
 
+    DECISIONS = frozenset({"approve", "reject", "retry", "skip", "abort", "pause_resume", "note"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A read-only console (watch, replay) has no decision keys: not in its footer, and
+        pressing one opens nothing."""
+        if self.read_only and action in self.DECISIONS:
+            return False
+        return True
+
     async def _send(self, kind: str, comment: str = "") -> None:
         if self.read_only:
             self.notify("read-only: this console only watches", severity="warning")
@@ -643,7 +673,9 @@ class RollgateApp(App[int]):
             if self._search
             else self._log_all
         )
-        log.write_lines(lines[-LOG_LINES:])
+        log.write_lines(lines[-LOG_LINES:], scroll_end=self._follow)
+        if self._follow:  # the log keeps following: its end once the new lines are laid out
+            self.call_after_refresh(log.scroll_end, animate=False)
         log.border_title = title or (
             f"log: {len(lines)} lines matching '{self._search}'"
             if self._search
@@ -661,9 +693,32 @@ class RollgateApp(App[int]):
         self.push_screen(TextScreen("Keys", HELP))
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
-        name = event.node.data
-        if not name:
+        if event.node.data:
+            self._show_node(event.node.data)
+
+    def _gate_nodes(self) -> list[str]:
+        """The nodes the open failure gate is about: its step's, or every failed node."""
+        gate = self.state.gate
+        if gate is None or gate.kind != "failure":
+            return []
+        if gate.step is not None and gate.step in self.state.steps:
+            return [self.state.steps[gate.step].node]
+        bad = ("failed", "unreachable", "timed_out")
+        return [n.name for n in self.state.nodes.values() if n.status in bad]
+
+    def action_node_detail(self) -> None:
+        """The failed node of the open gate (the first, when several), else the site map's."""
+        failed = self._gate_nodes()
+        if failed:
+            self._show_node(failed[0])
             return
+        cursor = self.w_sitemap.cursor_node
+        if cursor is not None and cursor.data:
+            self._show_node(cursor.data)
+        else:
+            self.notify("no failure gate open and no node under the cursor", severity="warning")
+
+    def _show_node(self, name: str) -> None:
         node = self.state.nodes[name]
         lines = [
             f"site {node.site}   state {node.status}   version {node.version or '?'}"

@@ -1,8 +1,5 @@
-"""The console in replay: the same widgets, driven by a journal's timeline, read-only.
-
-Keys: space play/pause, + / - speed, right / left one event, n / N next / previous gate,
-e / E failure, ] / [ phase, home / end, g go to a time (HH:MM:SS).
-"""
+"""The console in replay: the same widgets, driven by a journal's timeline, read-only
+(its keys: REPLAY_HELP, shown by `?`)."""
 
 from __future__ import annotations
 
@@ -16,36 +13,50 @@ from core.client import JournalClient
 from core.journal import JournalError
 from core.timeline import Timeline
 from tui.app import RollgateApp
-from tui.screens.dialogs import PromptScreen
+from tui.screens.dialogs import PromptScreen, TextScreen
 
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 LOG_CONTEXT = 300  # log lines rebuilt around the position after a jump
 LARGE_JOURNAL = 200_000  # events; folding this many takes about half a second
 
 
+REPLAY_HELP = """space  play / pause          + / -  faster / slower
+right  next event              left  previous event
+n / N  next / previous gate    e / E  next / previous failure
+] / [  next / previous phase   home / end  start / end of the run
+g      go to a time (HH:MM:SS)
+enter  node detail (on the site map); a step's command and output (steps table)
+/      search the log          f  follow the log on/off
+v      filter the site map     l  log of the node under the cursor / everything
+t      next theme              q  quit
+Read-only: nothing can be approved or changed from a replay."""
+
+
 class ReplayApp(RollgateApp):
     BINDINGS = [
+        # ? and q first, then what fits an 80-column footer; ? lists every key
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
         Binding("space", "play", "Play/pause"),
-        Binding("plus", "faster", "Faster"),
-        Binding("minus", "slower", "Slower"),
-        Binding("right", "step(1)", "Next event"),
-        Binding("left", "step(-1)", "Previous event"),
         Binding("n", "jump('gate', True)", "Next gate"),
-        Binding("N", "jump('gate', False)", "Previous gate"),
         Binding("e", "jump('failure', True)", "Next failure"),
-        Binding("E", "jump('failure', False)", "Previous failure"),
-        Binding("right_square_bracket", "jump('phase', True)", "Next phase"),
-        Binding("left_square_bracket", "jump('phase', False)", "Previous phase"),
-        Binding("home", "seek(0)", "Start", priority=True),
-        Binding("end", "seek(-1)", "End", priority=True),
-        Binding("g", "goto_time", "Go to time"),
+        Binding("plus", "faster", "Faster", show=False),
+        Binding("minus", "slower", "Slower", show=False),
+        Binding("right", "step(1)", "Next event", show=False),
+        Binding("left", "step(-1)", "Previous event", show=False),
+        Binding("N", "jump('gate', False)", "Previous gate", show=False),
+        Binding("E", "jump('failure', False)", "Previous failure", show=False),
+        Binding("right_square_bracket", "jump('phase', True)", "Next phase", show=False),
+        Binding("left_square_bracket", "jump('phase', False)", "Previous phase", show=False),
+        Binding("home", "seek(0)", "Start", priority=True, show=False),
+        Binding("end", "seek(-1)", "End", priority=True, show=False),
+        Binding("g", "goto_time", "Go to time", show=False),
         *[
             b
             for b in RollgateApp.BINDINGS
             if isinstance(b, Binding)
-            and b.action in ("search", "filter", "log_scope", "follow", "theme", "help")
+            and b.action in ("search", "filter", "log_scope", "follow", "theme", "node_detail")
         ],
-        Binding("q", "quit", "Quit"),
         # the live console's decision keys do nothing here
         *[Binding(key, "read_only", show=False) for key in ("a", "j", "r", "s", "x")],
     ]
@@ -128,6 +139,9 @@ class ReplayApp(RollgateApp):
         moment = self.virtual_time
         self.set_position(target)
         self.virtual_time = max(self.virtual_time, moment)
+
+    def action_help(self) -> None:
+        self.push_screen(TextScreen("Replay keys", REPLAY_HELP))
 
     def action_read_only(self) -> None:
         self.notify("replay is read-only: nothing can be approved or changed", severity="warning")

@@ -129,6 +129,9 @@ class World:
         self.faults = faults
         self.rng = random.Random(seed)
         self.persist_path: Path | None = None  # where save() keeps the world between runs
+        # set (to 0.0): sleeps advance this clock by their nominal seconds instead of waiting,
+        # so a recorded run has realistic, reproducible step durations (tests/sample_run.py)
+        self.virtual_time: float | None = None
         self._wall_offset: float | None = None
         self._saved_once = False
         self._log_lines = 0  # changes logged since the last whole save
@@ -203,6 +206,10 @@ class World:
         return moment + self._wall_offset
 
     async def sleep(self, kind: str, node: str | None = None, factor: float = 1.0) -> None:
+        if self.virtual_time is not None:  # a recorded run: the nominal time, not waited for
+            self.virtual_time += DURATIONS[kind] * factor
+            await asyncio.sleep(0)
+            return
         seconds = DURATIONS[kind] * factor * self.time_scale
         if node is not None:
             seconds *= self.faults.slowness(node)

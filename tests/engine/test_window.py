@@ -63,6 +63,7 @@ def test_a_window_that_starts_now_never_refuses_the_start(tmp_path: Path) -> Non
         "--headless", "--auto-approve", "--lab-inprocess", "--journal", str(journal),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "; inside the window (it ends " in out.stdout  # the end of the run says so
     markdown = rollgate(tmp_path, "report", str(journal)).stdout
     assert "the run stayed inside it" in markdown
 

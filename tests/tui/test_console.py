@@ -105,6 +105,8 @@ async def test_the_end_of_a_run_with_a_skip_names_the_node_not_upgraded() -> Non
         text = await close_end_screen(app, pilot, "run complete with deviations")
         assert "two-cmp3 (two): skipped, left disabled in the scheduler" in text
         assert "enable nova-compute on two-cmp3" in text  # skipped with it: said
+        assert "took " in text and "deviations: " in text and "skipped steps" in text
+        assert "the change record: rollgate report " in text
 
 
 async def test_reject_stops_the_run() -> None:
@@ -337,3 +339,44 @@ async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
         await pilot.pause(0.1)
         body = str(app.screen.query_one("#body").render())
         assert f"runs: {step.command}" in body and "state pending" in body
+
+
+async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
+    async with console(["fail:one-cmp3:systemctl restart nova-compute"]) as (session, app, pilot):
+        while True:
+            await wait_for(pilot, lambda: app.state.gate is not None)
+            if app.state.gate.kind == "failure":
+                break
+            await pilot.press("a", "enter")
+            await pilot.pause(0.05)
+        assert "d detail of one-cmp3" in str(app.w_gatebar.render())
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, TextScreen)
+        assert "node one-cmp3" in str(app.screen.query("Label").first().render())
+        body = str(app.screen.query_one("#body").render())
+        assert "failed" in body and "restart nova-compute" in body
+
+
+async def test_the_log_keeps_following_after_l_and_a_resize() -> None:
+    async with console() as (session, app, pilot):
+        await approve_all(app, pilot, session)
+        await close_end_screen(app, pilot, "run complete")
+        log = app.w_log
+        await wait_for(pilot, lambda: log.max_scroll_y > 0)
+
+        async def at_end() -> bool:
+            await pilot.pause(0.2)
+            return log.scroll_y == log.max_scroll_y
+
+        assert await at_end()
+        app.w_sitemap.focus()
+        app.w_sitemap.select_node(app._node_rows["one-cmp2"])
+        await pilot.press("l")  # one node's log
+        assert await at_end()
+        await pilot.press("l")  # everything again
+        assert await at_end() and log.max_scroll_y > 0
+        await pilot.resize_terminal(100, 30)
+        assert await at_end()
+        await pilot.resize_terminal(160, 50)
+        assert await at_end()

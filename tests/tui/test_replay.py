@@ -66,3 +66,36 @@ async def test_watching_a_journal_with_a_corrupt_line_ends_with_its_error(tmp_pa
         await pilot.pause(0.3)
     assert app.return_code == 2
     assert app.error is not None and "event 300 is malformed" in app.error
+
+
+async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_columns() -> None:
+    app = ReplayApp(open_journal_client(str(SHIPPED)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        footer = "".join(
+            str(k.render()) for k in app.screen.query("FooterKey")  # type: ignore[attr-defined]
+        )
+        assert "Quit" in footer and "Help" in footer and "Play" in footer
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+        text = str(app.screen.query_one("#body").render())
+        for key in ("play / pause", "next / previous gate", "next / previous failure",
+                    "go to a time", "start / end of the run"):  # fmt: skip
+            assert key in text
+        assert "approve the open gate" not in text  # nothing to decide in a replay
+
+
+async def test_watch_says_who_drives_the_run_and_from_where() -> None:
+    app = RollgateApp(open_journal_client(str(SHIPPED)), operator="watching (read-only)")
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause(0.3)
+        header = str(app.w_header.render())
+        assert "driven by alice@lab" in header and "WATCHING (READ-ONLY)" in header
+        await pilot.press("escape")  # the finished run's summary
+        await pilot.pause(0.1)
+        footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+        assert "Quit" in footer
+        assert not any(word in footer for word in ("Approve", "Reject", "Retry", "Skip", "Abort"))
+        await pilot.press("a")  # no decision dialog opens for a watcher
+        await pilot.pause(0.1)
+        assert app.screen is app.screen_stack[0]
