@@ -20,13 +20,14 @@ from typing import Any
 
 from core import events as ev
 from core.backup_pull import BackupReceiver
+from core.estimate import remaining_seconds
 from core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.recipes import fill_runtime
 from core.releases import release_for_major
-from core.report import restarts_still_blocked
+from core.report import restarts_still_blocked, span_words
 from core.roles import ROLES
 from core.secrets import Secrets
 from core.state import FINISHED_OK, RunState, apply
@@ -122,6 +123,7 @@ class EngineOptions:
     window: Window | None = None  # the maintenance window
     outside_window: bool = False  # --outside-window: starting outside it was asked for
     host: str = ""  # the machine this engine runs on (watchers see who drives from where)
+    past_pace: float | None = None  # seconds per step of past runs of the cloud (estimates)
 
 
 class Engine:
@@ -450,6 +452,20 @@ class Engine:
         parts.append(f"{counts.get('warning', 0)} warnings acknowledged")
         return ", ".join(parts) + f"; next: {what}"
 
+    def _estimate_past_window(self) -> str:
+        """At a phase gate (a safe point, between phases): when the estimate of the work left
+        runs past the window's end, say so ("" otherwise)."""
+        window = self.options.window
+        now = self.clock()
+        left = remaining_seconds(self.state, now, self.options.past_pace)
+        if window is None or left is None or now + left <= window.end:
+            return ""
+        over = now + left - window.end
+        return (
+            f"\nESTIMATE: about {span_words(left)} of work left, {span_words(over)} past the "
+            "window's end: reject stops here, between phases, resumable in the next window"
+        )
+
     # ---------------------------------------------------------------- running
 
     async def run(self) -> str:
@@ -719,9 +735,8 @@ class Engine:
                 await self._window_over_gate(phase)
                 await self._plan_gate(
                     phase.gate,
-                    self._summary_before(
-                        f"{phase.title} at {phase.site}: {len(phase.steps)} steps"
-                    ),
+                    self._summary_before(f"{phase.title} at {phase.site}: {len(phase.steps)} steps")
+                    + self._estimate_past_window(),
                 )
                 self.emit(ev.PhaseStarted, phase=phase.id)
                 canary = [st for st in phase.stages if st.kind == "canary"] or None

@@ -21,6 +21,7 @@ from core import events as ev
 from core.client import EngineClient
 from core.engine import BEFORE_WINDOW, Engine, EngineOptions
 from core.errors import UserError
+from core.estimate import past_pace
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriteError, JournalWriter, read_journal
@@ -334,6 +335,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     window=window,
                     outside_window=options.outside_window,
                     host=socket.gethostname(),
+                    past_pace=past_pace(inventory.cloud, str(header["run_id"])),
                 ),
                 journal=journal,
                 history=history,

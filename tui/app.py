@@ -28,6 +28,7 @@ from core import events as ev
 from core.client import RunClient
 from core.engine import CommandRejected
 from core.errors import UserError
+from core.estimate import remaining_seconds
 from core.headless import describe, exit_code
 from core.plan import Step
 from core.report import end_summary, run_outcome
@@ -151,8 +152,10 @@ class RollgateApp(App[int]):
         resume_hint: str = "",
         clock: Callable[[], float] = time.time,
         window: tuple[float, float] | None = None,
+        past_pace: float | None = None,
     ):
         super().__init__()
+        self.past_pace = past_pace  # seconds per step of past runs of the cloud
         self.client = client
         self.operator = operator
         self.resume_hint = resume_hint
@@ -345,6 +348,12 @@ class RollgateApp(App[int]):
                 window = f"  window opens in {_span(start - now)}"
             else:
                 window = f"  window left {_span(end - now)}" if now < end else "  WINDOW OVER"
+        estimate, late = "", ""
+        left = remaining_seconds(s, self.clock(), self.past_pace)
+        if left is not None and s.finished is None and s.started is not None:
+            estimate = f"  ~{_span(left)} of work left"
+            if self.window is not None and self.clock() + left > self.window[1]:
+                late = f" (past the window's end by {_span(self.clock() + left - self.window[1])})"
         counts = s.counts()
         text = Text.assemble(
             (f"{plan.cloud}", "bold"),
@@ -354,6 +363,8 @@ class RollgateApp(App[int]):
             (f"{GLYPHS.get(s.status, '')} {s.status}", "bold"),
             elapsed,
             window,
+            estimate,
+            (late, "bold red"),
             (
                 f"  driven by {s.operator or '?'}" + (f"@{s.host}" if s.host else "")
                 if self.read_only
@@ -538,9 +549,7 @@ class RollgateApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A read-only console (watch, replay) has no decision keys: not in its footer, and
         pressing one opens nothing."""
-        if self.read_only and action in self.DECISIONS:
-            return False
-        return True
+        return not (self.read_only and action in self.DECISIONS)
 
     async def _send(self, kind: str, comment: str = "") -> None:
         if self.read_only:
@@ -786,7 +795,11 @@ async def run_console(session: Any) -> int:
     window = (session.window.start, session.window.end) if session.window is not None else None
     hint = f"rollgate run {session.inventory.file} --resume {session.run_id}"
     app = RollgateApp(
-        session.client, operator=engine.options.operator, resume_hint=hint, window=window
+        session.client,
+        operator=engine.options.operator,
+        resume_hint=hint,
+        window=window,
+        past_pace=engine.options.past_pace,
     )
     task = asyncio.create_task(engine.run())
     loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -342,7 +343,7 @@ async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
 
 
 async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
-    async with console(["fail:one-cmp3:systemctl restart nova-compute"]) as (session, app, pilot):
+    async with console(["fail:one-cmp3:systemctl restart nova-compute"]) as (_, app, pilot):
         while True:
             await wait_for(pilot, lambda: app.state.gate is not None)
             if app.state.gate.kind == "failure":
@@ -380,3 +381,20 @@ async def test_the_log_keeps_following_after_l_and_a_resize() -> None:
         assert await at_end()
         await pilot.resize_terminal(160, 50)
         assert await at_end()
+
+
+async def test_the_header_estimates_the_work_left_against_the_window() -> None:
+    options = RunOptions(operator="olga", lab_inprocess=True, time_scale=0)
+    async with open_session(str(SMALL), options) as session:
+        now = time.time()
+        app = RollgateApp(
+            session.client, operator="olga", window=(now - 60, now + 600), past_pace=100.0
+        )
+        task = asyncio.create_task(session.engine.run())
+        async with app.run_test(size=(200, 50)) as pilot:
+            await wait_for(pilot, lambda: app.state.gate is not None)
+            await pilot.pause(0.2)
+            header = str(app.w_header.render())
+            assert "of work left" in header and "(past the window's end by" in header
+        session.engine.abort("test", "test over")
+        await task

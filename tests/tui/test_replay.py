@@ -73,7 +73,8 @@ async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_column
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.2)
         footer = "".join(
-            str(k.render()) for k in app.screen.query("FooterKey")  # type: ignore[attr-defined]
+            str(k.render())
+            for k in app.screen.query("FooterKey")  # type: ignore[attr-defined]
         )
         assert "Quit" in footer and "Help" in footer and "Play" in footer
         await pilot.press("question_mark")
