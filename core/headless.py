@@ -22,6 +22,7 @@ from rich.text import Text
 
 from core import events as ev
 from core.engine import AUTO_OPERATOR, CommandRejected
+from core.plan import Plan
 from core.report import end_summary
 from core.session import Session
 from core.state import RunState
@@ -70,19 +71,38 @@ def render(state: RunState) -> Group:
     return Group(*parts)
 
 
-def describe(event: ev.Event) -> str | None:
-    """One log line for events worth a line in a terminal log."""
+_named: list[Any] = [None, ({}, {})]  # the last plan named, and its names
+
+
+def _names(plan: Plan | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Step and phase ids -> what an operator reads (a step's title on its node; a phase's
+    title at its site); empty without a plan. Built once per plan."""
+    if plan is None:
+        return {}, {}
+    if _named[0] is not plan:
+        steps = {
+            s.id: s.title if s.node in s.title else f"{s.title} on {s.node}" for s in plan.steps
+        }
+        _named[:] = [plan, (steps, {p.id: f"{p.title} at {p.site}" for p in plan.phases})]
+    found: tuple[dict[str, str], dict[str, str]] = _named[1]
+    return found
+
+
+def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
+    """One log line for events worth a line in a terminal log; with the plan, steps and
+    phases by title, never by internal id."""
+    steps, phases = _names(plan) if plan is not None and _wants_names(event) else ({}, {})
     match event:
         case ev.PhaseStarted(phase=p):
-            return f"phase {p} started"
+            return f"phase {phases.get(p, p)} started"
         case ev.PhaseFinished(phase=p, outcome=o):
-            return f"phase {p} {o}"
+            return f"phase {phases.get(p, p)}: {o}"
         case ev.GateOpened(title=t, kind=k):
             return f"gate ({k}): {t}"
         case ev.GateDecided(decision=d, operator=o, comment=c):
             return f"gate decided: {d} by {o}" + (f" — {c}" if c else "")
         case ev.StepFinished(step=s, outcome=o, error=e) if o not in ("ok",):
-            return f"step {s}: {o}" + (f" — {e}" if e else "")
+            return f"step {steps.get(s, s)}: {o}" + (f" — {e}" if e else "")
         case ev.RunPaused(operator=o, reason=r):
             return f"paused by {o}" + (f" — {r}" if r else "")
         case ev.RunResumed(operator=o):
@@ -98,6 +118,12 @@ def describe(event: ev.Event) -> str | None:
         case ev.RestartsAllowed(node=n, error=e):
             return f"package restarts still blocked on {n}: {e}"
     return None
+
+
+def _wants_names(event: ev.Event) -> bool:
+    return isinstance(event, ev.PhaseStarted | ev.PhaseFinished) or (
+        isinstance(event, ev.StepFinished) and event.outcome != "ok"
+    )
 
 
 class LineReader:
@@ -262,7 +288,7 @@ class HeadlessRunner:
                 for output in event.lines:
                     live.console.print(Text(output), highlight=False)
                 continue
-            line = describe(event)
+            line = describe(event, self.engine.plan)
             if line:
                 stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
                 live.console.print(Text.assemble((stamp, "dim"), " ", line), highlight=False)

@@ -72,16 +72,15 @@ def _span(seconds: float) -> str:
 _GATE_WORDS = {"approve": "✔ approved", "reject": "■ rejected", "": "⏸ ahead"}
 
 GATE_SUMMARY_LINES = 8  # the gate bar stays readable on a 24-line terminal
+COMPACT_BELOW = (100, 32)  # a terminal narrower or lower than this gets the compact layout
+COMPACT_GATE_LINES = 3
 
 
-def _gate_summary(summary: str) -> str:
+def _gate_summary(summary: str, most: int = GATE_SUMMARY_LINES) -> str:
     """The gate's detail for the gate bar, its last lines when long (node detail has all)."""
     lines = summary.splitlines()
-    if len(lines) > GATE_SUMMARY_LINES:
-        lines = [
-            f"… {len(lines) - GATE_SUMMARY_LINES + 1} more lines",
-            *lines[-GATE_SUMMARY_LINES + 1 :],
-        ]
+    if len(lines) > most:
+        lines = [f"… {len(lines) - most + 1} more lines (d: node detail)", *lines[-most + 1 :]]
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -221,7 +220,9 @@ class RollgateApp(App[int]):
         # the state and gate columns are as wide as their longest words: never cut
         pipeline.add_column("state", width=max(len(w) for w in WORDS["phase"]) + 2)
         pipeline.add_column("gate", width=len("✔ approved"))
-        pipeline.add_columns("phase", "site", "steps")
+        pipeline.add_columns("phase", "site")
+        most = max((len(p.steps) for p in self.client.plan.phases), default=0)
+        pipeline.add_column("steps", width=max(5, 2 * len(str(most)) + 1))  # "84/120" whole
         for phase in self.client.plan.phases:
             pipeline.add_row(
                 *map(
@@ -287,12 +288,19 @@ class RollgateApp(App[int]):
             self._show_end()
 
     def _show_end(self) -> None:
-        """The end of the run: its word, and every node that was not upgraded."""
+        """The end of the run: its word, node counts, time against the window, deviations,
+        how to get the report, then versions and every node that was not upgraded."""
         lines = end_summary(self.client.plan, self.state, self.window)[1:]  # title: its word
         if self.state.error:
             lines.insert(0, self.state.error)
         run_id = self.state.run_id or self.client.header.get("run_id", "")
-        lines += ["", f"the change record: rollgate report {run_id}", "", "Escape closes this."]
+        details = next(
+            (i for i, line in enumerate(lines) if line.startswith(("versions", "package", " "))
+             or line.endswith("not upgraded:")),
+            len(lines),
+        )  # fmt: skip
+        lines[details:details] = [f"the change record: rollgate report {run_id}", ""]
+        lines += ["", "Escape closes this (up/down scroll)."]
         self.push_screen(TextScreen(f"run {run_outcome(self.state)}", "\n".join(lines)))
 
     def _log_line(self, event: ev.Event) -> str | None:
@@ -303,7 +311,7 @@ class RollgateApp(App[int]):
             return "\n".join(f"{stamp} {node} {line}" for line in event.lines)
         if isinstance(event, ev.StepStarted):
             return f"{stamp} {event.node} $ {event.command or event.step.rsplit('/', 1)[-1]}"
-        text = describe(event)
+        text = describe(event, self.client.plan)
         return f"{stamp} » {text}" if text else None
 
     # ---------------------------------------------------------------- drawing
@@ -387,6 +395,7 @@ class RollgateApp(App[int]):
     def _draw_gate(self) -> None:
         bar = self.w_gatebar
         gate = self.state.gate
+        self.set_class(gate is not None, "gating")  # compact: the steps make room for it
         if gate is None:
             bar.remove_class("open")
             return
@@ -400,6 +409,11 @@ class RollgateApp(App[int]):
             "mark-done": "s mark done",
         }
         options = "   ".join(keys.get(o, o) for o in gate.options)
+        compact = self.has_class("compact")
+        choices = list(gate.choices)
+        if compact:  # one line each: the gate bar leaves room for the pipeline
+            room = max(20, self.size.width - 6)
+            choices = [c if len(c) <= room else c[: room - 1] + "…" for c in choices]
         failed = self._gate_nodes()
         if failed:
             more = f" (+{len(failed) - 1})" if len(failed) > 1 else ""
@@ -408,8 +422,8 @@ class RollgateApp(App[int]):
             Text.assemble(
                 ("⏸ GATE ", "bold"),
                 f"({gate.kind}) {gate.title}\n",
-                _gate_summary(gate.summary),
-                "" if self.read_only else "".join(f"· {c}\n" for c in gate.choices),
+                _gate_summary(gate.summary, COMPACT_GATE_LINES if compact else GATE_SUMMARY_LINES),
+                "" if self.read_only else "".join(f"· {c}\n" for c in choices),
                 ("" if self.read_only else options, "bold"),
             )
         )
@@ -443,6 +457,14 @@ class RollgateApp(App[int]):
                 table.update_cell(phase.id, status_column, Text(cells[0]))
                 table.update_cell(phase.id, steps_column, Text(cells[1]))
                 table.update_cell(phase.id, gate_column, Text(cells[2]))
+        running = self.state.current_phases
+        if running and not table.has_focus:  # the phase at work stays in view (80x24, 60 rows)
+            row = table.get_row_index(running[0])
+            if table.cursor_row != row:
+                table.move_cursor(row=row, animate=False)
+            visible = max(1, table.scrollable_content_region.height - 1)  # less its header
+            if not table.scroll_y <= row < table.scroll_y + visible:
+                table.scroll_to(y=row, animate=False)
 
     def _selected_phase(self) -> str | None:
         table = self.w_pipeline
@@ -763,6 +785,18 @@ class RollgateApp(App[int]):
         if st.tail:
             lines += ["", "last output:", *(f"  {t}" for t in st.tail)]
         self.push_screen(TextScreen(f"step {step.title}", "\n".join(lines)))
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Below COMPACT_BELOW the site map folds away so the gate, pipeline, steps and log
+        stay readable (80x24)."""
+        width, height = COMPACT_BELOW
+        compact = event.size.width < width or event.size.height < height
+        self.set_class(compact, "compact")
+        if compact and self.focused is not None and self.focused.id in ("sitemap", "pipeline"):
+            # the focus the folded site map passed on: nothing holds it, so the pipeline keeps
+            # the phase at work in view (tab gives it the keys)
+            self.call_after_refresh(self.set_focus, None)
+        self._dirty = True
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "pipeline":

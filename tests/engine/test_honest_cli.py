@@ -128,3 +128,19 @@ def test_a_plan_that_never_switches_the_package_source_fails_in_the_lab(tmp_path
     stale = {n["node"]: n.get("version") for n in json.loads(report.stdout)["not_upgraded"]}
     still_old = [name for name, version in stale.items() if version and ":27." in version]
     assert still_old, stale
+
+
+def test_log_lines_name_steps_and_phases_by_title_never_by_id() -> None:
+    from core import events as ev
+    from core.headless import describe
+    from core.inventory import load_inventory
+    from core.plan import build_plan
+    from tests.engine.conftest import SMALL
+
+    plan = build_plan(load_inventory(SMALL))
+    step, phase = plan.phases[1].steps[0], plan.phases[1]
+    failed = ev.StepFinished(seq=1, time=0, step=step.id, attempt=1, outcome="failed", error="x")
+    line = describe(failed, plan) or ""
+    assert step.id not in line and step.title in line and step.node in line
+    started = describe(ev.PhaseStarted(seq=2, time=0, phase=phase.id), plan) or ""
+    assert started == f"phase {phase.title} at {phase.site} started"

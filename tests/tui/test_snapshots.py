@@ -122,3 +122,15 @@ def test_console_at_completion(recorded, snap_compare) -> None:
     events = recorded[1]
     assert isinstance(events[-1], ev.RunFinished) and events[-1].outcome == "complete"
     assert snap_compare(app_at(recorded, len(events)), terminal_size=SIZE, run_before=settle)
+
+
+def test_console_at_80x24_at_a_failure_gate(recorded, snap_compare) -> None:
+    """A small terminal: the site map folds away; the gate, its choices, the pipeline and the
+    log stay readable, and the footer keeps ? and q."""
+    cut = index_of(recorded[1], lambda e: isinstance(e, ev.GateOpened) and e.kind == "failure")
+    assert snap_compare(app_at(recorded, cut), terminal_size=(80, 24), run_before=settle)
+
+
+def test_the_end_of_run_summary_at_80x24(recorded, snap_compare) -> None:
+    events = recorded[1]
+    assert snap_compare(app_at(recorded, len(events)), terminal_size=(80, 24), run_before=settle)
