@@ -24,6 +24,7 @@ from core.estimate import remaining_seconds
 from core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
 from core.inventory import Inventory
 from core.journal import JournalWriteError, JournalWriter
+from core.notify import Notifier, end_text, gate_text
 from core.plan import Gate, Phase, Plan, Stage, Step
 from core.recipes import fill_runtime
 from core.releases import release_for_major
@@ -91,6 +92,7 @@ _FREE_TEXT: dict[type[ev.Event], tuple[str, ...]] = {
     ev.RunPaused: ("reason",),
     ev.RunAborted: ("reason",),
     ev.RunFinished: ("error",),
+    ev.NotificationFailed: ("error",),
 }
 
 
@@ -124,6 +126,7 @@ class EngineOptions:
     outside_window: bool = False  # --outside-window: starting outside it was asked for
     host: str = ""  # the machine this engine runs on (watchers see who drives from where)
     past_pace: float | None = None  # seconds per step of past runs of the cloud (estimates)
+    notifier: Notifier | None = None  # the inventory's notify: (gates waiting, failures, end)
 
 
 class Engine:
@@ -160,6 +163,7 @@ class Engine:
         self._holds: dict[str, int] = {}  # phase id -> failure-budget gates open in it
         self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
         self._gate_lock = asyncio.Lock()
+        self._notifications: set[asyncio.Task[None]] = set()
         self._window_lock = asyncio.Lock()  # one WINDOW OVER question for sites at once
         self._gate_future: asyncio.Future[tuple[str, str]] | None = None
         self._stop: str | None = None  # one of HALT_MODES once the run must end
@@ -427,6 +431,10 @@ class Engine:
                         "rerun", AUTO_OPERATOR, "re-run automatically (--auto-approve)", gate_id
                     )
                 )
+            else:  # a person must decide: tell whoever the inventory says should hear
+                opened = self.history[-1] if isinstance(self.history[-1], ev.GateOpened) else None
+                if opened is not None:
+                    self._tell(*gate_text(opened))
             await self._commit()
             decision = await self._gate_future
             self._gate_future = None
@@ -436,6 +444,26 @@ class Engine:
             self._halt("stopped")
             raise _Abort
         return decision
+
+    def _tell(self, what: str, text: str) -> None:
+        """Notify (inventory `notify:`) in the background; a failure is journalled, and the
+        run goes on."""
+        notifier = self.options.notifier
+        if notifier is None:
+            return
+
+        async def send() -> None:
+            for channel, error in await notifier.send(what, text):
+                self.emit(ev.NotificationFailed, channel=channel, about=what, error=error)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._notifications.add(task)
+        task.add_done_callback(self._notifications.discard)
+
+    async def _notifications_sent(self) -> None:
+        """Let the notifications under way finish (each has its own timeout)."""
+        if self._notifications:
+            await asyncio.gather(*self._notifications, return_exceptions=True)
 
     async def _plan_gate(self, gate: Gate | None, summary: str = "") -> None:
         if gate is not None:
@@ -519,6 +547,9 @@ class Engine:
         await self._clean_jobs()
         if outcome in ("aborted", "stopped", "failed") and not self.options.dry_run:
             await self._allow_restarts_again()
+        if not self.options.dry_run:  # told before RunFinished, which stays the last event
+            self._tell(*end_text(ev.RunFinished(seq=0, time=0, outcome=outcome, error=self._error)))
+        await self._notifications_sent()
         self.emit(ev.RunFinished, outcome=outcome, error=self._error)
         with contextlib.suppress(_Abort):  # a journal that failed stays as it was, readable
             await self._commit()

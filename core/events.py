@@ -249,6 +249,15 @@ class BackupPulled(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NotificationFailed(Event):
+    """A notification (inventory `notify:`) could not be delivered; the run went on."""
+
+    channel: str  # command | webhook
+    about: str  # gate | failure | end
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class RestartsAllowed(Event):
     """The run ended part-way (aborted, stopped, failed): the node's policy-rc.d, written by
     an install, was removed (`ok`), or could not be (`error`)."""

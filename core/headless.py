@@ -113,6 +113,8 @@ def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
             return f"run {o}" + (f" — {e}" if e else "")
         case ev.BackupPulled(node=n, remote=r, local=loc, size=z, sha256=h):
             return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
+        case ev.NotificationFailed(channel=c, about=a, error=e):
+            return f"notification ({a}) by {c} failed: {e}; the run goes on"
         case ev.RestartsAllowed(node=n, ok=True):
             return f"package restarts allowed again on {n} (policy-rc.d removed)"
         case ev.RestartsAllowed(node=n, error=e):

@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
@@ -239,6 +240,39 @@ class RecipeOverrides(StrictModel):
         return v
 
 
+NotifyMoment = Literal["gate", "failure", "end"]
+NOTIFY_MOMENTS: tuple[NotifyMoment, ...] = ("gate", "failure", "end")
+
+
+class NotifySpec(StrictModel):
+    """Who hears of a gate that waits, a failure and the end of a run, besides the terminal's
+    bell: a command (run without a shell, the text in ROLLGATE_* variables) and a webhook
+    (an HTTP POST of JSON); `when` chooses which of those moments (YAML reads a key `on` as
+    true, so it is not one)."""
+
+    command: str | None = None
+    webhook: str | None = None
+    when: list[NotifyMoment] = Field(default_factory=lambda: list(NOTIFY_MOMENTS))
+
+    @field_validator("webhook")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _words(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                if not shlex.split(v):
+                    raise ValueError("the notify command is empty")
+            except ValueError as exc:
+                raise ValueError(f"the notify command cannot be split into words: {exc}") from None
+        return v
+
+
 class LabSpec(StrictModel):
     time_scale: float = Field(default=1.0, ge=0, le=1000)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
@@ -256,6 +290,7 @@ class InventorySpec(StrictModel):
     sites: dict[str, SiteSpec] = Field(min_length=1)
     policy: PolicySpec = PolicySpec()
     window: WindowSpec | None = None
+    notify: NotifySpec | None = None
     lab: LabSpec | None = None
     recipe: RecipeOverrides | None = None
 

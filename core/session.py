@@ -25,6 +25,7 @@ from core.estimate import past_pace
 from core.executor import Executor
 from core.inventory import Inventory, load_inventory
 from core.journal import JournalWriteError, JournalWriter, read_journal
+from core.notify import Notifier
 from core.plan import Plan, build_plan
 from core.recipes import load_recipe
 from core.runs import (
@@ -336,6 +337,9 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     outside_window=options.outside_window,
                     host=socket.gethostname(),
                     past_pace=past_pace(inventory.cloud, str(header["run_id"])),
+                    notifier=Notifier.from_spec(
+                        inventory.spec.notify, str(header["run_id"]), inventory.cloud
+                    ),
                 ),
                 journal=journal,
                 history=history,
