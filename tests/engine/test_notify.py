@@ -24,7 +24,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, str]]]]:
     received: list[dict[str, str]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers["Content-Length"])
             received.append(json.loads(self.rfile.read(length)))
             self.send_response(204)
