@@ -398,3 +398,14 @@ async def test_the_header_estimates_the_work_left_against_the_window() -> None:
             assert "of work left" in header and "(past the window's end by" in header
         session.engine.abort("test", "test over")
         await task
+
+
+async def test_the_pane_that_takes_the_keys_is_visible() -> None:
+    async with console() as (_, app, pilot):
+        await pilot.pause(0.1)
+        for pane in (app.w_pipeline, app.w_steps, app.w_sitemap):
+            pane.focus()
+            await pilot.pause(0.05)
+            assert pane.styles.border_top[0] == "double"
+            others = [p for p in (app.w_pipeline, app.w_steps, app.w_sitemap) if p is not pane]
+            assert all(p.styles.border_top[0] == "round" for p in others)
