@@ -7,3 +7,8 @@ class UserError(Exception):
     """A problem with the user's input or environment; the message names cause and fix."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code

@@ -174,6 +174,7 @@ class RollgateApp(App[int]):
         self._log_all: list[str] = []
         self._follow = True
         self._shown_gate: str | None = None
+        self._asking_about: str | None = None  # the gate a dialog of this console asks about
         self._node_rows: dict[str, Any] = {}
         self._search = ""
         self._filter = ""
@@ -276,6 +277,8 @@ class RollgateApp(App[int]):
                 for step in steps:
                     self._touched_phases.add(self.state.steps[step].phase)
                 apply(self.state, event)
+                if isinstance(event, ev.GateDecided) and event.gate == self._asking_about:
+                    self._decided_elsewhere(event)
                 line = self._log_line(event)
                 if line:
                     self._log_buffer.append(line)
@@ -284,8 +287,37 @@ class RollgateApp(App[int]):
             self.error = str(exc)
             self.exit(return_code=2)
             return
+        except (ConnectionError, OSError) as exc:  # an engine reached by socket went away
+            self._engine_lost(str(exc))
+            return
         if self.state.finished is not None:
             self._show_end()
+        elif getattr(self.client, "detachable", False):
+            self._engine_lost("its events stopped before the run ended")
+
+    def _decided_elsewhere(self, event: ev.GateDecided) -> None:
+        """The gate this console was asking about was decided (by another console, the
+        command line): close the question and say who decided."""
+        self._asking_about = None
+        if isinstance(self.screen, PromptScreen | ConfirmScreen):
+            self.screen.dismiss(None)
+        self.notify(
+            f"gate decided: {event.decision} by {event.operator}"
+            + (f" — {event.comment}" if event.comment else ""),
+            severity="warning",
+        )
+
+    def _engine_lost(self, why: str) -> None:
+        """The detached engine is gone: say so at once, and how to resume."""
+        self.client.driver_gone = True  # type: ignore[attr-defined]
+        self._dirty = True
+        self.push_screen(
+            TextScreen(
+                "ENGINE LOST",
+                f"The run's engine stopped answering ({why}); the run is not being driven.\n\n"
+                f"Resume it with:\n{self.resume_hint}\n\nEscape closes this.",
+            )
+        )
 
     def _show_end(self) -> None:
         """The end of the run: its word, node counts, time against the window, deviations,
@@ -603,19 +635,23 @@ class RollgateApp(App[int]):
         option = "rerun" if gate is not None and "rerun" in gate.options else "approve"
         if not self._gate_allows(option):
             return
+        self._asking_about = gate.id if gate else None
         comment = await self.push_screen_wait(
             PromptScreen(f"{option} — {gate.title if gate else ''}\nComment (optional):")
         )
-        if comment is not None:
+        if comment is not None and self._asking_about is not None:
             await self._send(option, comment)
+        self._asking_about = None
 
     @work(exclusive=True, group="dialog")
     async def action_reject(self) -> None:
         if not self._gate_allows("reject"):
             return
+        self._asking_about = self.state.gate.id if self.state.gate else None
         comment = await self.push_screen_wait(PromptScreen("Reject: why? (optional)"))
-        if comment is not None:
+        if comment is not None and self._asking_about is not None:
             await self._send("reject", comment)
+        self._asking_about = None
 
     async def action_retry(self) -> None:
         if self._gate_allows("retry"):
@@ -627,11 +663,13 @@ class RollgateApp(App[int]):
         option = "mark-done" if gate is not None and "mark-done" in gate.options else "skip"
         if not self._gate_allows(option):
             return
+        self._asking_about = gate.id if gate else None
         reason = await self.push_screen_wait(
             PromptScreen(f"{option}: give the reason for the record", required=True)
         )
-        if reason:
+        if reason and self._asking_about is not None:
             await self._send(option, reason)
+        self._asking_about = None
 
     @work(exclusive=True, group="dialog")
     async def action_abort(self) -> None:
@@ -804,6 +842,15 @@ class RollgateApp(App[int]):
 
     @work(exclusive=True, group="dialog")
     async def action_quit_console(self) -> None:
+        if getattr(self.client, "detachable", False):  # a detached engine: the run goes on
+            if self.state.finished is not None or await self.push_screen_wait(
+                ConfirmScreen(
+                    "Detach? The run goes on without this console (space pauses it first, "
+                    "x aborts it); come back with `rollgate attach RUN_ID`."
+                )
+            ):
+                self.exit(self.exit_code)
+            return
         active = self.state.status in ("running", "paused") and not self.read_only
         if active and not await self.push_screen_wait(
             ConfirmScreen(

@@ -19,6 +19,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tui.commands.report:report", "The change record of a run (md, html, json)."),
     "check": ("tui.commands.check:check", "Pre-flight every node and site; changes nothing."),
     "lab": ("tui.commands.lab:lab", "Serve the simulated cloud of a lab inventory."),
+    "attach": ("tui.commands.control:attach", "Open the console on a running run's engine."),
+    "status": ("tui.commands.control:status", "How a run stands (--json for scripts)."),
+    "approve": ("tui.commands.control:approve", "Approve a run's open gate."),
+    "reject": ("tui.commands.control:reject", "Reject a run's open gate (the run stops)."),
+    "retry": ("tui.commands.control:retry", "Retry the failed steps at a failure gate."),
+    "skip": ("tui.commands.control:skip", "Skip the failed steps, with --reason."),
+    "pause": ("tui.commands.control:pause", "Pause a run (running steps finish)."),
+    "continue": ("tui.commands.control:continue_", "Continue a paused run."),
+    "abort": ("tui.commands.control:abort", "Abort a run (running commands are terminated)."),
 }
 
 

@@ -65,6 +65,18 @@ from tui.commands.options import TIME_SCALE
     is_flag=True,
     help="Do not verify SSH host keys (warned about on every run).",
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Start the engine in the background and print the run id; attach a console with "
+    "`rollgate attach RUN_ID`, decide gates with `rollgate approve RUN_ID`...",
+)
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Run the engine inside this console's process (closing the console pauses the run).",
+)
+@click.option("--engine-process", hidden=True, type=click.Path(), default=None)
 def run(
     inventory: str,
     headless: bool,
@@ -78,13 +90,42 @@ def run(
     faults: tuple[str, ...],
     insecure: bool,
     outside_window: bool,
+    detach: bool,
+    foreground: bool,
+    engine_process: str | None,
 ) -> int:
     """Upgrade the cloud described by INVENTORY, supervising it step by step.
+
+    The engine runs as its own process: closing the console (or losing the terminal) leaves
+    the run going; `rollgate attach RUN_ID` comes back. --headless and --foreground drive it
+    from this process instead.
 
     Exit codes: 0 the run completed, 1 it failed, was stopped or aborted, 2 a usage or input
     error.
     """
     from core.session import RunOptions, open_session
+
+    if engine_process is None and (detach or not (headless or foreground)):
+        from core.detach import check_can_start, spawn_engine
+
+        check_can_start(inventory, refuse_outside_window=detach and not outside_window,
+                        resume=resume)  # fmt: skip
+        argv = [inventory, *(["--operator", operator] if operator else [])]
+        argv += ["--auto-approve"] * auto_approve + ["--dry-run"] * dry_run
+        argv += ["--lab-inprocess"] * lab_inprocess + ["--no-verify-host-keys"] * insecure
+        argv += ["--outside-window"] * outside_window
+        argv += ["--journal", journal] if journal else []
+        argv += ["--resume", resume] if resume else []
+        argv += ["--time-scale", str(time_scale)] if time_scale is not None else []
+        for fault in faults:
+            argv += ["--fault", fault]
+        run_id = spawn_engine(argv)
+        if detach:
+            click.echo(run_id)
+            return 0
+        from tui.commands.control import attach_console
+
+        return attach_console(run_id, hint=f"rollgate run {inventory} --resume {run_id}")
 
     options = RunOptions(
         operator=operator,
@@ -97,13 +138,19 @@ def run(
         faults=list(faults),
         insecure=insecure,
         outside_window=outside_window,
-        refuse_outside_window=headless,
+        refuse_outside_window=headless and engine_process is None,
     )
 
     from tui.gc_policy import tuned_gc
 
     async def main() -> int:
         async with open_session(inventory, options) as session:
+            if engine_process is not None:  # the detached engine (started by the lines above)
+                from pathlib import Path
+
+                from core.detach import engine_main
+
+                return await engine_main(session, Path(engine_process))
             if headless:
                 from core.headless import HeadlessRunner
 

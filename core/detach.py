@@ -1,0 +1,149 @@
+"""The detached engine: `rollgate run` starts the engine as a process of its own (own session,
+output to `engine.log` in the run directory), which holds the cloud's lock, writes the
+journal and serves the run's control socket; consoles attach to it and may come and go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from core.errors import UserError
+from core.runs import private_dir, runs_dir, state_home, write_private
+
+READY_TIMEOUT = 120.0  # seconds the engine may take to open its run (a lab starts first)
+SOCKET_PATH_MAX = 100  # a Unix socket path longer than ~107 bytes cannot be bound
+
+
+def control_socket(run_dir: Path) -> Path:
+    """Where a run's control socket is: in its run directory, or, when that path is too long
+    for a Unix socket, in a private directory under the temporary one (named in
+    `control.path`)."""
+    pointer = run_dir / "control.path"
+    if pointer.is_file():
+        return Path(pointer.read_text().strip())
+    return run_dir / "control.sock"
+
+
+def socket_for(run_dir: Path) -> Path:
+    """The socket path a new engine binds (and records, when not the default)."""
+    default = run_dir / "control.sock"
+    if len(str(default)) <= SOCKET_PATH_MAX:
+        return default
+    short = private_dir(Path(tempfile.gettempdir()) / f"rollgate-{os.getuid()}")
+    path = short / f"{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}.sock"
+    (run_dir / "control.path").write_text(str(path))
+    return path
+
+
+def spawn_engine(argv: list[str]) -> str:
+    """Start `rollgate run ARGV --engine-process READY` detached from this terminal; return
+    the run id once its engine serves the run, or raise UserError with what stopped it."""
+    logs = private_dir(state_home() / "engine-logs")
+    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    ready, log = logs / f"{token}.ready", logs / f"{token}.log"
+    with open(log, "wb") as out:
+        os.chmod(log, 0o600)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from tui.cli import main; main()",
+                "run",
+                *argv,
+                "--engine-process",
+                str(ready),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # no terminal: closing it leaves the engine running
+            close_fds=True,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if ready.is_file() and ready.read_text().strip():
+            run_id = ready.read_text().strip()
+            ready.unlink(missing_ok=True)
+            return run_id
+        code = process.poll()
+        if code is not None:
+            said = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            last = said[-1] if said else f"the engine exited {code}"
+            raise UserError(last.removeprefix("error: "), exit_code=2 if code == 2 else 1)
+        time.sleep(0.05)
+    process.terminate()
+    raise UserError(f"the engine did not start within {READY_TIMEOUT:g}s; see {log}", exit_code=1)
+
+
+async def engine_main(session: object, ready: Path) -> int:
+    """The detached engine's life: serve the control socket, tell the starter the run id,
+    drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
+    (there is no terminal to lose)."""
+    from core.control import ControlServer
+    from core.headless import exit_code
+
+    engine = session.engine  # type: ignore[attr-defined]
+    run_id = session.run_id  # type: ignore[attr-defined]
+    run_dir = runs_dir() / run_id
+    log = ready.with_suffix(".log")
+    with contextlib.suppress(OSError):  # the engine's output, kept with its run
+        os.replace(log, run_dir / "engine.log")
+    server = ControlServer(engine, session.header, socket_for(run_dir))  # type: ignore[attr-defined]
+    await server.start()
+    loop = asyncio.get_running_loop()
+    operator = engine.options.operator
+
+    def on_signal(name: str) -> None:
+        engine.leave_paused(
+            f"signal:{name} by {operator}", f"{name}: the engine stopped; resumable"
+        )
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum.name)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    write_private(run_dir / "engine.pid", str(os.getpid()))
+    tmp = ready.with_suffix(".tmp")
+    tmp.write_text(run_id)
+    os.replace(tmp, ready)  # the starter reads a whole id or nothing
+    try:
+        outcome = await engine.run()
+    finally:
+        await server.close()
+        with contextlib.suppress(OSError):
+            (run_dir / "engine.pid").unlink()
+    print(f"run {outcome}; journal: {session.journal_path}")  # type: ignore[attr-defined]
+    return exit_code(outcome)
+
+
+def check_can_start(inventory_path: str, refuse_outside_window: bool, resume: str | None) -> None:
+    """What refuses a start, checked before detaching: the inventory, the window (when no
+    console will ask), a driver already running the cloud."""
+    from core.inventory import load_inventory
+    from core.runs import driver_alive
+    from core.window import resolve as resolve_window
+
+    inventory = load_inventory(inventory_path)
+    if driver_alive(inventory.cloud):
+        raise UserError(
+            f"another driver runs cloud {inventory.cloud!r} now; attach to it "
+            "(`rollgate runs` lists it) instead of starting a second one"
+        )
+    if refuse_outside_window and not resume:
+        window = resolve_window(inventory.window, None)
+        reason = window.outside() if window is not None else ""
+        if reason:
+            from core.plan import build_plan
+
+            plan = build_plan(inventory)
+            if not (plan.phases and plan.phases[0].tier == "prepare"):
+                raise UserError(f"{reason}; start inside it, or add --outside-window to run anyway")

@@ -1,0 +1,171 @@
+"""The run outlives the terminal: a detached engine, the command line deciding its gates, a
+console attached over the control socket, and the socket refusing what is malformed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.control import SocketClient
+from core.detach import control_socket
+from core.journal import read_journal
+from core.plan import Plan
+from tests.cli_helpers import rollgate
+from tests.engine.conftest import SMALL
+from tui.app import RollgateApp
+from tui.screens.dialogs import PromptScreen
+
+pytestmark = pytest.mark.integration
+
+
+def start(tmp_path: Path, *extra: str) -> str:
+    out = rollgate(tmp_path, "run", str(SMALL), "--detach", "--lab-inprocess",
+                   "--time-scale", "0", *extra)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_id,) = out.stdout.split()  # only the run id on stdout
+    return run_id
+
+
+def status(tmp_path: Path, run_id: str) -> dict:
+    out = rollgate(tmp_path, "status", run_id, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def drive_by_command_line(tmp_path: Path, run_id: str, deadline: float = 90) -> dict:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        now = status(tmp_path, run_id)
+        if now["state"] not in ("running", "paused", "pending"):
+            return now
+        if now.get("gate"):
+            rollgate(tmp_path, "approve", run_id, "--comment", "from a script", "--name", "bot")
+        else:
+            time.sleep(0.1)
+    raise AssertionError("the run did not end")
+
+
+def test_the_command_line_drives_a_detached_run_to_the_end(tmp_path: Path) -> None:
+    run_id = start(tmp_path)
+    run_dir = tmp_path / "runs" / run_id
+    first = status(tmp_path, run_id)
+    assert first["gate"]["kind"] == "phase" and first["gate"]["options"] == ["approve", "reject"]
+    assert first["progress"]["steps"] > 0 and "estimate" in first
+    refused = rollgate(tmp_path, "retry", run_id)
+    assert refused.returncode == 1
+    assert "this gate takes approve, reject, not retry" in refused.stderr
+    final = drive_by_command_line(tmp_path, run_id)
+    assert final["state"] == "complete"
+    journal = read_journal(run_dir / "journal.jsonl")
+    decided = [e for e in journal.events if type(e).__name__ == "GateDecided"]
+    login = os.environ.get("USER") or __import__("getpass").getuser()
+    assert decided and all(e.operator == f"{login} (bot)" for e in decided)  # peer + name
+    assert not control_socket(run_dir).exists()  # nothing left listening
+    after = rollgate(tmp_path, "approve", run_id)
+    assert after.returncode == 1 and "no engine serves run" in after.stderr
+    assert "complete" in rollgate(tmp_path, "runs").stdout
+
+
+def test_a_detached_run_survives_its_console_being_killed(tmp_path: Path) -> None:
+    """`rollgate run` in a terminal starts the engine, then its console; SIGKILL the console
+    and the run is still there, at its gate, for the next console or command."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "120", "LINES": "40",
+           "TERM": "xterm-256color"}  # fmt: skip
+    console = subprocess.Popen(
+        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+         "--lab-inprocess", "--time-scale", "0"],
+        env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    runs = tmp_path / "runs"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (runs.is_dir() and any(runs.iterdir())):
+        time.sleep(0.1)
+    (run_dir,) = list(runs.iterdir())
+    while time.monotonic() < deadline and not control_socket(run_dir).exists():
+        time.sleep(0.1)
+    time.sleep(1.0)  # the console attached
+    os.killpg(console.pid, signal.SIGKILL)
+    console.wait(timeout=10)
+    os.close(master)
+    time.sleep(0.5)
+    alive = status(tmp_path, run_dir.name)
+    assert alive["state"] == "running" and alive["gate"] is not None  # it waits, undecided
+    final = drive_by_command_line(tmp_path, run_dir.name)
+    assert final["state"] == "complete"
+
+
+async def test_a_console_attached_over_the_socket_closes_a_dialog_decided_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
+    run_id = await asyncio.to_thread(start, tmp_path)
+    run_dir = tmp_path / "runs" / run_id
+    client = SocketClient(control_socket(run_dir), None, {}, name="olga")
+    header = await client.request({"op": "header"})
+    client.plan, client.header = Plan.from_dict(header["plan"]), header
+    app = RollgateApp(client, operator="olga")
+    async with app.run_test(size=(150, 44)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.state.gate is not None:
+                break
+        assert app.state.gate is not None
+        await pilot.press("a")  # the approve dialog asks for a comment
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, PromptScreen)
+        out = await asyncio.to_thread(
+            rollgate, tmp_path, "approve", run_id, "--comment", "seen", "--name", "bob"
+        )
+        assert out.returncode == 0, out.stderr
+        for _ in range(60):
+            await pilot.pause(0.05)
+            if not isinstance(app.screen, PromptScreen):
+                break
+        assert not isinstance(app.screen, PromptScreen)  # closed, not left to approve twice
+        said = [n.message for n in app._notifications]
+        assert any("gate decided: approve by " in m and "(bob)" in m for m in said), said
+        live = await client.request({"op": "status"})
+        assert any("olga" in who for who in live["attached"])
+        await pilot.press("q", "y")  # detach: the run goes on
+        await pilot.pause(0.2)
+    again = await asyncio.to_thread(status, tmp_path, run_id)
+    assert again["state"] == "running"
+    await asyncio.to_thread(rollgate, tmp_path, "abort", run_id, "--comment", "test over")
+
+
+def test_malformed_truncated_and_huge_requests_never_stop_the_engine(tmp_path: Path) -> None:
+    run_id = start(tmp_path)
+    run_dir = tmp_path / "runs" / run_id
+    path = str(control_socket(run_dir))
+    junks = [
+        b"not json\n", b'{"op": "send"', b"[1, 2]\n", b'{"op": "nope"}\n',
+        b'{"op": "send", "command": 7}\n', b"x" * (2 << 20) + b"\n", b"\xff\xfe\n",
+    ]  # fmt: skip
+    for junk in junks:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            with contextlib.suppress(OSError):
+                sock.sendall(junk)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+    assert status(tmp_path, run_id)["state"] == "running"
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+    rollgate(tmp_path, "abort", run_id, "--comment", "fuzzed")
+    time.sleep(1)
+    journal = read_journal(run_dir / "journal.jsonl")  # whole
+    assert type(journal.events[-1]).__name__ == "RunFinished"

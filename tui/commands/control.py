@@ -1,0 +1,182 @@
+"""`rollgate attach | status | approve | reject | retry | skip | pause | continue | abort RUN`:
+reach a detached engine through its control socket, from a console or a script."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from typing import Any
+
+import click
+
+from core.errors import UserError
+
+
+def _client(run: str, name: str = "") -> Any:
+    """A socket client of RUN's engine, with its plan and header; UserError when none answers."""
+    from core.control import EngineGone, SocketClient
+    from core.detach import control_socket
+    from core.plan import Plan
+    from core.runs import resolve_journal
+
+    run_dir = resolve_journal(run).parent
+    path = control_socket(run_dir)
+    client = SocketClient(path, None, {}, name=name)
+    try:
+        header = asyncio.run(client.request({"op": "header"}))
+    except EngineGone:
+        raise UserError(
+            f"no engine serves run {run} (it ended, or its engine was lost): `rollgate status "
+            f"{run}` says how it stands; resume it with `rollgate run INVENTORY --resume {run}`",
+            exit_code=1,
+        ) from None
+    client.plan, client.header = Plan.from_dict(header["plan"]), header
+    return client
+
+
+def attach_console(run: str, *, hint: str = "") -> int:
+    """The console on a running run's engine; closing it leaves the run going."""
+    from tui.app import RollgateApp
+    from tui.gc_policy import tuned_gc
+
+    client = _client(run)
+    app = RollgateApp(
+        client,
+        operator=getpass.getuser(),
+        resume_hint=hint or f"rollgate run INVENTORY --resume {run}",
+    )
+    with tuned_gc(console=True):
+        app.run()
+    if app.error:
+        raise UserError(app.error)
+    if app.state.finished is not None:
+        from core.headless import exit_code
+        from core.report import run_outcome
+
+        return exit_code(run_outcome(app.state))
+    click.echo(f"detached; the run goes on. Back with: rollgate attach {run}")
+    return 0
+
+
+@click.command()
+@click.argument("run")
+def attach(run: str) -> int:
+    """Open the console on RUN, a run whose engine is running (any number of consoles)."""
+    return attach_console(run)
+
+
+@click.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable: state, gate, progress.")
+def status(run: str, as_json: bool) -> int:
+    """How RUN stands: its state, the gate it waits at, progress and the estimate; also for
+    finished runs and runs whose engine was lost."""
+    data = _status(run)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    click.echo(f"run {data['run_id']}: {data['state']}")
+    progress = data.get("progress") or {}
+    if progress:
+        click.echo(f"steps: {progress['steps_done']}/{progress['steps']} done")
+    left = (data.get("estimate") or {}).get("seconds_left")
+    if left:
+        from core.report import span_words
+
+        click.echo(f"estimate: about {span_words(left)} of work left")
+    gate = data.get("gate")
+    if gate:
+        click.echo(f"waiting at gate ({gate['kind']}) {gate['title']}")
+        for choice in gate.get("choices") or gate["options"]:
+            click.echo(f"  · {choice}")
+        click.echo(f"decide with: rollgate {'|'.join(_verbs(gate['options']))} {run}")
+    if data.get("attached"):
+        click.echo(f"attached: {', '.join(data['attached'])}")
+    return 0
+
+
+def _verbs(options: list[str]) -> list[str]:
+    return [VERB_OF.get(o, o) for o in options]
+
+
+def _status(run: str) -> dict[str, Any]:
+    from core.control import EngineGone
+
+    try:
+        client = _client(run)
+        answer: dict[str, Any] = asyncio.run(client.request({"op": "status"}))
+        return answer
+    except (UserError, EngineGone):
+        pass
+    from core.client import open_journal_client
+    from core.report import run_outcome
+    from core.runs import NO_DRIVER, driver_alive
+    from core.state import fold
+
+    journal = open_journal_client(run)
+    state = fold(journal.plan, journal.all_events())
+    word = run_outcome(state)
+    if state.finished is None:
+        alive = driver_alive(str(journal.header.get("cloud", "")))
+        word = "running (driven by a console in the foreground)" if alive else NO_DRIVER
+    done = sum(1 for s in state.steps.values() if s.done)
+    return {
+        "run_id": state.run_id or journal.header.get("run_id"),
+        "state": word,
+        "gate": None,
+        "progress": {"steps_done": done, "steps": len(state.steps)},
+        "estimate": {"seconds_left": None},
+        "attached": [],
+        "driver": state.operator,
+    }
+
+
+# command-line verb -> the engine's command kind ("continue": `run --resume` means resume)
+KIND_OF = {
+    "approve": "approve",
+    "reject": "reject",
+    "retry": "retry",
+    "skip": "skip",
+    "pause": "pause",
+    "continue": "resume",
+    "abort": "abort",
+}
+VERB_OF = {kind: verb for verb, kind in KIND_OF.items()}
+
+
+def _decide(verb: str) -> click.Command:
+    @click.command(name=verb)
+    @click.argument("run")
+    @click.option("--comment", "--reason", "comment", default="", help="Journalled with it.")
+    @click.option("--name", default="", help="Your name for the journal (besides your login).")
+    def command(run: str, comment: str, name: str) -> int:
+        from core.control import EngineGone
+        from core.engine import CommandRejected
+        from core.events import Command
+
+        if verb == "skip" and not comment.strip():
+            raise click.UsageError("skip needs --reason: why the step is left not run")
+        client = _client(run, name=name)
+        gate = None
+        if verb not in ("pause", "continue", "abort"):
+            gate = (asyncio.run(client.request({"op": "status"})).get("gate") or {}).get("id")
+            if gate is None:
+                click.echo(f"refused: run {run} waits at no gate", err=True)
+                return 1
+        try:
+            asyncio.run(client.send(Command(KIND_OF[verb], name, comment, gate)))
+        except CommandRejected as exc:
+            click.echo(f"refused: {exc}", err=True)
+            return 1
+        except EngineGone as exc:
+            click.echo(f"refused: {exc}", err=True)
+            return 1
+        click.echo(f"{verb}: done")
+        return 0
+
+    command.help = f"{verb.capitalize()} at RUN's open gate (or the run itself), from a script."
+    return command
+
+
+approve, reject, retry, skip, pause, continue_, abort = (_decide(v) for v in KIND_OF)
