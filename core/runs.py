@@ -184,7 +184,7 @@ def _run_state(index: JournalIndex) -> str:
     return "running" if driver_alive(str(index.header.get("cloud", ""))) else NO_DRIVER
 
 
-NO_DRIVER = "no driver (stopped without finishing; resume it)"
+NO_DRIVER = "engine lost (stopped without finishing; resume it)"
 
 
 def driver_alive(cloud: str) -> bool:

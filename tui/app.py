@@ -35,7 +35,7 @@ from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
 from core.words import GLYPHS, STEP_SETTLED, WORDS
 from themes import STYLESHEET, THEMES
-from tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen
+from tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
 
 REFRESH = 1 / 30  # the log, header and gate bar: new output is on screen within a frame
@@ -175,6 +175,7 @@ class RollgateApp(App[int]):
         self._follow = True
         self._shown_gate: str | None = None
         self._asking_about: str | None = None  # the gate a dialog of this console asks about
+        self._attached: list[str] = []  # consoles attached to a detached engine
         self._node_rows: dict[str, Any] = {}
         self._search = ""
         self._filter = ""
@@ -245,6 +246,8 @@ class RollgateApp(App[int]):
         steps.border_title = "steps of the selected phase"
         self.w_log.border_title = "log (following)"
         self.set_interval(REFRESH, self._refresh)
+        if getattr(self.client, "detachable", False):  # who else is attached, every 2 s
+            self.set_interval(2.0, self._poll_attached)
         self._consume()
 
     def _build_sitemap(self) -> None:
@@ -306,6 +309,15 @@ class RollgateApp(App[int]):
             + (f" — {event.comment}" if event.comment else ""),
             severity="warning",
         )
+
+    @work(exclusive=True, group="attached")
+    async def _poll_attached(self) -> None:
+        with contextlib.suppress(Exception):  # the events stream says when the engine is gone
+            live = await self.client.request({"op": "status"})  # type: ignore[attr-defined]
+            attached = [str(w) for w in live.get("attached", [])]
+            if attached != self._attached:
+                self._attached = attached
+                self._dirty = True
 
     def _engine_lost(self, why: str) -> None:
         """The detached engine is gone: say so at once, and how to resume."""
@@ -411,8 +423,9 @@ class RollgateApp(App[int]):
                 else f"  operator {self.operator}"
             ),
             (f"  {self.operator.upper()}" if self.read_only else "", "bold"),
+            f"  attached: {', '.join(self._attached)}" if len(self._attached) > 1 else "",
             (
-                "  NO DRIVER: it stopped without finishing; resume it"
+                "  ENGINE LOST: it stopped without finishing; resume it"
                 if getattr(self.client, "driver_gone", False) and s.finished is None
                 else "",
                 "bold red",
@@ -843,12 +856,17 @@ class RollgateApp(App[int]):
     @work(exclusive=True, group="dialog")
     async def action_quit_console(self) -> None:
         if getattr(self.client, "detachable", False):  # a detached engine: the run goes on
-            if self.state.finished is not None or await self.push_screen_wait(
-                ConfirmScreen(
-                    "Detach? The run goes on without this console (space pauses it first, "
-                    "x aborts it); come back with `rollgate attach RUN_ID`."
-                )
+            if self.state.finished is not None:
+                self.exit(self.exit_code)
+                return
+            choice = await self.push_screen_wait(LeaveScreen(self.state.run_id))
+            if choice == "abort" and await self.push_screen_wait(
+                ConfirmScreen("Abort the run? Running commands are terminated.")
             ):
+                await self._send("abort", "aborted from the console")
+            elif choice == "pause" and self.state.status == "running":
+                await self._send("pause", "paused before detaching")
+            if choice in ("detach", "pause", "abort"):
                 self.exit(self.exit_code)
             return
         active = self.state.status in ("running", "paused") and not self.read_only

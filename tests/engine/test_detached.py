@@ -139,7 +139,16 @@ async def test_a_console_attached_over_the_socket_closes_a_dialog_decided_elsewh
         assert any("gate decided: approve by " in m and "(bob)" in m for m in said), said
         live = await client.request({"op": "status"})
         assert any("olga" in who for who in live["attached"])
-        await pilot.press("q", "y")  # detach: the run goes on
+        second = SocketClient(control_socket(run_dir), client.plan, header, name="bob")
+        stream = second.events(1)
+        await stream.__anext__()  # a second console attached: the first one's header names it
+        for _ in range(80):
+            await pilot.pause(0.05)
+            if "attached: " in str(app.w_header.render()):
+                break
+        assert "(bob)" in str(app.w_header.render()) and "(olga)" in str(app.w_header.render())
+        await stream.aclose()
+        await pilot.press("q", "d")  # detach: the run goes on
         await pilot.pause(0.2)
     again = await asyncio.to_thread(status, tmp_path, run_id)
     assert again["state"] == "running"

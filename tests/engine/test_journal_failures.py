@@ -212,8 +212,8 @@ def test_runs_says_running_then_no_driver_once_the_driver_is_gone(tmp_path: Path
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     listing = rollgate(tmp_path, "runs")
-    assert "no driver" in listing.stdout, listing.stdout
-    assert NO_DRIVER.startswith("no driver")
+    assert "engine lost" in listing.stdout, listing.stdout
+    assert NO_DRIVER.startswith("engine lost")
 
 
 async def test_watching_a_journal_that_is_deleted_ends_with_a_one_line_error(

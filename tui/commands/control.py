@@ -54,7 +54,9 @@ def attach_console(run: str, *, hint: str = "") -> int:
         from core.headless import exit_code
         from core.report import run_outcome
 
-        return exit_code(run_outcome(app.state))
+        outcome = run_outcome(app.state)
+        click.echo(f"run {outcome}; report: rollgate report {run}")
+        return exit_code(outcome)
     click.echo(f"detached; the run goes on. Back with: rollgate attach {run}")
     return 0
 

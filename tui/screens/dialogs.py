@@ -36,6 +36,36 @@ class PromptScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class LeaveScreen(ModalScreen[str | None]):
+    """Leaving a console attached to a running engine: detach, pause and detach, or abort."""
+
+    BINDINGS = [
+        Binding("d", "answer('detach')", "Detach"),
+        Binding("p", "answer('pause')", "Pause and detach"),
+        Binding("x", "answer('abort')", "Abort"),
+        Binding("escape", "answer(None)", "Stay"),
+    ]
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(
+                "Leave this console? The engine runs on its own; "
+                f"`rollgate attach {self.run_id}` comes back.",
+                id="question",
+            )
+            yield Label(
+                "[b]d[/b] detach (the run goes on)   [b]p[/b] pause, then detach   "
+                "[b]x[/b] abort the run   [b]Escape[/b] stay"
+            )
+
+    def action_answer(self, choice: str | None) -> None:
+        self.dismiss(choice)
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question: y confirms, n or Escape declines."""
 
