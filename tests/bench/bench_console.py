@@ -12,6 +12,7 @@ repaint of the screen).
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from common import peak_rss_mb, percentile, report  # type: ignore[import-not-fo
 from textual import events
 
 from core import events as ev
+from core.control import LIMIT, SocketClient
 from core.inventory import load_inventory
 from core.plan import Plan, build_plan
 from tests.bench.scale import scale_inventory_file
@@ -99,8 +101,8 @@ class FeedClient:
 class MeasuredApp(RollgateApp):
     """The console, noting when the events it has drawn reach the screen."""
 
-    def __init__(self, client: FeedClient):
-        super().__init__(client, operator="bench")
+    def __init__(self, client: FeedClient, view: Any = None):
+        super().__init__(view or client, operator="bench")
         self.feed = client
         self.shown: dict[int, float] = {}
         self._drawn_to = 0
@@ -153,14 +155,44 @@ async def key_to_render(app: RollgateApp, key: str, opens: bool) -> float:
     return time.perf_counter() - start
 
 
-async def run(plan: Plan) -> None:
+async def serve_feed(client: FeedClient, path: str) -> asyncio.AbstractServer:
+    """The feed behind a control socket, speaking core/control.py's protocol (events as JSON
+    lines), so the console reads it as it reads a detached engine."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = json.loads(await reader.readline() or b"{}")
+        try:
+            if request.get("op") != "events":
+                writer.write(b"{}\n")  # status polls: nothing to say
+                return
+            async for event in client.events(int(request.get("from", 1))):
+                writer.write(json.dumps(event.to_dict()).encode() + b"\n")
+                await writer.drain()
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # the benchmark is over
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(handle, path=path, limit=LIMIT)
+
+
+async def run(plan: Plan, attached: bool) -> None:
     client = FeedClient(plan)
-    app = MeasuredApp(client)
     keys: list[float] = []
     help_keys: list[float] = []
-    with tuned_gc(console=True):  # as `rollgate run` sets it for the console
-        await drive(app, client, keys, help_keys)
-    report_figures(app, client, keys, help_keys)
+    with tempfile.TemporaryDirectory(prefix="rgsock-") as tmp:
+        view = None
+        server = None
+        if attached:
+            path = str(Path(tmp) / "control.sock")
+            server = await serve_feed(client, path)
+            view = SocketClient(Path(path), plan, {}, name="bench")
+        app = MeasuredApp(client, view)
+        with tuned_gc(console=True):  # as `rollgate run` sets it for the console
+            await drive(app, client, keys, help_keys)
+        if server is not None:
+            server.close()
+    report_figures(app, client, keys, help_keys, "console.attached" if attached else "console")
 
 
 async def drive(
@@ -181,28 +213,35 @@ async def drive(
 
 
 def report_figures(
-    app: MeasuredApp, client: FeedClient, keys: list[float], help_keys: list[float]
+    app: MeasuredApp,
+    client: FeedClient,
+    keys: list[float],
+    help_keys: list[float],
+    prefix: str = "console",
 ) -> None:
     latencies = [app.shown[seq] - at for seq, at in client.emitted.items() if seq in app.shown]
     lines = client.lines
-    report("console.nodes", len(app.state.nodes), "nodes")
-    report("console.events", len(client.emitted), "events")
-    report("console.events_shown", len(latencies), "events")
-    report("console.log_lines_per_second", lines / SECONDS, "lines/s")
-    report("console.event_to_screen_p50", percentile(latencies, 50) * 1000, "ms")
-    report("console.event_to_screen_p99", percentile(latencies, 99) * 1000, "ms")
-    report("console.key_to_render_p50", percentile(keys, 50) * 1000, "ms")
-    report("console.key_to_render_p99", percentile(keys, 99) * 1000, "ms")
-    report("console.help_screen_key_to_render_p50", percentile(help_keys, 50) * 1000, "ms")
-    report("console.help_screen_key_to_render_p99", percentile(help_keys, 99) * 1000, "ms")
-    report("console.peak_rss", peak_rss_mb(), "MB")
+    report(f"{prefix}.nodes", len(app.state.nodes), "nodes")
+    report(f"{prefix}.events", len(client.emitted), "events")
+    report(f"{prefix}.events_shown", len(latencies), "events")
+    report(f"{prefix}.log_lines_per_second", lines / SECONDS, "lines/s")
+    report(f"{prefix}.event_to_screen_p50", percentile(latencies, 50) * 1000, "ms")
+    report(f"{prefix}.event_to_screen_p99", percentile(latencies, 99) * 1000, "ms")
+    report(f"{prefix}.key_to_render_p50", percentile(keys, 50) * 1000, "ms")
+    report(f"{prefix}.key_to_render_p99", percentile(keys, 99) * 1000, "ms")
+    report(f"{prefix}.help_screen_key_to_render_p50", percentile(help_keys, 50) * 1000, "ms")
+    report(f"{prefix}.help_screen_key_to_render_p99", percentile(help_keys, 99) * 1000, "ms")
+    report(f"{prefix}.peak_rss", peak_rss_mb(), "MB")
 
 
 def main() -> None:
-    sites, computes = (int(a) for a in (sys.argv[1:3] or ("5", "1000")))
+    """`bench_console.py [SITES COMPUTES] [--attached]`: --attached reads the events through a
+    control socket, as a console attached to a detached engine does."""
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    sites, computes = (int(a) for a in (args[:2] or ("5", "1000")))
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-console-") as tmp:
         inventory = load_inventory(scale_inventory_file(Path(tmp), sites=sites, computes=computes))
-        asyncio.run(run(build_plan(inventory)))
+        asyncio.run(run(build_plan(inventory), "--attached" in sys.argv))
 
 
 if __name__ == "__main__":
