@@ -240,6 +240,8 @@ class SocketClient:
             writer.close()
 
     async def send(self, command: ev.Command) -> None:
+        if self.read_only:
+            raise CommandRejected("this console only watches; attach to decide")
         answer = await self.request(
             {
                 "op": "send",

@@ -83,7 +83,7 @@ def spawn_engine(argv: list[str]) -> str:
     raise UserError(f"the engine did not start within {READY_TIMEOUT:g}s; see {log}", exit_code=1)
 
 
-async def engine_main(session: object, ready: Path) -> int:
+async def engine_main(session: object, ready: Path, group: str = "") -> int:
     """The detached engine's life: serve the control socket, tell the starter the run id,
     drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
     (there is no terminal to lose)."""
@@ -96,7 +96,8 @@ async def engine_main(session: object, ready: Path) -> int:
     log = ready.with_suffix(".log")
     with contextlib.suppress(OSError):  # the engine's output, kept with its run
         os.replace(log, run_dir / "engine.log")
-    server = ControlServer(engine, session.header, socket_for(run_dir))  # type: ignore[attr-defined]
+    header = session.header  # type: ignore[attr-defined]
+    server = ControlServer(engine, header, socket_for(run_dir), group=group)
     await server.start()
     loop = asyncio.get_running_loop()
     operator = engine.options.operator
@@ -125,13 +126,22 @@ async def engine_main(session: object, ready: Path) -> int:
     return exit_code(outcome)
 
 
-def check_can_start(inventory_path: str, refuse_outside_window: bool, resume: str | None) -> None:
+def check_can_start(
+    inventory_path: str, refuse_outside_window: bool, resume: str | None, group: str = ""
+) -> None:
     """What refuses a start, checked before detaching: the inventory, the window (when no
     console will ask), a driver already running the cloud."""
     from core.inventory import load_inventory
     from core.runs import driver_alive
     from core.window import resolve as resolve_window
 
+    if group:
+        import grp
+
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise UserError(f"--control-group {group!r}: no such group on this machine") from None
     inventory = load_inventory(inventory_path)
     if driver_alive(inventory.cloud):
         raise UserError(

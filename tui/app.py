@@ -855,7 +855,7 @@ class RollgateApp(App[int]):
 
     @work(exclusive=True, group="dialog")
     async def action_quit_console(self) -> None:
-        if getattr(self.client, "detachable", False):  # a detached engine: the run goes on
+        if getattr(self.client, "detachable", False) and not self.read_only:  # the run goes on
             if self.state.finished is not None:
                 self.exit(self.exit_code)
                 return

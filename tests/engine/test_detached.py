@@ -178,3 +178,41 @@ def test_malformed_truncated_and_huge_requests_never_stop_the_engine(tmp_path: P
     time.sleep(1)
     journal = read_journal(run_dir / "journal.jsonl")  # whole
     assert type(journal.events[-1]).__name__ == "RunFinished"
+
+
+async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
+    run_id = await asyncio.to_thread(start, tmp_path)
+    from core.engine import CommandRejected
+    from core.events import Command
+    from tui.commands.control import _client
+
+    watcher = await asyncio.to_thread(_client, run_id, "watching")
+    watcher.read_only = True
+    app = RollgateApp(watcher, operator="watching (read-only)")
+    async with app.run_test(size=(150, 44)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.state.gate is not None:
+                break
+        assert app.state.gate is not None  # the live run, through the socket
+        assert "driven by " in str(app.w_header.render())
+        footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+        assert "Approve" not in footer
+        with pytest.raises(CommandRejected, match="only watches"):
+            await watcher.send(Command("approve", "x", "", app.state.gate.id))
+    await asyncio.to_thread(rollgate, tmp_path, "abort", run_id, "--comment", "test over")
+
+
+def test_a_control_group_opens_the_socket_to_a_team(tmp_path: Path) -> None:
+    import grp
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    bad = rollgate(tmp_path, "run", str(SMALL), "--detach", "--control-group", "no-such-grp")
+    assert bad.returncode == 2 and "no such group" in bad.stderr
+    run_id = start(tmp_path, "--control-group", group)
+    info = os.stat(control_socket(tmp_path / "runs" / run_id))
+    assert (info.st_mode & 0o777) == 0o660 and info.st_gid == os.getgid()
+    rollgate(tmp_path, "abort", run_id, "--comment", "test over")

@@ -76,6 +76,13 @@ from tui.commands.options import TIME_SCALE
     is_flag=True,
     help="Run the engine inside this console's process (closing the console pauses the run).",
 )
+@click.option(
+    "--control-group",
+    default="",
+    metavar="GROUP",
+    help="Open the run's control socket to this group (mode 0660) so a team can attach and "
+    "decide; the journal names each one by login.",
+)
 @click.option("--engine-process", hidden=True, type=click.Path(), default=None)
 def run(
     inventory: str,
@@ -92,6 +99,7 @@ def run(
     outside_window: bool,
     detach: bool,
     foreground: bool,
+    control_group: str,
     engine_process: str | None,
 ) -> int:
     """Upgrade the cloud described by INVENTORY, supervising it step by step.
@@ -109,7 +117,7 @@ def run(
         from core.detach import check_can_start, spawn_engine
 
         check_can_start(inventory, refuse_outside_window=detach and not outside_window,
-                        resume=resume)  # fmt: skip
+                        resume=resume, group=control_group)  # fmt: skip
         argv = [inventory, *(["--operator", operator] if operator else [])]
         argv += ["--auto-approve"] * auto_approve + ["--dry-run"] * dry_run
         argv += ["--lab-inprocess"] * lab_inprocess + ["--no-verify-host-keys"] * insecure
@@ -117,6 +125,7 @@ def run(
         argv += ["--journal", journal] if journal else []
         argv += ["--resume", resume] if resume else []
         argv += ["--time-scale", str(time_scale)] if time_scale is not None else []
+        argv += ["--control-group", control_group] if control_group else []
         for fault in faults:
             argv += ["--fault", fault]
         run_id = spawn_engine(argv)
@@ -150,7 +159,7 @@ def run(
 
                 from core.detach import engine_main
 
-                return await engine_main(session, Path(engine_process))
+                return await engine_main(session, Path(engine_process), control_group)
             if headless:
                 from core.headless import HeadlessRunner
 

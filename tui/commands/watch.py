@@ -10,15 +10,21 @@ import click
 def watch(run: str) -> int:
     """Follow RUN live from its journal in the console; nothing can be approved from here."""
     from core.client import open_journal_client
+    from core.errors import UserError
     from tui.app import RollgateApp
     from tui.gc_policy import tuned_gc
 
-    client = open_journal_client(run, follow=True)
-    app = RollgateApp(client, operator="watching (read-only)")
+    client: object
+    try:  # a detached engine serves the run: follow it through its socket
+        from tui.commands.control import _client
+
+        client = _client(run, name="watching")
+        client.read_only = True  # type: ignore[attr-defined]
+    except UserError:  # a finished run, or one a foreground console drives: its journal
+        client = open_journal_client(run, follow=True)
+    app = RollgateApp(client, operator="watching (read-only)")  # type: ignore[arg-type]
     with tuned_gc(console=True):
         app.run()
     if app.error:
-        from core.errors import UserError
-
         raise UserError(app.error)
     return 0
