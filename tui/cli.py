@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pause": ("tui.commands.control:pause", "Pause a run (running steps finish)."),
     "continue": ("tui.commands.control:continue_", "Continue a paused run."),
     "abort": ("tui.commands.control:abort", "Abort a run (running commands are terminated)."),
+    "serve": ("tui.commands.serve:serve", "Serve a run's console to a browser on 127.0.0.1."),
 }
 
 
