@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from core import events as ev
 from core.engine import CommandRejected, Engine
 from core.estimate import remaining_seconds
@@ -185,7 +187,7 @@ class ControlServer:
         index = next((i for i, e in enumerate(history) if e.seq >= start), len(history))
         while True:
             while index < len(history):
-                writer.write(json.dumps(history[index].to_dict()).encode() + b"\n")
+                writer.write(orjson.dumps(history[index].to_dict()) + b"\n")
                 index += 1
             await writer.drain()
             if self.engine.finished.is_set() and index >= len(history):
@@ -235,7 +237,7 @@ class SocketClient:
                 line = await reader.readline()
                 if not line:
                     return  # the run ended, or the engine went away (the reader says which)
-                yield ev.event_from_dict(json.loads(line))
+                yield ev.event_from_dict(orjson.loads(line))
         finally:
             writer.close()
 

@@ -176,6 +176,7 @@ class RollgateApp(App[int]):
         self._shown_gate: str | None = None
         self._asking_about: str | None = None  # the gate a dialog of this console asks about
         self._attached: list[str] = []  # consoles attached to a detached engine
+        self._estimate: tuple[int, float | None] = (-1, None)  # (second, work left)
         self._node_rows: dict[str, Any] = {}
         self._search = ""
         self._filter = ""
@@ -401,7 +402,10 @@ class RollgateApp(App[int]):
             else:
                 window = f"  window left {_span(end - now)}" if now < end else "  WINDOW OVER"
         estimate, late = "", ""
-        left = remaining_seconds(s, self.clock(), self.past_pace)
+        second = int(self.clock())
+        if self._estimate[0] != second:  # a walk over every step: once a second is enough
+            self._estimate = (second, remaining_seconds(s, self.clock(), self.past_pace))
+        left = self._estimate[1]
         if left is not None and s.finished is None and s.started is not None:
             estimate = f"  ~{_span(left)} of work left"
             if self.window is not None and self.clock() + left > self.window[1]:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from common import peak_rss_mb, percentile, report  # type: ignore[import-not-found]
 from textual import events
 
@@ -166,7 +167,7 @@ async def serve_feed(client: FeedClient, path: str) -> asyncio.AbstractServer:
                 writer.write(b"{}\n")  # status polls: nothing to say
                 return
             async for event in client.events(int(request.get("from", 1))):
-                writer.write(json.dumps(event.to_dict()).encode() + b"\n")
+                writer.write(orjson.dumps(event.to_dict()) + b"\n")
                 await writer.drain()
         except (asyncio.CancelledError, ConnectionError):
             pass  # the benchmark is over
@@ -176,23 +177,73 @@ async def serve_feed(client: FeedClient, path: str) -> asyncio.AbstractServer:
     return await asyncio.start_unix_server(handle, path=path, limit=LIMIT)
 
 
-async def run(plan: Plan, attached: bool) -> None:
-    client = FeedClient(plan)
+def _engine_process(inventory: str, path: str, ready: Any) -> None:
+    """The feed as a detached engine would be: another process (another core), serving the
+    control socket; events carry their creation time (`mono`, the same clock system-wide)."""
+    plan = build_plan(load_inventory(Path(inventory)))
+
+    async def main() -> None:
+        await serve_feed(FeedClient(plan), path)
+        ready.set()
+        await asyncio.sleep(SECONDS + 30)
+
+    asyncio.run(main())
+
+
+class SocketFeed:
+    """The console's side of an attached run: what arrived, and when it was created."""
+
+    def __init__(self, client: SocketClient):
+        self.client = client
+        self.plan, self.header, self.read_only = client.plan, client.header, False
+        self.emitted: dict[int, float] = {}
+        self.lines = 0
+        self.done = asyncio.Event()
+
+    async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
+        first: float | None = None
+        async for event in self.client.events(from_seq):
+            self.emitted[event.seq] = event.mono  # CLOCK_MONOTONIC, as perf_counter here
+            if isinstance(event, ev.StepOutput):
+                self.lines += len(event.lines)
+            if first is None:  # the feed runs SECONDS from its first event
+                first = time.perf_counter()
+                asyncio.get_running_loop().call_later(SECONDS + 0.5, self.done.set)
+            yield event
+
+    async def request(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def send(self, command: ev.Command) -> None:
+        return None
+
+
+async def run(plan: Plan, attached: bool, inventory: str = "") -> None:
     keys: list[float] = []
     help_keys: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="rgsock-") as tmp:
-        view = None
-        server = None
-        if attached:
-            path = str(Path(tmp) / "control.sock")
-            server = await serve_feed(client, path)
-            view = SocketClient(Path(path), plan, {}, name="bench")
-        app = MeasuredApp(client, view)
+    if not attached:
+        client: Any = FeedClient(plan)
+        app = MeasuredApp(client)
         with tuned_gc(console=True):  # as `rollgate run` sets it for the console
             await drive(app, client, keys, help_keys)
-        if server is not None:
-            server.close()
-    report_figures(app, client, keys, help_keys, "console.attached" if attached else "console")
+        report_figures(app, client, keys, help_keys, "console")
+        return
+    import multiprocessing
+
+    with tempfile.TemporaryDirectory(prefix="rgsock-") as tmp:
+        path = str(Path(tmp) / "control.sock")
+        context = multiprocessing.get_context("spawn")  # not a fork of a running event loop
+        ready = context.Event()
+        engine = context.Process(target=_engine_process, args=(inventory, path, ready), daemon=True)
+        engine.start()
+        ready.wait(60)
+        feed = SocketFeed(SocketClient(Path(path), plan, {}, name="bench"))
+        app = MeasuredApp(feed, feed)  # type: ignore[arg-type]
+        with tuned_gc(console=True):
+            await drive(app, feed, keys, help_keys)  # type: ignore[arg-type]
+        engine.terminate()
+        engine.join(10)
+    report_figures(app, feed, keys, help_keys, "console.attached")  # type: ignore[arg-type]
 
 
 async def drive(
@@ -240,8 +291,9 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     sites, computes = (int(a) for a in (args[:2] or ("5", "1000")))
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-console-") as tmp:
-        inventory = load_inventory(scale_inventory_file(Path(tmp), sites=sites, computes=computes))
-        asyncio.run(run(build_plan(inventory), "--attached" in sys.argv))
+        path = scale_inventory_file(Path(tmp), sites=sites, computes=computes)
+        inventory = load_inventory(path)
+        asyncio.run(run(build_plan(inventory), "--attached" in sys.argv, str(path)))
 
 
 if __name__ == "__main__":
