@@ -128,7 +128,7 @@ class ControlServer:
                 raise ValueError("not an object")
             op = request.get("op")
             if op == "events":
-                await self._events(writer, int(request.get("from", 1)), login, request)
+                await self._events(reader, writer, int(request.get("from", 1)), login, request)
             elif op == "send":
                 await self._reply(writer, await self._send(request.get("command"), login))
             elif op == "header":
@@ -179,20 +179,35 @@ class ControlServer:
         return error
 
     async def _events(
-        self, writer: asyncio.StreamWriter, start: int, login: str, request: dict[str, Any]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        start: int,
+        login: str,
+        request: dict[str, Any],
     ) -> None:
+        """Replay from `start`, then follow; ends when the run ends or the client goes (a
+        console killed while nothing happens is not counted attached for long)."""
         if request.get("attach"):
             self.attached[id(writer)] = operator_name(login, str(request.get("name") or ""))
         history = self.engine.history
         index = next((i for i, e in enumerate(history) if e.seq >= start), len(history))
-        while True:
-            while index < len(history):
-                writer.write(orjson.dumps(history[index].to_dict()) + b"\n")
-                index += 1
-            await writer.drain()
-            if self.engine.finished.is_set() and index >= len(history):
-                return
-            await self.engine.wait_for_event_after(index)
+        gone = asyncio.ensure_future(reader.read(1))  # the client sends nothing more: EOF
+        try:
+            while True:
+                while index < len(history):
+                    writer.write(orjson.dumps(history[index].to_dict()) + b"\n")
+                    index += 1
+                await writer.drain()
+                if self.engine.finished.is_set() and index >= len(history):
+                    return
+                more = asyncio.ensure_future(self.engine.wait_for_event_after(index))
+                await asyncio.wait({more, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if gone.done():
+                    more.cancel()
+                    return
+        finally:
+            gone.cancel()
 
 
 class SocketClient:

@@ -103,6 +103,12 @@ def test_a_detached_run_survives_its_console_being_killed(tmp_path: Path) -> Non
     time.sleep(0.5)
     alive = status(tmp_path, run_dir.name)
     assert alive["state"] == "running" and alive["gate"] is not None  # it waits, undecided
+    for _ in range(50):  # the killed console is no longer counted attached
+        if not alive["attached"]:
+            break
+        time.sleep(0.1)
+        alive = status(tmp_path, run_dir.name)
+    assert alive["attached"] == []
     final = drive_by_command_line(tmp_path, run_dir.name)
     assert final["state"] == "complete"
 
