@@ -624,15 +624,7 @@ def _data_plane_host(b: _PhaseBuilder, node: Node, reason: str) -> None:
     is_compute = node.has("nova-compute")
     main_role = "nova-compute" if is_compute else next(r for r in AGENT_ORDER if node.has(r))
     if is_compute:
-        b.cloud(
-            "disable-compute",
-            node,
-            "nova-compute",
-            f"disable nova-compute on {node.name} in the scheduler",
-            host=node.name,
-            binary="nova-compute",
-            reason=reason,
-        )
+        fence_compute(b, node, reason)
     b.upgrade_node(node, main_role, host=True)
     if is_compute:
         _rpc_pin(b, node, "nova-compute")
@@ -642,28 +634,73 @@ def _data_plane_host(b: _PhaseBuilder, node: Node, reason: str) -> None:
     if is_compute:
         b.add("restart", node, "nova-compute", unit=b.ctx.method.unit("nova-compute"))
     if agents:
-        _agents_up(b, node, agents)
+        agents_up(b, node, agents)
     if is_compute:
-        b.cloud(
-            "enable-compute",
-            node,
-            "nova-compute",
-            f"enable nova-compute on {node.name}",
-            host=node.name,
-            binary="nova-compute",
-        )
-        b.cloud(
-            "wait-compute-up",
-            node,
-            "nova-compute",
-            f"nova-compute on {node.name} reports again after its restart",
-            host=node.name,
-            binary="nova-compute",
-        )
+        compute_back(b, node)
     b.restarted(node, main_role)  # its own services restarted: unblock now
 
 
-def _agents_up(b: _PhaseBuilder, node: Node, agents: list[str]) -> None:
+def compute_groups(
+    b: _PhaseBuilder, computes: list[Node]
+) -> list[tuple[str, str, str, list[Node], Gate | None]]:
+    """(name, title, kind, nodes, gate) of the canary, then each batch: the policy's canary
+    size and batch size, the canary gate before the first batch when the policy asks."""
+    policy = b.ctx.inventory.policy
+    canary, rest = computes[: policy.canary], computes[policy.canary :]
+    out: list[tuple[str, str, str, list[Node], Gate | None]] = []
+    if canary:
+        out.append(("canary", f"canary {compress([n.name for n in canary])}", "canary",
+                    canary, None))  # fmt: skip
+    batches = [rest[i : i + policy.batch_size] for i in range(0, len(rest), policy.batch_size)]
+    for i, batch in enumerate(batches, start=1):
+        gate = None
+        if i == 1 and canary and "canary" in b.ctx.gates:
+            gate = Gate(
+                f"gate:{b.id}/canary",
+                "canary",
+                f"canary {compress([n.name for n in canary])} is upgraded at "
+                f"{b.site.name}: continue with {len(rest)} computes in {len(batches)} batches?",
+            )
+        names = compress([n.name for n in batch])
+        out.append((f"batch-{i}", f"batch {i}/{len(batches)} {names}", "batch", batch, gate))
+    return out
+
+
+def fence_compute(b: _PhaseBuilder, node: Node, reason: str) -> None:
+    """Take the compute out of the scheduler while it is worked on."""
+    b.cloud(
+        "disable-compute",
+        node,
+        "nova-compute",
+        f"disable nova-compute on {node.name} in the scheduler",
+        host=node.name,
+        binary="nova-compute",
+        reason=reason,
+    )
+
+
+def compute_back(b: _PhaseBuilder, node: Node) -> None:
+    """Put the compute back in the scheduler, and see it report after its restart."""
+    b.cloud(
+        "enable-compute",
+        node,
+        "nova-compute",
+        f"enable nova-compute on {node.name}",
+        host=node.name,
+        binary="nova-compute",
+    )
+    b.cloud(
+        "wait-compute-up",
+        node,
+        "nova-compute",
+        f"nova-compute on {node.name} reports again after its restart",
+        host=node.name,
+        binary="nova-compute",
+    )
+
+
+def agents_up(b: _PhaseBuilder, node: Node, agents: list[str]) -> None:
+    """See the node's neutron agents report alive, started after their restart."""
     binaries = sorted({b.ctx.method.package(a) for a in agents})
     b.cloud(
         "wait-agents-up",
@@ -739,7 +776,7 @@ def _neutron(b: _PhaseBuilder, servers: list[Node]) -> None:
         b.upgrade_node(node, agents[0], only=agents)
         for agent in agents:
             b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
-        _agents_up(b, node, agents)
+        agents_up(b, node, agents)
 
 
 def _compute(b: _PhaseBuilder) -> None:
@@ -788,28 +825,9 @@ def _compute(b: _PhaseBuilder) -> None:
     for node in network_only:
         b.stage(f"network@{node.name}", f"network node {node.name}", "network")
         _data_plane_host(b, node, reason)
-    computes = site.with_role("nova-compute")
-    canary = computes[: inv.policy.canary]
-    rest = computes[len(canary) :]
-    if canary:
-        b.stage("canary", f"canary {compress([n.name for n in canary])}", "canary")
-        for node in canary:
-            _data_plane_host(b, node, reason)
-    size = inv.policy.batch_size
-    batches = [rest[i : i + size] for i in range(0, len(rest), size)]
-    for i, batch in enumerate(batches, start=1):
-        gate = None
-        if i == 1 and canary and "canary" in b.ctx.gates:
-            gate = Gate(
-                f"gate:{b.id}/canary",
-                "canary",
-                f"canary {compress([n.name for n in canary])} is upgraded at "
-                f"{site.name}: continue with {len(rest)} computes in {len(batches)} "
-                "batches?",
-            )
-        names = compress([n.name for n in batch])
-        b.stage(f"batch-{i}", f"batch {i}/{len(batches)} {names}", "batch", gate)
-        for node in batch:
+    for name, title, kind, nodes, gate in compute_groups(b, site.with_role("nova-compute")):
+        b.stage(name, title, kind, gate)
+        for node in nodes:
             _data_plane_host(b, node, reason)
     if controllers:
         nova_roles = [*controllers, "nova-compute"]

@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.hostrange import compress
 from core.inventory import Inventory, Node
 from core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
-from core.plan import Gate
+from core.plan import agents_up, compute_back, compute_groups, fence_compute
 from core.releases import kolla_ansible_major
 from core.roles import AGENT_ORDER, ROLES
 
@@ -212,7 +211,7 @@ def compute(b: Any) -> None:
     """placement; the nova and network control plane (every host but the computes), its
     online migrations held back; computes in canary and batches with their network; then
     nova's reload and online migrations once over every host."""
-    site, inv = b.site, b.ctx.inventory
+    site = b.site
     nova_ctl = [r for r in ("nova-conductor", "nova-scheduler", "nova-api") if site.with_role(r)]
     network = ["neutron-server", *AGENT_ORDER]
     if not (site.with_role("placement-api") or nova_ctl or site.with_role("nova-compute")):
@@ -267,43 +266,17 @@ def compute(b: Any) -> None:
                 "nova-api",
                 f"the compute API of {site.name} answers with its new microversions",
             )
-    del inv
 
 
 def _compute_batches(b: Any, computes: list[Node], tags: str) -> None:
+    """Each batch (the canary first): out of the scheduler, kolla's run limited to its hosts,
+    its containers and reports checked, back in the scheduler."""
     inv = b.ctx.inventory
-    canary = computes[: inv.policy.canary]
-    rest = computes[len(canary) :]
-    size = inv.policy.batch_size
-    groups: list[tuple[str, str, list[Node], Gate | None]] = []
-    if canary:
-        groups.append(("canary", f"canary {compress([n.name for n in canary])}", canary, None))
-    batches = [rest[i : i + size] for i in range(0, len(rest), size)]
-    for i, batch in enumerate(batches, start=1):
-        gate = None
-        if i == 1 and canary and "canary" in b.ctx.gates:
-            gate = Gate(
-                f"gate:{b.id}/canary",
-                "canary",
-                f"canary {compress([n.name for n in canary])} is upgraded at "
-                f"{b.site.name}: continue with {len(rest)} computes in {len(batches)} batches?",
-            )
-        names = compress([n.name for n in batch])
-        groups.append((f"batch-{i}", f"batch {i}/{len(batches)} {names}", batch, gate))
     reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"
-    for name, title, nodes, gate in groups:
-        kind = "canary" if name == "canary" else "batch"
+    for name, title, kind, nodes, gate in compute_groups(b, computes):
         b.stage(f"{name}-fence", f"{title}: out of the scheduler", kind, gate)
         for node in nodes:
-            b.cloud(
-                "disable-compute",
-                node,
-                "nova-compute",
-                f"disable nova-compute on {node.name} in the scheduler",
-                host=node.name,
-                binary="nova-compute",
-                reason=reason,
-            )
+            fence_compute(b, node, reason)
         b.stage(name, title, kind)
         _deploy(b, "upgrade-computes", "nova", kolla_tags=tags,
                 kolla_limit=",".join(n.name for n in nodes))  # fmt: skip
@@ -314,37 +287,8 @@ def _compute_batches(b: Any, computes: list[Node], tags: str) -> None:
         for node in nodes:
             agents = [a for a in AGENT_ORDER if node.has(a)]
             if agents:
-                b.cloud(
-                    "wait-agents-up",
-                    node,
-                    agents[0],
-                    f"neutron agents on {node.name} report alive, started after their restart",
-                    host=node.name,
-                    binaries=sorted({_agent_binary(a) for a in agents}),
-                )
-            b.cloud(
-                "enable-compute",
-                node,
-                "nova-compute",
-                f"enable nova-compute on {node.name}",
-                host=node.name,
-                binary="nova-compute",
-            )
-            b.cloud(
-                "wait-compute-up",
-                node,
-                "nova-compute",
-                f"nova-compute on {node.name} reports again after its restart",
-                host=node.name,
-                binary="nova-compute",
-            )
-
-
-def _agent_binary(role: str) -> str:
-    """The binary a neutron agent registers with in the networking API."""
-    from core.methods import method
-
-    return method("apt").package(role)
+                agents_up(b, node, agents)
+            compute_back(b, node)
 
 
 BUILDERS = {
