@@ -94,8 +94,13 @@ async def engine_main(session: object, ready: Path, group: str = "") -> int:
     run_id = session.run_id  # type: ignore[attr-defined]
     run_dir = runs_dir() / run_id
     log = ready.with_suffix(".log")
+    kept = run_dir / "engine.log"
+    n = 1
+    while kept.exists():  # a resumed run keeps each engine's output
+        n += 1
+        kept = run_dir / f"engine.{n}.log"
     with contextlib.suppress(OSError):  # the engine's output, kept with its run
-        os.replace(log, run_dir / "engine.log")
+        os.replace(log, kept)
     header = session.header  # type: ignore[attr-defined]
     server = ControlServer(engine, header, socket_for(run_dir), group=group)
     await server.start()
