@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,10 @@ def assert_no_ok_step_ran_twice(events: list[ev.Event]) -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_sigkill_at_many_points_then_resume_completes(tmp_path: Path) -> None:
-    killed_at: list[int] = []
-    for n in KILL_AFTER_LINES:
+    """Each kill point is its own run (own state), two at a time: one core each."""
+
+    def kill_then_resume(n: int) -> int | None:
+        """Lines in the journal when SIGKILL landed, or None when the run ended first."""
         state = tmp_path / f"kill-{n}"
         journal = state / "journal.jsonl"
         proc = rollgate(state, "0.003", "--journal", str(journal))
@@ -71,10 +74,11 @@ def test_sigkill_at_many_points_then_resume_completes(tmp_path: Path) -> None:
         while lines_in(journal) < n and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         if proc.poll() is not None:
-            break  # the run finished before this point: later points would too
+            proc.communicate()
+            return None  # the run finished before this point
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        killed_at.append(lines_in(journal))
+        proc.communicate()
+        at = lines_in(journal)
         contents = read_journal(journal)  # reads back whole (a torn tail is tolerated)
         assert contents.events, n
         resumed = rollgate(state, "0", "--resume", str(journal))
@@ -84,6 +88,10 @@ def test_sigkill_at_many_points_then_resume_completes(tmp_path: Path) -> None:
         assert events[-1].type == "run-finished" and events[-1].outcome == "complete"
         assert_no_ok_step_ran_twice(events)
         assert sum(isinstance(e, ev.RunStarted) and e.resumed for e in events) == 1
+        return at
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        killed_at = [at for at in pool.map(kill_then_resume, KILL_AFTER_LINES) if at is not None]
     assert len(killed_at) >= 10, f"the run ended before enough kill points: {killed_at}"
 
 
