@@ -164,6 +164,7 @@ class Engine:
         self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
         self._gate_lock = asyncio.Lock()
         self._notifications: set[asyncio.Task[None]] = set()
+        self._notify_lock = asyncio.Lock()
         self._window_lock = asyncio.Lock()  # one WINDOW OVER question for sites at once
         self._gate_future: asyncio.Future[tuple[str, str]] | None = None
         self._stop: str | None = None  # one of HALT_MODES once the run must end
@@ -453,7 +454,9 @@ class Engine:
             return
 
         async def send() -> None:
-            for channel, error in await notifier.send(what, text):
+            async with self._notify_lock:  # told in the order they happened (the lock is FIFO)
+                failures = await notifier.send(what, text)
+            for channel, error in failures:
                 self.emit(ev.NotificationFailed, channel=channel, about=what, error=error)
 
         task = asyncio.get_running_loop().create_task(send())
