@@ -666,6 +666,18 @@ def compute_groups(
     return out
 
 
+def verify_compute_api(b: _PhaseBuilder) -> None:
+    """The site's compute API answers with its new microversions (when it has one)."""
+    apis = b.site.with_role("nova-api")
+    if apis:
+        b.cloud(
+            "verify-compute-api",
+            apis[0],
+            "nova-api",
+            f"the compute API of {b.site.name} answers with its new microversions",
+        )
+
+
 def fence_compute(b: _PhaseBuilder, node: Node, reason: str) -> None:
     """Take the compute out of the scheduler while it is worked on."""
     b.cloud(
@@ -838,14 +850,7 @@ def _compute(b: _PhaseBuilder) -> None:
         b.stage("post", "nova online data migrations and checks", "post")
         b.add("online-migrations", n1, controllers[0])
         b.add("status-check", n1, controllers[0])
-        apis = site.with_role("nova-api")
-        if apis:
-            b.cloud(
-                "verify-compute-api",
-                apis[0],
-                "nova-api",
-                f"the compute API of {site.name} answers with its new microversions",
-            )
+        verify_compute_api(b)
 
 
 def _block_storage(b: _PhaseBuilder) -> None:

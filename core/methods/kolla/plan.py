@@ -24,7 +24,13 @@ from typing import Any
 
 from core.inventory import Inventory, Node
 from core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
-from core.plan import agents_up, compute_back, compute_groups, fence_compute
+from core.plan import (
+    agents_up,
+    compute_back,
+    compute_groups,
+    fence_compute,
+    verify_compute_api,
+)
 from core.releases import kolla_ansible_major
 from core.roles import AGENT_ORDER, ROLES
 
@@ -258,14 +264,7 @@ def compute(b: Any) -> None:
         )  # fmt: skip
         if nova_ctl:
             b.add("status-check", site.with_role(nova_ctl[-1])[0], nova_ctl[-1])
-        apis = site.with_role("nova-api")
-        if apis:
-            b.cloud(
-                "verify-compute-api",
-                apis[0],
-                "nova-api",
-                f"the compute API of {site.name} answers with its new microversions",
-            )
+        verify_compute_api(b)
 
 
 def _compute_batches(b: Any, computes: list[Node], tags: str) -> None:
