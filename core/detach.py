@@ -14,9 +14,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import UserError
 from core.runs import private_dir, runs_dir, state_home, write_private
+
+if TYPE_CHECKING:
+    from core.session import Session
 
 READY_TIMEOUT = 120.0  # seconds the engine may take to open its run (a lab starts first)
 SOCKET_PATH_MAX = 100  # a Unix socket path longer than ~107 bytes cannot be bound
@@ -83,15 +87,15 @@ def spawn_engine(argv: list[str]) -> str:
     raise UserError(f"the engine did not start within {READY_TIMEOUT:g}s; see {log}", exit_code=1)
 
 
-async def engine_main(session: object, ready: Path, group: str = "") -> int:
+async def engine_main(session: Session, ready: Path, group: str = "") -> int:
     """The detached engine's life: serve the control socket, tell the starter the run id,
     drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
     (there is no terminal to lose)."""
     from core.control import ControlServer
     from core.headless import exit_code
 
-    engine = session.engine  # type: ignore[attr-defined]
-    run_id = session.run_id  # type: ignore[attr-defined]
+    engine = session.engine
+    run_id = session.run_id
     run_dir = runs_dir() / run_id
     log = ready.with_suffix(".log")
     kept = run_dir / "engine.log"
@@ -101,8 +105,7 @@ async def engine_main(session: object, ready: Path, group: str = "") -> int:
         kept = run_dir / f"engine.{n}.log"
     with contextlib.suppress(OSError):  # the engine's output, kept with its run
         os.replace(log, kept)
-    header = session.header  # type: ignore[attr-defined]
-    server = ControlServer(engine, header, socket_for(run_dir), group=group)
+    server = ControlServer(engine, session.header, socket_for(run_dir), group=group)
     await server.start()
     loop = asyncio.get_running_loop()
     operator = engine.options.operator
@@ -127,7 +130,7 @@ async def engine_main(session: object, ready: Path, group: str = "") -> int:
         await server.close()
         with contextlib.suppress(OSError):
             (run_dir / "engine.pid").unlink()
-    print(f"run {outcome}; journal: {session.journal_path}")  # type: ignore[attr-defined]
+    print(f"run {outcome}; journal: {session.journal_path}")
     return exit_code(outcome)
 
 

@@ -408,7 +408,7 @@ class Engine:
                 raise _Abort
             if kind in PLAN_GATE_KINDS and self.state.approved(gate_id):
                 return ("approve", "")
-            self.emit(
+            opened = self.emit(
                 ev.GateOpened,
                 gate=gate_id,
                 kind=kind,
@@ -433,9 +433,8 @@ class Engine:
                     )
                 )
             else:  # a person must decide: tell whoever the inventory says should hear
-                opened = self.history[-1] if isinstance(self.history[-1], ev.GateOpened) else None
-                if opened is not None:
-                    self._tell(*gate_text(opened))
+                assert isinstance(opened, ev.GateOpened)
+                self._tell(*gate_text(opened))
             await self._commit()
             decision = await self._gate_future
             self._gate_future = None

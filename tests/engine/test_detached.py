@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,14 @@ def status(tmp_path: Path, run_id: str) -> dict:
     out = rollgate(tmp_path, "status", run_id, "--json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+async def until_a_gate(app: RollgateApp, pilot: Any) -> None:
+    """Wait (5 s at most) for the console to show the engine waiting at a gate."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if app.state.gate is not None:
+            return
 
 
 def drive_by_command_line(tmp_path: Path, run_id: str, deadline: float = 90) -> dict:
@@ -124,10 +133,7 @@ async def test_a_console_attached_over_the_socket_closes_a_dialog_decided_elsewh
     client.plan, client.header = Plan.from_dict(header["plan"]), header
     app = RollgateApp(client, operator="olga")
     async with app.run_test(size=(150, 44)) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.state.gate is not None:
-                break
+        await until_a_gate(app, pilot)
         assert app.state.gate is not None
         await pilot.press("a")  # the approve dialog asks for a comment
         await pilot.pause(0.2)
@@ -193,16 +199,13 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
     run_id = await asyncio.to_thread(start, tmp_path)
     from core.engine import CommandRejected
     from core.events import Command
-    from tui.commands.control import _client
+    from tui.commands.control import engine_client
 
-    watcher = await asyncio.to_thread(_client, run_id, "watching")
+    watcher = await asyncio.to_thread(engine_client, run_id, "watching")
     watcher.read_only = True
     app = RollgateApp(watcher, operator="watching (read-only)")
     async with app.run_test(size=(150, 44)) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.state.gate is not None:
-                break
+        await until_a_gate(app, pilot)
         assert app.state.gate is not None  # the live run, through the socket
         assert "driven by " in str(app.w_header.render())
         footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))

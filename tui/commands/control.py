@@ -13,7 +13,7 @@ import click
 from core.errors import UserError
 
 
-def _client(run: str, name: str = "") -> Any:
+def engine_client(run: str, name: str = "") -> Any:
     """A socket client of RUN's engine, with its plan and header; UserError when none answers."""
     from core.control import EngineGone, SocketClient
     from core.detach import control_socket
@@ -40,7 +40,7 @@ def attach_console(run: str, *, hint: str = "") -> int:
     from tui.app import RollgateApp
     from tui.gc_policy import tuned_gc
 
-    client = _client(run)
+    client = engine_client(run)
     app = RollgateApp(
         client,
         operator=getpass.getuser(),
@@ -106,7 +106,7 @@ def _status(run: str) -> dict[str, Any]:
     from core.control import EngineGone
 
     try:
-        client = _client(run)
+        client = engine_client(run)
         answer: dict[str, Any] = asyncio.run(client.request({"op": "status"}))
         return answer
     except (UserError, EngineGone):
@@ -159,7 +159,7 @@ def _decide(verb: str) -> click.Command:
 
         if verb == "skip" and not comment.strip():
             raise click.UsageError("skip needs --reason: why the step is left not run")
-        client = _client(run, name=name)
+        client = engine_client(run, name=name)
         gate = None
         if verb not in ("pause", "continue", "abort"):
             gate = (asyncio.run(client.request({"op": "status"})).get("gate") or {}).get("id")

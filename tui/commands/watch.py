@@ -16,9 +16,9 @@ def watch(run: str) -> int:
 
     client: object
     try:  # a detached engine serves the run: follow it through its socket
-        from tui.commands.control import _client
+        from tui.commands.control import engine_client
 
-        client = _client(run, name="watching")
+        client = engine_client(run, name="watching")
         client.read_only = True  # type: ignore[attr-defined]
     except UserError:  # a finished run, or one a foreground console drives: its journal
         client = open_journal_client(run, follow=True)
