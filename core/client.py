@@ -46,6 +46,11 @@ class EngineClient:
         self.plan = engine.plan
         self.header = header
 
+    def next_seq(self) -> int:
+        """The sequence number of the next event (a resumed run's history is already there)."""
+        history = self.engine.history
+        return history[-1].seq + 1 if history else 1
+
     async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
         history = self.engine.history
         index = next((i for i, e in enumerate(history) if e.seq >= from_seq), len(history))

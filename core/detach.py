@@ -92,7 +92,7 @@ async def engine_main(session: Session, ready: Path, group: str = "") -> int:
     drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
     (there is no terminal to lose)."""
     from core.control import ControlServer
-    from core.headless import exit_code
+    from core.narrate import exit_code
 
     engine = session.engine
     run_id = session.run_id

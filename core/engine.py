@@ -302,7 +302,7 @@ class Engine:
             self.leave_paused(command.operator, command.comment or "the driver quit; resumable")
             return
         gate = self.state.gate
-        if kind == "abort" and (gate is None or "abort" not in gate.options):
+        if kind == "abort" and (gate is None or "abort" not in gate.options or self._stop):
             self.abort(command.operator, command.comment)
             return
         if self._stop:

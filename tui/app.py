@@ -29,7 +29,7 @@ from core.client import RunClient
 from core.engine import CommandRejected
 from core.errors import UserError
 from core.estimate import remaining_seconds
-from core.headless import describe, exit_code
+from core.narrate import describe, exit_code
 from core.plan import Step
 from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
@@ -893,25 +893,34 @@ class RollgateApp(App[int]):
 
 
 async def run_console(session: Any) -> int:
-    """Run the engine and the console together; returns the exit code of the run."""
-    engine = session.engine
+    """Drive the run in this process with the console attached to it (`--foreground`); the
+    console steers it only through the session's client. Returns the run's exit code."""
+    options = session.engine.options
+    operator = options.operator
     window = (session.window.start, session.window.end) if session.window is not None else None
     hint = f"rollgate run {session.inventory.file} --resume {session.run_id}"
     app = RollgateApp(
         session.client,
-        operator=engine.options.operator,
+        operator=operator,
         resume_hint=hint,
         window=window,
-        past_pace=engine.options.past_pace,
+        past_pace=options.past_pace,
     )
-    task = asyncio.create_task(engine.run())
+    task = asyncio.create_task(session.engine.run())
     loop = asyncio.get_running_loop()
-    operator = engine.options.operator
+    pending: set[asyncio.Task[None]] = set()
+
+    async def quit_run(who: str, reason: str) -> None:
+        """Leave the run paused and resumable: running steps finish, nothing new starts."""
+        with contextlib.suppress(CommandRejected):
+            await session.client.send(ev.Command("quit", who, reason))
 
     def on_signal(name: str) -> None:  # the terminal went away, or someone asked us to stop
-        engine.leave_paused(
-            f"signal:{name} by {operator}", f"{name}: the console stopped; resumable"
+        job = asyncio.ensure_future(
+            quit_run(f"signal:{name} by {operator}", f"{name}: the console stopped; resumable")
         )
+        pending.add(job)
+        job.add_done_callback(pending.discard)
         app.exit()
 
     handled = []
@@ -925,7 +934,7 @@ async def run_console(session: Any) -> int:
         for signum in handled:
             loop.remove_signal_handler(signum)
     if not task.done():  # closed without aborting: running steps finish, the run is resumable
-        engine.leave_paused(operator, app.quit_reason or "the console closed; resumable")
+        await quit_run(operator, app.quit_reason or "the console closed; resumable")
     outcome = await task
     print(f"run {outcome}; journal: {session.journal_path}")
     if exit_code(outcome) == 1:

@@ -132,8 +132,8 @@ def test_a_plan_that_never_switches_the_package_source_fails_in_the_lab(tmp_path
 
 def test_log_lines_name_steps_and_phases_by_title_never_by_id() -> None:
     from core import events as ev
-    from core.headless import describe
     from core.inventory import load_inventory
+    from core.narrate import describe
     from core.plan import build_plan
     from tests.engine.conftest import SMALL
 

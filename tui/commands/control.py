@@ -51,7 +51,7 @@ def attach_console(run: str, *, hint: str = "") -> int:
     if app.error:
         raise UserError(app.error)
     if app.state.finished is not None:
-        from core.headless import exit_code
+        from core.narrate import exit_code
         from core.report import run_outcome
 
         outcome = run_outcome(app.state)

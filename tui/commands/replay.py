@@ -38,7 +38,7 @@ def replay(run: str, headless: bool) -> int:
 
     from rich.console import Console
 
-    from core.headless import render
+    from tui.headless import render
 
     with paused_gc():
         state = fold(client.plan, client.index)

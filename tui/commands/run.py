@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import TYPE_CHECKING
 
 import click
 
 from tui.commands.options import TIME_SCALE
+
+if TYPE_CHECKING:
+    from core.session import Session
 
 
 @click.command()
@@ -161,10 +166,8 @@ def run(
 
                 return await engine_main(session, Path(engine_process), control_group)
             if headless:
-                from core.headless import HeadlessRunner
-
                 with tuned_gc():
-                    return await HeadlessRunner(session).run()
+                    return await drive_headless(session)
             try:
                 from tui.app import run_console
             except ImportError:
@@ -177,3 +180,32 @@ def run(
                 return await run_console(session)
 
     return asyncio.run(main())
+
+
+async def drive_headless(session: Session) -> int:
+    """Drive the run in this process and follow it with the headless view, which steers it
+    only through the session's client (as a console would)."""
+    from core.engine import CommandRejected
+    from core.events import Command
+    from tui.headless import HeadlessView
+
+    options = session.engine.options
+    window = session.window
+    view = HeadlessView(
+        session.client,
+        operator=options.operator,
+        journal_path=str(session.journal_path),
+        resume_hint=f"rollgate run {session.inventory.file} --resume {session.run_id}",
+        news_from=session.client.next_seq(),
+        auto_approve=options.auto_approve,
+        window=(window.start, window.end) if window is not None else None,
+        notices=session.notices,
+    )
+    task = asyncio.create_task(session.engine.run())
+    try:
+        return await view.run()
+    finally:
+        if not task.done():  # the view failed: the run stops after its running steps
+            with contextlib.suppress(CommandRejected):
+                await session.client.send(Command("quit", options.operator, "the view ended"))
+        await task

@@ -1,4 +1,7 @@
-"""Headless runs: a rich live view in the terminal and gate prompts, COU-style but better.
+"""The headless view: a rich live view of a run in the terminal, with gate prompts.
+
+A view like the console: it reads the run's events through a `RunClient` (folding them with
+the one reducer) and answers gates and signals with commands, never touching the engine.
 
 Nothing here interprets Rich markup in text that comes from a run (command output, node names,
 step titles, reasons): every such string is printed as a `Text`, so `[database]` shows as is
@@ -13,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, Group
@@ -21,14 +25,14 @@ from rich.table import Table
 from rich.text import Text
 
 from core import events as ev
+from core.client import RunClient
 from core.engine import AUTO_OPERATOR, CommandRejected
-from core.plan import Plan
+from core.narrate import describe, exit_code
 from core.report import end_summary
-from core.session import Session
-from core.state import RunState
-from core.words import GLYPHS, RUN_COMPLETE, RUN_DEVIATIONS, glyph
+from core.state import RunState, apply
+from core.words import RUN_COMPLETE, RUN_DEVIATIONS, glyph
 
-__all__ = ["GLYPHS", "HeadlessRunner", "describe", "render"]
+__all__ = ["HeadlessView", "render"]
 
 NODE_COLUMNS = ("pending", "working", "partial", "done", "skipped", "failed", "unreachable")
 
@@ -71,63 +75,6 @@ def render(state: RunState) -> Group:
     return Group(*parts)
 
 
-_named: list[Any] = [None, ({}, {})]  # the last plan named, and its names
-
-
-def _names(plan: Plan | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Step and phase ids -> what an operator reads (a step's title on its node; a phase's
-    title at its site); empty without a plan. Built once per plan."""
-    if plan is None:
-        return {}, {}
-    if _named[0] is not plan:
-        steps = {
-            s.id: s.title if s.node in s.title else f"{s.title} on {s.node}" for s in plan.steps
-        }
-        _named[:] = [plan, (steps, {p.id: f"{p.title} at {p.site}" for p in plan.phases})]
-    found: tuple[dict[str, str], dict[str, str]] = _named[1]
-    return found
-
-
-def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
-    """One log line for events worth a line in a terminal log; with the plan, steps and
-    phases by title, never by internal id."""
-    steps, phases = _names(plan) if plan is not None and _wants_names(event) else ({}, {})
-    match event:
-        case ev.PhaseStarted(phase=p):
-            return f"phase {phases.get(p, p)} started"
-        case ev.PhaseFinished(phase=p, outcome=o):
-            return f"phase {phases.get(p, p)}: {o}"
-        case ev.GateOpened(title=t, kind=k):
-            return f"gate ({k}): {t}"
-        case ev.GateDecided(decision=d, operator=o, comment=c):
-            return f"gate decided: {d} by {o}" + (f" — {c}" if c else "")
-        case ev.StepFinished(step=s, outcome=o, error=e) if o not in ("ok",):
-            return f"step {steps.get(s, s)}: {o}" + (f" — {e}" if e else "")
-        case ev.RunPaused(operator=o, reason=r):
-            return f"paused by {o}" + (f" — {r}" if r else "")
-        case ev.RunResumed(operator=o):
-            return f"resumed by {o}"
-        case ev.RunAborted(operator=o, reason=r):
-            return f"aborted by {o}" + (f" — {r}" if r else "")
-        case ev.RunFinished(outcome=o, error=e):
-            return f"run {o}" + (f" — {e}" if e else "")
-        case ev.BackupPulled(node=n, remote=r, local=loc, size=z, sha256=h):
-            return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
-        case ev.NotificationFailed(channel=c, about=a, error=e):
-            return f"notification ({a}) by {c} failed: {e}; the run goes on"
-        case ev.RestartsAllowed(node=n, ok=True):
-            return f"package restarts allowed again on {n} (policy-rc.d removed)"
-        case ev.RestartsAllowed(node=n, error=e):
-            return f"package restarts still blocked on {n}: {e}"
-    return None
-
-
-def _wants_names(event: ev.Event) -> bool:
-    return isinstance(event, ev.PhaseStarted | ev.PhaseFinished) or (
-        isinstance(event, ev.StepFinished) and event.outcome != "ok"
-    )
-
-
 class LineReader:
     """Lines typed on standard input, read by one thread for the whole run, so a line typed
     while something else happens (a Ctrl-C menu, a gate closing) waits for the next question
@@ -158,44 +105,102 @@ class LineReader:
         return await self.lines.get()
 
 
-class HeadlessRunner:
-    def __init__(self, session: Session, console: Console | None = None):
-        self.session = session
-        self.engine = session.engine
-        self.console = console or Console(soft_wrap=True)
+@dataclass
+class HeadlessView:
+    """A run in the terminal: the live view, a log line per event worth one, and a prompt at
+    each gate. `news_from` is the first sequence number to print (a resumed run's past is not
+    news)."""
+
+    client: RunClient
+    operator: str
+    journal_path: str
+    resume_hint: str
+    news_from: int = 1
+    auto_approve: bool = False
+    window: tuple[float, float] | None = None
+    notices: list[str] = field(default_factory=list)
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+
+    def __post_init__(self) -> None:
         if not self.console.is_terminal:  # piped: one line per line, never wrapped
             self.console.width = 10_000
+        self.state = RunState.initial(self.client.plan)
+        self.dry_run = bool(self.client.header.get("dry_run"))
         self.interrupts = 0
+        self.leaving = False  # this view asked the run to stop (quit or abort)
         self._interrupted = asyncio.Event()
-        self._printed = len(session.engine.history)  # a resumed run's past is not news
-        self.operator = session.engine.options.operator
-        self.dry_run = bool(session.header.get("dry_run"))
+        self._finished = asyncio.Event()  # the run's events ended
+        self._lines: list[Text] = []  # log lines not printed yet (none while a prompt waits)
         self._reader: LineReader | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     @property
     def interactive(self) -> bool:
         return bool(sys.stdin) and sys.stdin.isatty()
 
+    @property
+    def stopping(self) -> bool:
+        return self.leaving or self.state.finished is not None or self.state.status == "aborted"
+
     def say(self, text: str, style: str | None = None) -> None:
         self.console.print(Text(text, style=style or ""), highlight=False)
+
+    async def _send(self, kind: str, comment: str = "", *, operator: str = "",
+                    gate: str | None = None) -> None:  # fmt: skip
+        """A command to the run; a refusal is said, never raised."""
+        if kind in ("quit", "abort"):
+            self.leaving = True
+        try:
+            await self.client.send(ev.Command(kind, operator or self.operator, comment, gate))
+        except CommandRejected as exc:
+            if kind not in ("quit", "abort"):  # the run ending on its own is no news
+                self.say(f"  {exc}")
+
+    def _soon(self, kind: str, comment: str, operator: str = "") -> None:
+        task = asyncio.ensure_future(self._send(kind, comment, operator=operator))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def _on_signal(self, name: str) -> None:
         self.interrupts += 1
         if self.interrupts >= 2:
-            self.engine.abort(self.operator, f"second {name}")
+            self._soon("abort", f"second {name}")
             self._interrupted.set()
         elif not self.interactive or name != "Ctrl-C":
             # no one to ask: pause after the running steps and leave the run resumable
             signal_name = "SIGINT" if name == "Ctrl-C" else name
-            self.engine.leave_paused(
-                f"signal:{signal_name} by {self.operator}",
+            self._soon(
+                "quit",
                 f"{name}: the driver stopped after the running steps; resumable",
+                operator=f"signal:{signal_name} by {self.operator}",
             )
         else:
             self._interrupted.set()
 
+    async def _follow(self) -> None:
+        """Fold every event into the view's state; queue a line for each one worth it."""
+        try:
+            async for event in self.client.events(1):
+                apply(self.state, event)
+                if event.seq < self.news_from:
+                    continue
+                if self.dry_run and isinstance(event, ev.StepOutput):
+                    self._lines.extend(Text(output) for output in event.lines)
+                    continue
+                line = describe(event, self.client.plan)
+                if line:
+                    stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+                    self._lines.append(Text.assemble((stamp, "dim"), " ", line))
+        finally:
+            self._finished.set()
+
+    def _print_new(self, live: Live) -> None:
+        lines, self._lines = self._lines, []
+        for line in lines:
+            live.console.print(line, highlight=False)
+
     async def _ask(self, prompt: str) -> str | None:
-        """One line from the terminal without blocking the engine; None when there is no
+        """One line from the terminal without blocking the run; None when there is no
         terminal or input ended; "" when Ctrl-C interrupted the question (the typed line, if
         any, is kept for the next question)."""
         if not self.interactive:
@@ -205,7 +210,7 @@ class HeadlessRunner:
         self.console.print(Text(prompt), end="")
         line = asyncio.ensure_future(self._reader.get())
         interrupted = asyncio.ensure_future(self._interrupted.wait())
-        finished = asyncio.ensure_future(self.engine.finished.wait())
+        finished = asyncio.ensure_future(self._finished.wait())
         try:
             await asyncio.wait({line, interrupted, finished}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -219,7 +224,7 @@ class HeadlessRunner:
         return ""
 
     async def _decide_gate(self, live: Live) -> None:
-        gate = self.engine.state.gate
+        gate = self.state.gate
         assert gate is not None
         live.stop()
         self.say(f"\n⏸ {gate.title}", "bold yellow")
@@ -228,7 +233,7 @@ class HeadlessRunner:
         for choice in gate.choices:  # what each decision does, before it is taken
             self.say(f"  · {choice}")
         options = "/".join(gate.options)
-        while self.engine.state.gate is gate and not self.engine.stopping:
+        while self.state.gate is gate and not self.stopping:
             if self._interrupted.is_set():
                 await self._interrupt_menu()
                 continue
@@ -236,69 +241,63 @@ class HeadlessRunner:
             if answer == "":
                 continue
             if answer is None:
+                if self.state.gate is not gate or self._finished.is_set():
+                    break  # decided elsewhere while we asked
                 self.say(
                     f"  no terminal to decide this {gate.kind} gate: the run stops here, paused "
                     "(running steps finish, nothing was terminated); decide it by resuming in "
                     "a terminal with the command below"
                 )
-                self.engine.leave_paused(self.operator, "no terminal to decide a gate")
+                await self._send("quit", "no terminal to decide a gate")
                 break
             word, _, comment = answer.partition(" ")
             word = {"y": "approve", "yes": "approve", "n": "reject", "no": "reject"}.get(
                 word.lower(), word.lower()
             )
-            try:
-                await self.engine.send(ev.Command(word, self.operator, comment.strip(), gate.id))
-            except (CommandRejected, ValueError) as exc:
-                self.say(f"  {exc}")
+            if word not in ev.COMMAND_KINDS:
+                self.say(f"  this gate takes {', '.join(gate.options)}, not {word}")
+                continue
+            await self._send(word, comment.strip(), gate=gate.id)
+            await self._settle(gate)
         live.start()
+
+    async def _settle(self, gate: object) -> None:
+        """Wait (briefly) for the decision's event to come back, so the prompt is not asked
+        twice for one gate."""
+        for _ in range(50):
+            if self.state.gate is not gate or self._finished.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     async def _interrupt_menu(self) -> None:
         self._interrupted.clear()
-        if self.engine.state.status == "running":
-            with contextlib.suppress(CommandRejected):
-                await self.engine.send(ev.Command("pause", self.operator, "Ctrl-C"))
+        if self.state.status == "running":
+            await self._send("pause", "Ctrl-C")
         self.say("\nPaused: running steps finish, nothing new starts. Ctrl-C again aborts.")
         answer = await self._ask(
             "  [c]ontinue, [a]bort, or [q]uit leaving the run paused (resume later with --resume): "
         )
-        if self.engine.finished.is_set() or self.interrupts >= 2:
+        if self._finished.is_set() or self.interrupts >= 2:
             return
-        gate = self.engine.state.gate
+        gate = self.state.gate
         word, _, comment = (answer or "").partition(" ")
         if gate is not None and word.lower() in gate.options:
             # a decision typed at the gate before or after the Ctrl-C: go on and take it
-            await self.engine.send(ev.Command("resume", self.operator))
-            with contextlib.suppress(CommandRejected):
-                await self.engine.send(
-                    ev.Command(word.lower(), self.operator, comment.strip(), gate.id)
-                )
+            await self._send("resume")
+            await self._send(word.lower(), comment.strip(), gate=gate.id)
         elif answer is None or answer.lower().startswith("q"):
-            self.engine.leave_paused(self.operator, "the operator quit; resume with --resume")
+            await self._send("quit", "the operator quit; resume with --resume")
         elif answer.lower().startswith("a"):
-            self.engine.abort(self.operator, "aborted after Ctrl-C")
-        elif self.engine.state.status == "paused":
-            await self.engine.send(ev.Command("resume", self.operator))
+            await self._send("abort", "aborted after Ctrl-C")
+        elif self.state.status == "paused":
+            await self._send("resume")
         self.interrupts = 0
 
-    def _print_new(self, live: Live) -> None:
-        history = self.engine.history
-        while self._printed < len(history):
-            event = history[self._printed]
-            self._printed += 1
-            if self.dry_run and isinstance(event, ev.StepOutput):
-                for output in event.lines:
-                    live.console.print(Text(output), highlight=False)
-                continue
-            line = describe(event, self.engine.plan)
-            if line:
-                stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-                live.console.print(Text.assemble((stamp, "dim"), " ", line), highlight=False)
-
     async def run(self) -> int:
-        for notice in self.session.notices:
+        """Follow the run to its end (or until this view leaves it); the run's exit code."""
+        for notice in self.notices:
             self.say(notice, "dim")
-        if self.engine.options.auto_approve:
+        if self.auto_approve:
             self.say(
                 f"--auto-approve: every approval gate is approved as "
                 f"'{AUTO_OPERATOR}' and journalled"
@@ -313,54 +312,43 @@ class HeadlessRunner:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, self._on_signal, name)
                 handled.append(signum)
-        task = asyncio.create_task(self.engine.run())
+        follow = asyncio.create_task(self._follow())
         interactive = self.console.is_terminal
         try:
             with Live(
-                render(self.engine.state),
+                render(self.state),
                 console=self.console,
                 refresh_per_second=4,
                 transient=not interactive,
                 auto_refresh=interactive,
             ) as live:
-                while not task.done():
+                while not follow.done():
                     self._print_new(live)
                     if self._interrupted.is_set() and self.interrupts == 1:
                         live.stop()
                         await self._interrupt_menu()
                         live.start()
-                    elif self.engine.state.gate is not None and not self.engine.stopping:
+                    elif self.state.gate is not None and not self.stopping:
                         await self._decide_gate(live)
-                    live.update(render(self.engine.state))
-                    await asyncio.wait({task}, timeout=0.1)
+                    live.update(render(self.state))
+                    await asyncio.wait({follow}, timeout=0.1)
                 self._print_new(live)
         finally:
             for signum in handled:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
-        outcome = task.result()
-        self.console.print(render(self.engine.state))
+            if not follow.done():
+                follow.cancel()
+        follow.result()
+        outcome = self.state.status  # the run's outcome once its RunFinished was folded
+        self.console.print(render(self.state))
         self._print_not_upgraded()
-        self.say(f"journal: {self.session.journal_path}")
+        self.say(f"journal: {self.journal_path}")
         if outcome not in (RUN_COMPLETE, RUN_DEVIATIONS):
-            self.say(
-                f"resume with: rollgate run {self.session.inventory.file} "
-                f"--resume {self.session.run_id}"
-            )
+            self.say(f"resume with: {self.resume_hint}")
         return exit_code(outcome)
 
     def _print_not_upgraded(self) -> None:
-        window = self.session.window
-        summary = end_summary(
-            self.engine.plan,
-            self.engine.state,
-            (window.start, window.end) if window is not None else None,
-        )
+        summary = end_summary(self.client.plan, self.state, self.window)
         for line in summary[2:]:  # the run's word and the node counts are in the view above
             self.say(line, "bold" if line.endswith("not upgraded:") else None)
-
-
-def exit_code(outcome: str) -> int:
-    """0 complete, 3 complete with deviations (skipped steps: not every node was upgraded),
-    1 anything else (failed, stopped, aborted, paused)."""
-    return {RUN_COMPLETE: 0, RUN_DEVIATIONS: 3}.get(outcome, 1)
