@@ -179,7 +179,8 @@ class CloudAdapter:
                     fresh,
                     timeout,
                     f"{binary} on {host} wrote no heartbeat after its restart "
-                    f"(last {first}): the new process is not running",
+                    f"(last {first}): it is not running, or cannot report (nova-compute "
+                    "reports through nova-conductor and the message queue)",
                 )
             return CommandResult(1, error=f"unknown cloud action {action!r}")
         except os_exc.HttpException as exc:

@@ -283,7 +283,7 @@ class LabSpec(StrictModel):
 class InventorySpec(StrictModel):
     cloud: str
     upgrade: UpgradeSpec
-    method: Literal["apt", "kolla"] = "apt"
+    method: Literal["apt", "kolla", "venv"] = "apt"
     ssh: SshOptions = SshOptions()
     openstack: OpenStackOptions = OpenStackOptions()
     shared: SharedServices

@@ -692,20 +692,24 @@ def fence_compute(b: _PhaseBuilder, node: Node, reason: str) -> None:
 
 
 def compute_back(b: _PhaseBuilder, node: Node) -> None:
-    """Put the compute back in the scheduler, and see it report after its restart."""
-    b.cloud(
-        "enable-compute",
-        node,
-        "nova-compute",
-        f"enable nova-compute on {node.name}",
-        host=node.name,
-        binary="nova-compute",
-    )
+    """See the compute report (a heartbeat from the new code) after its restart, then put it
+    back in the scheduler. Not the other way round: the acceptance cloud's nova-compute died
+    seconds after its restart, and enabling it first hung on the API for the RPC timeout
+    (nova tells the compute of the change) while the scheduler could already pick a dead
+    host."""
     b.cloud(
         "wait-compute-up",
         node,
         "nova-compute",
         f"nova-compute on {node.name} reports again after its restart",
+        host=node.name,
+        binary="nova-compute",
+    )
+    b.cloud(
+        "enable-compute",
+        node,
+        "nova-compute",
+        f"enable nova-compute on {node.name}",
         host=node.name,
         binary="nova-compute",
     )

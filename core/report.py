@@ -284,6 +284,20 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
             for site, (a, b) in sites.items()
         },
         "nodes": {name: node.status for name, node in state.nodes.items()},
+        "steps": [
+            {
+                **named(step.id),
+                "phase": phase.title,
+                "site": phase.site,
+                "outcome": state.steps[step.id].status,
+                "attempts": state.steps[step.id].attempts,
+                "exit_status": state.steps[step.id].exit_status,
+                "start": _iso(state.steps[step.id].started),
+                "duration_s": round(state.steps[step.id].duration, 1),
+            }
+            for phase in plan.phases
+            for step in phase.steps
+        ],
         "failures": [
             {
                 **named(s.id),
@@ -405,6 +419,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"{_cell(p['start'])} | {_cell(p['end'])} | {_cell(p['duration_s'])} |"
         for p in r["phases"]
     ]
+    lines += ["", "## Steps", ""]
+    lines += _step_tables(r.get("steps", []))
     lines += ["", "## Sites", "", "| site | start | end | seconds |", "|---|---|---|---|"]
     lines += [
         f"| {s} | {v['start']} | {v['end']} | {v['duration_s']} |" for s, v in r["sites"].items()
@@ -444,6 +460,27 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Nodes", "", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), ""]
     lines += [f"- {n}: {s}" for n, s in r["nodes"].items() if s != "done"]
     return "\n".join(lines) + "\n"
+
+
+STEP_HEADERS = ["step", "node", "outcome", "attempts", "exit", "start", "seconds"]
+
+
+def _step_row(x: dict[str, Any]) -> list[Any]:
+    return [x["title"], x["node"], x["outcome"], x["attempts"], x["exit_status"], x["start"],
+            x["duration_s"]]  # fmt: skip
+
+
+def _step_tables(steps: list[dict[str, Any]]) -> list[str]:
+    """Every step of the plan, phase by phase, in plan order."""
+    lines: list[str] = []
+    phase = None
+    for x in steps:
+        if (x["phase"], x["site"]) != phase:
+            phase = (x["phase"], x["site"])
+            lines += ["", f"### {x['phase']} at {x['site']}", ""]
+            lines += ["| " + " | ".join(STEP_HEADERS) + " |", "|---" * len(STEP_HEADERS) + "|"]
+        lines.append("| " + " | ".join(_cell(v) for v in _step_row(x)) + " |")
+    return lines or ["No steps."]
 
 
 def _cell(value: Any) -> str:
@@ -537,6 +574,10 @@ def to_html(r: dict[str, Any]) -> str:
                 for p in r["phases"]
             ],
         )
+    )
+    parts.append("<h2>Steps</h2>")
+    parts.append(
+        _table(["phase", *STEP_HEADERS], [[x["phase"], *_step_row(x)] for x in r.get("steps", [])])
     )
     parts.append("<h2>Sites</h2>")
     parts.append(

@@ -65,7 +65,11 @@ class Method:
         return load_recipe(self.name)
 
 
-_REGISTRY = {"apt": "core.methods.apt", "kolla": "core.methods.kolla"}
+_REGISTRY = {
+    "apt": "core.methods.apt",
+    "kolla": "core.methods.kolla",
+    "venv": "core.methods.venv",
+}
 NAMES = tuple(_REGISTRY)
 
 

@@ -1,0 +1,243 @@
+"""The acceptance cloud's resources before the upgrade, and what is checked after it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from typing import Any
+
+from tests.acceptance.cloud import Cloud, SetupError
+from tests.acceptance.layout import DISTS, PROGRAMS, SOURCE, TARGET, VENVS
+
+Check = tuple[str, bool, str]
+
+
+def connect() -> Any:
+    import openstack
+
+    return openstack.connect(cloud="rollgate-acceptance")
+
+
+def _wait(what: str, probe: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise SetupError(f"{what}: not within {timeout:g}s")
+        time.sleep(1)
+
+
+def create_resources(conn: Any) -> dict[str, Any]:
+    """A project and a member with a token, a public image, three servers spread over the
+    computes (cmp01, cmp02, cmp01), a volume."""
+    project = conn.identity.create_project(name="acceptance", domain_id="default")
+    user = conn.identity.create_user(
+        name="demo",
+        password="demo-password-not-secret",
+        domain_id="default",
+        default_project_id=project.id,
+    )
+    member = conn.identity.find_role("member")
+    conn.identity.assign_project_role_to_user(project, user, member)
+    demo = conn.connect_as(
+        username="demo",
+        password="demo-password-not-secret",
+        project_name="acceptance",
+        user_domain_name="Default",
+        project_domain_name="Default",
+    )
+    token = demo.auth_token
+    flavor = conn.compute.create_flavor(name="tiny", ram=64, vcpus=1, disk=1)
+    image = conn.image.create_image(
+        name="blob",
+        disk_format="raw",
+        container_format="bare",
+        visibility="public",
+        data=b"\0" * 4096,
+        # what a libvirt compute records at boot; the fake driver records nothing, and
+        # nova-status warns of instances without a machine type ("hw_machine_type unset")
+        hw_machine_type="q35",
+    )
+    _wait("image active", lambda: conn.image.get_image(image.id).status == "active")
+    servers = []
+    for i, host in enumerate(("cmp01", "cmp02", "cmp01"), 1):
+        servers.append(
+            conn.compute.create_server(
+                name=f"before-{i}",
+                image_id=image.id,
+                flavor_id=flavor.id,
+                networks="none",
+                availability_zone=f"nova:{host}",
+            )
+        )
+    for server in servers:
+        conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
+    volume = conn.block_storage.create_volume(name="before", size=1)
+    conn.block_storage.wait_for_status(volume, status="available", wait=180)
+    placed = {s.name: conn.compute.get_server(s.id).compute_host for s in servers}
+    return {
+        "token": token,
+        "flavor": flavor.id,
+        "image": image.id,
+        "volume": volume.id,
+        "servers": {s.id: placed[s.name] for s in servers},
+    }
+
+
+def _api_max_version(conn: Any, service: str) -> str:
+    """The newest microversion the running API announces (its version document)."""
+    root = conn.session.get(conn.endpoint_for(service).rstrip("/").rsplit("/v", 1)[0] + "/")
+    data = root.json()
+    versions = data.get("versions") or [data.get("version") or {}]
+    if isinstance(versions, dict):  # nova: {"versions": [...]} ; placement the same
+        versions = versions.get("values", [])
+    return str(max((v.get("max_version") or v.get("version") or "" for v in versions), key=len))
+
+
+CODE_MAX = {  # what the code of a release announces, read from its virtualenv
+    "compute": "from nova.api.openstack.api_version_request import _MAX_API_VERSION as v",
+    "placement": "from placement.microversion import max_version_string as f; v = f()",
+}
+
+
+def _code_max(release: str, service: str) -> str:
+    out = subprocess.run(
+        [str(VENVS / release / "bin/python"), "-c", f"{CODE_MAX[service]}; print(v)"],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def after_upgrade(
+    cloud: Cloud, conn: Any, before: dict[str, Any], run_id: str, run_started: float
+) -> list[Check]:
+    results: list[Check] = []
+    # every service runs the target's code: its links, its processes, its APIs
+    links = []
+    for node, dists in DISTS.items():
+        for dist in dists:
+            target = cloud.on(node, f"readlink /openstack/active/{dist}").stdout.strip()
+            links.append(target == str(VENVS / TARGET) or f"{node}:{dist}->{target}")
+    bad = [x for x in links if x is not True]
+    results.append(
+        (
+            "every service's link is the 2026.1 virtualenv",
+            not bad,
+            f"{len(links)} links" if not bad else f"{bad}",
+        )
+    )
+    stale = []
+    for node, programs in PROGRAMS.items():
+        for p in programs:
+            line = cloud.on(node, f"supervisorctl status {p.name}", check=False).stdout
+            if "RUNNING" not in line:
+                stale.append(f"{node}:{p.name} {line.strip()}")
+                continue
+            pid = cloud.on(node, f"supervisorctl pid {p.name}").stdout.strip()
+            age = float(cloud.on(node, f"ps -o etimes= -p {pid}").stdout.strip() or 0)
+            if age > time.monotonic() - run_started:
+                stale.append(f"{node}:{p.name} not restarted during the run")
+    count = sum(len(p) for p in PROGRAMS.values())
+    results.append(
+        (
+            "every program running, restarted during the upgrade",
+            not stale,
+            f"{count} programs" if not stale else "; ".join(stale),
+        )
+    )
+    for service in CODE_MAX:
+        api, new, old = (
+            _api_max_version(conn, service),
+            _code_max(TARGET, service),
+            _code_max(SOURCE, service),
+        )
+        results.append(
+            (
+                f"{service} API announces the 2026.1 code's newest microversion",
+                bool(api) and api == new,
+                f"API {api}, 2026.1 code {new}, 2025.2 code {old}",
+            )
+        )
+    # schemas at head; the target's status check
+    for name, command in (
+        ("keystone schema at head", "keystone-manage db_sync --check"),
+        ("glance schema at head", "glance-manage db check"),
+        ("nova-status upgrade check (2026.1)", "nova-status upgrade check"),
+        ("placement-status upgrade check (2026.1)", "placement-status upgrade check"),
+        ("cinder-status upgrade check (2026.1)", "cinder-status upgrade check"),
+    ):
+        done = cloud.on("ctl01", f"{VENVS / TARGET}/bin/{command}", check=False)
+        results.append(
+            (
+                name,
+                done.returncode == 0,
+                f"exit {done.returncode}"
+                + ("" if done.returncode == 0 else f": {done.stdout.strip()[-300:]}"),
+            )
+        )
+    # the resources survived
+    check = conn.session.get(
+        conn.endpoint_for("identity").rstrip("/") + "/auth/tokens",
+        headers={"X-Subject-Token": before["token"]},
+        raise_exc=False,
+    )
+    results.append(
+        (
+            "the token issued before the upgrade validates",
+            check.status_code == 200,
+            f"HTTP {check.status_code}",
+        )
+    )
+    moved = []
+    for server_id, host in before["servers"].items():
+        server = conn.compute.get_server(server_id)
+        if server.status != "ACTIVE" or server.compute_host != host:
+            moved.append(f"{server.name}: {server.status} on {server.compute_host}")
+    results.append(
+        (
+            "the three servers are ACTIVE on their hosts",
+            not moved,
+            "; ".join(moved) or ", ".join(sorted(before["servers"].values())),
+        )
+    )
+    try:
+        server = conn.compute.create_server(
+            name="after", image_id=before["image"], flavor_id=before["flavor"], networks="none"
+        )
+        server = conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
+        results.append(("a new server boots", True, f"on {server.compute_host}"))
+    except Exception as exc:  # the check says what failed
+        results.append(("a new server boots", False, str(exc)[:300]))
+    try:
+        volume = conn.block_storage.create_volume(name="after", size=1)
+        conn.block_storage.wait_for_status(volume, status="available", wait=180)
+        results.append(("a new volume is created", True, volume.id))
+    except Exception as exc:
+        results.append(("a new volume is created", False, str(exc)[:300]))
+    # the report names every step
+    report = subprocess.run(
+        ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
+    )
+    results.append(_report_names_steps(report.stdout, run_id))
+    return results
+
+
+def _report_names_steps(text: str, run_id: str) -> Check:
+    from core.client import open_journal_client
+
+    try:
+        report = json.loads(text)
+    except ValueError:
+        return ("the report names every step", False, "rollgate report printed no JSON")
+    plan = open_journal_client(run_id).plan
+    dumped = json.dumps(report)
+    missing = [s.title for s in plan.steps if s.title not in dumped]
+    return (
+        "the report names every step",
+        not missing,
+        f"{len(plan.steps)} steps" if not missing else f"missing: {missing[:5]}",
+    )

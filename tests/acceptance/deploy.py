@@ -1,0 +1,125 @@
+"""Release N on the acceptance cloud, as an installer would leave it: each node's services
+linked to N's virtualenv, schemas synced, keystone bootstrapped with its catalog, every
+program started under supervisor, the computes discovered."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.acceptance.cloud import Cloud, SetupError, wait_port
+from tests.acceptance.layout import (
+    DB_ADDRESS,
+    DISTS,
+    ENDPOINTS,
+    NODES,
+    PROGRAMS,
+    SOURCE,
+    VENVS,
+)
+
+SERVICE_USERS = ("glance", "placement", "nova", "neutron", "cinder")
+
+
+def link(cloud: Cloud, node: str, release: str) -> None:
+    links = " && ".join(f"ln -sfn {VENVS / release} /openstack/active/{d}" for d in DISTS[node])
+    if links:
+        cloud.on(node, f"mkdir -p /openstack/active && {links}")
+
+
+def bin_(tool: str) -> str:
+    return f"{VENVS / SOURCE}/bin/{tool}"
+
+
+def sync_schemas(cloud: Cloud) -> None:
+    cell0 = f"mysql+pymysql://openstack:{cloud.secrets.db}@{DB_ADDRESS}/nova_cell0"
+    for command in (
+        f"{bin_('keystone-manage')} db_sync",
+        f"{bin_('keystone-manage')} fernet_setup --keystone-user root --keystone-group root",
+        f"{bin_('keystone-manage')} credential_setup --keystone-user root --keystone-group root",
+        f"{bin_('keystone-manage')} bootstrap --bootstrap-password {cloud.secrets.admin} "
+        f"--bootstrap-admin-url {ENDPOINTS['identity'][1]} "
+        f"--bootstrap-internal-url {ENDPOINTS['identity'][1]} "
+        f"--bootstrap-public-url {ENDPOINTS['identity'][1]} --bootstrap-region-id RegionOne",
+        f"{bin_('glance-manage')} db_sync",
+        f"{bin_('placement-manage')} db sync",
+        f"{bin_('nova-manage')} api_db sync",
+        f"{bin_('nova-manage')} cell_v2 map_cell0 --database_connection {cell0}",
+        f"{bin_('nova-manage')} cell_v2 create_cell --name cell1",
+        f"{bin_('nova-manage')} db sync",
+        f"{bin_('cinder-manage')} db sync",
+        f"{bin_('neutron-db-manage')} --config-file /etc/neutron/neutron.conf "
+        "--config-file /etc/neutron/plugins/ml2/ml2_conf.ini upgrade heads",
+    ):
+        cloud.on("ctl01", command)
+
+
+def start(cloud: Cloud, node: str, names: list[str] | None = None) -> None:
+    for program in PROGRAMS[node]:
+        if names is not None and program.name not in names:
+            continue
+        cloud.on(node, f"supervisorctl start {program.name}")
+        if program.port:
+            wait_port(
+                NODES[node],
+                program.port,
+                90,
+                program.name,
+                cloud.node_dir(node) / f"var/log/{program.name.split('-')[0]}",
+            )
+
+
+def register_catalog(conn: Any, secrets: Any) -> None:
+    """The service project, each service's user (admin and service roles), the catalog."""
+    service = conn.identity.create_project(name="service", domain_id="default")
+    admin = conn.identity.find_role("admin")
+    service_role = conn.identity.find_role("service") or conn.identity.create_role(name="service")
+    for name in SERVICE_USERS:
+        user = conn.identity.create_user(
+            name=name,
+            password=secrets.service,
+            domain_id="default",
+            default_project_id=service.id,
+        )
+        for role in (admin, service_role):
+            conn.identity.assign_project_role_to_user(service, user, role)
+    for kind, (name, url) in ENDPOINTS.items():
+        if kind == "identity":
+            continue
+        created = conn.identity.create_service(name=name, type=kind)
+        for interface in ("public", "internal"):
+            conn.identity.create_endpoint(
+                service_id=created.id, interface=interface, url=url, region_id="RegionOne"
+            )
+
+
+def discover_computes(cloud: Cloud, conn: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        cloud.on("ctl01", f"{VENVS / SOURCE}/bin/nova-manage cell_v2 discover_hosts")
+        up = {s.host for s in conn.compute.services(binary="nova-compute") if s.state == "up"}
+        providers = {p.name for p in conn.placement.resource_providers()}
+        if {"cmp01", "cmp02"} <= up and {"cmp01", "cmp02"} <= providers:
+            return
+        if time.monotonic() > deadline:
+            raise SetupError(
+                f"computes up: {sorted(up)}, in placement: {sorted(providers)}; "
+                "see the nodes' /var/log/nova"
+            )
+        time.sleep(2)
+
+
+def admin_cloud(secrets: Any) -> dict[str, Any]:
+    """clouds.yaml's entry for the admin (the inventory's openstack.cloud)."""
+    return {
+        "auth": {
+            "auth_url": ENDPOINTS["identity"][1],
+            "username": "admin",
+            "password": secrets.admin,
+            "project_name": "admin",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        },
+        "region_name": "RegionOne",
+        "identity_api_version": 3,
+    }

@@ -1,0 +1,146 @@
+"""The virtualenv method's plan and the acceptance harness's own pieces, checked without
+installing OpenStack (the acceptance run itself is `python -m tests.acceptance`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.inventory import load_inventory
+from core.plan import Plan, Step, build_plan
+from tests.acceptance.configs import Secrets, service_files, supervisord_conf
+from tests.acceptance.layout import NODES, PROGRAMS, WSGI_APPS
+
+ACCEPTANCE = Path(__file__).resolve().parents[1] / "acceptance"
+INVENTORY = ACCEPTANCE / "inventory.yaml"
+
+
+@pytest.mark.parametrize("path", sorted(ACCEPTANCE.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_inventory_in_the_acceptance_folder_validates(path: Path) -> None:
+    assert build_plan(load_inventory(path)).steps
+
+
+def plan() -> Plan:
+    return build_plan(load_inventory(INVENTORY))
+
+
+def index(steps: list[Step], node: str, action: str, start: int = 0) -> int:
+    for i in range(start, len(steps)):
+        if steps[i].node == node and steps[i].action == action:
+            return i
+    raise AssertionError(f"no {action} on {node} after step {start}")
+
+
+def test_the_target_virtualenv_is_installed_on_every_node_before_the_window() -> None:
+    p = plan()
+    first = p.phases[0]
+    assert first.tier == "prepare"
+    prepared = {s.node for s in first.steps if s.action == "install-venv"}
+    assert prepared == {"ctl01", "cmp01", "cmp02"}  # db01 runs no OpenStack service
+    install = next(s for s in first.steps if s.action == "install-venv")
+    assert "/venvs/2026.1" in install.command and "constraints/2026.1" in install.command
+    assert "'nova>=33,<34'" in install.command and "'keystone>=29,<30'" in install.command
+    # every service the node runs is read from the new virtualenv at the target's version
+    checked = {(s.node, s.args["package"]) for s in first.steps if s.action == "venv-version"}
+    assert ("ctl01", "openstack-placement") in checked and ("cmp02", "nova") in checked
+    assert all(s.args["expect"] == "2026.1" for s in first.steps if s.action == "venv-version")
+
+
+def test_each_service_switches_then_runs_the_targets_checks_and_schema_before_its_restart() -> None:
+    steps = plan().steps
+    switch = index(steps, "ctl01", "upgrade-packages")
+    assert steps[switch].service == "keystone"
+    assert (
+        index(steps, "ctl01", "record-version")
+        < switch
+        < index(steps, "ctl01", "verify-version", switch)
+    )
+    check = index(steps, "ctl01", "status-check", switch)
+    expand = index(steps, "ctl01", "db-expand", switch)
+    restart = index(steps, "ctl01", "restart", switch)
+    assert switch < check < expand < restart < index(steps, "ctl01", "verify-running", switch)
+    assert "/venvs/2026.1/bin/keystone-status upgrade check" in steps[check].command
+    assert "/venvs/2026.1/bin/keystone-manage db_sync --expand" in steps[expand].command
+    assert steps[restart].command == "supervisorctl restart keystone"
+    # the switch is a link renamed over the old one (never half-switched)
+    assert "ln -sfn" in steps[switch].command and "mv -T" in steps[switch].command
+
+
+def test_previous_migrations_run_from_the_old_virtualenv_and_new_ones_from_the_target() -> None:
+    steps = plan().steps
+    previous = [s for s in steps if s.action == "previous-migrations"]
+    online = [s for s in steps if s.action == "online-migrations"]
+    assert previous and all("/venvs/2025.2/bin/" in s.command for s in previous)
+    assert online and all("/venvs/2026.1/bin/" in s.command for s in online)
+
+
+def test_a_compute_is_enabled_only_after_it_reports_on_the_new_code() -> None:
+    steps = plan().steps
+    for node in ("cmp01", "cmp02"):
+        restart = index(steps, node, "restart")
+        assert index(steps, node, "wait-compute-up", restart) < index(
+            steps, node, "enable-compute", restart
+        )
+
+
+def test_systemd_is_the_other_service_manager(tmp_path: Path) -> None:
+    text = INVENTORY.read_text().replace("service_manager: supervisor", "service_manager: systemd")
+    (tmp_path / "inv.yaml").write_text(text)
+    steps = build_plan(load_inventory(tmp_path / "inv.yaml")).steps
+    assert "systemctl restart keystone" in {s.command for s in steps}
+    (tmp_path / "bad.yaml").write_text(
+        text.replace("service_manager: systemd", "service_manager: runit")
+    )
+    from core.inventory import InventoryError
+
+    with pytest.raises(InventoryError, match="service_manager 'runit'"):
+        load_inventory(tmp_path / "bad.yaml")
+
+
+def test_the_harness_layout_is_the_inventorys_cloud() -> None:
+    inv = load_inventory(INVENTORY)
+    nodes = {n.name: n for site in inv.sites for n in site.nodes}
+    assert {name: n.address for name, n in nodes.items()} == NODES
+    for node, programs in PROGRAMS.items():  # each program is one of the node's roles
+        assert {p.name for p in programs} <= set(nodes[node].roles), node
+    assert set(WSGI_APPS) == {p.name for ps in PROGRAMS.values() for p in ps if p.port}
+
+
+def test_each_node_gets_its_services_config_and_a_supervisor_program_per_service() -> None:
+    secrets = Secrets("db-secret", "admin-secret", "service-secret")
+    for node, programs in PROGRAMS.items():
+        files = service_files(node, secrets)
+        conf = supervisord_conf(node)
+        for program in programs:
+            assert f"[program:{program.name}]" in conf
+            assert "autostart = false" in conf  # the installer starts them in order
+        assert "db-secret" in files["/root/.my.cnf"]
+    compute = service_files("cmp01", secrets)["/etc/nova/nova.conf"]
+    assert "host = cmp01" in compute and "FakeDriverWithoutFakeNodes" in compute
+    assert "[upgrade_levels]\ncompute = auto" in compute  # the RPC pin the plan checks
+    api = service_files("ctl01", secrets)["/etc/nova/nova-api/gunicorn.conf.py"]
+    assert "wsgi_app = 'nova.wsgi.osapi_compute:application'" in api
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "sample_inventory/runs/acceptance"
+
+
+def test_the_shipped_acceptance_run_is_a_real_upgrade_with_its_drill_answered() -> None:
+    from core.client import open_journal_client
+    from core.report import build_report, to_markdown
+
+    client = open_journal_client(str(SHIPPED))
+    report = build_report(client.plan, client.header, client.all_events())
+    assert report["outcome"] == "complete" and not report["not_upgraded"]
+    moved = {c["package"]: (c["before"], c["after"]) for c in report["versions"]}
+    assert moved["nova"][0].startswith("32.") and moved["nova"][1].startswith("33.")
+    # the drill: the heartbeat check timed out, an operator retried it at its failure gate
+    retried = [x for x in report["deviations"]["retries"] if x["node"] == "cmp02"]
+    assert [x["step"].rsplit("/", 1)[-1] for x in retried] == ["wait-compute-up"]
+    failure = [g for g in report["gates"] if g["kind"] == "failure"]
+    assert [(g["decision"], g["operator"]) for g in failure] == [("retry", "root")]
+    # the report names every step of the plan, in plan order
+    assert [x["step"] for x in report["steps"]] == [s.id for s in client.plan.steps]
+    text = to_markdown(report)
+    assert "## Steps" in text and "install the 2026.1 virtualenv" in text
