@@ -401,6 +401,7 @@ class _PlanContext:
     inventory: Inventory
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
+    _db_hosts: dict[str, str] = field(default_factory=dict)  # site -> its services' database
     sourced: set[str] = field(default_factory=set)  # nodes pointed at the target release
     started: set[str] = field(default_factory=set)  # sites whose first phase was built
 
@@ -426,12 +427,16 @@ class _PlanContext:
 
     def db_host(self, node: Node) -> str:
         """The database the node's services use: a `database` node at its site, else at the
-        identity site, else the node itself (a database on the controller)."""
-        for site_name in (node.site, self.inventory.identity_site):
-            found = self.inventory.site(site_name).with_role("database")
-            if found:
-                return found[0].address
-        return "localhost"
+        identity site, else the node itself (a database on the controller). Once per site:
+        every step asks."""
+        if node.site not in self._db_hosts:
+            self._db_hosts[node.site] = "localhost"
+            for site_name in (node.site, self.inventory.identity_site):
+                found = self.inventory.site(site_name).with_role("database")
+                if found:
+                    self._db_hosts[node.site] = found[0].address
+                    break
+        return self._db_hosts[node.site]
 
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = extra.get("service") or ROLES[role].service

@@ -119,11 +119,6 @@ class ActionsProvider(Provider):
                 )
 
 
-# how long the console folds queued events before it lets a frame be drawn (seconds): a burst
-# read from the socket is otherwise folded whole before the next frame
-CONSUME_SLICE = 0.008
-
-
 class RollgateApp(App[int]):
     CSS_PATH = str(STYLESHEET)
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -279,13 +274,8 @@ class RollgateApp(App[int]):
 
     @work(exclusive=True, group="events")
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
-        slice_end = loop.time() + CONSUME_SLICE
         try:
             async for event in self.client.events(1):
-                if loop.time() > slice_end:  # a burst: let the screen draw between slices
-                    await asyncio.sleep(0)
-                    slice_end = loop.time() + CONSUME_SLICE
                 steps, nodes = touched_by(self.state, event)
                 self._touched.update(nodes)
                 for step in steps:

@@ -317,7 +317,7 @@ def build_venv(release: str, requirements: list[str], log: Path) -> float:
     runs); returns the seconds it took (0 when it was there)."""
     venv = VENVS / release
     marker = venv / ".rollgate-ready"
-    wanted = " ".join(requirements) + "\n"
+    wanted = "".join(f"{r} " for r in requirements)  # as the method's install-venv writes it
     if marker.is_file() and marker.read_text() == wanted:
         return 0.0
     started = time.monotonic()

@@ -144,3 +144,30 @@ def test_the_shipped_acceptance_run_is_a_real_upgrade_with_its_drill_answered() 
     assert [x["step"] for x in report["steps"]] == [s.id for s in client.plan.steps]
     text = to_markdown(report)
     assert "## Steps" in text and "install the 2026.1 virtualenv" in text
+
+
+def test_a_built_virtualenv_is_kept_and_one_built_otherwise_is_refused_not_deleted(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    from core.methods.venv.plan import cloud_services, requirements
+
+    text = INVENTORY.read_text().replace(
+        "venv_root: /var/cache/rollgate-acceptance/venvs", f"venv_root: {tmp_path}"
+    )
+    (tmp_path / "inv.yaml").write_text(text)
+    inv = load_inventory(tmp_path / "inv.yaml")
+    install = next(s.command for s in build_plan(inv).steps if s.action == "install-venv")
+    venv = tmp_path / "2026.1"
+    venv.mkdir()
+    marker = venv / ".rollgate-ready"
+    marker.write_text(
+        "".join(f"{r} " for r in requirements(cloud_services(inv), inv.upgrade.target))
+    )
+    kept = subprocess.run(["sh", "-c", install], capture_output=True, text=True)
+    assert kept.returncode == 0 and "already installed" in kept.stdout
+    marker.write_text("nova>=1,<2 ")  # built by someone else, maybe running services
+    refused = subprocess.run(["sh", "-c", install], capture_output=True, text=True)
+    assert refused.returncode == 1 and "built with other requirements" in refused.stderr
+    assert marker.read_text() == "nova>=1,<2 "  # nothing deleted
