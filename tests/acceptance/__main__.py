@@ -36,11 +36,14 @@ TOOLS = {
     "sshd": "openssh-server",
     "supervisord": "supervisor",
     "crudini": "crudini",
+    "memcached": "memcached",
     "unshare": "util-linux",
     "nsenter": "util-linux",
 }
 INVENTORY = HERE / "inventory.yaml"
 REPO = HERE.parent.parent
+# the words `rollgate status` begins with for a run that is over (or whose engine is gone)
+ENDED = ("complete", "failed", "aborted", "stopped", "engine lost")
 
 
 def say(text: str) -> None:
@@ -101,15 +104,10 @@ def drive(cloud: Cloud, run_id: str, drill: bool, limit: float) -> dict[str, Any
         if line != last_line:
             say(f"run: {line}")
             last_line = line
-        if now.get("state") in (
-            "complete",
-            "complete with deviations",
-            "failed",
-            "aborted",
-            "stopped",
-            "engine lost",
-        ):
+        if str(now.get("state")).startswith(ENDED):
             return now
+        if now.get("state") == "paused":  # nothing here pauses it: say so, do not wait an hour
+            raise SetupError(f"the run paused unexpectedly; see rollgate report {run_id}")
         gate = now.get("gate")
         if drill and not killed and _canary_back(run_id):
             pid = cloud.on("ctl01", "supervisorctl pid nova-conductor").stdout.strip()
@@ -185,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     probe: Probe | None = None
     ok = False
     try:
-        say("MariaDB and RabbitMQ")
+        say("MariaDB, RabbitMQ and memcached")
         cloud.start_mariadb()
+        cloud.start_memcached()
         cloud.start_rabbitmq()
         cloud.make_ssh_keys()
         for node in NODES:

@@ -94,7 +94,9 @@ def _api_max_version(conn: Any, service: str) -> str:
     versions = data.get("versions") or [data.get("version") or {}]
     if isinstance(versions, dict):  # nova: {"versions": [...]} ; placement the same
         versions = versions.get("values", [])
-    return str(max((v.get("max_version") or v.get("version") or "" for v in versions), key=len))
+    found = [str(v.get("max_version") or v.get("version") or "") for v in versions]
+    numbered = [v for v in found if v]  # nova's v2.0 announces no microversion
+    return max(numbered, key=lambda v: tuple(int(x) for x in v.split("."))) if numbered else ""
 
 
 CODE_MAX = {  # what the code of a release announces, read from its virtualenv

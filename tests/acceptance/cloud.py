@@ -20,6 +20,7 @@ from tests.acceptance.layout import (
     DB_ADDRESS,
     EPMD_PORT,
     HERE,
+    MEMCACHED_PORT,
     NODE_DIRS,
     NODES,
     PROGRAMS,
@@ -121,6 +122,7 @@ class Cloud:
     def leftovers(self) -> list[str]:
         """Addresses and ports of this cloud still listening (there should be none)."""
         ports = [(DB_ADDRESS, 3306), (DB_ADDRESS, RABBIT_PORT), ("127.0.0.1", EPMD_PORT)]
+        ports.append((DB_ADDRESS, MEMCACHED_PORT))
         ports += [(a, 2200) for a in NODES.values()]
         ports += [(NODES[n], p.port) for n, ps in PROGRAMS.items() for p in ps if p.port]
         return [f"{a}:{p}" for a, p in ports if listening(a, p)]
@@ -171,6 +173,27 @@ class Cloud:
             check=True,
             capture_output=True,
         )
+
+    def start_memcached(self) -> None:
+        """keystone's cache, shared by its workers (as deployments run it)."""
+        self.spawn(
+            "memcached",
+            [
+                "memcached",
+                "-l",
+                DB_ADDRESS,
+                "-p",
+                str(MEMCACHED_PORT),
+                "-U",
+                "0",
+                "-u",
+                "root",
+                "-m",
+                "64",
+            ],
+            STATE / "memcached.out",
+        )
+        wait_port(DB_ADDRESS, MEMCACHED_PORT, 20, "memcached", STATE / "memcached.out")
 
     def start_rabbitmq(self) -> None:
         base = STATE / "rabbitmq"

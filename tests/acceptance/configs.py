@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from tests.acceptance.layout import (
     CONTROLLER,
     DB_ADDRESS,
+    MEMCACHED_PORT,
     NODES,
     PROGRAMS,
     RABBIT_PORT,
@@ -57,8 +58,11 @@ def service_files(node: str, secrets: Secrets) -> dict[str, str]:
         files["/etc/keystone/keystone.conf"] = (
             f"[database]\nconnection = {_db(secrets, 'keystone')}\n"
             "[token]\nprovider = fernet\n"
-            # keystone-manage doctor warns without a cache; one process per worker: in memory
-            "[cache]\nenabled = true\nbackend = oslo_cache.dict\n"
+            # keystone-manage doctor warns without a cache. Shared, as deployments run it: an
+            # in-memory cache per gunicorn worker kept a catalog from before the endpoints were
+            # registered, and tokens from that worker named no image service
+            "[cache]\nenabled = true\nbackend = oslo_cache.memcache_pool\n"
+            f"memcache_servers = {DB_ADDRESS}:{MEMCACHED_PORT}\n"
             "[fernet_tokens]\nkey_repository = /etc/keystone/fernet-keys\n"
             "[credential]\nkey_repository = /etc/keystone/credential-keys\n"
         )

@@ -20,6 +20,7 @@ DB_ADDRESS = "127.0.9.5"
 RABBIT_PORT = 5672
 EPMD_PORT = 4371
 RABBIT_DIST_PORT = 25673
+MEMCACHED_PORT = 11211
 
 # per-node directories bind-mounted over the machine's, so each node has its own /etc/nova...
 SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
