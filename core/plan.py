@@ -402,6 +402,7 @@ class _PlanContext:
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
     _db_hosts: dict[str, str] = field(default_factory=dict)  # site -> its services' database
+    _method_values: dict[str, dict[str, Any]] = field(default_factory=dict)  # site -> values
     sourced: set[str] = field(default_factory=set)  # nodes pointed at the target release
     started: set[str] = field(default_factory=set)  # sites whose first phase was built
 
@@ -438,14 +439,23 @@ class _PlanContext:
                     break
         return self._db_hosts[node.site]
 
+    def method_values(self, site: str, variables: Any) -> dict[str, Any]:
+        """The values the method's commands need besides these (its `plan_values`), once per
+        site: they depend on the inventory and the site's recipe, not on the step."""
+        own = self.method.plan_values
+        if own is None:
+            return {}
+        if site not in self._method_values:
+            self._method_values[site] = own(self.inventory, variables)
+        return self._method_values[site]
+
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = extra.get("service") or ROLES[role].service
         variables = self.recipe_for(self.inventory.site(node.site)).variables
         target = self.inventory.upgrade.target
         series = str(variables.get("ubuntu_series", ""))
-        own = self.method.plan_values
         return {
-            **(own(self.inventory, variables) if own is not None else {}),
+            **self.method_values(node.site, variables),
             **variables,
             "cloud": self.inventory.cloud,
             "from": self.inventory.upgrade.source.id,

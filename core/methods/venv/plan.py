@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.inventory import Inventory, Node
+from core.inventory import Inventory
 from core.methods import PlanHooks
 from core.methods.venv.mapping import DISTRIBUTIONS, EXTRAS, MANAGERS
 from core.plan import BUILDERS as PER_NODE
@@ -66,20 +66,11 @@ def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str,
     }
 
 
-def _services_on(node: Node) -> list[tuple[str, str]]:
-    """(role, distribution) of each service role on the node, one role per distribution."""
-    out: dict[str, str] = {}
-    for role in node.roles:
-        if role in DISTRIBUTIONS:
-            out.setdefault(DISTRIBUTIONS[role], role)
-    return [(role, dist) for dist, role in sorted(out.items())]
-
-
 def prepare(b: Any) -> None:
     """Each node's target virtualenv, one node at a time (a node's build takes its cores)."""
     target = b.ctx.inventory.upgrade.target
     for node in b.site.nodes:
-        services = _services_on(node)
+        services = _distributions(node.roles)
         if not services:
             continue
         first = services[0][0]
@@ -106,12 +97,12 @@ class VenvHooks(PlanHooks):
         builder.add("venv-ready", node, role)
 
     def before_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
-        for r, dist in _distributions(roles):
+        for r, dist in _distributions(sorted(roles)):
             builder.add("record-version", node, r, args={"package": dist}, package=dist)
 
     def after_install(self, builder: Any, node: Any, role: str, roles: list[str]) -> None:
         target = builder.ctx.inventory.upgrade.target.id
-        for r, dist in _distributions(roles):
+        for r, dist in _distributions(sorted(roles)):
             builder.add(
                 "verify-version",
                 node,
@@ -121,9 +112,11 @@ class VenvHooks(PlanHooks):
             )
 
 
-def _distributions(roles: list[str]) -> list[tuple[str, str]]:
+def _distributions(roles: Any) -> list[tuple[str, str]]:
+    """(role, distribution) for each distribution the roles run, by distribution; the first
+    of the roles (in the order given) stands for its distribution."""
     out: dict[str, str] = {}
-    for r in sorted(roles):
+    for r in roles:
         if r in DISTRIBUTIONS:
             out.setdefault(DISTRIBUTIONS[r], r)
     return [(r, d) for d, r in sorted(out.items())]
