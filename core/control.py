@@ -60,7 +60,7 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
     """What `rollgate status --json` says of a live run."""
     state = engine.state
     gate = state.gate
-    done = sum(1 for s in state.steps.values() if s.done)
+    done = state.settled_count
     now = engine.clock()
     left = remaining_seconds(state, now, engine.options.past_pace)
     return {

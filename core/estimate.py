@@ -25,7 +25,7 @@ def pace(state: RunState, now: float) -> tuple[float, int] | None:
     """(seconds of work per settled step, settled steps) of this run, or None before any."""
     if state.started is None:
         return None
-    settled = sum(1 for s in state.steps.values() if s.done)
+    settled = state.settled_count
     if settled == 0:
         return None
     end = state.finished if state.finished is not None else now
@@ -36,7 +36,7 @@ def pace(state: RunState, now: float) -> tuple[float, int] | None:
 def remaining_seconds(state: RunState, now: float, past: float | None = None) -> float | None:
     """Seconds of work left: the steps not settled at this run's pace, blended with `past`
     (seconds per step of past runs); None when there is nothing to measure yet."""
-    left = sum(1 for s in state.steps.values() if not s.done)
+    left = len(state.steps) - state.settled_count
     if left == 0:
         return 0.0
     mine = pace(state, now)

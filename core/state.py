@@ -140,6 +140,11 @@ class RunState:
         return {k: v for k, v in self.step_status_counts.items() if v}
 
     @property
+    def settled_count(self) -> int:
+        """Steps the run may go past (ok, warning, skipped), from the running counts."""
+        return sum(self.step_status_counts.get(k, 0) for k in FINISHED_OK)
+
+    @property
     def failed_count(self) -> int:
         return sum(self.step_status_counts.get(k, 0) for k in FAILED)
 

@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
+from textual.widgets import DataTable, Input, Log, Static, Tree
 
 from core import events as ev
 from core.client import RunClient
@@ -33,14 +33,17 @@ from core.narrate import describe, exit_code
 from core.plan import Step
 from core.report import end_summary, run_outcome
 from core.state import RunState, apply, touched_by
-from core.words import GLYPHS, STEP_SETTLED, WORDS
+from core.words import GLYPHS, WORDS
 from themes import STYLESHEET, THEMES
+from tui.gc_policy import screen_built
+from tui.keys_footer import KeysFooter
+from tui.phase_rows import PhaseRows
 from tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
 from tui.settings import load_settings, save_setting
 
-REFRESH = 1 / 30  # the log, header and gate bar: new output is on screen within a frame
+REFRESH = 1 / 60  # the log, header and gate bar: new output is on screen within a frame
 # Tables and the site map: a DataTable re-renders every visible cell when one changes, which
-# at 30 frames a second would cost most of each frame at thousands of nodes.
+# at 60 frames a second would cost most of each frame at thousands of nodes.
 TABLES_REFRESH = 0.2
 STEP_ROWS = 120  # rows in the steps table; a big phase has thousands of steps
 LOG_LINES = 5000
@@ -186,7 +189,8 @@ class RollgateApp(App[int]):
         self._phase_steps = {p.id: p.steps for p in client.plan.phases}
         self._phase_sizes = {k: len(v) for k, v in self._phase_steps.items()}
         self._pipeline_cells: dict[str, tuple[str, str, str]] = {}
-        self._touched_phases: set[str] = set()  # phases whose steps changed since the last frame
+        self._touched_steps: set[str] = set()  # steps events changed since the last table frame
+        self._phase_rows: dict[str, PhaseRows] = {}  # the steps table's groups, once shown
         self._steps_of: str | None = None  # the phase the steps table shows
         self._touched: set[str] = set()  # nodes whose label may have changed
         self.exit_code = 0
@@ -208,7 +212,7 @@ class RollgateApp(App[int]):
                 yield DataTable(id="steps", cursor_type="row")
         yield FollowingLog(id="log", max_lines=LOG_LINES, highlight=False)
         yield Input(placeholder="search the log (Enter applies, empty clears)", id="search")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         # Kept as attributes: a modal on top would hide them from query_one.
@@ -246,6 +250,7 @@ class RollgateApp(App[int]):
         pipeline.border_title = "pipeline"
         steps.border_title = "steps of the selected phase"
         self.w_log.border_title = "log (following)"
+        self.call_after_refresh(screen_built)  # the site map is drawn: it lives with the app
         self.set_interval(REFRESH, self._refresh)
         if getattr(self.client, "detachable", False):  # who else is attached, every 2 s
             self.set_interval(2.0, self._poll_attached)
@@ -264,10 +269,10 @@ class RollgateApp(App[int]):
                 continue
             if node.site not in sites:
                 sites[node.site] = tree.root.add(node.site, expand=True)
-            self._node_rows[name] = sites[node.site].add_leaf(name, data=name)
+            self._node_rows[name] = sites[node.site].add_leaf(self._node_label(name), data=name)
         self._site_nodes = sites
         tree.border_title = f"site map: filter '{self._filter}'" if self._filter else "site map"
-        self._touched = set(self._node_rows)
+        self._touched = set()  # labelled as built: the first frame relabels nothing
         self._dirty = True
 
     # ---------------------------------------------------------------- events in
@@ -278,8 +283,7 @@ class RollgateApp(App[int]):
             async for event in self.client.events(1):
                 steps, nodes = touched_by(self.state, event)
                 self._touched.update(nodes)
-                for step in steps:
-                    self._touched_phases.add(self.state.steps[step].phase)
+                self._touched_steps.update(steps)
                 apply(self.state, event)
                 if isinstance(event, ev.GateDecided) and event.gate == self._asking_about:
                     self._decided_elsewhere(event)
@@ -439,7 +443,7 @@ class RollgateApp(App[int]):
         )
         if text != self._header_text:  # an idle console does no work
             self._header_text = text
-            self.w_header.update(text)
+            self.w_header.update(text, layout=False)  # two lines, always: no new layout
 
     def _draw_gate(self) -> None:
         bar = self.w_gatebar
@@ -529,21 +533,21 @@ class RollgateApp(App[int]):
         latest, at most STEP_ROWS rows, redrawn only when they change."""
         phase_id = self._selected_phase()
         table = self.w_steps
+        touched, self._touched_steps = self._touched_steps, set()
+        steps = self.state.steps
+        changed = {steps[step].phase for step in touched if step in steps}
+        for touched_phase in changed & self._phase_rows.keys():
+            self._phase_rows[touched_phase].update(touched, steps)
         if phase_id is None:
             return
-        if phase_id == self._steps_of and phase_id not in self._touched_phases:
+        if phase_id not in self._phase_rows:
+            self._phase_rows[phase_id] = PhaseRows(self._phase_steps[phase_id], self.state.steps)
+        elif phase_id == self._steps_of and phase_id not in changed:
             return  # nothing in it changed since the last frame
         self._steps_of = phase_id
-        self._touched_phases.clear()
         phase = self._phases[phase_id]
-        steps = self.state.steps
-        states = [(step, steps[step.id]) for step in self._phase_steps[phase_id]]
-        busy = [x for x in states if x[1].status != "pending" and x[1].status not in STEP_SETTLED]
-        pending = [x for x in states if x[1].status == "pending"]
-        done = [x for x in states if x[1].done]
-        shown = (busy + pending[: STEP_ROWS // 2])[:STEP_ROWS]
-        shown += done[-(STEP_ROWS - len(shown)) :] if len(shown) < STEP_ROWS else []
-        self._shown_steps = [step for step, _ in shown]  # row i is this step (enter: detail)
+        grouped = self._phase_rows[phase_id]
+        self._shown_steps = grouped.shown(STEP_ROWS)  # row i is this step (enter: detail)
         rows = [
             (
                 f"{GLYPHS.get(st.status, '?')} {st.status}",
@@ -552,19 +556,19 @@ class RollgateApp(App[int]):
                 str(st.attempts or ""),
                 f"{st.duration:.1f}s" if st.duration else "",
             )
-            for step, st in shown
+            for step, st in ((step, steps[step.id]) for step in self._shown_steps)
         ]
         if rows != self._step_rows:
             self._update_rows(table, self._step_rows, rows)
             self._step_rows = rows
-        durations = [st.duration for _, st in done if st.duration]
-        remaining = len(states) - len(done)
-        average = sum(durations) / len(durations) if durations else 0
-        table.border_title = (
+        remaining, average, total = grouped.left, grouped.average_duration, len(grouped.steps)
+        title = (
             f"{phase.title} @ {phase.site}: {remaining} steps left"
             + (f", about {remaining * average:.0f}s" if average else "")
-            + (f" (showing {len(rows)} of {len(states)})" if len(rows) < len(states) else "")
+            + (f" (showing {len(rows)} of {total})" if len(rows) < total else "")
         )
+        if table.border_title != title:
+            table.border_title = title
 
     @staticmethod
     def _update_rows(
@@ -583,26 +587,29 @@ class RollgateApp(App[int]):
         for _ in range(len(old) - len(new)):
             table.remove_row(table.coordinate_to_cell_key(Coordinate(len(new), 0)).row_key)
 
+    def _node_label(self, name: str) -> Text:
+        """A node's line in the site map: glyph, name, state, scheduler, version."""
+        node = self.state.nodes[name]
+        extra = []
+        if node.disabled:
+            extra.append("disabled in scheduler")
+        if node.version:
+            extra.append(node.version)
+        return Text.assemble(
+            f"{GLYPHS.get(node.status, '?')} ",
+            (name.ljust(14), "bold"),
+            f" {node.status:<11}",
+            " · ".join(extra),
+        )
+
     def _draw_sites(self) -> None:
         """Relabel only the nodes that events touched since the last frame."""
         touched, self._touched = self._touched, set()
         for name in touched:
             leaf = self._node_rows.get(name)
-            node = self.state.nodes.get(name)
-            if leaf is None or node is None:
+            if leaf is None or name not in self.state.nodes:
                 continue
-            status = node.status
-            extra = []
-            if node.disabled:
-                extra.append("disabled in scheduler")
-            if node.version:
-                extra.append(node.version)
-            label = Text.assemble(
-                f"{GLYPHS.get(status, '?')} ",
-                (name.ljust(14), "bold"),
-                f" {status:<11}",
-                " · ".join(extra),
-            )
+            label = self._node_label(name)
             if str(leaf.label) != str(label):
                 leaf.set_label(label)
         per_site: dict[str, dict[str, int]] = {}

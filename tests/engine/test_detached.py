@@ -25,6 +25,7 @@ from core.plan import Plan
 from tests.cli_helpers import rollgate
 from tests.engine.conftest import SMALL
 from tui.app import RollgateApp
+from tui.keys_footer import KeysFooter
 from tui.screens.dialogs import PromptScreen
 
 pytestmark = pytest.mark.integration
@@ -208,7 +209,7 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
         await until_a_gate(app, pilot)
         assert app.state.gate is not None  # the live run, through the socket
         assert "driven by " in str(app.w_header.render())
-        footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+        footer = str(app.screen.query_one(KeysFooter).render())
         assert "Approve" not in footer
         with pytest.raises(CommandRejected, match="only watches"):
             await watcher.send(Command("approve", "x", "", app.state.gate.id))

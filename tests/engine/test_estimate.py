@@ -14,7 +14,7 @@ from core import events as ev
 from core.estimate import pace, past_pace, remaining_seconds
 from core.journal import read_journal
 from core.plan import Plan
-from core.state import GateState, RunState, fold
+from core.state import GateState, RunState, apply, fold
 from core.window import Window
 from tests.engine.conftest import drive, make
 from tests.sample_run import SHIPPED
@@ -24,9 +24,13 @@ def _state_with(seconds_per_step: float, steps_done: int, gate_wait: float) -> R
     journal = read_journal(SHIPPED)
     plan = Plan.from_dict(journal.header["plan"])
     state = RunState.initial(plan)
+    for seq, step in enumerate(list(plan.steps)[:steps_done]):  # through the reducer
+        stamp = {"time": 1000.0, "mono": 0.0}
+        apply(state, ev.StepStarted(seq=2 * seq + 1, step=step.id, node=step.node, attempt=1,
+                                    **stamp))  # fmt: skip
+        apply(state, ev.StepFinished(seq=2 * seq + 2, step=step.id, attempt=1, outcome="ok",
+                                     **stamp))  # fmt: skip
     state.started = 1000.0
-    for step in list(state.steps.values())[:steps_done]:
-        step.status = "ok"
     state.gates = []
     if gate_wait:
         state.gates.append(GateState("g", "phase", "t", "", (), None, 1000.0, "approve", "a",

@@ -8,7 +8,7 @@ from pathlib import Path
 from core.client import open_journal_client
 from core.timeline import Timeline
 from tests.engine.conftest import drive, make
-from tui.gc_policy import tuned_gc
+from tui.gc_policy import screen_built, tuned_gc
 
 
 def collector_settings() -> tuple[object, ...]:
@@ -35,3 +35,15 @@ def test_the_console_tuning_is_undone_on_exit() -> None:
         assert gc.get_threshold()[0] == 10_000
         assert gc.get_freeze_count() > 0
     assert collector_settings() == before
+
+
+def test_a_console_screen_once_built_is_kept_out_of_full_collections_only_when_tuned() -> None:
+    before = gc.get_freeze_count()
+    screen_built()  # a console in a test, or embedded: the collector is not ours to change
+    assert gc.get_freeze_count() == before
+    with tuned_gc(console=True):
+        frozen = gc.get_freeze_count()
+        site_map = [[] for _ in range(1000)]  # what a console builds and keeps
+        screen_built()
+        assert gc.get_freeze_count() >= frozen + len(site_map)
+    assert gc.get_freeze_count() == before

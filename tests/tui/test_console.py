@@ -14,6 +14,7 @@ from textual.widgets import Label
 from core import events as ev
 from core.session import RunOptions, Session, open_session
 from tui.app import RollgateApp
+from tui.keys_footer import KeysFooter
 from tui.screens.dialogs import PromptScreen, TextScreen
 from tui.settings import load_settings
 
@@ -302,11 +303,7 @@ async def test_the_footer_keeps_help_and_quit_at_80_columns() -> None:
             async with app.run_test(size=(80, 24)) as pilot:
 
                 def shown() -> set[str]:
-                    return {
-                        key.description
-                        for key in app.query("FooterKey")
-                        if key.region.width and key.region.right <= 80
-                    }
+                    return set(app.query_one(KeysFooter).visible_descriptions())
 
                 with contextlib.suppress(AssertionError):  # laid out after the compact switch
                     await wait_for(pilot, lambda: {"Help", "Quit", "Pause"} <= shown(), 5)

@@ -9,7 +9,9 @@ from core.client import open_journal_client
 from core.state import fold
 from tests.sample_run import SHIPPED
 from tui.app import RollgateApp
+from tui.keys_footer import KeysFooter
 from tui.replay import ReplayApp
+from tui.screens.dialogs import TextScreen
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +75,7 @@ async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_column
     async with app.run_test(size=(80, 24)) as pilot:
 
         def footer() -> str:  # the console's own screen: the end-of-run page may be on top
-            return "".join(str(k.render()) for k in app.screen_stack[0].query("FooterKey"))
+            return str(app.screen_stack[0].query_one(KeysFooter).render())
 
         for _ in range(100):
             await pilot.pause(0.05)
@@ -100,9 +102,25 @@ async def test_watch_says_who_drives_the_run_and_from_where() -> None:
         assert "driven by alice@lab" in header and "WATCHING (READ-ONLY)" in header
         await pilot.press("escape")  # the finished run's summary
         await pilot.pause(0.1)
-        footer = " ".join(str(k.render()) for k in app.screen.query("FooterKey"))
+        footer = str(app.screen.query_one(KeysFooter).render())
         assert "Quit" in footer
         assert not any(word in footer for word in ("Approve", "Reject", "Retry", "Skip", "Abort"))
         await pilot.press("a")  # no decision dialog opens for a watcher
         await pilot.pause(0.1)
         assert app.screen is app.screen_stack[0]
+
+
+async def test_a_click_on_a_footer_key_presses_it() -> None:
+    app = RollgateApp(open_journal_client(str(SHIPPED)), operator="watching (read-only)")
+    async with app.run_test(size=(120, 30)) as pilot:
+        for _ in range(100):  # the end-of-run page opens once the journal is read
+            await pilot.pause(0.05)
+            if app.screen is not app.screen_stack[0]:
+                break
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        footer = app.query_one(KeysFooter)
+        where = str(footer.render()).index(" ? Help")
+        await pilot.click(KeysFooter, offset=(where + 1, 0))
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, TextScreen) and app.screen.title_text == "Keys"
