@@ -102,6 +102,7 @@ class RunState:
     error: str = ""  # the engine's own failure, from RunFinished
     # steps by status, kept by the reducer so summaries need not scan every step
     step_status_counts: dict[str, int] = field(default_factory=dict)
+    node_status_counts: dict[str, int] = field(default_factory=dict)  # nodes by status
     phase_done: dict[str, int] = field(default_factory=dict)  # finished-ok steps per phase
 
     @classmethod
@@ -123,6 +124,8 @@ class RunState:
                     node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
                     node.steps_total += 1
         state.step_status_counts = {"pending": len(state.steps)} if state.steps else {}
+        for node in state.nodes.values():
+            state.node_status_counts[node.status] = state.node_status_counts.get(node.status, 0) + 1
         state.phase_done = dict.fromkeys(state.phases, 0)
         return state
 
@@ -130,6 +133,8 @@ class RunState:
 
     def counts(self, site: str | None = None) -> dict[str, int]:
         """Node counts by status, for one site or all."""
+        if site is None:  # kept by the reducer: the console asks every frame
+            return {k: v for k, v in self.node_status_counts.items() if v}
         out: dict[str, int] = {}
         for node in self.nodes.values():
             if site is None or node.site == site:
@@ -311,6 +316,16 @@ def _leave_status(node: NodeState, status: str) -> None:
         node.failed -= 1
 
 
+def _update_node_status(s: RunState, node: NodeState) -> None:
+    """Derive the node's status again, keeping the counts by status."""
+    status = _node_status(node)
+    if status != node.status:
+        counts = s.node_status_counts
+        counts[node.status] -= 1
+        counts[status] = counts.get(status, 0) + 1
+        node.status = status
+
+
 def _step_started(s: RunState, e: ev.StepStarted) -> None:
     step = s.steps.get(e.step)
     if step is None:
@@ -326,7 +341,7 @@ def _step_started(s: RunState, e: ev.StepStarted) -> None:
     step.finished = None
     step.exit_status = None
     step.error = ""
-    node.status = _node_status(node)
+    _update_node_status(s, node)
 
 
 def _finish_step(
@@ -353,7 +368,7 @@ def _finish_step(
         node.failed += 1
     if outcome == "unreachable" and not step.api:  # the node, not its API, did not answer
         node.reachable = False
-    node.status = _node_status(node)
+    _update_node_status(s, node)
 
 
 def _step_finished(s: RunState, e: ev.StepFinished) -> None:
@@ -391,7 +406,7 @@ def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
     if e.disabled is not None:
         node.disabled = e.disabled
     node.services.update(e.services)
-    node.status = _node_status(node)
+    _update_node_status(s, node)
 
 
 def _note(s: RunState, e: ev.OperatorNote) -> None:
@@ -473,6 +488,7 @@ def copy_run_fields(source: RunState, target: RunState) -> None:
     target.gates, target.gate = gates, current
     target.notes = list(source.notes)
     target.step_status_counts = dict(source.step_status_counts)
+    target.node_status_counts = dict(source.node_status_counts)
     target.phase_done = dict(source.phase_done)
 
 

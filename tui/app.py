@@ -171,6 +171,8 @@ class RollgateApp(App[int]):
         self.read_only = client.read_only
         self._dirty = True
         self._tables_drawn = 0.0
+        self._sites_turn = True  # the next table frame draws the tables (first), not the site map
+        self._sites_dirty = True  # the site map's per-site counts are to be drawn
         self._header_second = 0
         self._header_text = Text()
         self._log_buffer: list[str] = []
@@ -273,6 +275,7 @@ class RollgateApp(App[int]):
         self._site_nodes = sites
         tree.border_title = f"site map: filter '{self._filter}'" if self._filter else "site map"
         self._touched = set()  # labelled as built: the first frame relabels nothing
+        self._sites_dirty = True  # the sites' counts
         self._dirty = True
 
     # ---------------------------------------------------------------- events in
@@ -379,17 +382,24 @@ class RollgateApp(App[int]):
         if self._dirty or second != self._header_second:  # the clock in it moves each second
             self._header_second = second
             self._draw_header()
-        if not self._dirty:
+        if not (self._dirty or self._touched or self._sites_dirty):
             return
-        self._draw_gate()  # a gate shows at once
+        if self._dirty:
+            self._draw_gate()  # a gate shows at once
         now = time.monotonic()
-        if now - self._tables_drawn < TABLES_REFRESH:
+        if now - self._tables_drawn < TABLES_REFRESH / 2:
             return  # tables and the site map catch up within TABLES_REFRESH
         self._tables_drawn = now
-        self._dirty = False
-        self._draw_pipeline()
-        self._draw_steps()
-        self._draw_sites()
+        # the tables, then the site map half a period later: two frames of half the work
+        # each, rather than one long frame that holds back the log and the header
+        self._sites_turn = not self._sites_turn
+        if self._sites_turn:
+            if self._touched or self._sites_dirty:
+                self._draw_sites()
+        elif self._dirty:
+            self._dirty = False
+            self._draw_pipeline()
+            self._draw_steps()
 
     def _draw_header(self) -> None:
         s, plan = self.state, self.client.plan
@@ -605,6 +615,7 @@ class RollgateApp(App[int]):
     def _draw_sites(self) -> None:
         """Relabel only the nodes that events touched since the last frame."""
         touched, self._touched = self._touched, set()
+        self._sites_dirty = False
         for name in touched:
             leaf = self._node_rows.get(name)
             if leaf is None or name not in self.state.nodes:

@@ -188,6 +188,11 @@ def test_reducer_counts_stay_consistent(sequence: list[tuple[str, str, str]]) ->
             assert n.running == sum(s.status == "running" for s in mine)
             assert n.steps_done == sum(s.done for s in mine)
         assert sum(state.counts().values()) == len(state.nodes)
+        by_status: dict[str, int] = {}
+        for n in state.nodes.values():
+            by_status[n.status] = by_status.get(n.status, 0) + 1
+        assert state.counts() == by_status  # the running counts are a recount's
+        assert state.settled_count == sum(s.done for s in state.steps.values())
 
 
 def test_reduce_is_pure() -> None:

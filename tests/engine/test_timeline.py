@@ -27,6 +27,7 @@ def snapshot(state) -> tuple:
         dict(state.phases),
         dict(state.stages),
         state.step_counts(),
+        state.counts(),
         state.gate.id if state.gate else None,
         list(state.notes),
         (state.started, state.finished, state.pauses),
