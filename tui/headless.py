@@ -130,6 +130,7 @@ class HeadlessView:
         self.leaving = False  # this view asked the run to stop (quit or abort)
         self._interrupted = asyncio.Event()
         self._finished = asyncio.Event()  # the run's events ended
+        self._gate_moved = asyncio.Event()  # an event opened, decided or closed a gate
         self._lines: list[Text] = []  # log lines not printed yet (none while a prompt waits)
         self._reader: LineReader | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -181,7 +182,10 @@ class HeadlessView:
         """Fold every event into the view's state; queue a line for each one worth it."""
         try:
             async for event in self.client.events(1):
+                gate = self.state.gate
                 apply(self.state, event)
+                if self.state.gate is not gate:
+                    self._gate_moved.set()
                 if event.seq < self.news_from:
                     continue
                 if self.dry_run and isinstance(event, ev.StepOutput):
@@ -193,6 +197,7 @@ class HeadlessView:
                     self._lines.append(Text.assemble((stamp, "dim"), " ", line))
         finally:
             self._finished.set()
+            self._gate_moved.set()
 
     def _print_new(self, live: Live) -> None:
         lines, self._lines = self._lines, []
@@ -262,12 +267,13 @@ class HeadlessView:
         live.start()
 
     async def _settle(self, gate: object) -> None:
-        """Wait (briefly) for the decision's event to come back, so the prompt is not asked
-        twice for one gate."""
-        for _ in range(50):
-            if self.state.gate is not gate or self._finished.is_set():
-                return
-            await asyncio.sleep(0.01)
+        """Wait (half a second at most) for the decision's event to come back, so the prompt is
+        not asked twice for one gate."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                while self.state.gate is gate and not self._finished.is_set():
+                    self._gate_moved.clear()
+                    await self._gate_moved.wait()  # set by the follower
 
     async def _interrupt_menu(self) -> None:
         self._interrupted.clear()
