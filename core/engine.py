@@ -42,6 +42,8 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 BUDGET_STAGES = ("batch", "network")
 # Phases of these tiers may run before the maintenance window opens (kolla's preparation).
 BEFORE_WINDOW = ("prepare",)
+# waits for a restarted service's heartbeat: limited by policy.heartbeat_timeout
+HEARTBEAT_WAITS = ("wait-compute-up", "wait-agents-up")
 PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime", "window")
 AUTO_OPERATOR = "auto-approve"
 
@@ -1173,7 +1175,7 @@ class Engine:
         """Run a step to an outcome: transport errors retried with backoff (a job that started
         is re-attached, never started again), `repeat` looped (each run its own job)."""
         node = self._nodes[step.node]
-        timeout = float(self.plan.policy.get("step_timeout", 1800))
+        timeout, limit = self._timeout(step)
         retries_left = int(self.plan.policy.get("transport_retries", 3))
         delay = self.options.backoff
         runs = 0
@@ -1214,7 +1216,10 @@ class Engine:
                 if result.terminated is not True and step.executor == "ssh":
                     self._unstoppable = True  # its job directory stays, to look at
                 outcome = "interrupted" if result.interrupted else "timed_out"
-                return outcome, None, result.error or f"timed out after {timeout:g}s"
+                error = result.error or f"timed out after {timeout:g}s"
+                if result.timed_out and limit != "policy.step_timeout":
+                    error += f" (no heartbeat within {timeout:g}s: {limit})"
+                return outcome, None, error
             if result.exit_status is None:
                 return "failed", None, result.error or "no exit status"
             outcome = step.exit_codes.get(result.exit_status, "failed")
@@ -1262,6 +1267,17 @@ class Engine:
             f"copied {receiver.remote} to {receiver.local} ({receiver.size} bytes, "
             f"sha256 {receiver.expected})",
         )
+
+    def _timeout(self, step: Step) -> tuple[float, str]:
+        """Seconds the step may take, and the policy setting that says so: a wait for a
+        restarted service's heartbeat has its own, shorter, limit."""
+        policy = self.plan.policy
+        timeout = float(policy.get("step_timeout", 1800))
+        if step.action in HEARTBEAT_WAITS and "heartbeat_timeout" in policy:
+            heartbeat = float(policy["heartbeat_timeout"])
+            if heartbeat < timeout:
+                return heartbeat, "policy.heartbeat_timeout"
+        return timeout, "policy.step_timeout"
 
     async def _call(
         self,

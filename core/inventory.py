@@ -162,6 +162,10 @@ class PolicySpec(StrictModel):
     failure_budget: int = Field(default=0, ge=0, le=100_000)
     site_concurrency: int = Field(default=1, ge=1, le=1000)
     step_timeout: float = Field(default=1800, gt=0, le=7 * 86400)
+    # how long a restarted nova-compute or neutron agent has to report (a heartbeat from the
+    # new process) before its check fails: nova-compute reports every 10 s and neutron agents
+    # every 30 s by default, so one silent for five minutes is not coming back on its own
+    heartbeat_timeout: float = Field(default=300, gt=0, le=7 * 86400)
     transport_retries: int = Field(default=3, ge=0, le=100)
     # how many nodes a host range, and the whole inventory, may expand to
     max_hosts: int = Field(default=MAX_HOSTS, ge=1, le=10_000_000)

@@ -2,7 +2,8 @@
 
 JSON schema (format "rollgate.plan/1"), stable for other tools:
   {format, cloud, method, upgrade: {from, to, skip_level}, inventory_digest, digest,
-   policy: {gates, canary, batch_size, failure_budget, site_concurrency, step_timeout},
+   policy: {gates, canary, batch_size, failure_budget, site_concurrency, step_timeout,
+            heartbeat_timeout, transport_retries},
    phases: [{id, tier, site, wave, title, gate, stages: [
        {id, title, kind, gate, steps: [
            {id, action, service, role, node, site, executor, command, args, exit_codes,
@@ -947,6 +948,7 @@ def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
             "failure_budget": policy.failure_budget,
             "site_concurrency": policy.site_concurrency,
             "step_timeout": policy.step_timeout,
+            "heartbeat_timeout": policy.heartbeat_timeout,
             "transport_retries": policy.transport_retries,
         },
         phases=tuple(phases),

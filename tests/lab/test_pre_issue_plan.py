@@ -170,3 +170,19 @@ async def test_neutron_servers_keep_running_when_no_contract_is_pending() -> Non
     assert all(  # two's check found contract migrations pending: its servers stopped
         e.outcome == "ok" for e in h.events(ev.StepFinished) if e.step in other_site
     )
+
+
+async def test_a_compute_that_never_reports_fails_its_check_at_the_heartbeat_limit() -> None:
+    """A dead compute shows within policy.heartbeat_timeout, not the step timeout (half an
+    hour by default): the failure gate opens while the window still has room."""
+    h = await make(
+        faults=["crash:one-cmp1:nova-compute"],
+        policy={"step_timeout": 600, "heartbeat_timeout": 0.5},
+    )
+    try:
+        word = await drive(h, abort_at_failure, timeout=60)  # the step timeout would be 600 s
+    finally:
+        await h.lab.close()
+    failed = [e for e in h.events(ev.StepFinished) if e.outcome == "timed_out"]
+    assert word == "aborted" and [h.plan.step(e.step).action for e in failed] == ["wait-compute-up"]
+    assert "no heartbeat within 0.5s: policy.heartbeat_timeout" in failed[0].error
