@@ -17,4 +17,5 @@ METHOD = Method(
     builders=BUILDERS,
     plan_values=plan_values,
     plan_value_names=VALUE_NAMES,
+    preflight_module="core.methods.venv.preflight",
 )
