@@ -14,7 +14,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,18 @@ def processes_with(token: str) -> list[str]:
         if state != "Z" and token in cmdline:
             found.append(cmdline)
     return found
+
+
+@contextlib.contextmanager
+def running_sshd(nodes: int, net: str) -> Iterator[Sshd]:
+    """sshd for `nodes` loopback addresses under `net`, in a work directory of its own (not
+    under pytest's tmp dirs, mode 0700: sshd reads authorized_keys as the test user); skips
+    where sshd or root is missing. Stopped and removed on exit."""
+    need_sshd()
+    work = Path(tempfile.mkdtemp(prefix="rollgate-sshd-", dir="/var/tmp"))
+    server = Sshd(work, nodes, net=net).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,22 +21,15 @@ from core import events as ev
 from core.inventory import Node, load_inventory
 from core.journal import read_journal
 from core.transports.ssh import SshExecutor
-from tests.sshd_helpers import Sshd, login_user, need_sshd, processes_with
+from tests.sshd_helpers import Sshd, login_user, processes_with, running_sshd
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def sshd() -> Iterator[Sshd]:
-    need_sshd()
-    # not under pytest's tmp dirs (mode 0700): sshd reads authorized_keys as the test user
-    work = Path(tempfile.mkdtemp(prefix="rollgate-sshd-", dir="/var/tmp"))
-    server = Sshd(work, 2, net="127.78").start()
-    try:
+    with running_sshd(2, "127.78") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 LOGINS = {

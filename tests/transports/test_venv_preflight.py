@@ -3,11 +3,8 @@ find on a node (the target virtualenv, the interpreter, the constraints, the dis
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,22 +13,15 @@ from core.methods.venv.plan import plan_values
 from core.methods.venv.preflight import check_node
 from core.preflight import Finding, check_status
 from core.transports.ssh import SshExecutor
-from tests.sshd_helpers import Sshd, need_sshd
+from tests.sshd_helpers import Sshd, running_sshd
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def sshd() -> Iterator[Sshd]:
-    need_sshd()
-    # not under pytest's tmp dirs (mode 0700): sshd reads authorized_keys as the test user
-    work = Path(tempfile.mkdtemp(prefix="rollgate-sshd-", dir="/var/tmp"))
-    server = Sshd(work, 1, net="127.79").start()
-    try:
+    with running_sshd(1, "127.79") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def inventory(sshd: Sshd, python: str = sys.executable) -> Inventory:
