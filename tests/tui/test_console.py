@@ -29,9 +29,17 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def console(
-    faults: list[str] | None = None,
+    faults: list[str] | None = None, *, auto_approve: bool = False
 ) -> AsyncIterator[tuple[Session, RollgateApp, object]]:
-    options = RunOptions(operator="olga", lab_inprocess=True, time_scale=0, faults=faults or [])
+    """The console on a run of the small lab cloud; `auto_approve` where the gates are not
+    what the test is about (the run then goes through without key presses, much sooner)."""
+    options = RunOptions(
+        operator="olga",
+        lab_inprocess=True,
+        time_scale=0,
+        faults=faults or [],
+        auto_approve=auto_approve,
+    )
     async with open_session(str(SMALL), options) as session:
         app = RollgateApp(session.client, operator="olga", resume_hint="rollgate run ... --resume")
         task = asyncio.create_task(session.engine.run())
@@ -93,7 +101,7 @@ async def close_end_screen(app: RollgateApp, pilot: object, title: str) -> str:
 
 async def test_the_end_of_a_run_with_a_skip_names_the_node_not_upgraded() -> None:
     faults = ["fail:two-cmp3:systemctl restart nova-compute"]
-    async with console(faults) as (session, app, pilot):
+    async with console(faults, auto_approve=True) as (session, app, pilot):
         while not session.engine.finished.is_set():
             await wait_for(
                 pilot, lambda: app.state.gate is not None or session.engine.finished.is_set()
@@ -137,7 +145,7 @@ async def test_failure_gate_retry_then_skip_with_reason() -> None:
         "fail:one-ctl1:glance-manage db contract:1:1",
         "fail:two-ctl1:glance-manage db contract",
     ]
-    async with console(faults) as (session, app, pilot):
+    async with console(faults, auto_approve=True) as (session, app, pilot):
 
         async def at_failure() -> None:
             while True:
@@ -171,8 +179,8 @@ async def test_abort_asks_to_confirm() -> None:
 
 
 async def test_node_detail_search_and_theme() -> None:
-    async with console() as (session, app, pilot):
-        await approve_all(app, pilot, session)
+    async with console(auto_approve=True) as (session, app, pilot):
+        await wait_for(pilot, session.engine.finished.is_set, 30)
         await close_end_screen(app, pilot, "run complete")
         tree = app.w_sitemap
         tree.focus()
@@ -224,7 +232,7 @@ async def test_the_palettes_quit_asks_the_same_question() -> None:
 
 async def test_site_map_filters_by_state_and_by_name() -> None:
     faults = ["fail:two-cmp2:systemctl restart nova-compute"]
-    async with console(faults) as (_session, app, pilot):
+    async with console(faults, auto_approve=True) as (_session, app, pilot):
 
         async def until_failed() -> None:
             while app.state.nodes["two-cmp2"].status != "failed":
@@ -251,8 +259,8 @@ async def test_site_map_filters_by_state_and_by_name() -> None:
 
 
 async def test_log_of_the_selected_node_and_the_command_palette() -> None:
-    async with console() as (session, app, pilot):
-        await approve_all(app, pilot, session)
+    async with console(auto_approve=True) as (session, app, pilot):
+        await wait_for(pilot, session.engine.finished.is_set, 30)
         await close_end_screen(app, pilot, "run complete")
         app.w_sitemap.focus()
         app.w_sitemap.move_cursor(app._node_rows["two-cmp3"])
@@ -344,7 +352,8 @@ async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
 
 
 async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
-    async with console(["fail:one-cmp3:systemctl restart nova-compute"]) as (_, app, pilot):
+    faults = ["fail:one-cmp3:systemctl restart nova-compute"]
+    async with console(faults, auto_approve=True) as (_, app, pilot):
         while True:
             await wait_for(pilot, lambda: app.state.gate is not None)
             if app.state.gate.kind == "failure":
