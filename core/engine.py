@@ -937,10 +937,13 @@ class Engine:
     async def _phase_failures_gate(self, phase: Phase) -> None:
         """Nodes that failed within the budget: retry them, skip them, or abort."""
         while True:
+            # not "interrupted": a step a stopped driver left running was asked about when
+            # the run resumed (run again by its stage, or marked done), it did not fail
             failed = [
                 s
                 for s in phase.steps
-                if not self.state.steps[s.id].done and self.state.steps[s.id].status != "pending"
+                if not self.state.steps[s.id].done
+                and self.state.steps[s.id].status not in ("pending", "interrupted")
             ]
             if not failed:
                 return

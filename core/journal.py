@@ -51,7 +51,7 @@ class JournalWriter:
     def __init__(self, path: Path, header: dict[str, Any] | None, *, fsync: bool = True):
         self.path = path
         self._fsync = fsync
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._fd, created = self._open(path, header)
         os.fchmod(self._fd, 0o600)
         self._pending: list[bytes] = []
         self._oldest_pending = 0.0
@@ -63,7 +63,9 @@ class JournalWriter:
         stat = os.fstat(self._fd)
         self._identity = (stat.st_dev, stat.st_ino)
         self._size = stat.st_size  # what is on file: it is never shorter while we write
-        if stat.st_size == 0:
+        if created:  # its header went in whole before the name existed
+            self._appended = self._durable = 1
+        elif stat.st_size == 0:  # an empty file made by hand: the header goes in first
             if header is None:
                 raise ValueError("a new journal needs a header")
             self._pending.append(orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n")
@@ -73,6 +75,43 @@ class JournalWriter:
             self._repair_torn_tail()
         with open(self.path, "rb") as f:
             self._header_line = f.readline()  # for a recovered copy, should the file vanish
+
+    def _open(self, path: Path, header: dict[str, Any] | None) -> tuple[int, bool]:
+        """The journal's descriptor for appending, and whether this call created it. A new
+        journal appears under its name with its header already whole (written beside it,
+        then linked into place): a reader (`watch`, a resume) never finds it empty or with
+        half a header, and a crash leaves either no journal or one that reads back."""
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND), False
+        except FileNotFoundError:
+            if header is None:
+                raise ValueError("a new journal needs a header") from None
+        line = orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n"
+        beside = path.with_name(f".{path.name}.{os.getpid()}.new")
+        fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self._fsync:
+                os.fsync(fd)
+            os.link(beside, path)  # never replaces: a journal made meanwhile is kept
+        except FileExistsError:
+            os.close(fd)
+            return os.open(path, os.O_WRONLY | os.O_APPEND), False
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(beside)
+        if self._fsync:  # the new name is durable too
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return fd, True
 
     def _repair_torn_tail(self) -> None:
         """A crash mid-line leaves a fragment; end it with a newline so appends stay whole."""

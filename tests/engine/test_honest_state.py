@@ -339,3 +339,45 @@ async def test_a_compute_an_operator_disabled_before_the_run_stays_disabled() ->
     assert said == [
         "nova-compute on one-cmp3 left disabled, as the run found it (RMA ticket 42: failing DIMM)"
     ]
+
+
+async def test_a_step_interrupted_after_the_data_plane_is_run_again_not_called_failed(
+    tmp_path: Path,
+) -> None:
+    """The driver died while a compute phase's post step ran (another site's failure gate had
+    its attention): the resumed run asks about that step, and re-runs it; no gate says its
+    node failed (one did, claiming "1 node(s) failed" for a step chosen to run again)."""
+    one_site_at_a_time = {"site_concurrency": 1}  # only that step runs when the kill lands
+    first = await make(tmp_path, policy=one_site_at_a_time)
+    try:
+        assert await drive(first, lambda g: None) == "complete"
+    finally:
+        await first.lab.close()
+    first.engine.journal.close()  # type: ignore[union-attr]
+    events = open_journal_client(str(tmp_path / "journal.jsonl")).all_events()
+    post = next(  # the first step after a compute phase's batches: it runs when the kill lands
+        i
+        for i, e in enumerate(events)
+        if isinstance(e, ev.StepStarted) and "/compute/allow-restarts/" in e.step
+    )
+    history = events[: post + 1]
+    # the lab as the first run left it (upgraded): what follows the cut runs on it again
+    second = await make(tmp_path, history=history, auto_approve=False, policy=one_site_at_a_time)
+    asked: list[ev.GateOpened] = []
+
+    def decide(g: ev.GateOpened) -> ev.Command | None:
+        if g.seq > len(history):
+            asked.append(g)
+        if g.kind == "failure":  # nothing failed: a failure gate is the bug
+            return ev.Command("abort", "tester", "", g.gate)
+        return ev.Command("rerun", "tester", "", g.gate) if g.kind == "interrupted" else None
+
+    try:
+        outcome = await drive(second, decide)
+    finally:
+        await second.lab.close()
+    assert outcome == "complete", [g.title for g in asked]
+    interrupted = events[post].step  # type: ignore[attr-defined]
+    assert [g.kind for g in asked if g.kind in ("interrupted", "failure")] == ["interrupted"]
+    runs = [e for e in second.events(ev.StepFinished) if e.step == interrupted]
+    assert [e.outcome for e in runs][-1] == "ok"  # run again, to the end

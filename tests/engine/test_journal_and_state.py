@@ -216,3 +216,19 @@ def test_a_follower_reads_only_new_lines_and_waits_for_a_partial_one(tmp_path: P
         f.write(line[20:])
     assert tail.read_new() == [ev.StepStarted(seq=5, step=STEPS[1], node="key1", attempt=1)]
     assert len(index) == len(events)
+
+
+def test_a_new_journal_appears_with_its_header_whole(tmp_path: Path) -> None:
+    """Written beside it and linked into place: a reader (watch, a resume, a test polling the
+    file) never finds the journal empty or with half its header line (a plan is ~300 KB)."""
+    path = tmp_path / "journal.jsonl"
+    with pytest.raises(ValueError, match="needs a header"):
+        JournalWriter(path, None)  # a resume of a journal that is not there
+    assert not path.exists()
+    writer = JournalWriter(path, {"run_id": "r", "plan": {"big": "x" * 300_000}})
+    assert read_journal(path).header["run_id"] == "r"  # whole, before any event
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.jsonl"]  # nothing beside
+    assert (path.stat().st_mode & 0o777) == 0o600
+    writer.write(ev.RunStarted(seq=1, run_id="r", operator="o", plan_digest="d"))
+    writer.close()
+    assert len(read_journal(path).events) == 1
