@@ -360,7 +360,8 @@ async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
                 break
             await pilot.press("a", "enter")
             await pilot.pause(0.05)
-        assert "d detail of one-cmp3" in str(app.w_gatebar.render())
+        # the gate bar shows it within a frame of the gate opening
+        await wait_for(pilot, lambda: "d detail of one-cmp3" in str(app.w_gatebar.render()))
         await pilot.press("d")
         await pilot.pause(0.1)
         assert isinstance(app.screen, TextScreen)
