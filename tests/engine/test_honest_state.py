@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from core import events as ev
 from core.client import open_journal_client
@@ -288,16 +289,21 @@ async def test_resume_restores_the_failure_budget_already_spent(tmp_path: Path) 
     assert "2 failed nodes (budget 1)" in titles[0]
 
 
-async def test_after_a_crash_gate_summaries_count_no_failure_that_did_not_happen(
-    tmp_path: Path,
-) -> None:
-    first = await make(tmp_path)
+async def a_complete_run(tmp_path: Path, policy: dict[str, Any] | None = None) -> list[ev.Event]:
+    """A whole run of the small cloud, journalled in tmp_path (its lab kept there); its events."""
+    first = await make(tmp_path, policy=policy)
     try:
         assert await drive(first, lambda g: None) == "complete"
     finally:
         await first.lab.close()
     first.engine.journal.close()  # type: ignore[union-attr]
-    events = open_journal_client(str(tmp_path / "journal.jsonl")).all_events()
+    return open_journal_client(str(tmp_path / "journal.jsonl")).all_events()
+
+
+async def test_after_a_crash_gate_summaries_count_no_failure_that_did_not_happen(
+    tmp_path: Path,
+) -> None:
+    events = await a_complete_run(tmp_path)
     # the driver died right after starting a step (SIGKILL): the journal ends there
     cut = next(i for i, e in enumerate(events) if isinstance(e, ev.StepStarted))
     history = events[: cut + 1]
@@ -348,13 +354,7 @@ async def test_a_step_interrupted_after_the_data_plane_is_run_again_not_called_f
     its attention): the resumed run asks about that step, and re-runs it; no gate says its
     node failed (one did, claiming "1 node(s) failed" for a step chosen to run again)."""
     one_site_at_a_time = {"site_concurrency": 1}  # only that step runs when the kill lands
-    first = await make(tmp_path, policy=one_site_at_a_time)
-    try:
-        assert await drive(first, lambda g: None) == "complete"
-    finally:
-        await first.lab.close()
-    first.engine.journal.close()  # type: ignore[union-attr]
-    events = open_journal_client(str(tmp_path / "journal.jsonl")).all_events()
+    events = await a_complete_run(tmp_path, one_site_at_a_time)
     post = next(  # the first step after a compute phase's batches: it runs when the kill lands
         i
         for i, e in enumerate(events)
