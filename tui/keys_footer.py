@@ -59,11 +59,6 @@ class KeysFooter(Static, can_focus=False):
         if self.is_mounted:
             self._draw()
 
-    @property
-    def keys(self) -> list[tuple[str, str]]:
-        """(key as shown, description) of each key in the footer, in order."""
-        return [(shown, description) for _, shown, description, _ in self._keys]
-
     def visible_descriptions(self) -> list[str]:
         """The descriptions whose key fits whole in the footer's width."""
         width = self.size.width
