@@ -13,13 +13,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from core.engine import CommandRejected, Engine
-from core.errors import UserError
-from core.events import Command, Event, RunFinished
-from core.journal import JournalTail
-from core.journal_index import JournalIndex, paused_gc
-from core.plan import Plan
-from core.runs import driver_alive, resolve_journal
+from rollgate.core.engine import CommandRejected, Engine
+from rollgate.core.errors import UserError
+from rollgate.core.events import Command, Event, RunFinished
+from rollgate.core.journal import JournalTail
+from rollgate.core.journal_index import JournalIndex, paused_gc
+from rollgate.core.plan import Plan
+from rollgate.core.runs import driver_alive, resolve_journal
 
 
 class ReadOnlyError(CommandRejected):

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from core.executor import (
+from rollgate.core.executor import (
     LEFT_AS_FOUND,
     CommandResult,
     OutputCallback,
     TransportError,
     fenced_by_operator,
 )
-from core.inventory import Site
+from rollgate.core.inventory import Site
 
 API_TIMEOUT = 60.0  # seconds per API call, unless the inventory says (openstack.timeout)
 API_WORKERS = 8  # API calls at once: their own threads, never the loop's default executor

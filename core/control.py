@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 
-from core import events as ev
-from core.engine import CommandRejected, Engine
-from core.estimate import remaining_seconds
+from rollgate.core import events as ev
+from rollgate.core.engine import CommandRejected, Engine
+from rollgate.core.estimate import remaining_seconds
 
 LIMIT = 1 << 20  # bytes a request line may take
 SOCKET_NAME = "control.sock"

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.errors import UserError
-from core.runs import private_dir, runs_dir, state_home, write_private
+from rollgate.core.errors import UserError
+from rollgate.core.runs import private_dir, runs_dir, state_home, write_private
 
 if TYPE_CHECKING:
-    from core.session import Session
+    from rollgate.core.session import Session
 
 READY_TIMEOUT = 120.0  # seconds the engine may take to open its run (a lab starts first)
 SOCKET_PATH_MAX = 100  # a Unix socket path longer than ~107 bytes cannot be bound
@@ -58,8 +58,9 @@ def spawn_engine(argv: list[str]) -> str:
         process = subprocess.Popen(
             [
                 sys.executable,
-                "-c",
-                "from tui.cli import main; main()",
+                "-P",
+                "-m",
+                "rollgate",
                 "run",
                 *argv,
                 "--engine-process",
@@ -91,8 +92,8 @@ async def engine_main(session: Session, ready: Path, group: str = "") -> int:
     """The detached engine's life: serve the control socket, tell the starter the run id,
     drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
     (there is no terminal to lose)."""
-    from core.control import ControlServer
-    from core.narrate import exit_code
+    from rollgate.core.control import ControlServer
+    from rollgate.core.narrate import exit_code
 
     engine = session.engine
     run_id = session.run_id
@@ -139,9 +140,9 @@ def check_can_start(
 ) -> None:
     """What refuses a start, checked before detaching: the inventory, the window (when no
     console will ask), a driver already running the cloud."""
-    from core.inventory import load_inventory
-    from core.runs import driver_alive
-    from core.window import resolve as resolve_window
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.runs import driver_alive
+    from rollgate.core.window import resolve as resolve_window
 
     if group:
         import grp
@@ -160,7 +161,7 @@ def check_can_start(
         window = resolve_window(inventory.window, None)
         reason = window.outside() if window is not None else ""
         if reason:
-            from core.plan import build_plan
+            from rollgate.core.plan import build_plan
 
             plan = build_plan(inventory)
             if not (plan.phases and plan.phases[0].tier == "prepare"):

@@ -18,23 +18,30 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from core import events as ev
-from core.backup_pull import BackupReceiver
-from core.estimate import remaining_seconds
-from core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
-from core.inventory import Inventory
-from core.journal import JournalWriteError, JournalWriter
-from core.notify import Notifier, end_text, gate_text
-from core.plan import Gate, Phase, Plan, Stage, Step
-from core.recipes import fill_runtime
-from core.releases import release_for_major
-from core.report import restarts_still_blocked, span_words
-from core.roles import ROLES
-from core.secrets import Secrets
-from core.state import FINISHED_OK, RunState, apply
-from core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
-from core.window import Window
-from core.words import RUN_PAUSED, STEP_FAILED, STEP_NOT_NEEDED, STEP_OK, phase_word, run_word
+from rollgate.core import events as ev
+from rollgate.core.backup_pull import BackupReceiver
+from rollgate.core.estimate import remaining_seconds
+from rollgate.core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
+from rollgate.core.inventory import Inventory
+from rollgate.core.journal import JournalWriteError, JournalWriter
+from rollgate.core.notify import Notifier, end_text, gate_text
+from rollgate.core.plan import Gate, Phase, Plan, Stage, Step
+from rollgate.core.recipes import fill_runtime
+from rollgate.core.releases import release_for_major
+from rollgate.core.report import restarts_still_blocked, span_words
+from rollgate.core.roles import ROLES
+from rollgate.core.secrets import Secrets
+from rollgate.core.state import FINISHED_OK, RunState, apply
+from rollgate.core.transports.remote_job import DEFAULT_JOB_ROOT, job_name, run_dir
+from rollgate.core.window import Window
+from rollgate.core.words import (
+    RUN_PAUSED,
+    STEP_FAILED,
+    STEP_NOT_NEEDED,
+    STEP_OK,
+    phase_word,
+    run_word,
+)
 
 DATA_PLANE_STAGES = ("canary", "batch", "network")
 # Stages whose failed nodes count against the phase's failure budget. A canary is not among

@@ -3,8 +3,8 @@ settled step, time spent waiting at gates left out), refined by past runs of the
 
 from __future__ import annotations
 
-from core.plan import Plan
-from core.state import RunState
+from rollgate.core.plan import Plan
+from rollgate.core.state import RunState
 
 # How many of this run's settled steps weigh as much as the past runs' pace: early on the
 # past leads, after a few dozen steps this run's own pace does.
@@ -55,9 +55,9 @@ def remaining_seconds(state: RunState, now: float, past: float | None = None) ->
 def past_pace(cloud: str, exclude: str = "") -> float | None:
     """Seconds of work per step of the cloud's most recent complete runs (not dry runs), from
     their journals; None when there are none."""
-    from core.journal import JournalError, read_journal
-    from core.runs import list_runs
-    from core.state import fold
+    from rollgate.core.journal import JournalError, read_journal
+    from rollgate.core.runs import list_runs
+    from rollgate.core.state import fold
 
     rates: list[float] = []
     runs = [r for r in list_runs() if r.cloud == cloud and r.run_id != exclude]

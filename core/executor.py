@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.inventory import Node, Site
+from rollgate.core.inventory import Node, Site
 
 # Called once per complete output line: (stream, line) with stream "stdout" or "stderr".
 OutputCallback = Callable[[str, str], None]

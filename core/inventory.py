@@ -23,10 +23,17 @@ from pydantic import (
     model_validator,
 )
 
-from core import hostrange
-from core.releases import ReleaseError, UpgradePath, find_release, validate_path
-from core.roles import INFRA_ROLES, ROLES
-from core.yamlsource import Path, Problem, SourceError, YamlDocument, format_path, parse_yaml
+from rollgate.core import hostrange
+from rollgate.core.releases import ReleaseError, UpgradePath, find_release, validate_path
+from rollgate.core.roles import INFRA_ROLES, ROLES
+from rollgate.core.yamlsource import (
+    Path,
+    Problem,
+    SourceError,
+    YamlDocument,
+    format_path,
+    parse_yaml,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PATTERN_RE = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9._:\[\]-]{0,80}$")
@@ -738,7 +745,7 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
                     )
 
     if upgrade is not None:
-        from core.methods import method
+        from rollgate.core.methods import method
 
         checks = method(spec.method).check_inventory
         if checks is not None:
@@ -752,8 +759,8 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
         )
     _check_recipe_overrides(spec, problem)
     if spec.lab is not None and spec.lab.faults:
-        from core.errors import UserError
-        from core.lab.faults import parse_faults
+        from rollgate.core.errors import UserError
+        from rollgate.core.lab.faults import parse_faults
 
         node_names = {n.name for site in sites for n in site.nodes}
         for i, fault in enumerate(spec.lab.faults):
@@ -815,8 +822,8 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
 def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
     """Every overridden action must exist in the deployment method's recipe, and every
     `{{placeholder}}` in it must be a value the plan gives or a recipe variable."""
-    from core.methods import method
-    from core.recipes import PLAN_VALUES, load_recipe, placeholders
+    from rollgate.core.methods import method
+    from rollgate.core.recipes import PLAN_VALUES, load_recipe, placeholders
 
     recipe = load_recipe(spec.method)
     plan_values = PLAN_VALUES | method(spec.method).plan_value_names

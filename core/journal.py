@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from core.errors import UserError
-from core.events import Event, event_from_dict
+from rollgate.core.errors import UserError
+from rollgate.core.events import Event, event_from_dict
 
 JOURNAL_FORMAT = "rollgate.journal/1"
 FLUSH_INTERVAL = 0.1

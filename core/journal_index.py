@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from core.events import Event, event_from_dict
-from core.journal import JournalError, is_fragment, journal_bytes, parse_header
+from rollgate.core.events import Event, event_from_dict
+from rollgate.core.journal import JournalError, is_fragment, journal_bytes, parse_header
 
 TYPE_PREFIX = b'{"type":"'
 

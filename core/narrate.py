@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import events as ev
-from core.plan import Plan
-from core.words import RUN_COMPLETE, RUN_DEVIATIONS
+from rollgate.core import events as ev
+from rollgate.core.plan import Plan
+from rollgate.core.words import RUN_COMPLETE, RUN_DEVIATIONS
 
 _named: list[Any] = [None, ({}, {})]  # the last plan named, and its names
 

@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from core import events as ev
+from rollgate.core import events as ev
 
 TIMEOUT = 15.0  # seconds a command or a webhook may take
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import orjson
 
-from core import methods
-from core.hostrange import compress
-from core.inventory import Inventory, Node, Site
-from core.recipes import Recipe, load_recipe, render, render_title
-from core.releases import package_source
-from core.roles import AGENT_ORDER, ROLES, TIERS
-from core.secrets import mask
+from rollgate.core import methods
+from rollgate.core.hostrange import compress
+from rollgate.core.inventory import Inventory, Node, Site
+from rollgate.core.recipes import Recipe, load_recipe, render, render_title
+from rollgate.core.releases import package_source
+from rollgate.core.roles import AGENT_ORDER, ROLES, TIERS
+from rollgate.core.secrets import mask
 
 PLAN_FORMAT = "rollgate.plan/1"
 

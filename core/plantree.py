@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from rich.tree import Tree
 
-from core.hostrange import compress
-from core.plan import Plan, Stage, Step
-from core.secrets import mask
+from rollgate.core.hostrange import compress
+from rollgate.core.plan import Plan, Stage, Step
+from rollgate.core.secrets import mask
 
 
 def _gate_line(title: str) -> Text:

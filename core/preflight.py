@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from core.executor import CommandResult, Executor, TransportError
-from core.inventory import Inventory, Node
-from core.methods import method
-from core.plan import render_action
-from core.recipes import RecipeError
-from core.releases import release_for_major
-from core.roles import ROLES
+from rollgate.core.executor import CommandResult, Executor, TransportError
+from rollgate.core.inventory import Inventory, Node
+from rollgate.core.methods import method
+from rollgate.core.plan import render_action
+from rollgate.core.recipes import RecipeError
+from rollgate.core.releases import release_for_major
+from rollgate.core.roles import ROLES
 
 STATUS_SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
 # A probe's exit status for "cannot answer yet": what it runs is installed later (the

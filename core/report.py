@@ -7,12 +7,12 @@ import json
 import time
 from typing import Any
 
-from core import events as ev
-from core.hostrange import compress
-from core.plan import Plan
-from core.secrets import mask
-from core.state import RunState, fold
-from core.words import STEP_FAILED, STEP_OK, phase_word, run_word
+from rollgate.core import events as ev
+from rollgate.core.hostrange import compress
+from rollgate.core.plan import Plan
+from rollgate.core.secrets import mask
+from rollgate.core.state import RunState, fold
+from rollgate.core.words import STEP_FAILED, STEP_OK, phase_word, run_word
 
 
 def redact(text: str) -> str:

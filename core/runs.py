@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import UserError
+from rollgate.core.errors import UserError
 
 
 def private_dir(path: Path) -> Path:
@@ -126,7 +126,7 @@ def cloud_lock(cloud: str) -> RunLock:
 
 
 if TYPE_CHECKING:
-    from core.journal_index import JournalIndex
+    from rollgate.core.journal_index import JournalIndex
 
 
 @dataclass
@@ -141,8 +141,8 @@ class RunSummary:
 
 
 def list_runs() -> list[RunSummary]:
-    from core.journal import JournalError
-    from core.journal_index import JournalIndex
+    from rollgate.core.journal import JournalError
+    from rollgate.core.journal_index import JournalIndex
 
     out = []
     for run in sorted(runs_dir().iterdir()):

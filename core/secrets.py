@@ -69,8 +69,8 @@ def resolve(spec: object) -> Secrets:
     environment, a file or the inventory itself. A value that cannot be had is a UserError."""
     from pathlib import Path
 
-    from core.errors import UserError
-    from core.inventory import InventorySpec, SecretSpec
+    from rollgate.core.errors import UserError
+    from rollgate.core.inventory import InventorySpec, SecretSpec
 
     assert isinstance(spec, InventorySpec)
     places = [("recipe", spec.recipe)]

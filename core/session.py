@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import events as ev
-from core.client import EngineClient
-from core.engine import BEFORE_WINDOW, Engine, EngineOptions
-from core.errors import UserError
-from core.estimate import past_pace
-from core.executor import Executor
-from core.inventory import Inventory, load_inventory
-from core.journal import JournalWriteError, JournalWriter, read_journal
-from core.notify import Notifier
-from core.plan import Plan, build_plan
-from core.recipes import load_recipe
-from core.runs import (
+from rollgate.core import events as ev
+from rollgate.core.client import EngineClient
+from rollgate.core.engine import BEFORE_WINDOW, Engine, EngineOptions
+from rollgate.core.errors import UserError
+from rollgate.core.estimate import past_pace
+from rollgate.core.executor import Executor
+from rollgate.core.inventory import Inventory, load_inventory
+from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
+from rollgate.core.notify import Notifier
+from rollgate.core.plan import Plan, build_plan
+from rollgate.core.recipes import load_recipe
+from rollgate.core.runs import (
     RunLock,
     cloud_lock,
     new_run_id,
@@ -37,11 +37,11 @@ from core.runs import (
     runs_dir,
     write_private,
 )
-from core.secrets import resolve as resolve_secrets
-from core.transports.remote_job import DEFAULT_JOB_ROOT
-from core.window import Window
-from core.window import resolve as resolve_window
-from core.words import RUN_FINAL
+from rollgate.core.secrets import resolve as resolve_secrets
+from rollgate.core.transports.remote_job import DEFAULT_JOB_ROOT
+from rollgate.core.window import Window
+from rollgate.core.window import resolve as resolve_window
+from rollgate.core.words import RUN_FINAL
 
 
 @dataclass
@@ -131,13 +131,13 @@ async def open_executor(
     or in-process with --lab-inprocess). Otherwise: SSH to the nodes and the OpenStack API.
     """
     if options.dry_run:
-        from core.transports.dryrun import DryRunExecutor
+        from rollgate.core.transports.dryrun import DryRunExecutor
 
         notices.append("dry run: nothing is executed; each step says what it would run")
         yield DryRunExecutor(), inventory
         return
     if inventory.lab is not None:
-        from core.lab import Lab
+        from rollgate.core.lab import Lab
 
         lab = await Lab.start(
             inventory,
@@ -152,7 +152,7 @@ async def open_executor(
                 notices.append("lab: in-process (no SSH or HTTP)")
                 yield lab.executor(), lab.effective_inventory
             else:
-                from core.transports.real import RealExecutor
+                from rollgate.core.transports.real import RealExecutor
 
                 notices.append(f"lab: nodes answer SSH on loopback; clouds.yaml {lab.clouds_yaml}")
                 if options.insecure:
@@ -171,7 +171,7 @@ async def open_executor(
             await lab.close()
         return
     try:
-        from core.transports.real import RealExecutor
+        from rollgate.core.transports.real import RealExecutor
     except ImportError:
         raise UserError(
             "real SSH/API transports are not available in this build; use "

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import events as ev
-from core.plan import Plan
-from core.words import STEP_FAILED, STEP_SETTLED
+from rollgate.core import events as ev
+from rollgate.core.plan import Plan
+from rollgate.core.words import STEP_FAILED, STEP_SETTLED
 
 OUTPUT_TAIL = 20  # lines kept per step; the journal has everything
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core import events as ev
-from core.journal_index import EventList, EventSource, paused_gc
-from core.plan import Plan
-from core.state import (
+from rollgate.core import events as ev
+from rollgate.core.journal_index import EventList, EventSource, paused_gc
+from rollgate.core.plan import Plan
+from rollgate.core.state import (
     NodeState,
     RunState,
     StepState,

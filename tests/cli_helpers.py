@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROLLGATE = [sys.executable, "-c", "from tui.cli import main; main()"]
+ROLLGATE = [sys.executable, "-P", "-m", "rollgate"]
 
 
 def rollgate(state: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from core.inventory import Inventory, parse_inventory
+from rollgate.core.inventory import Inventory, parse_inventory
 
 
 def random_net() -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core import events as ev
-from core.engine import Engine, EngineOptions
-from core.inventory import load_inventory
-from core.journal import JournalWriter
-from core.lab import Lab
-from core.plan import build_plan
+from rollgate.core import events as ev
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import JournalWriter
+from rollgate.core.lab import Lab
+from rollgate.core.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "sample_inventory" / "lab-two-sites.yaml"

@@ -24,22 +24,22 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Log, Static, Tree
 
-from core import events as ev
-from core.client import RunClient
-from core.engine import CommandRejected
-from core.errors import UserError
-from core.estimate import remaining_seconds
-from core.narrate import describe, exit_code
-from core.plan import Step
-from core.report import end_summary, run_outcome
-from core.state import RunState, apply, touched_by
-from core.words import GLYPHS, WORDS
-from themes import STYLESHEET, THEMES
-from tui.gc_policy import screen_built
-from tui.keys_footer import KeysFooter
-from tui.phase_rows import PhaseRows
-from tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
-from tui.settings import load_settings, save_setting
+from rollgate.core import events as ev
+from rollgate.core.client import RunClient
+from rollgate.core.engine import CommandRejected
+from rollgate.core.errors import UserError
+from rollgate.core.estimate import remaining_seconds
+from rollgate.core.narrate import describe, exit_code
+from rollgate.core.plan import Step
+from rollgate.core.report import end_summary, run_outcome
+from rollgate.core.state import RunState, apply, touched_by
+from rollgate.core.words import GLYPHS, WORDS
+from rollgate.themes import STYLESHEET, THEMES
+from rollgate.tui.gc_policy import screen_built
+from rollgate.tui.keys_footer import KeysFooter
+from rollgate.tui.phase_rows import PhaseRows
+from rollgate.tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
+from rollgate.tui.settings import load_settings, save_setting
 
 REFRESH = 1 / 60  # the log, header and gate bar: new output is on screen within a frame
 # Tables and the site map: a DataTable re-renders every visible cell when one changes, which

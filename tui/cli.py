@@ -7,28 +7,28 @@ import sys
 
 import click
 
-# name -> "module:attribute"; each module holds one command and imports what it needs lazily,
-# so `rollgate --help` stays fast.
+# name -> "module:attribute" in rollgate.tui.commands; each module holds one command and
+# imports what it needs lazily, so `rollgate --help` stays fast.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("tui.commands.validate:validate", "Check an inventory and print a summary."),
-    "plan": ("tui.commands.plan:plan", "Print the upgrade plan as a tree or JSON."),
-    "run": ("tui.commands.run:run", "Drive an upgrade in the console (or --headless)."),
-    "runs": ("tui.commands.runs:runs", "List past and current runs."),
-    "watch": ("tui.commands.watch:watch", "Follow a run another console drives, read-only."),
-    "replay": ("tui.commands.replay:replay", "Replay a past run (read-only)."),
-    "report": ("tui.commands.report:report", "The change record of a run (md, html, json)."),
-    "check": ("tui.commands.check:check", "Pre-flight every node and site; changes nothing."),
-    "lab": ("tui.commands.lab:lab", "Serve the simulated cloud of a lab inventory."),
-    "attach": ("tui.commands.control:attach", "Open the console on a running run's engine."),
-    "status": ("tui.commands.control:status", "How a run stands (--json for scripts)."),
-    "approve": ("tui.commands.control:approve", "Approve a run's open gate."),
-    "reject": ("tui.commands.control:reject", "Reject a run's open gate (the run stops)."),
-    "retry": ("tui.commands.control:retry", "Retry the failed steps at a failure gate."),
-    "skip": ("tui.commands.control:skip", "Skip the failed steps, with --reason."),
-    "pause": ("tui.commands.control:pause", "Pause a run (running steps finish)."),
-    "continue": ("tui.commands.control:continue_", "Continue a paused run."),
-    "abort": ("tui.commands.control:abort", "Abort a run (running commands are terminated)."),
-    "serve": ("tui.commands.serve:serve", "Serve a run's console to a browser on 127.0.0.1."),
+    "validate": ("validate:validate", "Check an inventory and print a summary."),
+    "plan": ("plan:plan", "Print the upgrade plan as a tree or JSON."),
+    "run": ("run:run", "Drive an upgrade in the console (or --headless)."),
+    "runs": ("runs:runs", "List past and current runs."),
+    "watch": ("watch:watch", "Follow a run another console drives, read-only."),
+    "replay": ("replay:replay", "Replay a past run (read-only)."),
+    "report": ("report:report", "The change record of a run (md, html, json)."),
+    "check": ("check:check", "Pre-flight every node and site; changes nothing."),
+    "lab": ("lab:lab", "Serve the simulated cloud of a lab inventory."),
+    "attach": ("control:attach", "Open the console on a running run's engine."),
+    "status": ("control:status", "How a run stands (--json for scripts)."),
+    "approve": ("control:approve", "Approve a run's open gate."),
+    "reject": ("control:reject", "Reject a run's open gate (the run stops)."),
+    "retry": ("control:retry", "Retry the failed steps at a failure gate."),
+    "skip": ("control:skip", "Skip the failed steps, with --reason."),
+    "pause": ("control:pause", "Pause a run (running steps finish)."),
+    "continue": ("control:continue_", "Continue a paused run."),
+    "abort": ("control:abort", "Abort a run (running commands are terminated)."),
+    "serve": ("serve:serve", "Serve a run's console to a browser on 127.0.0.1."),
 }
 
 
@@ -40,7 +40,7 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr = COMMANDS[name][0].split(":")
-        return getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(f"rollgate.tui.commands.{module}"), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]
@@ -61,11 +61,11 @@ def cli() -> None:
 
 def main() -> None:
     """Entry point: user errors print one line each to stderr and exit 2, never a traceback."""
-    from core.errors import UserError
-    from core.yamlsource import SourceError
+    from rollgate.core.errors import UserError
+    from rollgate.core.yamlsource import SourceError
 
     try:
-        result = cli.main(standalone_mode=False)
+        result = cli.main(prog_name="rollgate", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)

@@ -24,13 +24,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from core import events as ev
-from core.client import RunClient
-from core.engine import AUTO_OPERATOR, CommandRejected
-from core.narrate import describe, exit_code
-from core.report import end_summary
-from core.state import RunState, apply
-from core.words import RUN_COMPLETE, RUN_DEVIATIONS, glyph
+from rollgate.core import events as ev
+from rollgate.core.client import RunClient
+from rollgate.core.engine import AUTO_OPERATOR, CommandRejected
+from rollgate.core.narrate import describe, exit_code
+from rollgate.core.report import end_summary
+from rollgate.core.state import RunState, apply
+from rollgate.core.words import RUN_COMPLETE, RUN_DEVIATIONS, glyph
 
 __all__ = ["HeadlessView", "render"]
 

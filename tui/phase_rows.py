@@ -11,8 +11,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 
-from core.plan import Step
-from core.state import StepState
+from rollgate.core.plan import Step
+from rollgate.core.state import StepState
 
 BUSY, PENDING, SETTLED = "busy", "pending", "settled"
 

@@ -9,11 +9,11 @@ from typing import Any
 from textual import work
 from textual.binding import Binding
 
-from core.client import JournalClient
-from core.journal import JournalError
-from core.timeline import Timeline
-from tui.app import RollgateApp
-from tui.screens.dialogs import PromptScreen, TextScreen
+from rollgate.core.client import JournalClient
+from rollgate.core.journal import JournalError
+from rollgate.core.timeline import Timeline
+from rollgate.tui.app import RollgateApp
+from rollgate.tui.screens.dialogs import PromptScreen, TextScreen
 
 SPEEDS = (0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 LOG_CONTEXT = 300  # log lines rebuilt around the position after a jump

@@ -6,17 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from core.inventory import Inventory
-from core.lab.faults import parse_faults
-from core.lab.inprocess import LabExecutor
-from core.lab.world import World
-from core.runs import private_dir
+from rollgate.core.errors import UserError
+from rollgate.core.inventory import Inventory
+from rollgate.core.lab.faults import parse_faults
+from rollgate.core.lab.inprocess import LabExecutor
+from rollgate.core.lab.world import World
+from rollgate.core.runs import private_dir
 
 
 def lab_state_dir(inventory: Inventory) -> Path:
     """Keys, known_hosts, clouds.yaml and the saved world of this inventory's lab."""
-    from core.runs import state_home
+    from rollgate.core.runs import state_home
 
     if inventory.lab is not None and inventory.lab.state_dir:
         return Path(inventory.lab.state_dir).expanduser()
@@ -73,7 +73,7 @@ class Lab:
                 world.persist_path = saved
                 world.save()  # the whole world once; then each change is a line
         if serve:
-            from core.lab.serve import serve_lab
+            from rollgate.core.lab.serve import serve_lab
 
             await serve_lab(lab, state_dir)
         return lab

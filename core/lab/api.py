@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from core.lab.world import World
+from rollgate.core.lab.world import World
 
 if TYPE_CHECKING:
-    from core.lab import Lab
+    from rollgate.core.lab import Lab
 
 # Max compute microversion per nova release (lab values, increasing as nova's do).
 MICROVERSIONS = {

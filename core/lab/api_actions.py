@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core.executor import LEFT_AS_FOUND, CommandResult, OutputCallback, fenced_by_operator
-from core.lab.world import World
+from rollgate.core.executor import LEFT_AS_FOUND, CommandResult, OutputCallback, fenced_by_operator
+from rollgate.core.lab.world import World
 
 
 async def cloud_action(
@@ -34,7 +34,7 @@ async def _cloud_action(
             1, error=f"the compute API at {site} answered 503 Service Unavailable (lab fault)"
         )
     if action == "verify-compute-api":
-        from core.lab.api import max_microversion
+        from rollgate.core.lab.api import max_microversion
 
         out("info", f"compute API of {site}: microversions 2.1 to {max_microversion(world, site)}")
         return CommandResult(0)

@@ -17,11 +17,11 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 
-from core.lab.jobs import LabJobs
-from core.lab.world import APT, LabNode, World
-from core.methods import lab_commands
-from core.releases import Release, find_release
-from core.roles import ROLES
+from rollgate.core.lab.jobs import LabJobs
+from rollgate.core.lab.world import APT, LabNode, World
+from rollgate.core.methods import lab_commands
+from rollgate.core.releases import Release, find_release
+from rollgate.core.roles import ROLES
 
 Out = Callable[[str, str], None]
 Handler = Callable[["Shell", list[str]], Awaitable[int]]

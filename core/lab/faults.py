@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from core.errors import UserError
+from rollgate.core.errors import UserError
 
 
 @dataclass

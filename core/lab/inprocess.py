@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core.executor import CommandResult, OutputCallback, TransportError
-from core.inventory import Node, Site
-from core.lab.api_actions import cloud_action
-from core.lab.commands import run_command
-from core.lab.world import World
+from rollgate.core.executor import CommandResult, OutputCallback, TransportError
+from rollgate.core.inventory import Node, Site
+from rollgate.core.lab.api_actions import cloud_action
+from rollgate.core.lab.commands import run_command
+from rollgate.core.lab.world import World
 
 
 class LabExecutor:

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from core.errors import UserError
-from core.inventory import Node, OpenStackConfig
-from core.lab.commands import run_command
-from core.lab.world import LabNode, World
-from core.runs import write_private
+from rollgate.core.errors import UserError
+from rollgate.core.inventory import Node, OpenStackConfig
+from rollgate.core.lab.commands import run_command
+from rollgate.core.lab.world import LabNode, World
+from rollgate.core.runs import write_private
 
 if TYPE_CHECKING:
-    from core.lab import Lab
+    from rollgate.core.lab import Lab
 
 LAB_USER = "rollgate"
 
@@ -84,7 +84,7 @@ async def _watch(process: asyncssh.SSHServerProcess) -> None:
 
 async def serve_lab(lab: Lab, state_dir: Path | None) -> None:
     """Start every node's SSH server and the API; point the effective inventory at them."""
-    from core.lab.api import serve_api
+    from rollgate.core.lab.api import serve_api
 
     base = state_dir or lab.state_dir
     keys = base / "keys"

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.inventory import Inventory
-from core.lab.faults import Faults
-from core.lab.jobs import LabJobs
-from core.methods import method
-from core.methods.apt import site_series
-from core.releases import CATALOGUE, Release, find_release
-from core.roles import ROLES
-from core.runs import write_private
+from rollgate.core.inventory import Inventory
+from rollgate.core.lab.faults import Faults
+from rollgate.core.lab.jobs import LabJobs
+from rollgate.core.methods import method
+from rollgate.core.methods.apt import site_series
+from rollgate.core.releases import CATALOGUE, Release, find_release
+from rollgate.core.roles import ROLES
+from rollgate.core.runs import write_private
 
 APT = method("apt")  # a lab node is an Ubuntu node: its packages and units have apt's names
 

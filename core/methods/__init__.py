@@ -10,7 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.recipes import Recipe
+    from rollgate.core.recipes import Recipe
 
 
 class PlanHooks:
@@ -60,15 +60,15 @@ class Method:
         return self.units.get(role, role)
 
     def recipe(self) -> Recipe:
-        from core.recipes import load_recipe
+        from rollgate.core.recipes import load_recipe
 
         return load_recipe(self.name)
 
 
 _REGISTRY = {
-    "apt": "core.methods.apt",
-    "kolla": "core.methods.kolla",
-    "venv": "core.methods.venv",
+    "apt": "rollgate.core.methods.apt",
+    "kolla": "rollgate.core.methods.kolla",
+    "venv": "rollgate.core.methods.venv",
 }
 NAMES = tuple(_REGISTRY)
 

@@ -192,7 +192,11 @@ def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
 def load_recipe(method: str) -> Recipe:
     """The built-in recipe of a deployment method: core/methods/<method>/recipe.yaml."""
     try:
-        text = resources.files("core.methods").joinpath(method, "recipe.yaml").read_text("utf-8")
+        text = (
+            resources.files("rollgate.core.methods")
+            .joinpath(method, "recipe.yaml")
+            .read_text("utf-8")
+        )
     except (FileNotFoundError, NotADirectoryError):
         raise RecipeError(f"no recipe for deployment method {method!r}") from None
     return parse_recipe(yaml.safe_load(text), f"core/methods/{method}/recipe.yaml")

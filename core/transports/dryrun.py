@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.executor import CommandResult, OutputCallback
-from core.inventory import Node, Site
+from rollgate.core.executor import CommandResult, OutputCallback
+from rollgate.core.inventory import Node, Site
 
 
 class DryRunExecutor:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 
-from core.executor import CommandResult, OutputCallback
+from rollgate.core.executor import CommandResult, OutputCallback
 
 
 async def run_local(command: str, *, on_output: OutputCallback, timeout: float) -> CommandResult:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.cloud import CloudAdapter
-from core.executor import CommandResult, OutputCallback
-from core.inventory import Inventory, Node, Site
-from core.transports.local import run_local
-from core.transports.ssh import SshExecutor
+from rollgate.core.cloud import CloudAdapter
+from rollgate.core.executor import CommandResult, OutputCallback
+from rollgate.core.inventory import Inventory, Node, Site
+from rollgate.core.transports.local import run_local
+from rollgate.core.transports.ssh import SshExecutor
 
 
 class RealExecutor:

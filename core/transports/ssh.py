@@ -12,9 +12,9 @@ from pathlib import Path
 
 import asyncssh
 
-from core.executor import CommandResult, OutputCallback, TransportError
-from core.inventory import Node
-from core.transports.remote_job import KILL_GRACE, wrapper_command
+from rollgate.core.executor import CommandResult, OutputCallback, TransportError
+from rollgate.core.inventory import Node
+from rollgate.core.transports.remote_job import KILL_GRACE, wrapper_command
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 

@@ -80,7 +80,7 @@ def status(run_id: str) -> dict[str, Any]:
 
 
 def journal_events(run_id: str) -> list[dict[str, Any]]:
-    from core.runs import resolve_journal
+    from rollgate.core.runs import resolve_journal
 
     out = []
     for line in resolve_journal(run_id).read_text().splitlines():
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     copy_constraints()
-    from core.methods.venv.plan import requirements
-    from core.releases import CATALOGUE
+    from rollgate.core.methods.venv.plan import requirements
+    from rollgate.core.releases import CATALOGUE
 
     release = {r.id: r for r in CATALOGUE}
     services = {"keystone", "glance", "placement", "nova", "neutron", "cinder"}
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.record:
             out = Path(args.record)
             out.mkdir(parents=True, exist_ok=True)
-            from core.runs import resolve_journal
+            from rollgate.core.runs import resolve_journal
 
             shutil.copy(resolve_journal(run_id), out / "journal.jsonl")
             say(f"journal recorded in {out}/journal.jsonl")

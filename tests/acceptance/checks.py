@@ -229,7 +229,7 @@ def after_upgrade(
 
 
 def _report_names_steps(text: str, run_id: str) -> Check:
-    from core.client import open_journal_client
+    from rollgate.core.client import open_journal_client
 
     try:
         report = json.loads(text)

@@ -24,13 +24,13 @@ import orjson
 from common import peak_rss_mb, percentile, report  # type: ignore[import-not-found]
 from textual import events
 
-from core import events as ev
-from core.control import LIMIT, SocketClient
-from core.inventory import load_inventory
-from core.plan import Plan, build_plan
+from rollgate.core import events as ev
+from rollgate.core.control import LIMIT, SocketClient
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import Plan, build_plan
+from rollgate.tui.app import RollgateApp
+from rollgate.tui.gc_policy import tuned_gc
 from tests.bench.scale import scale_inventory_file
-from tui.app import RollgateApp
-from tui.gc_policy import tuned_gc
 
 LINES_PER_SECOND = 2000
 SECONDS = 10.0

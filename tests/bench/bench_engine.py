@@ -13,13 +13,13 @@ from pathlib import Path
 
 from common import peak_rss_mb, report, timed  # type: ignore[import-not-found]
 
-from core.engine import Engine, EngineOptions
-from core.inventory import load_inventory
-from core.journal import JournalWriter
-from core.lab import Lab
-from core.plan import build_plan
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import JournalWriter
+from rollgate.core.lab import Lab
+from rollgate.core.plan import build_plan
+from rollgate.tui.gc_policy import tuned_gc
 from tests.bench.scale import scale_inventory_file
-from tui.gc_policy import tuned_gc
 
 
 async def run(directory: Path, sites: int, computes: int) -> None:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from common import peak_rss_mb, percentile, report, timed  # type: ignore[import-not-found]
 
-from core.client import open_journal_client
-from core.inventory import load_inventory
-from core.journal import JournalWriter
-from core.plan import build_plan
-from core.timeline import Timeline
+from rollgate.core.client import open_journal_client
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import JournalWriter
+from rollgate.core.plan import build_plan
+from rollgate.core.timeline import Timeline
 from tests.bench.scale import scale_inventory_file
 from tests.bench.synthetic import synthetic_events
 

@@ -70,8 +70,8 @@ def rollgate_inventory(sshd: BenchSshd, count: int) -> Path:
 
 
 async def rollgate_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float:
-    from core.inventory import load_inventory
-    from core.transports.ssh import SshExecutor
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.transports.ssh import SshExecutor
 
     inventory = load_inventory(rollgate_inventory(sshd, count))
     executor = SshExecutor()

@@ -18,7 +18,7 @@ def help_time() -> float:
     for _ in range(RUNS):
         with timed() as t:
             subprocess.run(
-                [sys.executable, "-c", "from tui.cli import main; main()", "--help"],
+                [sys.executable, "-P", "-m", "rollgate", "--help"],
                 cwd=ROOT,
                 check=True,
                 capture_output=True,
@@ -30,9 +30,9 @@ def help_time() -> float:
 FIRST_FRAME = """
 import asyncio, sys, time
 start = time.perf_counter()
-from core.inventory import load_inventory
-from core.plan import build_plan
-from tui.app import RollgateApp
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import build_plan
+from rollgate.tui.app import RollgateApp
 
 class Quiet:
     read_only = True

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from core import events as ev
-from core.plan import Plan
+from rollgate.core import events as ev
+from rollgate.core.plan import Plan
 
 APT_LINES = (
     "Reading package lists...",

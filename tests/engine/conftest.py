@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from core import events as ev
-from core.client import EngineClient
-from core.engine import CommandRejected, Engine, EngineOptions
-from core.inventory import Inventory, load_inventory, parse_inventory
-from core.journal import JournalWriter
-from core.lab import Lab
-from core.plan import Plan, build_plan
-from core.recipes import load_recipe
+from rollgate.core import events as ev
+from rollgate.core.client import EngineClient
+from rollgate.core.engine import CommandRejected, Engine, EngineOptions
+from rollgate.core.inventory import Inventory, load_inventory, parse_inventory
+from rollgate.core.journal import JournalWriter
+from rollgate.core.lab import Lab
+from rollgate.core.plan import Plan, build_plan
+from rollgate.core.recipes import load_recipe
 
 SMALL = Path(__file__).with_name("small.yaml")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core import events as ev
-from core.lab.commands import run_command
+from rollgate.core import events as ev
+from rollgate.core.lab.commands import run_command
 from tests.engine.conftest import abort_at_failure, drive, make
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.journal import read_journal
+from rollgate.core import events as ev
+from rollgate.core.journal import read_journal
 
 SMALL = Path(__file__).with_name("small.yaml")
 KILL_AFTER_LINES = [2, 5, 20, 45, 80, 120, 170, 230, 300, 380, 460]
@@ -25,8 +25,9 @@ def rollgate(state: Path, scale: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "from tui.cli import main; main()",
+            "-P",
+            "-m",
+            "rollgate",
             "run",
             str(SMALL),
             "--headless",
@@ -103,7 +104,7 @@ def at_a_terminal(state: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
     master, slave = pty.openpty()
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(state)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "run", *args],
+        [sys.executable, "-P", "-m", "rollgate", "run", *args],
         env=env,
         stdin=slave,
         stdout=subprocess.PIPE,

@@ -18,15 +18,15 @@ from typing import Any
 
 import pytest
 
-from core.control import SocketClient
-from core.detach import control_socket
-from core.journal import read_journal
-from core.plan import Plan
+from rollgate.core.control import SocketClient
+from rollgate.core.detach import control_socket
+from rollgate.core.journal import read_journal
+from rollgate.core.plan import Plan
+from rollgate.tui.app import RollgateApp
+from rollgate.tui.keys_footer import KeysFooter
+from rollgate.tui.screens.dialogs import PromptScreen
 from tests.cli_helpers import rollgate
 from tests.engine.conftest import SMALL
-from tui.app import RollgateApp
-from tui.keys_footer import KeysFooter
-from tui.screens.dialogs import PromptScreen
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_a_detached_run_survives_its_console_being_killed(tmp_path: Path) -> Non
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "120", "LINES": "40",
            "TERM": "xterm-256color"}  # fmt: skip
     console = subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+        [sys.executable, "-P", "-m", "rollgate", "run", str(SMALL),
          "--lab-inprocess", "--time-scale", "0"],
         env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
     )  # fmt: skip
@@ -198,9 +198,9 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
 ) -> None:
     monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
     run_id = await asyncio.to_thread(start, tmp_path)
-    from core.engine import CommandRejected
-    from core.events import Command
-    from tui.commands.control import engine_client
+    from rollgate.core.engine import CommandRejected
+    from rollgate.core.events import Command
+    from rollgate.tui.commands.control import engine_client
 
     watcher = await asyncio.to_thread(engine_client, run_id, "watching")
     watcher.read_only = True

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core import events as ev
-from core.journal import read_journal
-from core.state import fold
+from rollgate.core import events as ev
+from rollgate.core.journal import read_journal
+from rollgate.core.state import fold
 from tests.engine.conftest import drive, make
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.estimate import pace, past_pace, remaining_seconds
-from core.journal import read_journal
-from core.plan import Plan
-from core.state import GateState, RunState, apply, fold
-from core.window import Window
+from rollgate.core import events as ev
+from rollgate.core.estimate import pace, past_pace, remaining_seconds
+from rollgate.core.journal import read_journal
+from rollgate.core.plan import Plan
+from rollgate.core.state import GateState, RunState, apply, fold
+from rollgate.core.window import Window
 from tests.engine.conftest import drive, make
 from tests.sample_run import SHIPPED
 

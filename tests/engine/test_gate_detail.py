@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core import events as ev
+from rollgate.core import events as ev
 from tests.cli_helpers import rollgate
 from tests.engine.conftest import SMALL, drive, make
 
@@ -61,7 +61,7 @@ def test_headless_takes_a_note_at_a_gate_prompt(tmp_path: Path) -> None:
     """`note TEXT` typed at a gate's prompt goes to the journal; the gate still waits."""
     import os
 
-    from core.journal import read_journal
+    from rollgate.core.journal import read_journal
     from tests.engine.test_crash_resume import at_a_terminal, wait_for_open_gate
 
     journal = tmp_path / "j.jsonl"

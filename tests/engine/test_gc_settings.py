@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from core.client import open_journal_client
-from core.timeline import Timeline
+from rollgate.core.client import open_journal_client
+from rollgate.core.timeline import Timeline
+from rollgate.tui.gc_policy import screen_built, tuned_gc
 from tests.engine.conftest import drive, make
-from tui.gc_policy import screen_built, tuned_gc
 
 
 def collector_settings() -> tuple[object, ...]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.inventory import load_inventory
-from core.plan import build_plan
-from core.runs import list_runs
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import build_plan
+from rollgate.core.runs import list_runs
 from tests.cli_helpers import rollgate
 
 SMALL = Path(__file__).with_name("small.yaml")
@@ -33,8 +33,8 @@ def test_a_dry_run_is_recorded_as_one_and_prints_every_step_unwrapped(tmp_path: 
     plan = build_plan(load_inventory(SMALL))
     would = [line for line in out.stdout.splitlines() if line.startswith("would run ")]
     assert len(would) == len(plan.steps)
-    from core.journal import read_journal
-    from core.recipes import fill_runtime
+    from rollgate.core.journal import read_journal
+    from rollgate.core.recipes import fill_runtime
 
     run_id = read_journal(journal).header["run_id"]
     for step in plan.steps:  # each on one line, whole: nothing wrapped
@@ -97,7 +97,7 @@ def test_an_unknown_placeholder_in_a_recipe_override_is_refused_with_its_line(
 def test_the_plan_changed_refusal_is_computed_at_scale() -> None:
     """70,000 steps: the comparison is linear (quadratic took minutes; the suite's per-test
     timeout fails it)."""
-    from core.session import _plan_differences
+    from rollgate.core.session import _plan_differences
 
     n = 70_000
     old = {"phases": [{"stages": [{"steps": [{"id": f"s{i}"} for i in range(n)]}]}]}
@@ -131,10 +131,10 @@ def test_a_plan_that_never_switches_the_package_source_fails_in_the_lab(tmp_path
 
 
 def test_log_lines_name_steps_and_phases_by_title_never_by_id() -> None:
-    from core import events as ev
-    from core.inventory import load_inventory
-    from core.narrate import describe
-    from core.plan import build_plan
+    from rollgate.core import events as ev
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.narrate import describe
+    from rollgate.core.plan import build_plan
     from tests.engine.conftest import SMALL
 
     plan = build_plan(load_inventory(SMALL))

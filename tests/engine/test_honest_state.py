@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from core import events as ev
-from core.client import open_journal_client
-from core.report import build_report, to_markdown
-from core.state import RunState, apply
-from core.words import WORDS
+from rollgate.core import events as ev
+from rollgate.core.client import open_journal_client
+from rollgate.core.report import build_report, to_markdown
+from rollgate.core.state import RunState, apply
+from rollgate.core.words import WORDS
 from tests.engine.conftest import drive, make
 from tests.sample_run import SHIPPED
 

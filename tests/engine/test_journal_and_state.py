@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import events as ev
-from core.errors import UserError
-from core.inventory import load_inventory
-from core.journal import JournalError, JournalTail, JournalWriter, read_journal
-from core.journal_index import JournalIndex
-from core.plan import build_plan
-from core.runs import RunLock
-from core.state import RunState, apply, reduce
+from rollgate.core import events as ev
+from rollgate.core.errors import UserError
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import JournalError, JournalTail, JournalWriter, read_journal
+from rollgate.core.journal_index import JournalIndex
+from rollgate.core.plan import build_plan
+from rollgate.core.runs import RunLock
+from rollgate.core.state import RunState, apply, reduce
 
 SMALL = Path(__file__).with_name("small.yaml")
 PLAN = build_plan(load_inventory(SMALL))
@@ -137,7 +137,7 @@ def test_second_driver_is_refused_naming_the_holder(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys,time; from pathlib import Path; from core.runs import RunLock;"
+            "import sys,time; from pathlib import Path; from rollgate.core.runs import RunLock;"
             f"RunLock(Path({str(lock_path)!r}), 'cloud x').acquire(); print('held', flush=True);"
             "time.sleep(30)",
         ],

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.journal import read_journal
+from rollgate.core import events as ev
+from rollgate.core.journal import read_journal
 from tests.cli_helpers import rollgate
 from tests.engine.conftest import drive, make
 
@@ -133,9 +133,9 @@ def test_resume_takes_the_lock_before_it_reads_the_journal(
 ) -> None:
     import fcntl
 
-    import core.session
-    from core.runs import cloud_lock
-    from core.session import RunOptions, open_session
+    from rollgate.core import session as session_module
+    from rollgate.core.runs import cloud_lock
+    from rollgate.core.session import RunOptions, open_session
 
     monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
     journal = tmp_path / "j.jsonl"
@@ -144,7 +144,7 @@ def test_resume_takes_the_lock_before_it_reads_the_journal(
     assert first.returncode == 1  # paused at its first gate: no terminal
     lock_file = cloud_lock("small").path
     held_when_read: list[bool] = []
-    real_read = core.session.read_journal
+    real_read = session_module.read_journal
 
     def read(path):  # type: ignore[no-untyped-def]
         probe = os.open(lock_file, os.O_RDWR)
@@ -157,7 +157,7 @@ def test_resume_takes_the_lock_before_it_reads_the_journal(
             os.close(probe)
         return real_read(path)
 
-    monkeypatch.setattr(core.session, "read_journal", read)
+    monkeypatch.setattr(session_module, "read_journal", read)
 
     async def resume() -> None:
         options = RunOptions(resume=str(journal), lab_inprocess=True)
@@ -193,12 +193,12 @@ def test_runs_says_running_then_no_driver_once_the_driver_is_gone(tmp_path: Path
     import sys
     import time
 
-    from core.runs import NO_DRIVER
+    from rollgate.core.runs import NO_DRIVER
 
     journal = tmp_path / "j.jsonl"
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "250"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+        [sys.executable, "-P", "-m", "rollgate", "run", str(SMALL),
          "--headless", "--auto-approve", "--lab-inprocess", "--time-scale", "0.01",
          "--journal", str(journal)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
@@ -219,8 +219,8 @@ def test_runs_says_running_then_no_driver_once_the_driver_is_gone(tmp_path: Path
 async def test_watching_a_journal_that_is_deleted_ends_with_a_one_line_error(
     tmp_path: Path,
 ) -> None:
-    from core.client import open_journal_client
-    from core.journal import JournalError
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.journal import JournalError
     from tests.sample_run import SHIPPED
 
     journal = tmp_path / "journal.jsonl"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.inventory import InventoryError, NotifySpec, parse_inventory
-from core.notify import Notifier
+from rollgate.core import events as ev
+from rollgate.core.inventory import InventoryError, NotifySpec, parse_inventory
+from rollgate.core.notify import Notifier
 from tests.engine.conftest import SMALL, drive, make
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.client import open_journal_client
-from core.journal import JournalWriter
+from rollgate.core import events as ev
+from rollgate.core.client import open_journal_client
+from rollgate.core.journal import JournalWriter
 from tests.cli_helpers import rollgate
 
 SMALL = Path(__file__).with_name("small.yaml")
@@ -44,8 +44,8 @@ def test_headless_replay_shows_the_final_state_and_every_decision(tmp_path: Path
 
 
 async def test_watch_follows_what_the_driver_appends(tmp_path: Path) -> None:
-    from core.inventory import load_inventory
-    from core.plan import build_plan
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
 
     plan = build_plan(load_inventory(SMALL))
     path = tmp_path / "j.jsonl"
@@ -75,8 +75,8 @@ async def test_watch_follows_what_the_driver_appends(tmp_path: Path) -> None:
 def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> None:
     import json
 
-    from core.client import open_journal_client
-    from core.report import build_report, redact
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report, redact
     from tests.engine.conftest import drive, make
 
     async def run() -> Path:

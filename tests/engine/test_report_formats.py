@@ -7,8 +7,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from core import events as ev
-from core.report import build_report, to_html, to_markdown
+from rollgate.core import events as ev
+from rollgate.core.report import build_report, to_html, to_markdown
 from tests.engine.conftest import drive, make
 
 

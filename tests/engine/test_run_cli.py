@@ -37,8 +37,8 @@ def test_headless_auto_approve_run_completes_and_is_listed(tmp_path: Path) -> No
 def test_a_gate_without_a_terminal_stops_paused_with_exit_1_and_says_how_to_decide(
     tmp_path: Path,
 ) -> None:
-    from core import events as ev
-    from core.journal import read_journal
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
 
     journal = tmp_path / "j.jsonl"
     out = rollgate(
@@ -86,16 +86,17 @@ def test_ctrl_c_without_a_terminal_pauses_after_running_steps_and_resumes_later(
     import signal
     import time
 
-    from core import events as ev
-    from core.journal import read_journal
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
 
     journal = tmp_path / "j.jsonl"
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "from tui.cli import main; main()",
+            "-P",
+            "-m",
+            "rollgate",
             "run",
             str(SMALL),
             "--headless",
@@ -171,7 +172,7 @@ def headless_at_a_terminal(state: Path, *args: str) -> tuple[subprocess.Popen[by
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(state)}
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from tui.cli import main; main()", "run", *args],
+            [sys.executable, "-P", "-m", "rollgate", "run", *args],
             env=env,
             stdin=slave,
             stdout=sink,
@@ -195,8 +196,8 @@ def wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], count: i
 def test_ctrl_c_at_a_gate_prompt_asks_and_quit_leaves_the_run_paused(tmp_path: Path) -> None:
     import signal
 
-    from core import events as ev
-    from core.journal import read_journal
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
 
     journal = tmp_path / "j.jsonl"
     proc, master, out = headless_at_a_terminal(
@@ -220,8 +221,8 @@ def test_ctrl_c_at_a_gate_prompt_asks_and_quit_leaves_the_run_paused(tmp_path: P
 def test_a_decision_typed_after_ctrl_c_at_a_gate_is_taken_not_lost(tmp_path: Path) -> None:
     import signal
 
-    from core import events as ev
-    from core.journal import read_journal
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
 
     journal = tmp_path / "j.jsonl"
     proc, master, out = headless_at_a_terminal(
@@ -254,13 +255,13 @@ def test_sigterm_and_sighup_pause_after_running_steps_and_say_who(
     import signal
     import time
 
-    from core import events as ev
-    from core.journal import read_journal
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
 
     journal = tmp_path / "j.jsonl"
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(SMALL),
+        [sys.executable, "-P", "-m", "rollgate", "run", str(SMALL),
          "--headless", "--auto-approve", "--lab-inprocess", "--time-scale", "0.01",
          "--journal", str(journal)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -298,7 +299,7 @@ def test_runs_keeps_run_ids_whole_when_piped_and_at_80_columns(tmp_path: Path) -
     master, slave = pty.openpty()
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path), "COLUMNS": "80", "LINES": "24"}
     proc = subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()", "runs"],
+        [sys.executable, "-P", "-m", "rollgate", "runs"],
         env=env, stdin=slave, stdout=slave, stderr=subprocess.PIPE, timeout=60,
     )  # fmt: skip
     os.close(slave)

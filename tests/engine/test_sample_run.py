@@ -6,11 +6,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from core.client import open_journal_client
-from core.inventory import load_inventory
-from core.journal import read_journal
-from core.plan import build_plan
-from core.report import build_report
+from rollgate.core.client import open_journal_client
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import read_journal
+from rollgate.core.plan import build_plan
+from rollgate.core.report import build_report
 from tests.sample_run import INVENTORY, SHIPPED, record
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.secrets import MASK, Secrets, mask
+from rollgate.core.secrets import MASK, Secrets, mask
 from tests.cli_helpers import rollgate
 
 SMALL = Path(__file__).with_name("small.yaml")

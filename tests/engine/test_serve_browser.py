@@ -42,7 +42,7 @@ def serve(tmp_path: Path, run_id: str, *extra: str) -> Iterator[str]:
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "serve", run_id,
+        [sys.executable, "-P", "-m", "rollgate", "serve", run_id,
          "--port", str(port), *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         start_new_session=True,
@@ -66,8 +66,8 @@ def serve(tmp_path: Path, run_id: str, *extra: str) -> Iterator[str]:
 def attached(tmp_path: Path, run_id: str) -> list[str]:
     import asyncio
 
-    from core.control import SocketClient
-    from core.detach import control_socket
+    from rollgate.core.control import SocketClient
+    from rollgate.core.detach import control_socket
 
     client = SocketClient(control_socket(tmp_path / "runs" / run_id), None, {})
     return list(asyncio.run(client.request({"op": "status"}))["attached"])
@@ -127,7 +127,7 @@ def test_a_browser_approves_a_gate_with_control_and_only_watches_without(tmp_pat
         decided = decisions(tmp_path, run_id)
         assert len(decided) == 1 and '"decision":"approve"' in decided[0]
     subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()", "abort", run_id],
+        [sys.executable, "-P", "-m", "rollgate", "abort", run_id],
         env={**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}, capture_output=True,
         timeout=60,
     )  # fmt: skip

@@ -5,11 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import events as ev
-from core.client import open_journal_client
-from core.journal_index import JournalIndex
-from core.state import fold
-from core.timeline import Timeline
+from rollgate.core import events as ev
+from rollgate.core.client import open_journal_client
+from rollgate.core.journal_index import JournalIndex
+from rollgate.core.state import fold
+from rollgate.core.timeline import Timeline
 from tests.sample_run import SHIPPED
 
 CLIENT = open_journal_client(str(SHIPPED))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from core import events as ev
-from core.releases import release_for_major
-from core.report import end_summary, version_changes
+from rollgate.core import events as ev
+from rollgate.core.releases import release_for_major
+from rollgate.core.report import end_summary, version_changes
 from tests.engine.conftest import abort_at_failure, drive, make
 
 

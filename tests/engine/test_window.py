@@ -8,8 +8,8 @@ import dataclasses
 import time
 from pathlib import Path
 
-from core import events as ev
-from core.window import Window
+from rollgate.core import events as ev
+from rollgate.core.window import Window
 from tests.cli_helpers import rollgate
 from tests.engine.conftest import SMALL, drive, make
 

@@ -17,7 +17,7 @@ SMALL_INVENTORY = ROOT / "tests" / "engine" / "small.yaml"
 
 def rollgate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from tui.cli import main; main()", *args],
+        [sys.executable, "-P", "-m", "rollgate", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

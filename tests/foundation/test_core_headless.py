@@ -6,12 +6,12 @@ import pkgutil
 import subprocess
 import sys
 
-import core
+import rollgate.core
 
 
 def test_importing_every_core_module_leaves_textual_unloaded() -> None:
-    modules = [m.name for m in pkgutil.walk_packages(core.__path__, "core.")]
-    assert "core.plan" in modules and "core.inventory" in modules
+    modules = [m.name for m in pkgutil.walk_packages(rollgate.core.__path__, "rollgate.core.")]
+    assert "rollgate.core.plan" in modules and "rollgate.core.inventory" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -19,5 +19,7 @@ def test_importing_every_core_module_leaves_textual_unloaded() -> None:
         "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == ""

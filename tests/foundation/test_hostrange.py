@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.hostrange import HostRangeError, compress, expand, natural_key
+from rollgate.core.hostrange import HostRangeError, compress, expand, natural_key
 
 
 def test_zero_padded_numeric_range() -> None:

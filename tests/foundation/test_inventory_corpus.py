@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.inventory import InventoryError, load_inventory
+from rollgate.core.inventory import InventoryError, load_inventory
 
 HERE = Path(__file__).parent / "inventory"
 CORPUS = sorted((HERE / "bad").glob("*.yaml"))

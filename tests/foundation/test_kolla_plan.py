@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.inventory import InventoryError, parse_inventory
-from core.plan import Plan, Step, build_plan
+from rollgate.core.inventory import InventoryError, parse_inventory
+from rollgate.core.plan import Plan, Step, build_plan
 from tests.foundation.test_plan_properties import SETTINGS, inventories
 
 ACTIONS = {"install-deps", "pull", "prechecks", "mariadb-backup", "upgrade", "--version"}
@@ -140,7 +140,7 @@ def test_every_run_is_followed_by_container_checks_on_the_target_image(
 
 
 def _tier_roles(tier: str) -> list[str]:
-    from core.roles import ROLES
+    from rollgate.core.roles import ROLES
 
     return [r for r, spec in ROLES.items() if spec.tier == tier]
 

@@ -7,9 +7,9 @@ from typing import get_args
 
 import pytest
 
-from core.inventory import InventorySpec
-from core.methods import NAMES, lab_commands, method
-from core.roles import ROLES
+from rollgate.core.inventory import InventorySpec
+from rollgate.core.methods import NAMES, lab_commands, method
+from rollgate.core.roles import ROLES
 
 
 def test_the_inventory_accepts_exactly_the_registered_methods() -> None:

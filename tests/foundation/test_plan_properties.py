@@ -9,9 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.inventory import parse_inventory
-from core.plan import Plan, build_plan
-from core.roles import AGENT_ORDER, ROLES, TIERS
+from rollgate.core.inventory import parse_inventory
+from rollgate.core.plan import Plan, build_plan
+from rollgate.core.roles import AGENT_ORDER, ROLES, TIERS
 
 CONTROL_ROLES = [
     "glance-api",
@@ -322,13 +322,13 @@ def test_apt_nodes_point_at_the_target_first_and_every_install_is_verified(
 
 
 def _codename_of(release_id: str) -> str:
-    from core.releases import find_release
+    from rollgate.core.releases import find_release
 
     return find_release(release_id).name
 
 
 def test_the_package_source_names_the_target_pocket() -> None:
-    from core.inventory import load_inventory
+    from rollgate.core.inventory import load_inventory
 
     plan = build_plan(load_inventory("sample_inventory/lab-two-sites.yaml"))
     sources = {s.command for s in plan.steps if s.action == "package-source"}

@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-from core.inventory import InventoryError, parse_inventory
-from core.plan import build_plan
+from rollgate.core.inventory import InventoryError, parse_inventory
+from rollgate.core.plan import build_plan
 
 BASE = """
 cloud: ov

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.releases import CATALOGUE, ReleaseError, find_release, release_for_major, validate_path
+from rollgate.core.releases import (
+    CATALOGUE,
+    ReleaseError,
+    find_release,
+    release_for_major,
+    validate_path,
+)
 
 
 @pytest.mark.parametrize("text", ["2025.1", "epoxy", "EPOXY", " Epoxy ", 2025.1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.words import GLYPHS, WORDS
+from rollgate.core.words import GLYPHS, WORDS
 
 README = Path(__file__).parents[2] / "README.md"
 

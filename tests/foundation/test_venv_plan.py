@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.inventory import load_inventory
-from core.plan import Plan, Step, build_plan
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import Plan, Step, build_plan
 from tests.acceptance.configs import Secrets, service_files, supervisord_conf
 from tests.acceptance.layout import NODES, PROGRAMS, WSGI_APPS
 
@@ -92,7 +92,7 @@ def test_systemd_is_the_other_service_manager(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
         text.replace("service_manager: systemd", "service_manager: runit")
     )
-    from core.inventory import InventoryError
+    from rollgate.core.inventory import InventoryError
 
     with pytest.raises(InventoryError, match="service_manager 'runit'"):
         load_inventory(tmp_path / "bad.yaml")
@@ -127,8 +127,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "sample_inventory/runs/acceptanc
 
 
 def test_the_shipped_acceptance_run_is_a_real_upgrade_with_its_drill_answered() -> None:
-    from core.client import open_journal_client
-    from core.report import build_report, to_markdown
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report, to_markdown
 
     client = open_journal_client(str(SHIPPED))
     report = build_report(client.plan, client.header, client.all_events())
@@ -151,7 +151,7 @@ def test_a_built_virtualenv_is_kept_and_one_built_otherwise_is_refused_not_delet
 ) -> None:
     import subprocess
 
-    from core.methods.venv.plan import cloud_services, requirements
+    from rollgate.core.methods.venv.plan import cloud_services, requirements
 
     text = INVENTORY.read_text().replace(
         "venv_root: /var/cache/rollgate-acceptance/venvs", f"venv_root: {tmp_path}"

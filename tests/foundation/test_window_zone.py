@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.inventory import load_inventory
+from rollgate.core.inventory import load_inventory
 
 HERE = Path(__file__).parent / "inventory"
 

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from core import events as ev
-from core.client import EngineClient
-from core.engine import Engine, EngineOptions
-from core.inventory import Inventory, load_inventory
-from core.lab import Lab
-from core.lab.commands import run_command
-from core.lab.inprocess import LabExecutor
-from core.lab.world import World
-from core.plan import build_plan
-from core.preflight import preflight
-from core.recipes import load_recipe
-from core.window import Window
+from rollgate.core import events as ev
+from rollgate.core.client import EngineClient
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.inventory import Inventory, load_inventory
+from rollgate.core.lab import Lab
+from rollgate.core.lab.commands import run_command
+from rollgate.core.lab.inprocess import LabExecutor
+from rollgate.core.lab.world import World
+from rollgate.core.plan import build_plan
+from rollgate.core.preflight import preflight
+from rollgate.core.recipes import load_recipe
+from rollgate.core.window import Window
 from tests.engine.conftest import Harness, abort_at_failure, drive
 
 KOLLA = Path(__file__).parents[1] / "engine" / "kolla.yaml"

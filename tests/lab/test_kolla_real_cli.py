@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.inventory import load_inventory
-from core.methods.kolla.plan import plan_values
-from core.plan import Plan, build_plan
-from core.recipes import fill_runtime, load_recipe
+from rollgate.core.inventory import load_inventory
+from rollgate.core.methods.kolla.plan import plan_values
+from rollgate.core.plan import Plan, build_plan
+from rollgate.core.recipes import fill_runtime, load_recipe
 
 SAMPLE = Path(__file__).parents[2] / "sample_inventory" / "kolla-site.yaml"
 

@@ -10,13 +10,13 @@ import openstack
 import pytest
 from openstack import config as os_config
 
-from core import events as ev
-from core.engine import Engine, EngineOptions
-from core.lab import Lab
-from core.lab.commands import run_command
-from core.plan import build_plan
-from core.releases import find_release
-from core.transports.real import RealExecutor
+from rollgate.core import events as ev
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.lab import Lab
+from rollgate.core.lab.commands import run_command
+from rollgate.core.plan import build_plan
+from rollgate.core.releases import find_release
+from rollgate.core.transports.real import RealExecutor
 from tests.lab_helpers import lab_inventory
 
 
@@ -180,7 +180,7 @@ async def test_unknown_commands_never_touch_the_host(tmp_path: Path) -> None:
 async def test_a_lab_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
     import socket
 
-    from core.errors import UserError
+    from rollgate.core.errors import UserError
 
     inv = lab_inventory(tmp_path)
     node = inv.node("cmp2")
@@ -199,7 +199,7 @@ async def test_a_lab_address_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_lab_inventory_must_use_loopback_addresses(tmp_path: Path) -> None:
-    from core.inventory import InventoryError, parse_inventory
+    from rollgate.core.inventory import InventoryError, parse_inventory
     from tests.lab_helpers import lab_inventory_text
 
     text = lab_inventory_text(tmp_path)
@@ -214,7 +214,7 @@ def test_a_lab_inventory_must_use_loopback_addresses(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 async def test_volume_services_are_fenced_when_the_recipe_asks(tmp_path: Path) -> None:
-    from core.inventory import parse_inventory
+    from rollgate.core.inventory import parse_inventory
     from tests.lab_helpers import lab_inventory_text
 
     text = lab_inventory_text(tmp_path) + "recipe:\n  variables: {fence_volume_services: 'yes'}\n"
@@ -243,9 +243,9 @@ async def test_a_lab_killed_mid_run_restarts_with_every_change_it_made(tmp_path:
     """Each change is one line appended to world.log (the whole world is written at start and
     every few thousand changes), and a restarted lab replays them: nothing a command did is
     lost, and a cloud of thousands of computes is not rewritten after every command."""
-    from core.lab import Lab
-    from core.lab.api_actions import cloud_action
-    from core.lab.commands import run_command
+    from rollgate.core.lab import Lab
+    from rollgate.core.lab.api_actions import cloud_action
+    from rollgate.core.lab.commands import run_command
     from tests.lab_helpers import lab_inventory
 
     inv = lab_inventory(tmp_path, computes=2)
@@ -321,7 +321,7 @@ async def test_an_install_restarts_services_unless_policy_rc_d_and_needrestart_s
 async def test_a_volume_service_an_operator_disabled_stays_disabled(tmp_path: Path) -> None:
     """Through openstacksdk: fencing volume services leaves one an operator disabled before
     the run (with their reason) as it was, instead of enabling it at the end."""
-    from core.inventory import parse_inventory
+    from rollgate.core.inventory import parse_inventory
     from tests.lab_helpers import lab_inventory_text
 
     text = lab_inventory_text(tmp_path) + "recipe:\n  variables: {fence_volume_services: 'yes'}\n"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from core import events as ev
-from core.lab.commands import run_command
+from rollgate.core import events as ev
+from rollgate.core.lab.commands import run_command
 from tests.engine.conftest import abort_at_failure, drive, make
 
 PRE_ISSUE_INSTALL = "apt-get install --only-upgrade -y {{packages}}"  # no env, no dpkg options

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def rollgate(tmp_path: Path, *args: str, **popen: object) -> subprocess.Popen[str]:
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
     return subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", *args],
+        [sys.executable, "-P", "-m", "rollgate", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

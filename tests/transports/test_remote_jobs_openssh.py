@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.inventory import Node, load_inventory
-from core.journal import read_journal
-from core.transports.ssh import SshExecutor
+from rollgate.core import events as ev
+from rollgate.core.inventory import Node, load_inventory
+from rollgate.core.journal import read_journal
+from rollgate.core.transports.ssh import SshExecutor
 from tests.sshd_helpers import Sshd, login_user, processes_with, running_sshd
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ async def test_a_timed_out_step_leaves_nothing_running_and_says_terminated(
 def driver(work: Path, inventory: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(work / "state")}
     return subprocess.Popen(
-        [sys.executable, "-c", "from tui.cli import main; main()", "run", str(inventory),
+        [sys.executable, "-P", "-m", "rollgate", "run", str(inventory),
          "--headless", "--auto-approve", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         text=True,
@@ -225,7 +225,7 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
 
 async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
     """kill before start: the job's directory is taken, so the late start starts nothing."""
-    from core.transports.remote_job import wrapper_command
+    from rollgate.core.transports.remote_job import wrapper_command
 
     node = node_for(sshd, "root", False)
     token = f"rollgate-token-{uuid.uuid4().hex[:8]}"

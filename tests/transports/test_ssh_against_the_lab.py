@@ -9,10 +9,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from core.executor import TransportError
-from core.inventory import Node
-from core.lab import Lab
-from core.transports.ssh import SshExecutor
+from rollgate.core.executor import TransportError
+from rollgate.core.inventory import Node
+from rollgate.core.lab import Lab
+from rollgate.core.transports.ssh import SshExecutor
 from tests.lab_helpers import lab_inventory
 
 pytestmark = pytest.mark.integration
@@ -201,10 +201,10 @@ async def test_two_hundred_nodes_in_parallel_within_the_caps(tmp_path: Path) -> 
 async def test_an_api_that_cannot_be_reached_marks_the_api_not_the_node(tmp_path: Path) -> None:
     import re
 
-    from core import events as ev
-    from core.engine import Engine, EngineOptions
-    from core.plan import build_plan
-    from core.transports.real import RealExecutor
+    from rollgate.core import events as ev
+    from rollgate.core.engine import Engine, EngineOptions
+    from rollgate.core.plan import build_plan
+    from rollgate.core.transports.real import RealExecutor
 
     inv = lab_inventory(tmp_path, computes=2)
     lab = await Lab.start(inv, serve=True)
@@ -277,8 +277,8 @@ async def test_a_hung_api_is_a_one_line_error_naming_it_and_never_holds_the_jour
 ) -> None:
     import socket
 
-    from core.cloud import CloudAdapter
-    from core.journal import JournalWriter
+    from rollgate.core.cloud import CloudAdapter
+    from rollgate.core.journal import JournalWriter
 
     inv = lab_inventory(tmp_path, computes=1)
     lab = await Lab.start(inv, serve=True)

@@ -9,10 +9,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from core.executor import TransportError
-from core.inventory import Node, SshConfig
-from core.transports.local import run_local
-from core.transports.ssh import SshExecutor
+from rollgate.core.executor import TransportError
+from rollgate.core.inventory import Node, SshConfig
+from rollgate.core.transports.local import run_local
+from rollgate.core.transports.ssh import SshExecutor
 from tests.lab_helpers import random_net
 
 pytestmark = pytest.mark.integration

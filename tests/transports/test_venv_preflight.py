@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.inventory import Inventory, load_inventory
-from core.methods.venv.plan import plan_values
-from core.methods.venv.preflight import check_node
-from core.preflight import Finding, check_status
-from core.transports.ssh import SshExecutor
+from rollgate.core.inventory import Inventory, load_inventory
+from rollgate.core.methods.venv.plan import plan_values
+from rollgate.core.methods.venv.preflight import check_node
+from rollgate.core.preflight import Finding, check_status
+from rollgate.core.transports.ssh import SshExecutor
 from tests.sshd_helpers import Sshd, running_sshd
 
 pytestmark = pytest.mark.integration

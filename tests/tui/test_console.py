@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import Label
 
-from core import events as ev
-from core.session import RunOptions, Session, open_session
-from tui.app import RollgateApp
-from tui.keys_footer import KeysFooter
-from tui.screens.dialogs import PromptScreen, TextScreen
-from tui.settings import load_settings
+from rollgate.core import events as ev
+from rollgate.core.session import RunOptions, Session, open_session
+from rollgate.tui.app import RollgateApp
+from rollgate.tui.keys_footer import KeysFooter
+from rollgate.tui.screens.dialogs import PromptScreen, TextScreen
+from rollgate.tui.settings import load_settings
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from core import events as ev
-from core.inventory import load_inventory
-from core.plan import Step, build_plan
-from core.state import RunState, apply
-from tui.phase_rows import PhaseRows
+from rollgate.core import events as ev
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import Step, build_plan
+from rollgate.core.state import RunState, apply
+from rollgate.tui.phase_rows import PhaseRows
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from core import events as ev
-from core.client import open_journal_client
-from core.state import fold
+from rollgate.core import events as ev
+from rollgate.core.client import open_journal_client
+from rollgate.core.state import fold
+from rollgate.tui.app import RollgateApp
+from rollgate.tui.keys_footer import KeysFooter
+from rollgate.tui.replay import ReplayApp
+from rollgate.tui.screens.dialogs import TextScreen
 from tests.sample_run import SHIPPED
-from tui.app import RollgateApp
-from tui.keys_footer import KeysFooter
-from tui.replay import ReplayApp
-from tui.screens.dialogs import TextScreen
 
 
 @pytest.fixture(autouse=True)

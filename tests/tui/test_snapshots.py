@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from core import events as ev
-from core.engine import Engine, EngineOptions
-from core.inventory import load_inventory
-from core.lab import Lab
-from core.plan import build_plan
-from tui.app import RollgateApp
+from rollgate.core import events as ev
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.inventory import load_inventory
+from rollgate.core.lab import Lab
+from rollgate.core.plan import build_plan
+from rollgate.tui.app import RollgateApp
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
 SIZE = (150, 44)

@@ -32,9 +32,9 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from core.inventory import load_inventory
-    from core.preflight import preflight, summary
-    from core.session import RunOptions, open_executor
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.preflight import preflight, summary
+    from rollgate.core.session import RunOptions, open_executor
 
     inv = load_inventory(inventory)
     console = Console()

@@ -10,15 +10,15 @@ from typing import Any
 
 import click
 
-from core.errors import UserError
+from rollgate.core.errors import UserError
 
 
 def engine_client(run: str, name: str = "") -> Any:
     """A socket client of RUN's engine, with its plan and header; UserError when none answers."""
-    from core.control import EngineGone, SocketClient
-    from core.detach import control_socket
-    from core.plan import Plan
-    from core.runs import resolve_journal
+    from rollgate.core.control import EngineGone, SocketClient
+    from rollgate.core.detach import control_socket
+    from rollgate.core.plan import Plan
+    from rollgate.core.runs import resolve_journal
 
     run_dir = resolve_journal(run).parent
     path = control_socket(run_dir)
@@ -37,8 +37,8 @@ def engine_client(run: str, name: str = "") -> Any:
 
 def attach_console(run: str, *, hint: str = "") -> int:
     """The console on a running run's engine; closing it leaves the run going."""
-    from tui.app import RollgateApp
-    from tui.gc_policy import tuned_gc
+    from rollgate.tui.app import RollgateApp
+    from rollgate.tui.gc_policy import tuned_gc
 
     client = engine_client(run)
     app = RollgateApp(
@@ -51,8 +51,8 @@ def attach_console(run: str, *, hint: str = "") -> int:
     if app.error:
         raise UserError(app.error)
     if app.state.finished is not None:
-        from core.narrate import exit_code
-        from core.report import run_outcome
+        from rollgate.core.narrate import exit_code
+        from rollgate.core.report import run_outcome
 
         outcome = run_outcome(app.state)
         click.echo(f"run {outcome}; report: rollgate report {run}")
@@ -84,7 +84,7 @@ def status(run: str, as_json: bool) -> int:
         click.echo(f"steps: {progress['steps_done']}/{progress['steps']} done")
     left = (data.get("estimate") or {}).get("seconds_left")
     if left:
-        from core.report import span_words
+        from rollgate.core.report import span_words
 
         click.echo(f"estimate: about {span_words(left)} of work left")
     gate = data.get("gate")
@@ -103,7 +103,7 @@ def _verbs(options: list[str]) -> list[str]:
 
 
 def _status(run: str) -> dict[str, Any]:
-    from core.control import EngineGone
+    from rollgate.core.control import EngineGone
 
     try:
         client = engine_client(run)
@@ -111,10 +111,10 @@ def _status(run: str) -> dict[str, Any]:
         return answer
     except (UserError, EngineGone):
         pass
-    from core.client import open_journal_client
-    from core.report import run_outcome
-    from core.runs import NO_DRIVER, driver_alive
-    from core.state import fold
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import run_outcome
+    from rollgate.core.runs import NO_DRIVER, driver_alive
+    from rollgate.core.state import fold
 
     journal = open_journal_client(run)
     state = fold(journal.plan, journal.all_events())
@@ -153,9 +153,9 @@ def _decide(verb: str) -> click.Command:
     @click.option("--comment", "--reason", "comment", default="", help="Journalled with it.")
     @click.option("--name", default="", help="Your name for the journal (besides your login).")
     def command(run: str, comment: str, name: str) -> int:
-        from core.control import EngineGone
-        from core.engine import CommandRejected
-        from core.events import Command
+        from rollgate.core.control import EngineGone
+        from rollgate.core.engine import CommandRejected
+        from rollgate.core.events import Command
 
         if verb == "skip" and not comment.strip():
             raise click.UsageError("skip needs --reason: why the step is left not run")

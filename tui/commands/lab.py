@@ -6,7 +6,7 @@ import asyncio
 
 import click
 
-from tui.commands.options import TIME_SCALE
+from rollgate.tui.commands.options import TIME_SCALE
 
 
 @click.command()
@@ -27,9 +27,9 @@ from tui.commands.options import TIME_SCALE
 @click.option("--fresh", is_flag=True, help="Start from `from` instead of the saved world.")
 def lab(inventory: str, time_scale: float | None, faults: tuple[str, ...], fresh: bool) -> int:
     """Serve INVENTORY's lab (SSH per node, the OpenStack API) until Ctrl-C."""
-    from core.errors import UserError
-    from core.inventory import load_inventory
-    from core.lab import Lab
+    from rollgate.core.errors import UserError
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.lab import Lab
 
     inv = load_inventory(inventory)
     if inv.lab is None:

@@ -18,8 +18,8 @@ import click
 @click.option("--detail", is_flag=True, help="Show each step's command instead of its title.")
 def plan(inventory: str, fmt: str, detail: bool) -> int:
     """Build the plan for INVENTORY and print it; nothing is run."""
-    from core.inventory import load_inventory
-    from core.plan import build_plan
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
 
     the_plan = build_plan(load_inventory(inventory))
     if fmt == "json":
@@ -27,7 +27,7 @@ def plan(inventory: str, fmt: str, detail: bool) -> int:
         return 0
     from rich.console import Console
 
-    from core.plantree import plan_tree
+    from rollgate.core.plantree import plan_tree
 
     Console().print(plan_tree(the_plan, detail=detail))
     return 0

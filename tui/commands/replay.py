@@ -17,20 +17,20 @@ def replay(run: str, headless: bool) -> int:
     home/end, g go to a time. --headless prints the final state: phases,
     node counts per site, failures and every gate decision with operator and comment.
     """
-    from core.client import open_journal_client
-    from core.journal_index import paused_gc
-    from core.state import fold
-    from tui.gc_policy import tuned_gc
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.journal_index import paused_gc
+    from rollgate.core.state import fold
+    from rollgate.tui.gc_policy import tuned_gc
 
     client = open_journal_client(run)
     if not headless:
-        from tui.replay import ReplayApp
+        from rollgate.tui.replay import ReplayApp
 
         app = ReplayApp(client)
         with tuned_gc(console=True):
             app.run()
         if app.error:
-            from core.errors import UserError
+            from rollgate.core.errors import UserError
 
             raise UserError(app.error)
         return 0
@@ -38,7 +38,7 @@ def replay(run: str, headless: bool) -> int:
 
     from rich.console import Console
 
-    from tui.headless import render
+    from rollgate.tui.headless import render
 
     with paused_gc():
         state = fold(client.plan, client.index)

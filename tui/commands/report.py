@@ -17,15 +17,15 @@ def report(run: str, fmt: str, output: str | None) -> int:
     """Cloud, from -> to, start, end and duration per phase and site, every node's outcome,
     failures with their last output, every gate with operator, decision, comment and time,
     and deviations (skips, retries, decisions on interrupted steps). Secrets are masked."""
-    from core.client import open_journal_client
-    from core.report import build_report, to_html, to_json, to_markdown
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report, to_html, to_json, to_markdown
 
     client = open_journal_client(run)
     data = build_report(client.plan, client.header, client.all_events())
     text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](data)
     if output:
-        from core.errors import UserError
-        from core.runs import write_private
+        from rollgate.core.errors import UserError
+        from rollgate.core.runs import write_private
 
         try:
             write_private(Path(output), text)  # 0600: a change record is not for everyone

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tui.commands.options import TIME_SCALE
+from rollgate.tui.commands.options import TIME_SCALE
 
 if TYPE_CHECKING:
-    from core.session import Session
+    from rollgate.core.session import Session
 
 
 @click.command()
@@ -116,10 +116,10 @@ def run(
     Exit codes: 0 the run completed, 1 it failed, was stopped or aborted, 2 a usage or input
     error.
     """
-    from core.session import RunOptions, open_session
+    from rollgate.core.session import RunOptions, open_session
 
     if engine_process is None and (detach or not (headless or foreground)):
-        from core.detach import check_can_start, spawn_engine
+        from rollgate.core.detach import check_can_start, spawn_engine
 
         check_can_start(inventory, refuse_outside_window=detach and not outside_window,
                         resume=resume, group=control_group)  # fmt: skip
@@ -137,7 +137,7 @@ def run(
         if detach:
             click.echo(run_id)
             return 0
-        from tui.commands.control import attach_console
+        from rollgate.tui.commands.control import attach_console
 
         return attach_console(run_id, hint=f"rollgate run {inventory} --resume {run_id}")
 
@@ -155,23 +155,23 @@ def run(
         refuse_outside_window=headless and engine_process is None,
     )
 
-    from tui.gc_policy import tuned_gc
+    from rollgate.tui.gc_policy import tuned_gc
 
     async def main() -> int:
         async with open_session(inventory, options) as session:
             if engine_process is not None:  # the detached engine (started by the lines above)
                 from pathlib import Path
 
-                from core.detach import engine_main
+                from rollgate.core.detach import engine_main
 
                 return await engine_main(session, Path(engine_process), control_group)
             if headless:
                 with tuned_gc():
                     return await drive_headless(session)
             try:
-                from tui.app import run_console
+                from rollgate.tui.app import run_console
             except ImportError:
-                from core.errors import UserError
+                from rollgate.core.errors import UserError
 
                 raise UserError(
                     "the console is not available in this build; add --headless"
@@ -185,9 +185,9 @@ def run(
 async def drive_headless(session: Session) -> int:
     """Drive the run in this process and follow it with the headless view, which steers it
     only through the session's client (as a console would)."""
-    from core.engine import CommandRejected
-    from core.events import Command
-    from tui.headless import HeadlessView
+    from rollgate.core.engine import CommandRejected
+    from rollgate.core.events import Command
+    from rollgate.tui.headless import HeadlessView
 
     options = session.engine.options
     window = session.window

@@ -12,7 +12,7 @@ def runs() -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from core.runs import list_runs, runs_dir
+    from rollgate.core.runs import list_runs, runs_dir
 
     found = list_runs()
     if not found:

@@ -18,7 +18,7 @@ def make_server(run: str, port: int, control: bool, token: str) -> Any:
     from textual_serve.server import Server
 
     verb = "attach" if control else "watch"
-    command = shlex.join([sys.executable, "-c", "from tui.cli import main; main()", verb, run])
+    command = shlex.join([sys.executable, "-P", "-m", "rollgate", verb, run])
 
     class TokenServer(Server):
         async def _make_app(self) -> web.Application:
@@ -61,7 +61,7 @@ def serve(run: str, port: int, control: bool) -> int:
     try:
         import textual_serve  # noqa: F401
     except ImportError:
-        from core.errors import UserError
+        from rollgate.core.errors import UserError
 
         raise UserError("rollgate serve needs textual-serve: pip install textual-serve") from None
     token = secrets.token_urlsafe(24)

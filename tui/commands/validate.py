@@ -11,9 +11,9 @@ import click
 @click.argument("inventory", type=click.Path(dir_okay=False))
 def validate(inventory: str) -> int:
     """Check INVENTORY without touching any node: exit 0 and a summary, or the errors and 2."""
-    from core.inventory import load_inventory
-    from core.plan import build_plan
-    from core.window import resolve as resolve_window
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+    from rollgate.core.window import resolve as resolve_window
 
     inv = load_inventory(inventory)
     plan = build_plan(inv)

@@ -9,14 +9,14 @@ import click
 @click.argument("run")
 def watch(run: str) -> int:
     """Follow RUN live from its journal in the console; nothing can be approved from here."""
-    from core.client import open_journal_client
-    from core.errors import UserError
-    from tui.app import RollgateApp
-    from tui.gc_policy import tuned_gc
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.errors import UserError
+    from rollgate.tui.app import RollgateApp
+    from rollgate.tui.gc_policy import tuned_gc
 
     client: object
     try:  # a detached engine serves the run: follow it through its socket
-        from tui.commands.control import engine_client
+        from rollgate.tui.commands.control import engine_client
 
         client = engine_client(run, name="watching")
         client.read_only = True  # type: ignore[attr-defined]

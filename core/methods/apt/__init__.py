@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.methods import Method
-from core.methods.apt.mapping import PACKAGES, UNITS
-from core.methods.apt.plan_hooks import AptHooks
+from rollgate.core.methods import Method
+from rollgate.core.methods.apt.mapping import PACKAGES, UNITS
+from rollgate.core.methods.apt.plan_hooks import AptHooks
 
 DEFAULT_SERIES = "noble"
 
@@ -30,7 +30,7 @@ def site_series(spec: Any) -> dict[str, tuple[str, tuple[str | int, ...]]]:
 def check_series(spec: Any, target: Any, problem: Any) -> None:
     """Each site's Ubuntu series must be able to carry the target release (its own archive
     or a Cloud Archive pocket); else say which series can."""
-    from core.releases import package_source, series_for
+    from rollgate.core.releases import package_source, series_for
 
     for name, (series, where) in site_series(spec).items():
         if package_source(target, series) is None:
@@ -48,6 +48,6 @@ METHOD = Method(
     units=UNITS,
     hooks=AptHooks(),
     check_inventory=check_series,
-    lab_module="core.methods.apt.lab",
-    preflight_module="core.methods.apt.preflight",
+    lab_module="rollgate.core.methods.apt.lab",
+    preflight_module="rollgate.core.methods.apt.preflight",
 )

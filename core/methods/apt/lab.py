@@ -3,10 +3,10 @@ the installed version, with the real tools' messages and exit codes."""
 
 from __future__ import annotations
 
-from core.lab.commands import Handler, Shell, systemctl
-from core.lab.world import APT, package_version
-from core.releases import CATALOGUE, package_source
-from core.roles import ROLES
+from rollgate.core.lab.commands import Handler, Shell, systemctl
+from rollgate.core.lab.world import APT, package_version
+from rollgate.core.releases import CATALOGUE, package_source
+from rollgate.core.roles import ROLES
 
 
 def service_of(package: str) -> str:

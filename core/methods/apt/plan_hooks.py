@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.methods import PlanHooks
-from core.releases import SERVICES
-from core.roles import ROLES
+from rollgate.core.methods import PlanHooks
+from rollgate.core.releases import SERVICES
+from rollgate.core.roles import ROLES
 
 
 class AptHooks(PlanHooks):

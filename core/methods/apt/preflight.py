@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.executor import Executor
-from core.inventory import Inventory, Node
-from core.methods.apt.mapping import PACKAGES
-from core.preflight import Finding, run_probe
-from core.roles import ROLES
+from rollgate.core.executor import Executor
+from rollgate.core.inventory import Inventory, Node
+from rollgate.core.methods.apt.mapping import PACKAGES
+from rollgate.core.preflight import Finding, run_probe
+from rollgate.core.roles import ROLES
 
 
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:

@@ -3,17 +3,17 @@ procedure says; containers and images have kolla's names (mapping.py)."""
 
 from __future__ import annotations
 
-from core.methods import Method
-from core.methods.kolla.mapping import CONTAINERS, IMAGES
-from core.methods.kolla.plan import BUILDERS, VALUE_NAMES, check_inventory, plan_values
+from rollgate.core.methods import Method
+from rollgate.core.methods.kolla.mapping import CONTAINERS, IMAGES
+from rollgate.core.methods.kolla.plan import BUILDERS, VALUE_NAMES, check_inventory, plan_values
 
 METHOD = Method(
     name="kolla",
     packages=IMAGES,
     units=CONTAINERS,
     check_inventory=check_inventory,
-    lab_module="core.methods.kolla.lab",
-    preflight_module="core.methods.kolla.preflight",
+    lab_module="rollgate.core.methods.kolla.lab",
+    preflight_module="rollgate.core.methods.kolla.preflight",
     builders=BUILDERS,
     plan_values=plan_values,
     plan_value_names=VALUE_NAMES,

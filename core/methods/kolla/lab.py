@@ -28,17 +28,17 @@ from typing import Any
 
 import yaml
 
-from core.lab.commands import Handler, Shell, dispatch, systemctl
-from core.lab.world import APT, LabNode, World
-from core.methods.kolla.ansible_inventory import match_hosts, parse_ini
-from core.methods.kolla.mapping import (
+from rollgate.core.lab.commands import Handler, Shell, dispatch, systemctl
+from rollgate.core.lab.world import APT, LabNode, World
+from rollgate.core.methods.kolla.ansible_inventory import match_hosts, parse_ini
+from rollgate.core.methods.kolla.mapping import (
     CONTAINER_TAGS,
     INFRA_TAGS,
     NETWORK_TAG,
     host_containers,
 )
-from core.releases import CATALOGUE, Release, kolla_ansible_major
-from core.roles import AGENT_ORDER, ROLES
+from rollgate.core.releases import CATALOGUE, Release, kolla_ansible_major
+from rollgate.core.roles import AGENT_ORDER, ROLES
 
 CONFIG = "/etc/kolla"
 VENV_ROOT = "/opt/kolla-ansible"

@@ -22,17 +22,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.inventory import Inventory, Node
-from core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
-from core.plan import (
+from rollgate.core.inventory import Inventory, Node
+from rollgate.core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
+from rollgate.core.plan import (
     agents_up,
     compute_back,
     compute_groups,
     fence_compute,
     verify_compute_api,
 )
-from core.releases import kolla_ansible_major
-from core.roles import AGENT_ORDER, ROLES
+from rollgate.core.releases import kolla_ansible_major
+from rollgate.core.roles import AGENT_ORDER, ROLES
 
 DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 
-from core.executor import Executor
-from core.inventory import Inventory, Node
-from core.methods.kolla.ansible_inventory import parse_ini
-from core.methods.kolla.plan import DEPLOY, plan_values
-from core.plan import _PlanContext
-from core.preflight import Finding, run_probe
-from core.recipes import load_recipe
+from rollgate.core.executor import Executor
+from rollgate.core.inventory import Inventory, Node
+from rollgate.core.methods.kolla.ansible_inventory import parse_ini
+from rollgate.core.methods.kolla.plan import DEPLOY, plan_values
+from rollgate.core.plan import _PlanContext
+from rollgate.core.preflight import Finding, run_probe
+from rollgate.core.recipes import load_recipe
 
 
 def _variables(inv: Inventory, node: Node) -> dict[str, str]:

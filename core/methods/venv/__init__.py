@@ -4,9 +4,9 @@ it when its turn comes, run by a process supervisor (supervisor or systemd)."""
 
 from __future__ import annotations
 
-from core.methods import Method
-from core.methods.venv.mapping import DISTRIBUTIONS, PROGRAMS
-from core.methods.venv.plan import BUILDERS, VALUE_NAMES, VenvHooks, check_inventory, plan_values
+from rollgate.core.methods import Method
+from rollgate.core.methods.venv.mapping import DISTRIBUTIONS, PROGRAMS
+from rollgate.core.methods.venv.plan import BUILDERS, VALUE_NAMES, VenvHooks, check_inventory, plan_values
 
 METHOD = Method(
     name="venv",
@@ -17,5 +17,5 @@ METHOD = Method(
     builders=BUILDERS,
     plan_values=plan_values,
     plan_value_names=VALUE_NAMES,
-    preflight_module="core.methods.venv.preflight",
+    preflight_module="rollgate.core.methods.venv.preflight",
 )

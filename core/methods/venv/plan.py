@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.inventory import Inventory
-from core.methods import PlanHooks
-from core.methods.venv.mapping import DISTRIBUTIONS, EXTRAS, MANAGERS
-from core.plan import BUILDERS as PER_NODE
-from core.releases import Release
-from core.roles import INFRA_ROLES, ROLES
+from rollgate.core.inventory import Inventory
+from rollgate.core.methods import PlanHooks
+from rollgate.core.methods.venv.mapping import DISTRIBUTIONS, EXTRAS, MANAGERS
+from rollgate.core.plan import BUILDERS as PER_NODE
+from rollgate.core.releases import Release
+from rollgate.core.roles import INFRA_ROLES, ROLES
 
 VALUE_NAMES = frozenset(
     {"venv_from", "venv_to", "requirements", "constraints_file",

@@ -8,11 +8,11 @@ is refused, never deleted). Each is asked here with the recipe's own probe, read
 
 from __future__ import annotations
 
-from core.executor import Executor
-from core.inventory import Inventory, Node
-from core.methods.venv.mapping import DISTRIBUTIONS
-from core.plan import render_action
-from core.preflight import Finding, run_probe
+from rollgate.core.executor import Executor
+from rollgate.core.inventory import Inventory, Node
+from rollgate.core.methods.venv.mapping import DISTRIBUTIONS
+from rollgate.core.plan import render_action
+from rollgate.core.preflight import Finding, run_probe
 
 # A controller's virtualenv (keystone, glance, placement, nova, neutron, cinder, 2026.1) took
 # 780 MB in the acceptance cloud; pip needs room for its downloads besides.
