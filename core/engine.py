@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from rollgate.core import events as ev
+from rollgate.core import methods
 from rollgate.core.backup_pull import BackupReceiver
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import LEFT_AS_FOUND, CommandResult, Executor, TransportError
 from rollgate.core.inventory import Inventory
 from rollgate.core.journal import JournalWriteError, JournalWriter
+from rollgate.core.methods import Cleanup
 from rollgate.core.notify import Notifier, end_text, gate_text
 from rollgate.core.plan import Gate, Phase, Plan, Stage, Step
 from rollgate.core.recipes import fill_runtime
 from rollgate.core.releases import release_for_major
-from rollgate.core.report import restarts_still_blocked, span_words
+from rollgate.core.report import span_words
 from rollgate.core.roles import ROLES
 from rollgate.core.secrets import Secrets
 from rollgate.core.state import FINISHED_OK, RunState, apply
@@ -557,7 +559,7 @@ class Engine:
                 outcome, self._error = "failed", "engine error: steps left unsettled"
         await self._clean_jobs()
         if outcome in ("aborted", "stopped", "failed") and not self.options.dry_run:
-            await self._allow_restarts_again()
+            await self._method_cleanups()
         if not self.options.dry_run:  # told before RunFinished, which stays the last event
             self._tell(*end_text(ev.RunFinished(seq=0, time=0, outcome=outcome, error=self._error)))
         await self._notifications_sent()
@@ -623,17 +625,16 @@ class Engine:
                 ),
             )
 
-    async def _allow_restarts_again(self) -> None:
-        """A run that ends part-way removes the policy-rc.d its installs wrote on each node
-        whose phase did not allow restarts again itself (a resumed run's installs write it
-        again), so package upgrades outside the window restart their services as usual."""
+    async def _method_cleanups(self) -> None:
+        """A run that ends part-way: what its deployment method needs undone on each node
+        (core/methods `Method.cleanups`), each run once and journalled."""
 
-        async def allow(node: str, step: Step) -> None:
+        async def clean(cleanup: Cleanup) -> None:
             error = ""
             try:
                 result = await self.executor.run(
-                    self._nodes[node],
-                    step.command or "",
+                    self._nodes[cleanup.node],
+                    cleanup.command,
                     on_output=lambda stream, line: None,
                     timeout=60,
                     job=None,
@@ -642,15 +643,12 @@ class Engine:
                     error = result.error or f"exit status {result.exit_status}"
             except TransportError as exc:
                 error = str(exc)
-            self.emit(ev.RestartsAllowed, node=node, ok=not error, error=error)
+            self.emit(
+                ev.CleanupDone, node=cleanup.node, what=cleanup.what, ok=not error, error=error
+            )
 
-        pending = {
-            s.node: s
-            for s in self.plan.steps
-            if s.action == "allow-restarts" and not self.state.steps[s.id].done
-        }
-        blocked = restarts_still_blocked(self.plan, self.state)
-        await asyncio.gather(*(allow(n, pending[n]) for n in blocked if n in pending))
+        wanted = methods.method(self.plan.method).cleanups(self.plan, self.state)
+        await asyncio.gather(*(clean(c) for c in wanted if c.node in self._nodes))
 
     async def _clean_jobs(self) -> None:
         """Remove the run's job directories from the nodes once no job can be running

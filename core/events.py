@@ -71,6 +71,12 @@ def _spec_of(cls: type[Event]) -> _Spec:
     return spec
 
 
+# event types of older journals, read as the type that replaced them (with these fields)
+_LEGACY: dict[str, dict[str, Any]] = {
+    "restarts-allowed": {"type": "cleanup-done", "what": "package restarts allowed again"},
+}
+
+
 def event_from_dict(data: dict[str, Any]) -> Event:
     """An event from its JSON record (which it may consume); unknown fields are ignored,
     missing required ones refused.
@@ -80,6 +86,9 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     """
     if not isinstance(data, dict):
         raise ValueError(f"not a JSON object but {type(data).__name__}")
+    legacy = _LEGACY.get(data.get("type", ""))
+    if legacy is not None:  # a journal written before the type was renamed
+        data = {**data, **legacy}
     cls = EVENT_TYPES.get(data.get("type", ""))
     if cls is None:
         raise ValueError(f"unknown event type {data.get('type')!r}")
@@ -258,11 +267,12 @@ class NotificationFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RestartsAllowed(Event):
-    """The run ended part-way (aborted, stopped, failed): the node's policy-rc.d, written by
-    an install, was removed (`ok`), or could not be (`error`)."""
+class CleanupDone(Event):
+    """The run ended part-way (aborted, stopped, failed) and its deployment method had work
+    undone on a node (core/methods `Cleanup`): `what` it achieves, done (`ok`) or not (`error`)."""
 
     node: str
+    what: str
     ok: bool
     error: str = ""
 

@@ -65,7 +65,7 @@ class Executor(Protocol):
         job: str | None = None,
     ) -> CommandResult:
         """Run `command` on `node` over SSH, or on the deploy host when `local` is True
-        (kolla-ansible steps, whose command already names the node it targets).
+        (a deployment tool's steps, whose command already names the node it targets).
 
         `job` (a path on the node, core/transports/remote_job.py) makes the command a durable
         job: run again with the same job it re-attaches instead of starting a second copy.

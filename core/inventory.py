@@ -294,7 +294,7 @@ class LabSpec(StrictModel):
 class InventorySpec(StrictModel):
     cloud: str
     upgrade: UpgradeSpec
-    method: Literal["apt", "kolla", "venv"] = "apt"
+    method: str = "apt"  # a registered deployment method (core/methods)
     ssh: SshOptions = SshOptions()
     openstack: OpenStackOptions = OpenStackOptions()
     shared: SharedServices
@@ -304,6 +304,19 @@ class InventorySpec(StrictModel):
     notify: NotifySpec | None = None
     lab: LabSpec | None = None
     recipe: RecipeOverrides | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        from rollgate.core.methods import names
+
+        known = names()
+        if not known:
+            raise ValueError("no deployment method is registered: install Rollgate (pip install .)")
+        if v not in known:
+            listed = ", ".join(repr(n) for n in known[:-1]) + f" or {known[-1]!r}"
+            raise ValueError(f"{v!r} is not one of {listed}{_suggest(v, known)}")
+        return v
 
     @field_validator("cloud")
     @classmethod
@@ -747,9 +760,7 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
     if upgrade is not None:
         from rollgate.core.methods import method
 
-        checks = method(spec.method).check_inventory
-        if checks is not None:
-            checks(spec, upgrade.target, problem)
+        method(spec.method).check_inventory(spec, upgrade.target, problem)
     total = sum(len(site.nodes) for site in sites)
     if total > spec.policy.max_hosts:
         problem(

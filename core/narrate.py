@@ -53,10 +53,10 @@ def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
             return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
         case ev.NotificationFailed(channel=c, about=a, error=e):
             return f"notification ({a}) by {c} failed: {e}; the run goes on"
-        case ev.RestartsAllowed(node=n, ok=True):
-            return f"package restarts allowed again on {n} (policy-rc.d removed)"
-        case ev.RestartsAllowed(node=n, error=e):
-            return f"package restarts still blocked on {n}: {e}"
+        case ev.CleanupDone(node=n, what=w, ok=True):
+            return f"clean-up on {n}: {w}"
+        case ev.CleanupDone(node=n, what=w, error=e):
+            return f"clean-up on {n} failed ({w}): {e}"
     return None
 
 

@@ -236,10 +236,10 @@ TIER_TITLES = {
 }
 
 
-class _PhaseBuilder:
+class PhaseBuilder:
     """Accumulates the stages of one phase and renders each step from the recipe."""
 
-    def __init__(self, plan: _PlanContext, tier: str, site: Site):
+    def __init__(self, plan: PlanContext, tier: str, site: Site):
         self.ctx = plan
         self.tier = tier
         self.site = site
@@ -398,7 +398,7 @@ class _PhaseBuilder:
 
 
 @dataclass
-class _PlanContext:
+class PlanContext:
     inventory: Inventory
     recipe: Recipe
     _site_recipes: dict[str, Recipe] = field(default_factory=dict)
@@ -443,11 +443,8 @@ class _PlanContext:
     def method_values(self, site: str, variables: Any) -> dict[str, Any]:
         """The values the method's commands need besides these (its `plan_values`), once per
         site: they depend on the inventory and the site's recipe, not on the step."""
-        own = self.method.plan_values
-        if own is None:
-            return {}
         if site not in self._method_values:
-            self._method_values[site] = own(self.inventory, variables)
+            self._method_values[site] = self.method.plan_values(self.inventory, variables)
         return self._method_values[site]
 
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -480,7 +477,7 @@ def render_action(
     """The command `action` runs for `role` on `node`, exactly as a plan step would render it
     (the method's recipe with the inventory's and the site's overrides), and whether it runs
     on the deploy host; None when the recipe does not use the action."""
-    ctx = _PlanContext(inventory, recipe or load_recipe(inventory.method))
+    ctx = PlanContext(inventory, recipe or load_recipe(inventory.method))
     site_recipe = ctx.recipe_for(inventory.site(node.site))
     found = site_recipe.action(ROLES[role].service, action)
     if found is None:
@@ -493,7 +490,7 @@ def _first(nodes: list[Node]) -> Node:
     return nodes[0]
 
 
-def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> None:
+def _control_role_stages(b: PhaseBuilder, roles: list[str], schema: Any) -> None:
     """One stage per (role, node): install the new code with restarts blocked; on the first
     node, the target's own status check, then the schema; then restart the role's unit."""
     schema_done = False
@@ -533,14 +530,14 @@ def _control_role_stages(b: _PhaseBuilder, roles: list[str], schema: Any) -> Non
                 )
 
 
-def _restart_everywhere(b: _PhaseBuilder, roles: list[str], why: str) -> None:
+def _restart_everywhere(b: PhaseBuilder, roles: list[str], why: str) -> None:
     """A post stage restarting every unit of `roles` at the site, each unit once per node:
     services that started while older ones ran cache the older version (the RPC pin)."""
     b.stage(f"refresh-{ROLES[roles[0]].service}", why, "post")
     _each_unit(b, b.site.nodes, roles, "restart")
 
 
-def _each_unit(b: _PhaseBuilder, nodes: Sequence[Node], roles: list[str], action: str) -> None:
+def _each_unit(b: PhaseBuilder, nodes: Sequence[Node], roles: list[str], action: str) -> None:
     """`action` (restart, stop) once for each unit that runs one of `roles` on each node."""
     for node in nodes:
         units: dict[str, str] = {}
@@ -562,7 +559,7 @@ JUMP_OUTAGE = {
 }
 
 
-def _stop_for_jump(b: _PhaseBuilder, roles: list[str]) -> None:
+def _stop_for_jump(b: PhaseBuilder, roles: list[str]) -> None:
     """In a skip-level (SLURP) upgrade, a service with no documented N/N+2 coexistence stops
     everywhere at the site before its first node moves (the TC's release-cadence resolution:
     "requiring some downtime during an upgrade"); each unit starts again, on the target's
@@ -590,7 +587,7 @@ def _stop_for_jump(b: _PhaseBuilder, roles: list[str]) -> None:
     _each_unit(b, nodes, present, "stop")
 
 
-def _backup(b: _PhaseBuilder, node: Node, role: str) -> None:
+def _backup(b: PhaseBuilder, node: Node, role: str) -> None:
     """Back up the service's database and configuration (keystone: its keys too) and, when
     the recipe says pull_backups: "yes", copy each file to the run directory."""
     b.add("db-backup", node, role)
@@ -600,7 +597,7 @@ def _backup(b: _PhaseBuilder, node: Node, role: str) -> None:
             b.add(action, node, role)
 
 
-def _identity(b: _PhaseBuilder) -> None:
+def _identity(b: PhaseBuilder) -> None:
     nodes = b.site.with_role("keystone")
     if not nodes:
         return
@@ -615,7 +612,7 @@ def _identity(b: _PhaseBuilder) -> None:
     b.add("db-check", k1, "keystone")
 
 
-def _image(b: _PhaseBuilder) -> None:
+def _image(b: PhaseBuilder) -> None:
     nodes = b.site.with_role("glance-api")
     if not nodes:
         return
@@ -634,7 +631,7 @@ def _image(b: _PhaseBuilder) -> None:
     b.add("db-contract", g1, "glance-api")
 
 
-def _data_plane_host(b: _PhaseBuilder, node: Node, reason: str) -> None:
+def _data_plane_host(b: PhaseBuilder, node: Node, reason: str) -> None:
     """A data-plane host: fence it from the scheduler, upgrade, restart agents then nova, and
     see each of them report again on the new code."""
     is_compute = node.has("nova-compute")
@@ -657,7 +654,7 @@ def _data_plane_host(b: _PhaseBuilder, node: Node, reason: str) -> None:
 
 
 def compute_groups(
-    b: _PhaseBuilder, computes: list[Node]
+    b: PhaseBuilder, computes: list[Node]
 ) -> list[tuple[str, str, str, list[Node], Gate | None]]:
     """(name, title, kind, nodes, gate) of the canary, then each batch: the policy's canary
     size and batch size, the canary gate before the first batch when the policy asks."""
@@ -682,7 +679,7 @@ def compute_groups(
     return out
 
 
-def verify_compute_api(b: _PhaseBuilder) -> None:
+def verify_compute_api(b: PhaseBuilder) -> None:
     """The site's compute API answers with its new microversions (when it has one)."""
     apis = b.site.with_role("nova-api")
     if apis:
@@ -694,7 +691,7 @@ def verify_compute_api(b: _PhaseBuilder) -> None:
         )
 
 
-def fence_compute(b: _PhaseBuilder, node: Node, reason: str) -> None:
+def fence_compute(b: PhaseBuilder, node: Node, reason: str) -> None:
     """Take the compute out of the scheduler while it is worked on."""
     b.cloud(
         "disable-compute",
@@ -707,7 +704,7 @@ def fence_compute(b: _PhaseBuilder, node: Node, reason: str) -> None:
     )
 
 
-def compute_back(b: _PhaseBuilder, node: Node) -> None:
+def compute_back(b: PhaseBuilder, node: Node) -> None:
     """See the compute report (a heartbeat from the new code) after its restart, then put it
     back in the scheduler. Not the other way round: the acceptance cloud's nova-compute died
     seconds after its restart, and enabling it first hung on the API for the RPC timeout
@@ -731,7 +728,7 @@ def compute_back(b: _PhaseBuilder, node: Node) -> None:
     )
 
 
-def agents_up(b: _PhaseBuilder, node: Node, agents: list[str]) -> None:
+def agents_up(b: PhaseBuilder, node: Node, agents: list[str]) -> None:
     """See the node's neutron agents report alive, started after their restart."""
     binaries = sorted({b.ctx.method.package(a) for a in agents})
     b.cloud(
@@ -744,7 +741,7 @@ def agents_up(b: _PhaseBuilder, node: Node, agents: list[str]) -> None:
     )
 
 
-def _rpc_pin(b: _PhaseBuilder, node: Node, role: str) -> None:
+def _rpc_pin(b: PhaseBuilder, node: Node, role: str) -> None:
     """The node runs with [upgrade_levels] compute=auto before its nova services restart on
     the new code (written first when the recipe says so): controllers in the phase's pre
     stage, each compute in its own batch."""
@@ -762,7 +759,7 @@ def _rpc_pin(b: _PhaseBuilder, node: Node, role: str) -> None:
     )
 
 
-def _neutron(b: _PhaseBuilder, servers: list[Node]) -> None:
+def _neutron(b: PhaseBuilder, servers: list[Node]) -> None:
     """Servers first (neutron: "first, all neutron-servers are upgraded"), the contract only
     with every server stopped and only when migrations are pending, then the agents that
     live on the servers' nodes."""
@@ -811,7 +808,7 @@ def _neutron(b: _PhaseBuilder, servers: list[Node]) -> None:
         agents_up(b, node, agents)
 
 
-def _compute(b: _PhaseBuilder) -> None:
+def _compute(b: PhaseBuilder) -> None:
     site, inv = b.site, b.ctx.inventory
     placement = site.with_role("placement-api")
     if placement:
@@ -873,7 +870,7 @@ def _compute(b: _PhaseBuilder) -> None:
         verify_compute_api(b)
 
 
-def _block_storage(b: _PhaseBuilder) -> None:
+def _block_storage(b: PhaseBuilder) -> None:
     order = [
         r
         for r in ("cinder-scheduler", "cinder-volume", "cinder-backup", "cinder-api")
@@ -895,7 +892,7 @@ def _block_storage(b: _PhaseBuilder) -> None:
     b.add("status-check", c1, order[0])
 
 
-def _dashboard(b: _PhaseBuilder) -> None:
+def _dashboard(b: PhaseBuilder) -> None:
     for node in b.site.with_role("horizon"):
         b.stage(f"horizon@{node.name}", f"horizon on {node.name}", "control")
         b.upgrade_node(node, "horizon")
@@ -915,7 +912,7 @@ BUILDERS = {
 
 def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
     """Turn a validated inventory into the ordered, gated, deterministic upgrade plan."""
-    ctx = _PlanContext(inventory, recipe or load_recipe(inventory.method))
+    ctx = PlanContext(inventory, recipe or load_recipe(inventory.method))
     builders = ctx.method.builders or BUILDERS
     phases: list[Phase] = []
     for tier in TIERS:
@@ -928,7 +925,7 @@ def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
         else:
             sites = list(inventory.sites)
         for site in sites:
-            builder = _PhaseBuilder(ctx, tier, site)
+            builder = PhaseBuilder(ctx, tier, site)
             builders[tier](builder)
             phase = builder.build(TIER_TITLES[tier])
             if phase is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -102,9 +101,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
                     f"{inv.upgrade.source.id} as the inventory says",
                 )
             )
-    if mapping.preflight_module:
-        checks = importlib.import_module(mapping.preflight_module)
-        out += await checks.check_node(executor, inv, node)
+    out += await mapping.preflight(executor, inv, node)
     if unprobed:
         out.append(
             Finding(

@@ -12,7 +12,7 @@ from rollgate.core.hostrange import compress
 from rollgate.core.plan import Plan
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, fold
-from rollgate.core.words import STEP_FAILED, STEP_OK, phase_word, run_word
+from rollgate.core.words import STEP_FAILED, phase_word, run_word
 
 
 def redact(text: str) -> str:
@@ -103,24 +103,14 @@ def version_changes(state: RunState) -> list[dict[str, Any]]:
     ]
 
 
-def restarts_still_blocked(plan: Plan, state: RunState) -> list[str]:
-    """Nodes where an install of the run blocked package restarts (policy-rc.d) and neither
-    the plan's allow-restarts step nor the clean-up at the run's end allowed them again."""
-    blocked: set[str] = set()
-    for phase in plan.phases:
-        installed = {
-            s.node
-            for s in phase.steps
-            if s.action == "upgrade-packages" and state.steps[s.id].status != "pending"
-        }
-        blocked.update(
-            step.node
-            for step in phase.steps
-            if step.action == "allow-restarts"
-            and step.node in installed
-            and state.steps[step.id].status not in STEP_OK
-        )
-    return sorted(n for n in blocked if not state.nodes[n].restarts_allowed)
+def method_notes(plan: Plan, state: RunState) -> list[str]:
+    """What the run's deployment method says about what it left as the run made it."""
+    from rollgate.core.methods import UnknownMethod, method
+
+    try:
+        return method(plan.method).outcome_notes(plan, state)
+    except UnknownMethod:  # a journal of a method not installed here
+        return []
 
 
 def _version_lines(changes: list[dict[str, Any]]) -> list[str]:
@@ -199,12 +189,7 @@ def end_summary(
     if changes:
         lines.append("versions before -> after:")
         lines += _version_lines(changes)
-    blocked = restarts_still_blocked(plan, state)
-    if blocked:
-        lines.append(
-            f"package restarts still blocked (policy-rc.d) on {compress(blocked)}: resume the "
-            "run, or remove /usr/sbin/policy-rc.d there once their services run"
-        )
+    lines += method_notes(plan, state)
     missing = not_upgraded(plan, state)
     if missing:
         lines.append(f"{len(missing)} node(s) not upgraded:")
@@ -272,7 +257,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "error": state.error,
         "not_upgraded": not_upgraded(plan, state),
         "versions": version_changes(state),
-        "restarts_blocked": restarts_still_blocked(plan, state),
+        "method_notes": method_notes(plan, state),
         "start": _iso(state.started),
         "end": _iso(state.finished),
         "duration_s": round(state.finished - state.started, 1)
@@ -386,6 +371,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("error"):
         lines += [f"Engine error: {r['error']}", ""]
+    lines += [*r.get("method_notes", []), ""] if r.get("method_notes") else []
     missing = r.get("not_upgraded", [])
     lines += ["## Nodes not upgraded", ""]
     lines += [
@@ -532,11 +518,7 @@ def to_html(r: dict[str, Any]) -> str:
     parts.append(f"<p class={'ok' if inside else 'bad'}>{e(_window_line(r.get('window')))}</p>")
     if r.get("error"):
         parts.append(f"<p class=bad>Engine error: {e(r['error'])}</p>")
-    if r.get("restarts_blocked"):
-        parts.append(
-            "<p class=bad>Package restarts still blocked (policy-rc.d) on "
-            f"{e(', '.join(r['restarts_blocked']))}</p>"
-        )
+    parts += [f"<p class=bad>{e(note)}</p>" for note in r.get("method_notes", [])]
     parts.append("<h2>Nodes not upgraded</h2>")
     parts.append(
         _table(

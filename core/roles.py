@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Upgrade tiers in the order of DOMAIN.md §1, after a method's own preparation (kolla-ansible:
-# install the target kolla-ansible, merge passwords, pull images), which can run before the
+# Upgrade tiers in the order of DOMAIN.md §1, after a method's own preparation (kolla: install
+# the target's deployment tool, merge passwords, pull images), which can run before the
 # maintenance window and which no role belongs to.
 TIERS = ("prepare", "identity", "image", "compute", "block-storage", "dashboard")
 
@@ -53,7 +53,7 @@ ROLES: dict[str, Role] = {
 }
 
 # Roles Rollgate knows that belong to no OpenStack service: infrastructure, and `deployment`,
-# the host a method's tool runs on (kolla-ansible's deploy host, kolla's group of that name).
+# the host a method's tool runs on (kolla's deploy host, its group of that name).
 INFRA_ROLES = frozenset({"database", "rabbitmq", "memcached", "haproxy", "ovsdb", "deployment"})
 
 # Neutron agents restart in this order inside a host's batch: L2 first, then the rest.

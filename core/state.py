@@ -58,7 +58,9 @@ class NodeState:
     version: str | None = None
     # package -> [version before the run moved it, version after], as its checks read them
     packages: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    restarts_allowed: bool = False  # the end of a stopped run removed its policy-rc.d
+    # what a method's clean-up at the end of a stopped run did on the node (what -> done),
+    # since the node's last step started
+    cleaned: dict[str, bool] = field(default_factory=dict)
     reachable: bool | None = None
     disabled: bool | None = None
     services: dict[str, str] = field(default_factory=dict)
@@ -229,9 +231,9 @@ def _run_started(s: RunState, e: ev.RunStarted) -> None:
             _finish_step(s, step, "interrupted", e.time, None, "the run stopped while it ran")
 
 
-def _restarts_allowed(s: RunState, e: ev.RestartsAllowed) -> None:
+def _cleanup_done(s: RunState, e: ev.CleanupDone) -> None:
     if e.node in s.nodes:
-        s.nodes[e.node].restarts_allowed = e.ok
+        s.nodes[e.node].cleaned[e.what] = e.ok
 
 
 def _run_paused(s: RunState, e: ev.RunPaused) -> None:
@@ -333,8 +335,8 @@ def _step_started(s: RunState, e: ev.StepStarted) -> None:
     node = s.nodes[step.node]
     _leave_status(node, step.status)
     node.running += 1
-    if step.id.endswith(".upgrade-packages"):  # an install blocks package restarts again
-        node.restarts_allowed = False
+    if node.cleaned:  # new work on the node: its method says again what is left to undo
+        node.cleaned = {}
     _set_status(s, step, "running")
     step.attempts = max(step.attempts, e.attempt)
     step.started = e.time
@@ -429,7 +431,7 @@ _HANDLERS: dict[type[ev.Event], Any] = {
     ev.StepOutput: _step_output,
     ev.StepFinished: _step_finished,
     ev.NodeStatus: _node_status_event,
-    ev.RestartsAllowed: _restarts_allowed,
+    ev.CleanupDone: _cleanup_done,
     ev.OperatorNote: _note,
 }
 
@@ -449,7 +451,7 @@ def touched_by(state: RunState, event: ev.Event) -> tuple[list[str], list[str]]:
     if kind is ev.StepStarted or kind is ev.StepFinished:
         step = state.steps.get(event.step)  # type: ignore[attr-defined]
         return ([step.id], [step.node]) if step is not None else ([], [])
-    if kind is ev.NodeStatus or kind is ev.RestartsAllowed:
+    if kind is ev.NodeStatus or kind is ev.CleanupDone:
         return [], [event.node]  # type: ignore[attr-defined]
     if kind is ev.RunStarted:  # marks steps left running by a driver that died
         running = [s for s in state.steps.values() if s.status == "running"]
@@ -467,6 +469,7 @@ def copy_node(node: NodeState) -> NodeState:
     new = object.__new__(NodeState)
     fields_ = node.__dict__.copy()
     fields_["services"] = dict(node.services)
+    fields_["cleaned"] = dict(node.cleaned)
     new.__dict__ = fields_
     return new
 

@@ -8,10 +8,27 @@ from typing import Any
 
 from rollgate.core.errors import UserError
 from rollgate.core.inventory import Inventory
+from rollgate.core.lab.commands import Handler as LabHandler
+from rollgate.core.lab.commands import Shell, dispatch, systemctl
 from rollgate.core.lab.faults import parse_faults
 from rollgate.core.lab.inprocess import LabExecutor
-from rollgate.core.lab.world import World
+from rollgate.core.lab.world import APT, LabNode, World, package_version
 from rollgate.core.runs import private_dir
+
+# what deployment methods' lab modules use: the world, its nodes and the shell's handlers
+__all__ = [
+    "APT",
+    "Lab",
+    "LabExecutor",
+    "LabHandler",
+    "LabNode",
+    "Shell",
+    "World",
+    "dispatch",
+    "lab_state_dir",
+    "package_version",
+    "systemctl",
+]
 
 
 def lab_state_dir(inventory: Inventory) -> Path:

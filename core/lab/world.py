@@ -43,13 +43,6 @@ DURATIONS = {
 HORIZON_BASE = 21  # horizon releases independently; a stand-in major per release index
 
 
-def _lab_module(name: str) -> Any:
-    import importlib
-
-    module = method(name).lab_module
-    return importlib.import_module(module) if module else None
-
-
 def package_version(service: str, release: Release) -> str:
     major = release.majors.get(service, HORIZON_BASE + release.index)
     return f"3:{major}.1.0-0ubuntu1~cloud0"
@@ -184,9 +177,7 @@ class World:
             self.nodes[node.name] = lab_node
             self.by_address[node.address] = lab_node
         self._records = {(r.site, r.host, r.binary): r for r in self.services}
-        seed_method = getattr(_lab_module(inventory.method), "seed", None)
-        if seed_method is not None:  # what the method's hosts hold before any run
-            seed_method(self)
+        method(inventory.method).lab_seed(self)  # what the method's hosts hold before any run
         for db in self.databases.values():
             if db.service == "cinder":
                 db.previous_pending = faults.cinder_pending

@@ -7,7 +7,6 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
@@ -188,15 +187,22 @@ def parse_recipe(data: dict[str, Any], source: str) -> Recipe:
     )
 
 
+def parse_recipe_text(text: str, source: str) -> Recipe:
+    """A recipe from its YAML text (`source` names it in errors)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: not valid YAML ({exc})") from None
+    return parse_recipe(data, source)
+
+
 @cache
 def load_recipe(method: str) -> Recipe:
-    """The built-in recipe of a deployment method: core/methods/<method>/recipe.yaml."""
+    """The recipe of the deployment method registered as `method` (its recipe.yaml)."""
+    from rollgate.core.methods import UnknownMethod
+    from rollgate.core.methods import method as find_method
+
     try:
-        text = (
-            resources.files("rollgate.core.methods")
-            .joinpath(method, "recipe.yaml")
-            .read_text("utf-8")
-        )
-    except (FileNotFoundError, NotADirectoryError):
-        raise RecipeError(f"no recipe for deployment method {method!r}") from None
-    return parse_recipe(yaml.safe_load(text), f"core/methods/{method}/recipe.yaml")
+        return find_method(method).recipe()
+    except UnknownMethod as exc:
+        raise RecipeError(f"no recipe for deployment method {method!r}: {exc}") from None

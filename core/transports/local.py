@@ -1,4 +1,5 @@
-"""The local executor: steps that run on the deploy host (kolla-ansible), as subprocesses."""
+"""The local executor: steps that run on the deploy host (a method's own deployment tool), as
+subprocesses."""
 
 from __future__ import annotations
 

@@ -49,8 +49,10 @@ async def test_a_package_that_did_not_move_says_so() -> None:
     summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "(did not move)" in summary
     # aborted after key1's install blocked restarts: the end of the run allowed them again
-    allowed = h.events(ev.RestartsAllowed)
-    assert [(e.node, e.ok) for e in allowed] == [("key1", True)]
+    allowed = h.events(ev.CleanupDone)
+    assert [(e.node, e.what, e.ok) for e in allowed] == [
+        ("key1", "package restarts allowed again", True)
+    ]
     assert "/usr/sbin/policy-rc.d" not in h.lab.world.nodes["key1"].files
     assert "still blocked" not in summary
 
@@ -65,7 +67,7 @@ async def test_a_node_whose_restarts_cannot_be_allowed_again_is_named() -> None:
         assert await drive(h, abort_at_failure) == "aborted"
     finally:
         await h.lab.close()
-    allowed = h.events(ev.RestartsAllowed)
+    allowed = h.events(ev.CleanupDone)
     assert [(e.node, e.ok) for e in allowed] == [("key1", False)]
     summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "package restarts still blocked (policy-rc.d) on key1" in summary

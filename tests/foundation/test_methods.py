@@ -1,22 +1,38 @@
-"""The deployment-method registry: every method the inventory accepts has its folder, recipe
-and names, and the names are the distribution's."""
+"""The deployment-method registry: the built-in methods are found through the rollgate.methods
+entry points like any other, each has its recipe and names every role."""
 
 from __future__ import annotations
 
-from typing import get_args
+from pathlib import Path
 
 import pytest
 
-from rollgate.core.inventory import InventorySpec
-from rollgate.core.methods import NAMES, lab_commands, method
+from rollgate.core.inventory import InventoryError, load_inventory
+from rollgate.core.methods import Method, lab_commands, method, names
 from rollgate.core.roles import ROLES
 
+BASE = Path(__file__).parent / "inventory" / "base.yaml"
+BUILT_IN = ("apt", "kolla", "venv")
 
-def test_the_inventory_accepts_exactly_the_registered_methods() -> None:
-    assert get_args(InventorySpec.model_fields["method"].annotation) == NAMES
+
+def test_the_built_in_methods_are_registered_as_entry_points() -> None:
+    assert set(BUILT_IN) <= set(names())
+    assert all(isinstance(method(name), Method) for name in BUILT_IN)
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_an_inventory_naming_an_unregistered_method_is_told_the_registered_ones(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: atp\n" + BASE.read_text())
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{bad}:1: method: 'atp' is not one of 'apt', 'kolla' or 'venv'; did you mean 'apt'?"
+    ]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_each_method_has_a_recipe_and_names_every_role(name: str) -> None:
     found = method(name)
     recipe = found.recipe()

@@ -3,8 +3,8 @@ the installed version, with the real tools' messages and exit codes."""
 
 from __future__ import annotations
 
-from rollgate.core.lab.commands import Handler, Shell, systemctl
-from rollgate.core.lab.world import APT, package_version
+from rollgate.core.lab import APT, Shell, package_version, systemctl
+from rollgate.core.lab import LabHandler as Handler
 from rollgate.core.releases import CATALOGUE, package_source
 from rollgate.core.roles import ROLES
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from rollgate.core.lab.commands import Handler, Shell, dispatch, systemctl
-from rollgate.core.lab.world import APT, LabNode, World
+from rollgate.core.lab import APT, LabNode, Shell, World, dispatch, systemctl
+from rollgate.core.lab import LabHandler as Handler
 from rollgate.core.methods.kolla.ansible_inventory import match_hosts, parse_ini
 from rollgate.core.methods.kolla.mapping import (
     CONTAINER_TAGS,

@@ -10,13 +10,13 @@ from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.kolla.ansible_inventory import parse_ini
 from rollgate.core.methods.kolla.plan import DEPLOY, plan_values
-from rollgate.core.plan import _PlanContext
+from rollgate.core.plan import PlanContext
 from rollgate.core.preflight import Finding, run_probe
 from rollgate.core.recipes import load_recipe
 
 
 def _variables(inv: Inventory, node: Node) -> dict[str, str]:
-    ctx = _PlanContext(inv, load_recipe(inv.method))
+    ctx = PlanContext(inv, load_recipe(inv.method))
     recipe = ctx.recipe_for(inv.site(node.site))
     return {k: str(v) for k, v in recipe.variables.items()}
 
