@@ -371,7 +371,6 @@ def to_markdown(r: dict[str, Any]) -> str:
     ]
     if r.get("error"):
         lines += [f"Engine error: {r['error']}", ""]
-    lines += [*r.get("method_notes", []), ""] if r.get("method_notes") else []
     missing = r.get("not_upgraded", [])
     lines += ["## Nodes not upgraded", ""]
     lines += [
@@ -386,6 +385,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         )
         for n in missing
     ] or ["None: every node finished every step ok."]
+    lines += ["", *r.get("method_notes", [])] if r.get("method_notes") else []
     lines += ["", _window_line(r.get("window"))]
     lines += ["", "## Versions before and after", ""]
     lines += [

@@ -45,10 +45,10 @@ def restarts_still_blocked(plan: Plan, state: RunState) -> list[str]:
     the plan's allow-restarts step nor the clean-up at the run's end allowed them again."""
     blocked: set[str] = set()
     for phase in plan.phases:
-        installed = {
+        installed = {  # an install that started wrote policy-rc.d first
             s.node
             for s in phase.steps
-            if s.action == "upgrade-packages" and state.steps[s.id].status != "pending"
+            if s.action == "upgrade-packages" and state.steps[s.id].attempts > 0
         }
         blocked.update(
             step.node
