@@ -1,9 +1,12 @@
 """The one interface everything that watches or steers a run uses: events in, commands out.
 
-`RunClient` is a protocol narrow enough to carry over a local socket later: `events(from_seq)`
-replays what happened from that sequence number and then follows the run live; `send` delivers
-an operator command. `EngineClient` is the in-process implementation; a read-only client (for
-`replay` and `watch`) refuses `send`.
+`RunClient` is the protocol every view (console, headless view, replay, watch) talks to:
+`events(from_seq)` replays what happened from that sequence number and then follows the run
+live; `send` delivers an operator command or raises CommandRejected saying why not;
+`attached()` names the consoles attached to the run's engine; `driver_gone` says the run is
+no longer driven (its engine was lost). Implementations: the engine in this process
+(core/engine/client.py), a detached engine's control socket (core/control.py), and a journal,
+read-only (`JournalClient`, for `replay` and `watch`). Views never import the engine.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from rollgate.core.engine import CommandRejected, Engine
 from rollgate.core.errors import UserError
 from rollgate.core.events import Command, Event, RunFinished
 from rollgate.core.journal import JournalTail
@@ -22,51 +24,49 @@ from rollgate.core.plan import Plan
 from rollgate.core.runs import driver_alive, resolve_journal
 
 
+class CommandRejected(Exception):
+    """A command that does not fit the run's current state (no gate open, wrong option), or
+    that this client cannot deliver; the message says why."""
+
+
 class ReadOnlyError(CommandRejected):
     """This client only watches; commands go to the console that drives the run."""
+
+
+class EngineGone(Exception):
+    """Nothing answers on the run's control socket."""
 
 
 class RunClient(Protocol):
     plan: Plan
     header: dict[str, Any]
-    read_only: bool
+    read_only: bool  # commands are refused: it only watches
+    detachable: bool  # a console on it may leave while the run goes on (a detached engine)
+    driver_gone: bool  # nobody drives the run any more (its engine was lost)
 
     def events(self, from_seq: int = 1) -> AsyncIterator[Event]: ...
 
     async def send(self, command: Command) -> None: ...
 
+    async def attached(self) -> list[str]:
+        """Who else has a console attached to the run's engine."""
+        ...
 
-class EngineClient:
-    """In-process client of a running Engine."""
+
+class ClientBase:
+    """What a client that watches and steers nothing special says: it drives no detached
+    engine, nobody else is attached, its driver is not lost. Implementations override."""
 
     read_only = False
+    detachable = False
+    driver_gone = False
+    header: dict[str, Any] = {}
 
-    def __init__(self, engine: Engine, header: dict[str, Any]):
-        self.engine = engine
-        self.plan = engine.plan
-        self.header = header
-
-    def next_seq(self) -> int:
-        """The sequence number of the next event (a resumed run's history is already there)."""
-        history = self.engine.history
-        return history[-1].seq + 1 if history else 1
-
-    async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
-        history = self.engine.history
-        index = next((i for i, e in enumerate(history) if e.seq >= from_seq), len(history))
-        while True:
-            while index < len(history):
-                yield history[index]
-                index += 1
-            if self.engine.finished.is_set():
-                return
-            await self.engine.wait_for_event_after(index)
-
-    async def send(self, command: Command) -> None:
-        await self.engine.send(command)
+    async def attached(self) -> list[str]:
+        return []
 
 
-class JournalClient:
+class JournalClient(ClientBase):
     """A read-only client over a journal: its events, then (with `follow`) whatever the
     driving console appends, for `rollgate watch` and replay."""
 

@@ -16,8 +16,10 @@ from rollgate.core.executor import (
     LEFT_AS_FOUND,
     CommandResult,
     OutputCallback,
+    Stopped,
     TransportError,
     fenced_by_operator,
+    within,
 )
 from rollgate.core.inventory import Site
 
@@ -39,7 +41,9 @@ class CloudAdapter:
         limit = site.openstack.timeout or API_TIMEOUT
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._pool, call, *args), limit)
+            # within, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as the call completes (CPython gh-86296)
+            return await within(loop.run_in_executor(self._pool, call, *args), limit, None)
         except TimeoutError:
             raise TransportError(
                 site.name,
@@ -260,6 +264,7 @@ class CloudAdapter:
         *,
         on_output: OutputCallback,
         timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         loop = asyncio.get_running_loop()
 
@@ -275,7 +280,13 @@ class CloudAdapter:
                     site.openstack, timeout=timeout + (site.openstack.timeout or API_TIMEOUT)
                 ),
             )
-        return await self._in_pool(limit_site, action, self._call, site, action, args, out, timeout)
+        call = self._in_pool(limit_site, action, self._call, site, action, args, out, timeout)
+        try:
+            return await within(call, None, stop)
+        except Stopped:  # the thread finishes its call on its own; nothing waits for it
+            return CommandResult(
+                None, interrupted=True, error="aborted by the operator; the API call was left"
+            )
 
     async def close(self) -> None:
         for conn in self._connections.values():

@@ -10,7 +10,9 @@ Protocol: line-delimited JSON, one request per connection.
   login (SO_PEERCRED), with the name the client gives, both journalled.
 - `{"op": "header"}`: the journal's header (plan included).
 - `{"op": "status"}`: state, gate, progress, estimate, and who is attached.
-A malformed or oversized request closes that connection, never the engine.
+A malformed or oversized request gets `{"ok": false, "error": "malformed request: ..."}` and
+one line in the engine's log; an internal error is logged with its traceback and closes that
+connection. Neither stops the engine.
 """
 
 from __future__ import annotations
@@ -18,22 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import pwd
 import socket
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from rollgate.core import events as ev
-from rollgate.core.engine import CommandRejected, Engine
+from rollgate.core.client import CommandRejected
+from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
+from rollgate.core.socket_client import LIMIT
 
-LIMIT = 1 << 20  # bytes a request line may take
 SOCKET_NAME = "control.sock"
+log = logging.getLogger("rollgate.control")
+
+
+class BadRequest(ValueError):
+    """A request the protocol does not allow: its client is told, one log line says so."""
 
 
 def peer_login(writer: asyncio.StreamWriter) -> str:
@@ -82,6 +90,29 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
     }
 
 
+OPS = ("events", "send", "header", "status")
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """One request line as the protocol allows it, or BadRequest saying what is wrong."""
+    if not line.strip():
+        raise BadRequest("empty request")
+    try:
+        request = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"not JSON ({exc})") from None
+    if not isinstance(request, dict):
+        raise BadRequest("not a JSON object")
+    if request.get("op") not in OPS:
+        raise BadRequest(f"unknown op {request.get('op')!r}; one of {', '.join(OPS)}")
+    start = request.get("from", 1)
+    if request["op"] == "events":
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise BadRequest(f"'from' is a sequence number, not {start!r}")
+        request["from"] = start
+    return request
+
+
 class ControlServer:
     """Serves one engine on `<run dir>/control.sock` (0600, or 0660 for `group`)."""
 
@@ -121,26 +152,28 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         login = peer_login(writer)
+        op = "?"
         try:
-            line = await reader.readline()
-            request = json.loads(line)
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-            op = request.get("op")
+            try:
+                request = _parse(await reader.readline())
+            except (BadRequest, ValueError, asyncio.LimitOverrunError) as exc:
+                why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                log.warning("control socket: malformed request from %s: %s", login, why)
+                await self._reply(writer, {"ok": False, "error": f"malformed request: {why}"})
+                return
+            op = request["op"]
             if op == "events":
-                await self._events(reader, writer, int(request.get("from", 1)), login, request)
+                await self._events(reader, writer, request["from"], login, request)
             elif op == "send":
                 await self._reply(writer, await self._send(request.get("command"), login))
             elif op == "header":
                 await self._reply(writer, self.header)
-            elif op == "status":
-                await self._reply(writer, status_of(self.engine, sorted(self.attached.values())))
             else:
-                raise ValueError(f"unknown op {op!r}")
-        except (ValueError, TypeError, asyncio.LimitOverrunError, UnicodeDecodeError):
-            pass  # a malformed or oversized request: that connection closes, nothing else
+                await self._reply(writer, status_of(self.engine, sorted(self.attached.values())))
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            pass  # the client went away
+        except Exception:  # a bug of ours: logged whole, that connection closes
+            log.exception("control socket: internal error serving %r for %s", op, login)
         finally:
             self.attached.pop(id(writer), None)
             writer.close()
@@ -154,6 +187,8 @@ class ControlServer:
     async def _send(self, data: Any, login: str) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
             return {"ok": False, "error": "a command needs a kind"}
+        if data["kind"] not in ev.COMMAND_KINDS:
+            return {"ok": False, "error": f"unknown command {data['kind']!r}"}
         gate = data.get("gate")
         command = ev.Command(
             data["kind"],
@@ -208,71 +243,3 @@ class ControlServer:
                     return
         finally:
             gone.cancel()
-
-
-class SocketClient:
-    """A client of a run's control socket: the console attached, `watch`, the command line."""
-
-    def __init__(self, path: Path, plan: Any, header: dict[str, Any], *, name: str = ""):
-        self.path = path
-        self.plan = plan
-        self.header = header
-        self.name = name
-        self.read_only = False
-        self.attach = True  # the console's events connection counts as attached
-        self.detachable = True  # a console on it may leave; the run goes on
-        self.driver_gone = False  # the events stream ended before the run did
-
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            return await asyncio.open_unix_connection(str(self.path), limit=LIMIT * 64)
-        except OSError as exc:
-            raise EngineGone(f"the run's engine does not answer on {self.path}: {exc}") from None
-
-    async def request(self, data: dict[str, Any]) -> dict[str, Any]:
-        reader, writer = await self._open()
-        try:
-            writer.write(json.dumps(data).encode() + b"\n")
-            await writer.drain()
-            line = await reader.readline()
-        finally:
-            writer.close()
-        if not line:
-            raise EngineGone("the run's engine closed the connection")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
-        reader, writer = await self._open()
-        request = {"op": "events", "from": from_seq, "attach": self.attach, "name": self.name}
-        writer.write(json.dumps(request).encode() + b"\n")
-        await writer.drain()
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return  # the run ended, or the engine went away (the reader says which)
-                yield ev.event_from_dict(orjson.loads(line))
-        finally:
-            writer.close()
-
-    async def send(self, command: ev.Command) -> None:
-        if self.read_only:
-            raise CommandRejected("this console only watches; attach to decide")
-        answer = await self.request(
-            {
-                "op": "send",
-                "command": {
-                    "kind": command.kind,
-                    "comment": command.comment,
-                    "gate": command.gate,
-                    "name": self.name or command.operator,
-                },
-            }
-        )
-        if not answer.get("ok"):
-            raise CommandRejected(str(answer.get("error", "refused")))
-
-
-class EngineGone(Exception):
-    """Nothing answers on the run's control socket."""

@@ -7,9 +7,10 @@ in-process executor (core/lab/). The engine only sees this protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rollgate.core.inventory import Node, Site
 
@@ -27,7 +28,7 @@ class CommandResult:
     # After a timeout or an abort: True when a check on the node found nothing of the command
     # left running, False when something still runs, None when no check could be made.
     terminated: bool | None = None
-    interrupted: bool = False  # the engine cancelled the command (abort)
+    interrupted: bool = False  # the engine asked the command to stop (abort)
 
 
 # What enable-compute says when it leaves a host disabled as the run found it (an operator
@@ -53,6 +54,42 @@ class TransportError(Exception):
         super().__init__(f"{node}: {message}")
 
 
+class Stopped(Exception):
+    """Inside an executor: the engine asked the running command to stop (an abort)."""
+
+
+T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], timeout: float | None, stop: asyncio.Event | None) -> T:
+    """Await `awaitable` for at most `timeout` seconds (None: no limit). Raises TimeoutError
+    when the time runs out and Stopped when `stop` is set first; either way the awaitable is
+    cancelled and has ended when this returns. A cancellation of the caller propagates (the
+    awaitable is cancelled with it), never swallowed."""
+    task = asyncio.ensure_future(awaitable)
+    waiters: set[asyncio.Future[Any]] = {task}
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if stopper is not None:
+        waiters.add(stopper)
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        if stopper is not None:
+            stopper.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.wait({task})  # it has ended (a caller's cancellation still propagates)
+    if not task.cancelled() and task.exception() is None:  # it finished as it was cancelled
+        return task.result()
+    if stop is not None and stop.is_set():
+        raise Stopped
+    raise TimeoutError
+
+
 class Executor(Protocol):
     async def run(
         self,
@@ -63,6 +100,7 @@ class Executor(Protocol):
         timeout: float,
         local: bool = False,
         job: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         """Run `command` on `node` over SSH, or on the deploy host when `local` is True
         (a deployment tool's steps, whose command already names the node it targets).
@@ -71,8 +109,10 @@ class Executor(Protocol):
         job: run again with the same job it re-attaches instead of starting a second copy.
 
         Streams output line by line; on timeout terminates the command and returns
-        CommandResult(None, timed_out=True). Raises TransportError when the node cannot be
-        reached or the connection drops.
+        CommandResult(None, timed_out=True); when `stop` is set (an abort) terminates it and
+        returns CommandResult(None, interrupted=True), `terminated` saying whether a check
+        found it gone. Raises TransportError when the node cannot be reached or the
+        connection drops. A cancellation stops the command too, and propagates.
         """
         ...
 
@@ -84,10 +124,12 @@ class Executor(Protocol):
         *,
         on_output: OutputCallback,
         timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         """Perform a cloud API action for a site: disable-compute, enable-compute,
         wait-compute-up (args: host, binary, reason). exit_status 0 on success, 1 on failure
-        with `error` set. Raises TransportError when the API cannot be reached."""
+        with `error` set; interrupted when `stop` is set first. Raises TransportError when the
+        API cannot be reached."""
         ...
 
     async def close(self) -> None:

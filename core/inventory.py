@@ -771,7 +771,7 @@ def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
     _check_recipe_overrides(spec, problem)
     if spec.lab is not None and spec.lab.faults:
         from rollgate.core.errors import UserError
-        from rollgate.core.lab.faults import parse_faults
+        from rollgate.core.faults import parse_faults
 
         node_names = {n.name for site in sites for n in site.nodes}
         for i, fault in enumerate(spec.lab.faults):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 SERVICES = ("keystone", "glance", "nova", "neutron", "cinder", "placement")
 
@@ -79,6 +80,25 @@ def series_for(release: Release) -> list[str]:
 
 class ReleaseError(ValueError):
     """A release that is not in the catalogue, or an unsupported upgrade path."""
+
+
+DEFAULT_UBUNTU_SERIES = "noble"  # a site's Ubuntu series when its inventory names none
+
+
+def site_series(spec: Any) -> dict[str, tuple[str, tuple[str | int, ...]]]:
+    """Each site's Ubuntu series (the recipe variable ubuntu_series, the site's over the
+    cloud's, default noble) and where the inventory says it."""
+    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
+    out: dict[str, tuple[str, tuple[str | int, ...]]] = {}
+    for name, site in spec.sites.items():
+        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
+        if at_site:
+            out[name] = (str(at_site), ("sites", name, "recipe", "variables", "ubuntu_series"))
+        elif cloud:
+            out[name] = (str(cloud), ("recipe", "variables", "ubuntu_series"))
+        else:
+            out[name] = (DEFAULT_UBUNTU_SERIES, ("upgrade", "to"))
+    return out
 
 
 def find_release(text: str | float) -> Release:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rollgate.core import events as ev
-from rollgate.core.client import EngineClient
 from rollgate.core.engine import BEFORE_WINDOW, Engine, EngineOptions
+from rollgate.core.engine.client import EngineClient
 from rollgate.core.errors import UserError
 from rollgate.core.estimate import past_pace
 from rollgate.core.executor import Executor
@@ -224,10 +224,11 @@ def _prepare(
                 )
             )
         history = contents.events
-        last = history[-1] if history else None
-        if isinstance(last, ev.RunFinished) and last.outcome in RUN_FINAL:
+        # the last RunFinished says how the run ended, whatever a journal holds after it
+        ended = next((e for e in reversed(history) if isinstance(e, ev.RunFinished)), None)
+        if ended is not None and ended.outcome in RUN_FINAL:
             raise UserError(
-                f"run {header.get('run_id')} is already {last.outcome}; nothing to resume"
+                f"run {header.get('run_id')} is already {ended.outcome}; nothing to resume"
             )
     else:
         run_id = new_run_id(inventory.cloud)

@@ -33,6 +33,9 @@ RUN_PAUSED = "paused"
 # Run words that mean the run is over and nothing is left to resume.
 RUN_FINAL = (RUN_COMPLETE, RUN_DEVIATIONS)
 
+# Who decided a gate that --auto-approve answered, as the journal says it
+AUTO_OPERATOR = "auto-approve"
+
 WORDS: dict[str, dict[str, str]] = {
     "run": {
         "pending": "not started yet",

@@ -25,8 +25,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Log, Static, Tree
 
 from rollgate.core import events as ev
-from rollgate.core.client import RunClient
-from rollgate.core.engine import CommandRejected
+from rollgate.core.client import CommandRejected, EngineGone, RunClient
 from rollgate.core.errors import UserError
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.narrate import describe, exit_code
@@ -163,7 +162,7 @@ class RollgateApp(App[int]):
         self.resume_hint = resume_hint
         self.quit_reason = ""  # why the run was left paused when the operator quit
         self.clock = clock
-        recorded = (getattr(client, "header", None) or {}).get("window")
+        recorded = (client.header or {}).get("window")
         if window is None and recorded:  # watch, replay: the window the run was held to
             window = (float(recorded["start"]), float(recorded["end"]))
         self.window = window
@@ -181,6 +180,7 @@ class RollgateApp(App[int]):
         self._shown_gate: str | None = None
         self._asking_about: str | None = None  # the gate a dialog of this console asks about
         self._attached: list[str] = []  # consoles attached to a detached engine
+        self._engine_gone = False  # the detached engine stopped answering
         self._estimate: tuple[int, float | None] = (-1, None)  # (second, work left)
         self._node_rows: dict[str, Any] = {}
         self._search = ""
@@ -254,7 +254,7 @@ class RollgateApp(App[int]):
         self.w_log.border_title = "log (following)"
         self.call_after_refresh(screen_built)  # the site map is drawn: it lives with the app
         self.set_interval(REFRESH, self._refresh)
-        if getattr(self.client, "detachable", False):  # who else is attached, every 2 s
+        if self.client.detachable:  # who else is attached, every 2 s
             self.set_interval(2.0, self._poll_attached)
         self._consume()
 
@@ -298,12 +298,12 @@ class RollgateApp(App[int]):
             self.error = str(exc)
             self.exit(return_code=2)
             return
-        except (ConnectionError, OSError) as exc:  # an engine reached by socket went away
+        except (ConnectionError, OSError, EngineGone) as exc:  # a detached engine went away
             self._engine_lost(str(exc))
             return
         if self.state.finished is not None:
             self._show_end()
-        elif getattr(self.client, "detachable", False):
+        elif self.client.detachable:
             self._engine_lost("its events stopped before the run ended")
 
     def _decided_elsewhere(self, event: ev.GateDecided) -> None:
@@ -321,15 +321,14 @@ class RollgateApp(App[int]):
     @work(exclusive=True, group="attached")
     async def _poll_attached(self) -> None:
         with contextlib.suppress(Exception):  # the events stream says when the engine is gone
-            live = await self.client.request({"op": "status"})  # type: ignore[attr-defined]
-            attached = [str(w) for w in live.get("attached", [])]
+            attached = await self.client.attached()
             if attached != self._attached:
                 self._attached = attached
                 self._dirty = True
 
     def _engine_lost(self, why: str) -> None:
         """The detached engine is gone: say so at once, and how to resume."""
-        self.client.driver_gone = True  # type: ignore[attr-defined]
+        self._engine_gone = True
         self._dirty = True
         self.push_screen(
             TextScreen(
@@ -444,7 +443,7 @@ class RollgateApp(App[int]):
             f"  attached: {', '.join(self._attached)}" if len(self._attached) > 1 else "",
             (
                 "  ENGINE LOST: it stopped without finishing; resume it"
-                if getattr(self.client, "driver_gone", False) and s.finished is None
+                if (self._engine_gone or self.client.driver_gone) and s.finished is None
                 else "",
                 "bold red",
             ),
@@ -877,7 +876,7 @@ class RollgateApp(App[int]):
 
     @work(exclusive=True, group="dialog")
     async def action_quit_console(self) -> None:
-        if getattr(self.client, "detachable", False) and not self.read_only:  # the run goes on
+        if self.client.detachable and not self.read_only:  # the run goes on
             if self.state.finished is not None:
                 self.exit(self.exit_code)
                 return

@@ -25,12 +25,11 @@ from rich.table import Table
 from rich.text import Text
 
 from rollgate.core import events as ev
-from rollgate.core.client import RunClient
-from rollgate.core.engine import AUTO_OPERATOR, CommandRejected
+from rollgate.core.client import CommandRejected, RunClient
 from rollgate.core.narrate import describe, exit_code
 from rollgate.core.report import end_summary
 from rollgate.core.state import RunState, apply
-from rollgate.core.words import RUN_COMPLETE, RUN_DEVIATIONS, glyph
+from rollgate.core.words import AUTO_OPERATOR, RUN_COMPLETE, RUN_DEVIATIONS, glyph
 
 __all__ = ["HeadlessView", "render"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from rollgate.core.errors import UserError
+from rollgate.core.faults import parse_faults
 from rollgate.core.inventory import Inventory
 from rollgate.core.lab.commands import Handler as LabHandler
 from rollgate.core.lab.commands import Shell, dispatch, systemctl
-from rollgate.core.lab.faults import parse_faults
 from rollgate.core.lab.inprocess import LabExecutor
 from rollgate.core.lab.world import APT, LabNode, World, package_version
 from rollgate.core.runs import private_dir

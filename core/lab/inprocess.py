@@ -9,7 +9,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rollgate.core.executor import CommandResult, OutputCallback, TransportError
+from rollgate.core.executor import (
+    CommandResult,
+    OutputCallback,
+    Stopped,
+    TransportError,
+    within,
+)
 from rollgate.core.inventory import Node, Site
 from rollgate.core.lab.api_actions import cloud_action
 from rollgate.core.lab.commands import run_command
@@ -29,6 +35,7 @@ class LabExecutor:
         timeout: float,
         local: bool = False,
         job: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         if local:
             on_output("stderr", f"sh: 1: {command.split()[0]}: command not found")
@@ -41,14 +48,22 @@ class LabExecutor:
             )
         lab_node = self.world.nodes[node.name]
         try:
-            status = await asyncio.wait_for(
-                run_command(self.world, lab_node, command, on_output), timeout
+            status = await within(
+                run_command(self.world, lab_node, command, on_output), timeout, stop
             )
         except TimeoutError:
             return CommandResult(
                 None,
                 timed_out=True,
+                terminated=True,
                 error=f"timed out after {timeout:g}s; the command was terminated",
+            )
+        except Stopped:  # in process: a cancelled command is gone
+            return CommandResult(
+                None,
+                interrupted=True,
+                terminated=True,
+                error="aborted by the operator; the command was stopped",
             )
         return CommandResult(status)
 
@@ -60,13 +75,16 @@ class LabExecutor:
         *,
         on_output: OutputCallback,
         timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         try:
-            return await asyncio.wait_for(
-                cloud_action(self.world, site.name, action, args, on_output), timeout
+            return await within(
+                cloud_action(self.world, site.name, action, args, on_output), timeout, stop
             )
         except TimeoutError:
             return CommandResult(None, timed_out=True, error=f"{action} timed out")
+        except Stopped:
+            return CommandResult(None, interrupted=True, error="aborted by the operator")
 
     async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
         hosts: dict[str, dict[str, str]] = {}

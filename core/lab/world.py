@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rollgate.core.faults import Faults
 from rollgate.core.inventory import Inventory
-from rollgate.core.lab.faults import Faults
 from rollgate.core.lab.jobs import LabJobs
 from rollgate.core.methods import method
-from rollgate.core.methods.apt import site_series
-from rollgate.core.releases import CATALOGUE, Release, find_release
+from rollgate.core.releases import CATALOGUE, Release, find_release, site_series
 from rollgate.core.roles import ROLES
 from rollgate.core.runs import write_private
 

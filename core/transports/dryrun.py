@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rollgate.core.executor import CommandResult, OutputCallback
@@ -18,6 +19,7 @@ class DryRunExecutor:
         timeout: float,
         local: bool = False,
         job: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         where = "deploy host" if local else f"{node.name} ({node.address})"
         on_output("info", f"would run on {where}: {command}")
@@ -31,6 +33,7 @@ class DryRunExecutor:
         *,
         on_output: OutputCallback,
         timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
         on_output("info", f"would run API call {action} at {site.name} ({site.region}): {detail}")

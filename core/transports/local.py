@@ -8,10 +8,16 @@ import contextlib
 import os
 import signal
 
-from rollgate.core.executor import CommandResult, OutputCallback
+from rollgate.core.executor import CommandResult, OutputCallback, Stopped, within
 
 
-async def run_local(command: str, *, on_output: OutputCallback, timeout: float) -> CommandResult:
+async def run_local(
+    command: str,
+    *,
+    on_output: OutputCallback,
+    timeout: float,
+    stop: asyncio.Event | None = None,
+) -> CommandResult:
     process = await asyncio.create_subprocess_shell(
         command,
         stdin=asyncio.subprocess.DEVNULL,
@@ -27,29 +33,40 @@ async def run_local(command: str, *, on_output: OutputCallback, timeout: float) 
 
     readers = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
     try:
-        await asyncio.wait_for(asyncio.shield(readers), timeout)
+        await within(asyncio.shield(readers), timeout, stop)
         return CommandResult(await process.wait())
-    except TimeoutError:
-        await _stop(process, readers)
+    except (TimeoutError, Stopped) as exc:
+        gone = await _stop(process, readers)
+        why = f"timed out after {timeout:g}s" if isinstance(exc, TimeoutError) else "aborted"
         return CommandResult(
-            None, timed_out=True, error=f"timed out after {timeout:g}s; the command was terminated"
+            None,
+            timed_out=isinstance(exc, TimeoutError),
+            interrupted=isinstance(exc, Stopped),
+            terminated=gone,
+            error=f"{why}; the command "
+            + ("was terminated" if gone else "could not be stopped (its process group lives)"),
         )
     except asyncio.CancelledError:
-        await _stop(process, readers)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(15):
+                await asyncio.shield(_stop(process, readers))
         raise
 
 
-async def _stop(process: asyncio.subprocess.Process, readers: asyncio.Future) -> None:
-    """Terminate the command's whole process group, then kill it if it lingers."""
+async def _stop(process: asyncio.subprocess.Process, readers: asyncio.Future) -> bool:
+    """Terminate the command's whole process group, then kill it if it lingers; True once
+    the group's pipes closed (every process of it is gone)."""
     for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
         try:
-            await asyncio.wait_for(process.wait(), grace)
+            await within(process.wait(), grace, None)
             break
         except TimeoutError:
             continue
     try:  # the pipes close once every process of the group is gone
-        await asyncio.wait_for(readers, 2)
-    except (TimeoutError, asyncio.CancelledError, OSError):
+        await within(readers, 2, None)
+        return True
+    except (TimeoutError, OSError):
         readers.cancel()
+        return False

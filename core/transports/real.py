@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rollgate.core.cloud import CloudAdapter
@@ -36,15 +37,24 @@ class RealExecutor:
         timeout: float,
         local: bool = False,
         job: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         if local:
-            return await run_local(command, on_output=on_output, timeout=timeout)
-        return await self.ssh.run(node, command, on_output=on_output, timeout=timeout, job=job)
+            return await run_local(command, on_output=on_output, timeout=timeout, stop=stop)
+        return await self.ssh.run(
+            node, command, on_output=on_output, timeout=timeout, job=job, stop=stop
+        )
 
     async def follow(
-        self, node: Node, job: str, *, on_output: OutputCallback, timeout: float
+        self,
+        node: Node,
+        job: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult | None:
-        return await self.ssh.follow(node, job, on_output=on_output, timeout=timeout)
+        return await self.ssh.follow(node, job, on_output=on_output, timeout=timeout, stop=stop)
 
     async def clean_jobs(self, run_dir: str) -> None:
         await self.ssh.clean_jobs(run_dir)
@@ -57,8 +67,11 @@ class RealExecutor:
         *,
         on_output: OutputCallback,
         timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
-        return await self.api.cloud(site, action, args, on_output=on_output, timeout=timeout)
+        return await self.api.cloud(
+            site, action, args, on_output=on_output, timeout=timeout, stop=stop
+        )
 
     async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
         return await self.api.status(site)

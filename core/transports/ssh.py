@@ -12,7 +12,13 @@ from pathlib import Path
 
 import asyncssh
 
-from rollgate.core.executor import CommandResult, OutputCallback, TransportError
+from rollgate.core.executor import (
+    CommandResult,
+    OutputCallback,
+    Stopped,
+    TransportError,
+    within,
+)
 from rollgate.core.inventory import Node
 from rollgate.core.transports.remote_job import KILL_GRACE, wrapper_command
 
@@ -20,6 +26,7 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 # Channels at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
 MAX_SESSIONS = 8
+EXEC_TIMEOUT = 60  # seconds a wrapper verb (start, status, kill, clean) may take
 
 
 def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
@@ -200,9 +207,10 @@ class SshExecutor:
         timeout: float,
         local: bool = False,
         job: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         if job is not None:
-            return await self._run_job(node, command, job, on_output, timeout)
+            return await self._run_job(node, command, job, on_output, timeout, stop)
         if node.ssh.become:
             command = f"sudo -n {command}"
         async with self._session(node) as conn:
@@ -219,15 +227,21 @@ class SshExecutor:
 
             readers = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
             try:
-                await asyncio.wait_for(asyncio.shield(readers), timeout)
+                await within(asyncio.shield(readers), timeout, stop)
                 completed = await process.wait()
-            except TimeoutError:
+            except (TimeoutError, Stopped) as exc:
                 await self._terminate(process, readers)
+                why = (
+                    f"timed out after {timeout:g}s"
+                    if isinstance(exc, TimeoutError)
+                    else "aborted by the operator"
+                )
                 return CommandResult(
                     None,
-                    timed_out=True,
-                    error=f"timed out after {timeout:g}s; its channel was closed (not a job: "
-                    "whether the command stopped was not checked)",
+                    timed_out=isinstance(exc, TimeoutError),
+                    interrupted=isinstance(exc, Stopped),
+                    error=f"{why}; its channel was closed (not a job: whether the command "
+                    "stopped was not checked)",
                 )
             except asyncio.CancelledError:
                 await self._terminate(process, readers)
@@ -245,13 +259,20 @@ class SshExecutor:
     # ---------------------------------------------------------------- durable jobs
 
     async def _exec(self, node: Node, command: str) -> tuple[int | None, str, str]:
-        """A short command (a wrapper verb): its exit status, stdout and stderr."""
+        """A short command (a wrapper verb): its exit status, stdout and stderr, within
+        EXEC_TIMEOUT seconds (else TransportError: the node did not answer)."""
         async with self._session(node) as conn:
             try:
-                done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
+                async with asyncio.timeout(EXEC_TIMEOUT):
+                    done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
             except (asyncssh.Error, OSError) as exc:
                 self._drop(node)
                 raise self._explain(node, exc) from None
+            except TimeoutError:
+                self._drop(node)
+                raise TransportError(
+                    node.name, f"did not answer a short command within {EXEC_TIMEOUT}s"
+                ) from None
         out, err = done.stdout, done.stderr
         return (
             done.exit_status,
@@ -260,12 +281,19 @@ class SshExecutor:
         )
 
     async def _run_job(
-        self, node: Node, command: str, job: str, on_output: OutputCallback, timeout: float
+        self,
+        node: Node,
+        command: str,
+        job: str,
+        on_output: OutputCallback,
+        timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult:
         """Start the job (or find it started), follow its output to its end, read its exit
         status. A lost connection raises TransportError; running the same job again
-        re-attaches from the output already seen. A timeout or a cancel kills the job's process
-        group and checks nothing of it is left."""
+        re-attaches from the output already seen. A timeout, a stop or a cancellation kills
+        the job's process group and checks nothing of it is left (a cancellation then
+        propagates)."""
         become = node.ssh.become
         loop = asyncio.get_running_loop()
         deadline = self._deadlines.setdefault(job, loop.time() + timeout)
@@ -278,8 +306,8 @@ class SshExecutor:
                 self._forget(job)
                 return CommandResult(None, error=f"could not start the job: {(err or out).strip()}")
             while True:
-                await asyncio.wait_for(
-                    self._attach(node, job, on_output), max(0.0, deadline - loop.time())
+                await within(
+                    self._attach(node, job, on_output), max(0.0, deadline - loop.time()), stop
                 )
                 _, said, _ = await self._exec(node, wrapper_command("status", job, become=become))
                 word = said.strip()
@@ -302,15 +330,22 @@ class SshExecutor:
                 terminated=stopped,
                 error=f"timed out after {timeout:g}s; " + _termination(stopped, node),
             )
-        except asyncio.CancelledError:  # the engine aborts: stop the job, say whether it did
+        except Stopped:  # the engine aborts: stop the job, say whether it did
             self._forget(job)
-            stopped = await asyncio.shield(self._kill(node, job))
+            stopped = await self._kill(node, job)
             return CommandResult(
                 None,
                 interrupted=True,
                 terminated=stopped,
                 error="aborted by the operator; " + _termination(stopped, node),
             )
+        except asyncio.CancelledError:  # the engine itself goes: stop the job, then go too
+            self._forget(job)
+            killing = asyncio.ensure_future(self._kill(node, job))
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(KILL_GRACE + 10):
+                    await asyncio.shield(killing)
+            raise
 
     async def _attach(self, node: Node, job: str, on_output: OutputCallback) -> None:
         """Stream the job's output from what was already seen until the job ends."""
@@ -372,7 +407,13 @@ class SshExecutor:
         self._deadlines.pop(job, None)
 
     async def follow(
-        self, node: Node, job: str, *, on_output: OutputCallback, timeout: float
+        self,
+        node: Node,
+        job: str,
+        *,
+        on_output: OutputCallback,
+        timeout: float,
+        stop: asyncio.Event | None = None,
     ) -> CommandResult | None:
         """Re-attach to a job a previous driver started: its result once it ends, or None
         when the node cannot tell (no such job, or it ended without an exit status)."""
@@ -380,8 +421,9 @@ class SshExecutor:
         if said.strip() in ("unknown", "lost"):
             return None
         self._offsets[job] = [0, 0]  # the output is replayed whole into the journal
-        result = await self._run_job(node, "true", job, on_output, timeout)
-        return result if result.exit_status is not None or result.timed_out else None
+        result = await self._run_job(node, "true", job, on_output, timeout, stop)
+        ended = result.exit_status is not None or result.timed_out or result.interrupted
+        return result if ended else None
 
     async def clean_jobs(self, run_dir: str) -> None:
         """Remove this run's job directory on every node a job ran on."""

@@ -25,9 +25,10 @@ from common import peak_rss_mb, percentile, report  # type: ignore[import-not-fo
 from textual import events
 
 from rollgate.core import events as ev
-from rollgate.core.control import LIMIT, SocketClient
+from rollgate.core.client import ClientBase
 from rollgate.core.inventory import load_inventory
 from rollgate.core.plan import Plan, build_plan
+from rollgate.core.socket_client import LIMIT, SocketClient
 from rollgate.tui.app import RollgateApp
 from rollgate.tui.gc_policy import tuned_gc
 from tests.bench.scale import scale_inventory_file
@@ -39,10 +40,8 @@ LINES_PER_EVENT = 2
 KEYS = True
 
 
-class FeedClient:
+class FeedClient(ClientBase):
     """A running upgrade, paced in real time; remembers when each event was emitted."""
-
-    read_only = False
 
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -190,7 +189,7 @@ def _engine_process(inventory: str, path: str, ready: Any) -> None:
     asyncio.run(main())
 
 
-class SocketFeed:
+class SocketFeed(ClientBase):
     """The console's side of an attached run: what arrived, and when it was created."""
 
     def __init__(self, client: SocketClient):
@@ -210,9 +209,6 @@ class SocketFeed:
                 first = time.perf_counter()
                 asyncio.get_running_loop().call_later(SECONDS + 0.5, self.done.set)
             yield event
-
-    async def request(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {}
 
     async def send(self, command: ev.Command) -> None:
         return None

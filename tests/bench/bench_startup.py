@@ -32,11 +32,11 @@ import asyncio, sys, time
 start = time.perf_counter()
 from rollgate.core.inventory import load_inventory
 from rollgate.core.plan import build_plan
+from rollgate.core.client import ClientBase
 from rollgate.tui.app import RollgateApp
 
-class Quiet:
+class Quiet(ClientBase):
     read_only = True
-    header = {}
     def __init__(self, plan):
         self.plan = plan
     async def events(self, from_seq=1):

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from rollgate.core import events as ev
-from rollgate.core.client import EngineClient
-from rollgate.core.engine import CommandRejected, Engine, EngineOptions
+from rollgate.core.client import CommandRejected
+from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.engine.client import EngineClient
 from rollgate.core.inventory import Inventory, load_inventory, parse_inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.lab import Lab

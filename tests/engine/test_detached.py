@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import pty
@@ -18,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from rollgate.core.control import SocketClient
 from rollgate.core.detach import control_socket
 from rollgate.core.journal import read_journal
 from rollgate.core.plan import Plan
+from rollgate.core.socket_client import SocketClient
 from rollgate.tui.app import RollgateApp
 from rollgate.tui.keys_footer import KeysFooter
 from rollgate.tui.screens.dialogs import PromptScreen
@@ -198,12 +199,13 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
 ) -> None:
     monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path))
     run_id = await asyncio.to_thread(start, tmp_path)
-    from rollgate.core.engine import CommandRejected
+    from rollgate.core.client import CommandRejected
     from rollgate.core.events import Command
     from rollgate.tui.commands.control import engine_client
 
-    watcher = await asyncio.to_thread(engine_client, run_id, "watching")
-    watcher.read_only = True
+    watcher = await asyncio.to_thread(
+        functools.partial(engine_client, run_id, "watching", read_only=True)
+    )
     app = RollgateApp(watcher, operator="watching (read-only)")
     async with app.run_test(size=(150, 44)) as pilot:
         await until_a_gate(app, pilot)

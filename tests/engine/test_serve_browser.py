@@ -66,8 +66,8 @@ def serve(tmp_path: Path, run_id: str, *extra: str) -> Iterator[str]:
 def attached(tmp_path: Path, run_id: str) -> list[str]:
     import asyncio
 
-    from rollgate.core.control import SocketClient
     from rollgate.core.detach import control_socket
+    from rollgate.core.socket_client import SocketClient
 
     client = SocketClient(control_socket(tmp_path / "runs" / run_id), None, {})
     return list(asyncio.run(client.request({"op": "status"}))["attached"])

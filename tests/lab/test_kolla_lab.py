@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from rollgate.core import events as ev
-from rollgate.core.client import EngineClient
 from rollgate.core.engine import Engine, EngineOptions
+from rollgate.core.engine.client import EngineClient
 from rollgate.core.inventory import Inventory, load_inventory
 from rollgate.core.lab import Lab
 from rollgate.core.lab.commands import run_command

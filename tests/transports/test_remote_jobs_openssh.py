@@ -193,11 +193,12 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
     token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
     ssh = SshExecutor()
     jobs = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}"
+    stop = asyncio.Event()
     try:
         running = asyncio.ensure_future(
             ssh.run(
                 node, f"sleep 1000 # {token}", on_output=lambda *a: None, timeout=60,
-                job=f"{jobs}/abort-1",
+                job=f"{jobs}/abort-1", stop=stop,
             )
         )  # fmt: skip
         for _ in range(200):
@@ -205,7 +206,7 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.01 * (uuid.uuid4().int % 5))  # early or late in the start
-        running.cancel()  # what the engine does on abort
+        stop.set()  # what the engine does on abort
         result = await running
         assert result.interrupted and result.terminated is True, result
         assert result.error == (
@@ -213,6 +214,38 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
         )
         # the abort may land while the wrapper's `start` still runs (its arguments carry the
         # token too): that short script ends by itself; the command must never start or stay
+        for _ in range(100):
+            if not processes_with(token):
+                break
+            await asyncio.sleep(0.02)
+        assert processes_with(token) == []
+    finally:
+        await ssh.clean_jobs(jobs)
+        await ssh.close()
+
+
+async def test_a_cancelled_step_kills_its_job_and_the_cancellation_goes_on(sshd: Sshd) -> None:
+    """The engine's own task cancelled (its process shutting down): the job is killed and the
+    cancellation propagates, never turned into a normal return."""
+    node = node_for(sshd, "root", False)
+    token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
+    ssh = SshExecutor()
+    jobs = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}"
+    try:
+        running = asyncio.ensure_future(
+            ssh.run(
+                node, f"sleep 1000 # {token}", on_output=lambda *a: None, timeout=60,
+                job=f"{jobs}/cancel-1",
+            )
+        )  # fmt: skip
+        for _ in range(200):
+            if processes_with(token):
+                break
+            await asyncio.sleep(0.02)
+        assert processes_with(token)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
         for _ in range(100):
             if not processes_with(token):
                 break

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rollgate.core import events as ev
+from rollgate.core.client import ClientBase
 from rollgate.core.engine import Engine, EngineOptions
 from rollgate.core.inventory import load_inventory
 from rollgate.core.lab import Lab
@@ -79,10 +80,8 @@ def app_at(recorded: tuple[object, list[ev.Event]], cut: int) -> RollgateApp:
     return RollgateApp(RecordedClient(plan, shown), operator="olga", clock=lambda: shown[-1].time)
 
 
-class RecordedClient:
+class RecordedClient(ClientBase):
     """Recorded events, looking like the driving console (not read-only)."""
-
-    read_only = False
 
     def __init__(self, plan: object, events: list[ev.Event]):
         self.plan, self.header, self._events = plan, {}, events

@@ -6,23 +6,28 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rollgate.core.errors import UserError
 
+if TYPE_CHECKING:
+    from rollgate.core.socket_client import SocketClient
 
-def engine_client(run: str, name: str = "") -> Any:
-    """A socket client of RUN's engine, with its plan and header; UserError when none answers."""
-    from rollgate.core.control import EngineGone, SocketClient
+
+def engine_client(run: str, name: str = "", *, read_only: bool = False) -> SocketClient:
+    """A socket client of RUN's engine, with its plan and header; UserError when none answers.
+    `read_only`: it only watches (commands are refused, it does not count as attached)."""
+    from rollgate.core.client import EngineGone
     from rollgate.core.detach import control_socket
     from rollgate.core.plan import Plan
     from rollgate.core.runs import resolve_journal
+    from rollgate.core.socket_client import SocketClient
 
     run_dir = resolve_journal(run).parent
     path = control_socket(run_dir)
-    client = SocketClient(path, None, {}, name=name)
+    client = SocketClient(path, None, {}, name=name, read_only=read_only)
     try:
         header = asyncio.run(client.request({"op": "header"}))
     except EngineGone:
@@ -103,7 +108,7 @@ def _verbs(options: list[str]) -> list[str]:
 
 
 def _status(run: str) -> dict[str, Any]:
-    from rollgate.core.control import EngineGone
+    from rollgate.core.client import EngineGone
 
     try:
         client = engine_client(run)
@@ -153,8 +158,7 @@ def _decide(verb: str) -> click.Command:
     @click.option("--comment", "--reason", "comment", default="", help="Journalled with it.")
     @click.option("--name", default="", help="Your name for the journal (besides your login).")
     def command(run: str, comment: str, name: str) -> int:
-        from rollgate.core.control import EngineGone
-        from rollgate.core.engine import CommandRejected
+        from rollgate.core.client import CommandRejected, EngineGone
         from rollgate.core.events import Command
 
         if verb == "skip" and not comment.strip():

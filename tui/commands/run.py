@@ -185,7 +185,7 @@ def run(
 async def drive_headless(session: Session) -> int:
     """Drive the run in this process and follow it with the headless view, which steers it
     only through the session's client (as a console would)."""
-    from rollgate.core.engine import CommandRejected
+    from rollgate.core.client import CommandRejected
     from rollgate.core.events import Command
     from rollgate.tui.headless import HeadlessView
 

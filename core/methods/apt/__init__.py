@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rollgate.core.hostrange import compress
 from rollgate.core.methods import Cleanup, Method, Problem
@@ -20,24 +20,7 @@ if TYPE_CHECKING:
     from rollgate.core.releases import Release
     from rollgate.core.state import RunState
 
-DEFAULT_SERIES = "noble"
 ALLOWED_AGAIN = "package restarts allowed again"  # policy-rc.d removed
-
-
-def site_series(spec: Any) -> dict[str, tuple[str, tuple[str | int, ...]]]:
-    """Each site's Ubuntu series (the recipe variable ubuntu_series, the site's over the
-    cloud's, default noble) and where the inventory says it."""
-    cloud = spec.recipe.variables.get("ubuntu_series") if spec.recipe else None
-    out: dict[str, tuple[str, tuple[str | int, ...]]] = {}
-    for name, site in spec.sites.items():
-        at_site = site.recipe.variables.get("ubuntu_series") if site.recipe else None
-        if at_site:
-            out[name] = (str(at_site), ("sites", name, "recipe", "variables", "ubuntu_series"))
-        elif cloud:
-            out[name] = (str(cloud), ("recipe", "variables", "ubuntu_series"))
-        else:
-            out[name] = (DEFAULT_SERIES, ("upgrade", "to"))
-    return out
 
 
 def restarts_still_blocked(plan: Plan, state: RunState) -> list[str]:
@@ -69,7 +52,7 @@ class Apt(Method):
     def check_inventory(self, spec: InventorySpec, target: Release, problem: Problem) -> None:
         """Each site's Ubuntu series must be able to carry the target release (its own
         archive or a Cloud Archive pocket); else say which series can."""
-        from rollgate.core.releases import package_source, series_for
+        from rollgate.core.releases import package_source, series_for, site_series
 
         for name, (series, where) in site_series(spec).items():
             if package_source(target, series) is None:

@@ -1,0 +1,103 @@
+"""A client of a run's control socket (core/control.py speaks the other end): the console
+attached to a detached engine, `watch`, `status` and the command line's decisions. It is the
+client interface (core/client.py) over the socket, and imports nothing of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from rollgate.core import events as ev
+from rollgate.core.client import ClientBase, CommandRejected, EngineGone
+
+LIMIT = 1 << 20  # bytes a request line may take (the server's limit too)
+
+
+class SocketClient(ClientBase):
+    """A client of a run's control socket: the console attached, `watch`, the command line."""
+
+    def __init__(
+        self,
+        path: Path,
+        plan: Any,
+        header: dict[str, Any],
+        *,
+        name: str = "",
+        read_only: bool = False,
+    ):
+        self.path = path
+        self.plan = plan
+        self.header = header
+        self.name = name
+        self.read_only = read_only
+        self.attach = True  # a console's events connection counts as attached (watchers too)
+        self.detachable = True  # a console on it may leave; the run goes on
+        self.driver_gone = False  # the events stream ended before the run did
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_unix_connection(str(self.path), limit=LIMIT * 64)
+        except OSError as exc:
+            raise EngineGone(f"the run's engine does not answer on {self.path}: {exc}") from None
+
+    async def request(self, data: dict[str, Any]) -> dict[str, Any]:
+        reader, writer = await self._open()
+        try:
+            writer.write(json.dumps(data).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+        if not line:
+            raise EngineGone("the run's engine closed the connection")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
+        reader, writer = await self._open()
+        request = {"op": "events", "from": from_seq, "attach": self.attach, "name": self.name}
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        ended = False
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ConnectionError, OSError):
+                    line = b""
+                if not line:
+                    # the run ended, or the engine went away before it did
+                    self.driver_gone = self.driver_gone or not ended
+                    return
+                event = ev.event_from_dict(orjson.loads(line))
+                ended = isinstance(event, ev.RunFinished)
+                yield event
+        finally:
+            writer.close()
+
+    async def send(self, command: ev.Command) -> None:
+        if self.read_only:
+            raise CommandRejected("this console only watches; attach to decide")
+        answer = await self.request(
+            {
+                "op": "send",
+                "command": {
+                    "kind": command.kind,
+                    "comment": command.comment,
+                    "gate": command.gate,
+                    "name": self.name or command.operator,
+                },
+            }
+        )
+        if not answer.get("ok"):
+            raise CommandRejected(str(answer.get("error", "refused")))
+
+    async def attached(self) -> list[str]:
+        """Who has a console attached to the engine now (from its status)."""
+        live = await self.request({"op": "status"})
+        return [str(who) for who in live.get("attached", [])]
