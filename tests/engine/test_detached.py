@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ def start(tmp_path: Path, *extra: str) -> str:
     assert out.returncode == 0, out.stdout + out.stderr
     (run_id,) = out.stdout.split()  # only the run id on stdout
     return run_id
+
+
+def eventually(probe: Callable[[], Any], timeout: float) -> Any:
+    """What `probe` returns once it is truthy (asked every 0.1 s), or its last answer."""
+    deadline = time.monotonic() + timeout
+    answer = probe()
+    while not answer and time.monotonic() < deadline:
+        time.sleep(0.1)
+        answer = probe()
+    return answer
 
 
 def status(tmp_path: Path, run_id: str) -> dict:
@@ -107,11 +118,11 @@ def test_a_detached_run_survives_its_console_being_killed(tmp_path: Path) -> Non
     (run_dir,) = list(runs.iterdir())
     while time.monotonic() < deadline and not control_socket(run_dir).exists():
         time.sleep(0.1)
-    time.sleep(1.0)  # the console attached
+    attached = eventually(lambda: status(tmp_path, run_dir.name)["attached"], 60)
+    assert attached  # the console is attached to its engine
     os.killpg(console.pid, signal.SIGKILL)
     console.wait(timeout=10)
     os.close(master)
-    time.sleep(0.5)
     alive = status(tmp_path, run_dir.name)
     assert alive["state"] == "running" and alive["gate"] is not None  # it waits, undecided
     for _ in range(50):  # the killed console is no longer counted attached
@@ -177,21 +188,34 @@ def test_malformed_truncated_and_huge_requests_never_stop_the_engine(tmp_path: P
         b"not json\n", b'{"op": "send"', b"[1, 2]\n", b'{"op": "nope"}\n',
         b'{"op": "send", "command": 7}\n', b"x" * (2 << 20) + b"\n", b"\xff\xfe\n",
     ]  # fmt: skip
+    replies: list[bytes] = []
     for junk in junks:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
             sock.connect(path)
+            said = b""
             with contextlib.suppress(OSError):
                 sock.sendall(junk)
                 sock.shutdown(socket.SHUT_WR)
-                while sock.recv(65536):
-                    pass
+                while chunk := sock.recv(65536):
+                    said += chunk
+            replies.append(said)
+    # each gets an answer saying what is wrong (the huge one may be cut off while it sends)
+    answers = [json.loads(r) for r in replies if r]
+    assert len(answers) >= len(junks) - 1
+    assert all(a["ok"] is False for a in answers)
+    assert {"malformed request: not JSON", "malformed request: not a JSON object",
+            "malformed request: unknown op 'nope'; one of events, send, header, status",
+            "a command needs a kind"} <= {a["error"].split(" (")[0] for a in answers}  # fmt: skip
     assert status(tmp_path, run_id)["state"] == "running"
     assert (os.stat(path).st_mode & 0o777) == 0o600
     rollgate(tmp_path, "abort", run_id, "--comment", "fuzzed")
-    time.sleep(1)
+    assert eventually(lambda: status(tmp_path, run_id)["state"] == "aborted", 30)
     journal = read_journal(run_dir / "journal.jsonl")  # whole
     assert type(journal.events[-1]).__name__ == "RunFinished"
+    log = (run_dir / "engine.log").read_text()
+    assert log.count("malformed request") >= len(junks) - 2  # one line each, no traceback
+    assert "Traceback" not in log
 
 
 async def test_a_watcher_on_the_socket_follows_and_cannot_decide(

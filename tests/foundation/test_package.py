@@ -53,9 +53,11 @@ def test_the_wheel_installs_one_top_level_name_and_runs_from_anywhere(
     assert {n.split("/")[0] for n in names} == {"rollgate", f"rollgate-{version}.dist-info"}
     assert "rollgate/core/methods/apt/recipe.yaml" in names
     assert "rollgate/themes/rollgate.tcss" in names
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith("entry_points.txt"))
-    ).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith("entry_points.txt")))
+        .decode()
+    )
     assert "[rollgate.methods]" in entry_points and "apt = rollgate.core.methods.apt:METHOD" in (
         entry_points
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -160,9 +161,17 @@ def run(
     async def main() -> int:
         async with open_session(inventory, options) as session:
             if engine_process is not None:  # the detached engine (started by the lines above)
+                import logging
                 from pathlib import Path
 
                 from rollgate.core.detach import engine_main
+
+                # engine.log: what the engine's parts log (the control socket's refusals)
+                logging.basicConfig(
+                    stream=sys.stderr,
+                    level=logging.INFO,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                )
 
                 return await engine_main(session, Path(engine_process), control_group)
             if headless:
