@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import ipaddress
 import json
 import re
 import shlex
@@ -23,11 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from rollgate.core import hostrange
-from rollgate.core.releases import ReleaseError, UpgradePath, find_release, validate_path
-from rollgate.core.roles import INFRA_ROLES, ROLES
+from rollgate.core.releases import UpgradePath
+from rollgate.core.roles import ROLES
 from rollgate.core.yamlsource import (
-    Path,
     Problem,
     SourceError,
     YamlDocument,
@@ -315,7 +312,7 @@ class InventorySpec(StrictModel):
             raise ValueError("no deployment method is registered: install Rollgate (pip install .)")
         if v not in known:
             listed = ", ".join(repr(n) for n in known[:-1]) + f" or {known[-1]!r}"
-            raise ValueError(f"{v!r} is not one of {listed}{_suggest(v, known)}")
+            raise ValueError(f"{v!r} is not one of {listed}{suggest(v, known)}")
         return v
 
     @field_validator("cloud")
@@ -478,10 +475,12 @@ def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
         spec = InventorySpec.model_validate(doc.data)
     except ValidationError as exc:
         raise InventoryError(_translate(exc, doc)) from None
-    return _resolve(spec, doc)
+    from rollgate.core.inventory_resolve import resolve
+
+    return resolve(spec, doc)
 
 
-def _suggest(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -> str:
+def suggest(word: str, choices: list[str] | tuple[str, ...] | frozenset[str]) -> str:
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -530,7 +529,7 @@ def _translate(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
         if kind == "extra_forbidden":
             model = _model_at(parent)
             allowed = sorted((f.alias or n) for n, f in model.model_fields.items()) if model else []
-            message = f"unknown key {key!r}{_suggest(str(key), allowed)}"
+            message = f"unknown key {key!r}{suggest(str(key), allowed)}"
             if allowed:
                 message += f" (allowed here: {', '.join(allowed)})"
         elif kind == "missing":
@@ -564,7 +563,7 @@ def _translate(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
         elif kind == "literal_error":
             choices = ctx.get("expected", "")
             options = re.findall(r"'([^']+)'", str(choices))
-            message = f"{value!r} is not one of {choices}{_suggest(str(value), options)}"
+            message = f"{value!r} is not one of {choices}{suggest(str(value), options)}"
         elif kind in ("datetime_parsing", "datetime_type", "datetime_from_date_parsing"):
             message = f"expected a date and time like 2026-11-28T22:00:00Z, got {value!r}"
         elif kind == "value_error":
@@ -573,338 +572,6 @@ def _translate(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
             message = err["msg"]
         problems.append(Problem(doc.file, doc.line_of(loc), format_path(loc), message))
     return problems
-
-
-def _valid_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return bool(HOSTNAME_RE.match(text)) and not text.replace(".", "").isdigit()
-
-
-def _resolve(spec: InventorySpec, doc: YamlDocument) -> Inventory:
-    problems: list[Problem] = []
-
-    def problem(path: Path, message: str) -> None:
-        problems.append(Problem(doc.file, doc.line_of(path), format_path(path), message))
-
-    upgrade: UpgradePath | None = None
-    try:
-        source = find_release(spec.upgrade.from_)
-    except ReleaseError as exc:
-        problem(("upgrade", "from"), str(exc))
-        source = None
-    try:
-        target = find_release(spec.upgrade.to)
-    except ReleaseError as exc:
-        problem(("upgrade", "to"), str(exc))
-        target = None
-    if source and target:
-        try:
-            upgrade = validate_path(source, target)
-        except ReleaseError as exc:
-            problem(("upgrade",), str(exc))
-
-    defaults = SshConfig().merged(spec.ssh)
-    base_os = OpenStackConfig(**spec.openstack.model_dump())
-    seen_names: dict[str, Path] = {}
-    seen_addresses: dict[str, Path] = {}
-    sites: list[Site] = []
-    known_roles = sorted([*ROLES, *INFRA_ROLES])
-    for site_name, site in spec.sites.items():
-        site_path: Path = ("sites", site_name)
-        if not isinstance(site_name, str) or not NAME_RE.match(site_name):
-            problem(
-                site_path,
-                f"{site_name!r} is not a valid site name: use letters, digits, '.', '_', '-'",
-            )
-        site_ssh = defaults.merged(site.ssh)
-        nodes: list[Node] = []
-        problems_before = len(problems)
-        for i, spec_node in enumerate(site.nodes):
-            node_path: Path = (*site_path, "nodes", i)
-            for j, role in enumerate(spec_node.roles):
-                if role not in ROLES and role not in INFRA_ROLES:
-                    problem(
-                        (*node_path, "roles", j),
-                        f"unknown role {role!r}{_suggest(role, known_roles)} "
-                        f"(known roles: {', '.join(known_roles)})",
-                    )
-            try:
-                names = hostrange.expand(spec_node.name, limit=spec.policy.max_hosts)
-            except hostrange.HostRangeError as exc:
-                problem((*node_path, "name"), str(exc))
-                continue
-            try:
-                addresses = hostrange.expand(spec_node.address, limit=spec.policy.max_hosts)
-            except hostrange.HostRangeError as exc:
-                problem((*node_path, "address"), str(exc))
-                continue
-            if len(addresses) == 1 and len(names) > 1:
-                problem(
-                    (*node_path, "address"),
-                    f"{spec_node.address!r} is one address for {len(names)} nodes "
-                    f"({spec_node.name}); give a matching range such as "
-                    f"{_range_hint(spec_node.address, len(names))}",
-                )
-                continue
-            if len(addresses) != len(names):
-                problem(
-                    (*node_path, "address"),
-                    f"{spec_node.address!r} expands to {len(addresses)} addresses but "
-                    f"{spec_node.name!r} to {len(names)} names; make both ranges the same length",
-                )
-                continue
-            node_ssh = site_ssh.merged(spec_node.ssh)
-            for name, address in zip(names, addresses, strict=True):
-                if not NAME_RE.match(name):
-                    problem(
-                        (*node_path, "name"),
-                        f"{name!r} is not a valid node name: use letters, digits, '.', '_', '-'",
-                    )
-                    continue
-                if not _valid_address(address):
-                    problem(
-                        (*node_path, "address"),
-                        f"{address!r} is not an IP address or host name; shell "
-                        "metacharacters and spaces are not allowed",
-                    )
-                    continue
-                if name in seen_names:
-                    problem(
-                        (*node_path, "name"),
-                        f"duplicate node name {name!r} (first defined at line "
-                        f"{doc.line_of(seen_names[name])}); node names must be unique",
-                    )
-                    continue
-                if address in seen_addresses:
-                    problem(
-                        (*node_path, "address"),
-                        f"duplicate address {address!r} (first used at line "
-                        f"{doc.line_of(seen_addresses[address])}); give each node its own",
-                    )
-                    continue
-                seen_names[name] = (*node_path, "name")
-                seen_addresses[address] = (*node_path, "address")
-                nodes.append(
-                    Node(name, address, site_name, tuple(spec_node.roles), spec_node.az, node_ssh)
-                )
-        nodes.sort(key=lambda n: hostrange.natural_key(n.name))
-        roles_here = {r for n in nodes for r in n.roles}
-        rejected_nodes = len(problems) > problems_before  # no cascade from a rejected node
-        if (
-            "nova-compute" in roles_here
-            and "nova-conductor" not in roles_here
-            and not rejected_nodes
-        ):
-            problem(
-                (*site_path, "nodes"),
-                f"site {site_name!r} has nova-compute nodes but no nova-conductor; add the "
-                "nova-conductor role to a controller of this site",
-            )
-        site_os = base_os
-        if site.openstack is not None:
-            changes = {k: v for k, v in site.openstack.model_dump().items() if v is not None}
-            site_os = OpenStackConfig(**{**base_os.__dict__, **changes})
-        region = site.region or site_os.region or site_name
-        sites.append(Site(site_name, region, site.priority, tuple(nodes), site_os))
-
-    site_names = [s.name for s in sites]
-    identity = spec.shared.identity.site
-    if identity not in spec.sites:
-        problem(
-            ("shared", "identity", "site"),
-            f"unknown site {identity!r}{_suggest(identity, site_names)} "
-            f"(sites: {', '.join(site_names)})",
-        )
-    else:
-        for s in sites:
-            has_keystone = any("keystone" in n.roles for n in s.nodes)
-            if s.name == identity and not has_keystone:
-                problem(
-                    ("sites", s.name, "nodes"),
-                    f"the shared identity site {identity!r} has no node with the keystone role; "
-                    "add one",
-                )
-            elif s.name != identity and has_keystone:
-                problem(
-                    ("sites", s.name, "nodes"),
-                    f"site {s.name!r} has keystone nodes but identity is shared at "
-                    f"{identity!r}; move them there or change shared.identity.site",
-                )
-    dashboard = spec.shared.dashboard.site if spec.shared.dashboard else None
-    if dashboard is not None:
-        if dashboard not in spec.sites:
-            problem(
-                ("shared", "dashboard", "site"),
-                f"unknown site {dashboard!r}{_suggest(dashboard, site_names)} "
-                f"(sites: {', '.join(site_names)})",
-            )
-        else:
-            for s in sites:
-                has_horizon = any("horizon" in n.roles for n in s.nodes)
-                if s.name == dashboard and not has_horizon:
-                    problem(
-                        ("shared", "dashboard", "site"),
-                        f"the shared dashboard site {dashboard!r} has no node with the horizon "
-                        "role; add one or remove shared.dashboard",
-                    )
-                elif s.name != dashboard and has_horizon:
-                    problem(
-                        ("sites", s.name, "nodes"),
-                        f"site {s.name!r} has horizon nodes but the dashboard is shared at "
-                        f"{dashboard!r}; remove them or drop shared.dashboard",
-                    )
-
-    if upgrade is not None:
-        from rollgate.core.methods import method
-
-        method(spec.method).check_inventory(spec, upgrade.target, problem)
-    total = sum(len(site.nodes) for site in sites)
-    if total > spec.policy.max_hosts:
-        problem(
-            ("sites",),
-            f"{total:,} nodes, more than policy.max_hosts ({spec.policy.max_hosts:,}); "
-            "raise it if the cloud really has that many",
-        )
-    _check_recipe_overrides(spec, problem)
-    if spec.lab is not None and spec.lab.faults:
-        from rollgate.core.errors import UserError
-        from rollgate.core.faults import parse_faults
-
-        node_names = {n.name for site in sites for n in site.nodes}
-        for i, fault in enumerate(spec.lab.faults):
-            try:
-                parse_faults([fault], node_names, {site.name for site in sites})
-            except UserError as exc:
-                problem(("lab", "faults", i), str(exc))
-    if spec.lab is not None:
-        for lab_site in sites:
-            for node in lab_site.nodes:
-                if not _is_loopback(node.address):
-                    problem(
-                        ("sites", lab_site.name, "nodes"),
-                        f"lab node {node.name} has address {node.address!r}: the lab only "
-                        "listens on loopback addresses (127.x.y.z); use those, or remove "
-                        "the lab: section to reach real machines",
-                    )
-                    break
-    if spec.window is not None:
-        window = spec.window
-        if (window.end is None) == (window.hours is None):
-            problem(
-                ("window",),
-                "a window needs an end or hours (not both): e.g. {start: 2026-12-05T22:00Z, "
-                "end: 2026-12-06T04:00Z} or {start: now, hours: 6}",
-            )
-        elif window.start == "now" and window.end is not None:
-            problem(("window", "end"), "a window that starts now has hours, not an end")
-        elif (
-            isinstance(window.start, datetime)
-            and window.end is not None
-            and window.end <= window.start
-        ):
-            problem(
-                ("window", "end"),
-                f"the window ends ({window.end.isoformat()}) before it starts "
-                f"({window.start.isoformat()}); swap or correct the times",
-            )
-
-    if problems or upgrade is None:
-        raise InventoryError(problems)
-    sites.sort(key=lambda s: (s.name != identity, s.priority, s.name))
-    return Inventory(
-        file=doc.file,
-        cloud=spec.cloud,
-        upgrade=upgrade,
-        method=spec.method,
-        identity_site=identity,
-        dashboard_site=dashboard,
-        sites=tuple(sites),
-        policy=spec.policy,
-        window=spec.window,
-        lab=spec.lab,
-        spec=spec,
-        digest=spec_digest(spec),
-    )
-
-
-def _check_recipe_overrides(spec: InventorySpec, problem: Any) -> None:
-    """Every overridden action must exist in the deployment method's recipe, and every
-    `{{placeholder}}` in it must be a value the plan gives or a recipe variable."""
-    from rollgate.core.methods import method
-    from rollgate.core.recipes import PLAN_VALUES, load_recipe, placeholders
-
-    recipe = load_recipe(spec.method)
-    plan_values = PLAN_VALUES | method(spec.method).plan_value_names
-    known = sorted(recipe.actions)
-    cloud_variables = set(spec.recipe.variables) if spec.recipe else set()
-    places: list[tuple[Path, RecipeOverrides | None, set[str]]] = [
-        (("recipe",), spec.recipe, cloud_variables)
-    ]
-    places += [
-        (
-            ("sites", name, "recipe"),
-            site.recipe,
-            set(site.recipe.variables) if site.recipe else set(),
-        )
-        for name, site in spec.sites.items()
-    ]
-    used = {
-        name
-        for _, overrides, _ in places
-        for run in (overrides.actions.values() if overrides else [])
-        for name in placeholders(run or "")
-    }
-    for path, overrides, _ in places:
-        for name in overrides.variables if overrides else {}:
-            if name not in recipe.variables and name not in used:
-                problem(
-                    (*path, "variables", name),
-                    f"the {spec.method} recipe has no variable {name!r} and no overridden "
-                    f"action uses it{_suggest(name, sorted(recipe.variables))} (its variables: "
-                    f"{', '.join(sorted(recipe.variables))})",
-                )
-    for path, overrides, site_variables in places:
-        for key, run in (overrides.actions if overrides else {}).items():
-            if key not in known:
-                problem(
-                    (*path, "actions", key),
-                    f"the {spec.method} recipe has no action {key!r}"
-                    f"{_suggest(key, known)}; see core/methods/{spec.method}/recipe.yaml",
-                )
-                continue
-            base = recipe.actions[key]
-            names = (
-                plan_values
-                | set(recipe.variables)
-                | cloud_variables
-                | site_variables
-                | set(placeholders(base.run) if base else [])
-            )
-            for name in placeholders(run or ""):
-                if name not in names:
-                    problem(
-                        (*path, "actions", key),
-                        f"{{{{{name}}}}} is no value Rollgate knows{_suggest(name, sorted(names))}"
-                        "; use a recipe variable (recipe.variables) or one of "
-                        f"{', '.join(sorted(plan_values))}",
-                    )
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
-def _range_hint(address: str, count: int) -> str:
-    head, _, last = address.rpartition(".")
-    if head and last.isdigit():
-        return f"{head}.[{last}:{int(last) + count - 1}]"
-    return f"{address}[1:{count}]"
 
 
 def _aware(moment: datetime) -> datetime:
