@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -9,8 +10,15 @@ from rollgate.core.inventory import Inventory, parse_inventory
 
 
 def random_net() -> str:
+    """A /24 of loopback addresses for one test: random, and from this xdist worker's own
+    share of 127.50-249.x (so two workers never pick the same)."""
+    from tests.conftest import worker_index
+
     rng = random.SystemRandom()
-    return f"127.{rng.randrange(50, 250)}.{rng.randrange(0, 250)}"
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    share = 200 // workers
+    second = 50 + share * (worker_index() % workers) + rng.randrange(0, share)
+    return f"127.{second}.{rng.randrange(0, 250)}"
 
 
 def lab_inventory_text(

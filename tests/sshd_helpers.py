@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import worker_index
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 TEST_USER = "rollgate-test"
 
@@ -66,7 +68,10 @@ class Sshd:
     def __init__(self, work: Path, nodes: int, *, net: str = "127.77"):
         self.work = work
         self.port = free_port()
-        self.addresses = [f"{net}.{(i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)]
+        block = 20 * worker_index()  # each xdist worker its own addresses
+        self.addresses = [
+            f"{net}.{block + (i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)
+        ]
         self.procs: list[subprocess.Popen[bytes]] = []
         for name in ("host_key", "client_key"):
             subprocess.run(

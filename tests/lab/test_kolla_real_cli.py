@@ -10,16 +10,16 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rollgate.core.inventory import load_inventory
-from rollgate.core.methods.kolla.plan import plan_values
 from rollgate.core.plan import Plan, build_plan
 from rollgate.core.recipes import fill_runtime, load_recipe
+from tests.kolla_cache import Unavailable, cache_root
+from tests.kolla_cache import kolla_venv as kolla_venv_cached
 
 SAMPLE = Path(__file__).parents[2] / "sample_inventory" / "kolla-site.yaml"
 
@@ -36,35 +36,13 @@ print(json.dumps({"command": name, "options": {k: v for k, v in vars(parsed).ite
 """
 
 
-def _cache_root() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "rollgate-tests" / "kolla-ansible"
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kolla_venv() -> Path:
     """The target's kolla-ansible, installed with the plan's own pip requirement, once."""
-    inventory = load_inventory(SAMPLE)
-    values = plan_values(inventory, {"kolla_venv_root": str(_cache_root())})
-    venv = Path(values["kolla_venv"])
-    marker = venv / "installed"
-    installed = marker.read_text() if marker.is_file() else ""
-    if installed != values["kolla_pip_spec"]:
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-            subprocess.run(
-                [str(venv / "bin/pip"), "install", "-q", values["kolla_pip_spec"]],
-                check=True,
-                timeout=600,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(
-                f"cannot install {values['kolla_pip_spec']} from PyPI into {venv} ({exc}); "
-                "this test needs PyPI (or a mirror pip can reach)"
-            )
-        marker.write_text(values["kolla_pip_spec"])
-    return venv
+    try:
+        return kolla_venv_cached()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
 
 
 def _plan(tmp_path: Path) -> Plan:
@@ -72,7 +50,7 @@ def _plan(tmp_path: Path) -> Plan:
     inventory = load_inventory(SAMPLE)
     recipe = load_recipe("kolla").with_overrides(
         {
-            "kolla_venv_root": str(_cache_root()),
+            "kolla_venv_root": str(cache_root()),
             "kolla_config_dir": str(tmp_path / "etc-kolla"),
             "kolla_inventory": str(tmp_path / "etc-kolla" / "multinode"),
             "backup_dir": str(tmp_path / "backups"),

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import Label
+from textual.command import CommandPalette
+from textual.widgets import Label, OptionList
 
 from rollgate.core import events as ev
 from rollgate.core.session import RunOptions, Session, open_session
@@ -95,7 +96,7 @@ async def close_end_screen(app: RollgateApp, pilot: object, title: str) -> str:
     assert str(app.screen.query("Label").first().render()) == title
     text = str(app.screen.query_one("#body").render())
     await pilot.press("escape")  # type: ignore[attr-defined]
-    await pilot.pause(0.1)  # type: ignore[attr-defined]
+    await wait_for(pilot, lambda: not isinstance(app.screen, TextScreen))
     return text
 
 
@@ -158,8 +159,8 @@ async def test_failure_gate_retry_then_skip_with_reason() -> None:
         await at_failure()
         await pilot.press("r")
         await at_failure()
-        await pilot.press("s", "enter")  # an empty reason is refused
-        await pilot.pause(0.1)
+        await pilot.press("s", "enter")  # an empty reason is refused: the question stays
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         assert app.state.gate is not None and app.state.gate.kind == "failure"
         await pilot.press(*"contract next week", "enter")
         await wait_for(pilot, lambda: app.state.gate is None or app.state.gate.kind != "failure")
@@ -171,8 +172,8 @@ async def test_abort_asks_to_confirm() -> None:
     async with console() as (session, app, pilot):
         await wait_for(pilot, lambda: app.state.gate is not None)
         await pilot.press("x", "n")
-        await pilot.pause(0.1)
-        assert not session.engine.finished.is_set()
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])  # the question closed
+        assert not session.engine.finished.is_set() and session.engine.stopping is None
         await pilot.press("x", "y")
         await wait_for(pilot, lambda: session.engine.finished.is_set())
         assert session.engine.state.status == "aborted"
@@ -187,13 +188,17 @@ async def test_node_detail_search_and_theme() -> None:
         node = app._node_rows["one-cmp2"]
         tree.select_node(node)
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         assert "node one-cmp2" in str(app.screen.query("Label").first().render())
         assert "disable nova-compute on one-cmp2" in str(app.screen.query_one("#body").render())
         await pilot.press("escape", "slash", *"one-cmp3", "enter")
-        await pilot.pause(0.1)
-        log_lines = app.w_log.lines
-        assert log_lines and all("one-cmp3" in line.lower() for line in log_lines)
+        await wait_for(
+            pilot,
+            lambda: (
+                bool(app.w_log.lines)
+                and all("one-cmp3" in line.lower() for line in app.w_log.lines)
+            ),
+        )
         before = app.theme
         await pilot.press("t")
         assert app.theme != before and load_settings()["theme"] == app.theme
@@ -205,10 +210,10 @@ async def test_quit_with_a_run_active_asks_and_says_how_to_resume() -> None:
         await pilot.press("a", "enter")
         await wait_for(pilot, lambda: session.engine.state.status == "running")
         await pilot.press("q")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: bool(app.screen.query("#question")))
         assert "--resume" in str(app.screen.query_one("#question").render())
         await pilot.press("n")
-        await pilot.pause(0.05)
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         assert app.is_running
         await pilot.press("q", "y")
         await wait_for(pilot, lambda: session.engine.finished.is_set())
@@ -223,10 +228,10 @@ async def test_the_palettes_quit_asks_the_same_question() -> None:
         await pilot.press("a", "enter")
         await wait_for(pilot, lambda: session.engine.state.status == "running")
         await app.run_action("quit")  # what ctrl+q and the palette's "Quit" call
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: bool(app.screen.query("#question")))
         assert "leaving it paused" in str(app.screen.query_one("#question").render())
         await pilot.press("n")
-        await pilot.pause(0.05)
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         assert app.is_running and not session.engine.finished.is_set()
 
 
@@ -248,14 +253,11 @@ async def test_site_map_filters_by_state_and_by_name() -> None:
 
         await until_failed()
         await pilot.press("v", *"failed", "enter")
-        await pilot.pause(0.2)
-        assert list(app._node_rows) == ["two-cmp2"]
+        await wait_for(pilot, lambda: list(app._node_rows) == ["two-cmp2"])
         await pilot.press("v", *"cmp1", "enter")
-        await pilot.pause(0.2)
-        assert sorted(app._node_rows) == ["one-cmp1", "two-cmp1"]
+        await wait_for(pilot, lambda: sorted(app._node_rows) == ["one-cmp1", "two-cmp1"])
         await pilot.press("v", "enter")
-        await pilot.pause(0.2)
-        assert len(app._node_rows) == len(app.state.nodes)
+        await wait_for(pilot, lambda: len(app._node_rows) == len(app.state.nodes))
 
 
 async def test_log_of_the_selected_node_and_the_command_palette() -> None:
@@ -265,19 +267,26 @@ async def test_log_of_the_selected_node_and_the_command_palette() -> None:
         app.w_sitemap.focus()
         app.w_sitemap.move_cursor(app._node_rows["two-cmp3"])
         await pilot.press("l")
-        await pilot.pause(0.1)
-        lines = app.w_log.lines
-        assert lines and all(" two-cmp3 " in line for line in lines)
+        await wait_for(
+            pilot,
+            lambda: bool(app.w_log.lines) and all(" two-cmp3 " in x for x in app.w_log.lines),
+        )
         await pilot.press("l")
-        await pilot.pause(0.1)
-        assert any(" one-ctl1 " in line for line in app.w_log.lines)
+        await wait_for(pilot, lambda: any(" one-ctl1 " in x for x in app.w_log.lines))
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
         await pilot.press(*"Filter nodes")
-        await pilot.pause(0.3)
+
+        def offered() -> bool:  # the palette lists the command it found
+            found = app.screen.query(OptionList)
+            return bool(found) and any(
+                "Filter nodes" in str(getattr(option.prompt, "plain", option.prompt))
+                for option in found.first().options
+            )
+
+        await wait_for(pilot, offered)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, PromptScreen)  # the palette ran the key's action
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))  # the key's action
         assert "Show nodes whose name contains" in str(app.screen.query_one(Label).render())
 
 
@@ -285,7 +294,7 @@ async def test_n_adds_a_note_and_space_pauses_from_any_focus() -> None:
     async with console() as (session, app, pilot):
         await wait_for(pilot, lambda: app.state.gate is not None)
         await pilot.press("n")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
         await pilot.press(*"checked the DBA is on call", "enter")
         await wait_for(
             pilot,
@@ -324,29 +333,29 @@ async def test_the_footer_keeps_help_and_quit_at_80_columns() -> None:
 async def test_the_pipeline_shows_whole_state_words_and_how_each_gate_went() -> None:
     async with console() as (session, app, pilot):
         first = session.plan.phases[0].id
-        await wait_for(pilot, lambda: app.state.gate is not None)
-        await pilot.pause(0.3)
         table = app.w_pipeline
-        assert str(table.get_cell(first, table.ordered_columns[1].key)) == "▶ open"
+
+        def cell(column: int) -> str:
+            return str(table.get_cell(first, table.ordered_columns[column].key))
+
+        await wait_for(pilot, lambda: cell(1) == "▶ open")
         await pilot.press("a", "enter")
-        await wait_for(pilot, lambda: app.state.phases.get(first) == "ok")
-        await pilot.pause(0.3)
-        assert str(table.get_cell(first, table.ordered_columns[0].key)) == "✔ ok"
-        assert str(table.get_cell(first, table.ordered_columns[1].key)) == "✔ approved"
+        await wait_for(pilot, lambda: cell(0) == "✔ ok")
+        assert cell(1) == "✔ approved"
         assert table.ordered_columns[0].width >= len("↷ ok with deviations")
 
 
 async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
     async with console() as (_session, app, pilot):
         await wait_for(pilot, lambda: app.state.gate is not None)  # nothing ran yet
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: bool(app._shown_steps))  # the steps table is drawn
         table = app.w_steps
         table.focus()
         table.move_cursor(row=0)
         step = app._shown_steps[0]
         assert app.state.steps[step.id].status == "pending"
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         body = str(app.screen.query_one("#body").render())
         assert f"runs: {step.command}" in body and "state pending" in body
 
@@ -363,8 +372,7 @@ async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
         # the gate bar shows it within a frame of the gate opening
         await wait_for(pilot, lambda: "d detail of one-cmp3" in str(app.w_gatebar.render()))
         await pilot.press("d")
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, TextScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         assert "node one-cmp3" in str(app.screen.query("Label").first().render())
         body = str(app.screen.query_one("#body").render())
         assert "failed" in body and "restart nova-compute" in body
@@ -380,7 +388,8 @@ async def test_the_log_keeps_following_after_l_and_a_resize() -> None:
                 await pilot.pause(0.05)
 
         async def at_end() -> bool:
-            await pilot.pause(0.2)
+            with contextlib.suppress(AssertionError):
+                await wait_for(pilot, lambda: log.scroll_y == log.max_scroll_y, 3)
             return log.scroll_y == log.max_scroll_y
 
         assert await at_end()
@@ -406,19 +415,16 @@ async def test_the_header_estimates_the_work_left_against_the_window() -> None:
         task = asyncio.create_task(session.engine.run())
         async with app.run_test(size=(200, 50)) as pilot:
             await wait_for(pilot, lambda: app.state.gate is not None)
-            await pilot.pause(0.2)
-            header = str(app.w_header.render())
-            assert "of work left" in header and "(past the window's end by" in header
+            await wait_for(pilot, lambda: "of work left" in str(app.w_header.render()))
+            assert "(past the window's end by" in str(app.w_header.render())
         session.engine.abort("test", "test over")
         await task
 
 
 async def test_the_pane_that_takes_the_keys_is_visible() -> None:
     async with console() as (_, app, pilot):
-        await pilot.pause(0.1)
         for pane in (app.w_pipeline, app.w_steps, app.w_sitemap):
             pane.focus()
-            await pilot.pause(0.05)
-            assert pane.styles.border_top[0] == "double"
+            await wait_for(pilot, lambda pane=pane: pane.styles.border_top[0] == "double")
             others = [p for p in (app.w_pipeline, app.w_steps, app.w_sitemap) if p is not pane]
             assert all(p.styles.border_top[0] == "round" for p in others)

@@ -14,6 +14,14 @@ from rollgate.tui.screens.dialogs import TextScreen
 from tests.sample_run import SHIPPED
 
 
+async def wait_for(pilot, predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
+
+
 @pytest.fixture(autouse=True)
 def config_dir(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ROLLGATE_CONFIG_DIR", str(tmp_path))
@@ -24,8 +32,8 @@ async def test_timeline_keys_move_through_the_run() -> None:
     events = client.all_events()
     app = ReplayApp(client)
     async with app.run_test(size=(150, 44)) as pilot:
-        await pilot.pause(0.2)
-        assert app.position == len(events) and app.state.status == "complete with deviations"
+        await wait_for(pilot, lambda: app.position == len(events))
+        assert app.state.status == "complete with deviations"
         await pilot.press("home")
         assert app.position == 0 and app.state.status == "pending"
         await pilot.press("e")  # to the first failure
@@ -39,8 +47,7 @@ async def test_timeline_keys_move_through_the_run() -> None:
         assert app.state.last_seq == fold(client.plan, events[:here]).last_seq
         await pilot.press("a")  # read-only: nothing is sent anywhere
         await pilot.press("space")
-        await pilot.pause(0.5)
-        assert app.position > here  # playing moves forward
+        await wait_for(pilot, lambda: app.position > here)  # playing moves forward
         await pilot.press("space", "end")
         assert app.position == len(events)
         assert app.state.gates[0].operator == "alice"
@@ -53,7 +60,7 @@ async def test_a_line_corrupted_after_the_run_ends_the_replay_with_its_error(tmp
     journal.write_text("".join(lines))
     app = ReplayApp(open_journal_client(str(journal)))  # opens lazily: the line is not read yet
     async with app.run_test(size=(150, 44)) as pilot:
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 2
     assert app.error is not None and "event 300 is malformed" in app.error
 
@@ -65,7 +72,7 @@ async def test_watching_a_journal_with_a_corrupt_line_ends_with_its_error(tmp_pa
     journal.write_text("".join(lines))
     app = RollgateApp(open_journal_client(str(journal), follow=True), operator="watching")
     async with app.run_test(size=(150, 44)) as pilot:
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 2
     assert app.error is not None and "event 300 is malformed" in app.error
 
@@ -77,16 +84,13 @@ async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_column
         def footer() -> str:  # the console's own screen: the end-of-run page may be on top
             return str(app.screen_stack[0].query_one(KeysFooter).render())
 
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if "Quit" in footer():
-                break
+        await wait_for(pilot, lambda: "Quit" in footer())
         assert "Quit" in footer() and "Help" in footer() and "Play" in footer()
         if app.screen is not app.screen_stack[0]:
             await pilot.press("escape")  # close the end-of-run page
-            await pilot.pause(0.1)
+            await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         text = str(app.screen.query_one("#body").render())
         for key in ("play / pause", "next / previous gate", "next / previous failure",
                     "go to a time", "start / end of the run"):  # fmt: skip
@@ -97,30 +101,28 @@ async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_column
 async def test_watch_says_who_drives_the_run_and_from_where() -> None:
     app = RollgateApp(open_journal_client(str(SHIPPED)), operator="watching (read-only)")
     async with app.run_test(size=(160, 40)) as pilot:
-        await pilot.pause(0.3)
-        header = str(app.w_header.render())
-        assert "driven by alice@lab" in header and "WATCHING (READ-ONLY)" in header
+        await wait_for(pilot, lambda: "driven by alice@lab" in str(app.w_header.render()))
+        assert "WATCHING (READ-ONLY)" in str(app.w_header.render())
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         await pilot.press("escape")  # the finished run's summary
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         footer = str(app.screen.query_one(KeysFooter).render())
         assert "Quit" in footer
         assert not any(word in footer for word in ("Approve", "Reject", "Retry", "Skip", "Abort"))
-        await pilot.press("a")  # no decision dialog opens for a watcher
-        await pilot.pause(0.1)
+        await pilot.press("a")  # no decision dialog opens for a watcher (nothing to wait for:
+        await pilot.pause(0.1)  # a short look that nothing happened)
         assert app.screen is app.screen_stack[0]
 
 
 async def test_a_click_on_a_footer_key_presses_it() -> None:
     app = RollgateApp(open_journal_client(str(SHIPPED)), operator="watching (read-only)")
     async with app.run_test(size=(120, 30)) as pilot:
-        for _ in range(100):  # the end-of-run page opens once the journal is read
-            await pilot.pause(0.05)
-            if app.screen is not app.screen_stack[0]:
-                break
+        # the end-of-run page opens once the journal is read
+        await wait_for(pilot, lambda: app.screen is not app.screen_stack[0])
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         footer = app.query_one(KeysFooter)
         where = str(footer.render()).index(" ? Help")
         await pilot.click(KeysFooter, offset=(where + 1, 0))
-        await pilot.pause(0.1)
-        assert isinstance(app.screen, TextScreen) and app.screen.title_text == "Keys"
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        assert app.screen.title_text == "Keys"
