@@ -15,37 +15,122 @@ from collections.abc import Iterable
 MASK = "********"
 TOKEN = re.compile(r"\{\{secret:([A-Za-z0-9_]+)\}\}")
 
-_KEY = r"[A-Za-z0-9_.-]*(?:pass(?:word|wd|phrase)|secret|token|api[_-]?key|credentials?)"
+# A key is secret when a part of its name (split at _ - . and camelCase) is one of these words
+# or holds one of the stems; it stays readable when its last part says it names something
+# else (a URL, a type, a file...) or it is one of the known readable names.
+_SECRET_PARTS = frozenset(
+    {"pass", "pwd", "passwd", "auth", "key", "keys", "apikey", "psk", "secret", "secrets",
+     "token", "tokens", "credential", "credentials", "privatekey", "pin"}
+)  # fmt: skip
+_SECRET_STEMS = ("passw", "passphrase", "secret", "token", "credential")
+_READABLE_LAST = frozenset(
+    {"url", "uri", "urls", "type", "file", "files", "path", "dir", "directory", "section",
+     "plugin", "strategy", "version", "id", "name", "names", "manager", "format", "size",
+     "length", "len", "ttl", "expiration", "provider", "method", "endpoint", "host", "port",
+     "user", "username", "protocol", "algorithm", "region", "timeout", "mode", "enabled",
+     "required", "policy", "cache", "backend", "driver", "interface", "project", "domain"}
+)  # fmt: skip
+_READABLE_NAMES = frozenset({"keystone_authtoken", "auth_section", "keystone"})
+_PARTS = re.compile(r"[_.\-]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a key of this name carries a credential (`db_password`, `AWS_SECRET_ACCESS_KEY`,
+    `--os-token`), rather than naming one (`auth_url`, `ssl_key_file`)."""
+    if name.lower().strip("-") in _READABLE_NAMES:
+        return False
+    parts = [p.lower() for p in _PARTS.split(name.strip("-")) if p]
+    if not parts or parts[-1] in _READABLE_LAST:
+        return False
+    return any(p in _SECRET_PARTS or any(s in p for s in _SECRET_STEMS) for p in parts)
+
+
+# A value ends at whitespace, a quote, a newline or an escaped newline (`\n` in a printf
+# format); a quoted value at its closing quote (or a newline, or `\n`).
+_VALUE = (
+    r"""(?P<value>"(?:(?!\\n)[^"\n])*"?|'(?:(?!\\n)[^'\n])*'?"""
+    r"""|(?:(?!\\n)[^\s"'\\,;&<>|])+)"""
+)
+# a key name that could be secret (secret_name() decides): one holding a stem of the words
+_STEMS = r"(?i:pass|pwd|secret|token|credential|auth|key|psk|pin)"
+_KEY = rf"(?P<key>(?=[A-Za-z0-9_.\-]*?{_STEMS})[A-Za-z_][A-Za-z0-9_.\-]*)"
+# where a key or a command may start: not inside a longer name (an escaped newline ends one)
+_START = r"(?:(?<![A-Za-z0-9_.\-])|(?<=\\n))"
+_SEPARATOR = r"""["']?\s*(?:=>|=|:(?![/\\])|%3[Dd])[ \t]*"""
 _FORMS = [
-    # KEY=value and KEY: value (env vars, ini, yaml, CLI): OS_PASSWORD=x, db_password: x
-    re.compile(rf"(?i)(\b{_KEY}\b[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"),
-    # --password x, --os-password=x, --token x, -p'x' is left alone (too common)
-    re.compile(rf"(?i)(--{_KEY}(?:[= ]+))(\"[^\"]*\"|'[^']*'|[^\s\"']+)"),
-    # URLs with credentials: scheme://user:pass@host
-    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)"),
-    # HTTP headers: Authorization: Bearer x / Basic x, X-Auth-Token: x, X-Subject-Token: x
-    re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|basic|token)?\s*)([^\s,;\"']+)"),
-    re.compile(r"(?i)(x-(?:auth|subject|service)-token\s*[:=]\s*)([^\s,;\"']+)"),
+    # key=value, key: value, key => value, "key": "value", key%3Dvalue (URL-encoded), --key=value
+    re.compile(rf"(?P<head>{_START}(?:--?)?{_KEY}{_SEPARATOR})" + _VALUE),
+    # --key value (a CLI flag and its argument)
+    re.compile(rf"(?P<head>{_START}--?{_KEY}[ \t]+)(?=[^-\s])" + _VALUE),
+    # <key>value</key>
+    re.compile(rf"(?P<head><{_KEY}>)(?P<value>[^<]*)(?=</(?P=key)>)"),
 ]
+_MYSQL = r"(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|mariadb-admin)\b"
+_PIPED_TO = r"""(?=['"]?\s*\|\s*(?:sudo\s+)?(?:chpasswd|passwd)\b)"""
+# Known commands whose credential has no key in front of it (`value` is what is masked).
+_COMMANDS = [
+    re.compile(
+        rf"(?i)(?P<head>{_START}IDENTIFIED\s+(?:WITH\s+\S+\s+)?BY\s+(?:PASSWORD\s+)?)" + _VALUE
+    ),
+    re.compile(rf"(?P<head>{_START}{_MYSQL}[^\n|;&]*?\s-p)(?P<value>[^\s'\"]+)"),
+    re.compile(rf"(?P<head>{_START}sshpass\s+-p\s*)" + _VALUE),
+    re.compile(rf"(?P<head>{_START}rabbitmqctl\s+(?:add_user|change_password)\s+\S+\s+)" + _VALUE),
+    re.compile(rf"(?P<head>{_START}htpasswd\s+-\w*b\w*\s+(?:\S+\s+)?\S+\s+)" + _VALUE),
+    # echo 'user:PASS' | chpasswd, echo PASS | passwd --stdin USER
+    re.compile(
+        rf"""(?P<head>{_START}(?:echo|printf)\s+['"]?[^'"|\s:]+:)(?P<value>[^'"\s|]+)""" + _PIPED_TO
+    ),
+    re.compile(rf"(?P<head>{_START}(?:echo|printf)\s+)" + _VALUE + _PIPED_TO),
+    # URLs with credentials: scheme://user:pass@host
+    re.compile(r"(?i)(?P<head>[a-z][a-z0-9+.-]*://[^/\s:@]+:)(?P<value>[^@\s/]+)(?=@)"),
+    # HTTP headers: Authorization: Bearer x / Basic x / token x
+    re.compile(r"(?i)(?P<head>authorization\s*[:=]\s*(?:bearer|basic|token)?\s*)" + _VALUE),
+]
+# crudini --set FILE SECTION KEY VALUE: masked when KEY is secret
+_CRUDINI = re.compile(
+    rf"(?P<head>{_START}crudini\s+--set\s+(?:--\S+\s+)*\S+\s+\S+\s+(?P<key>\S+)\s+)" + _VALUE
+)
+_PEM = re.compile(
+    r"(?P<head>-----BEGIN (?P<kind>[A-Z0-9 ]*PRIVATE KEY)-----)(?P<value>.*?)"
+    r"(?=-----END (?P=kind)-----)",
+    re.DOTALL,
+)
 
 
 def mask(text: str, values: Iterable[str] = ()) -> str:
-    """`text` with every secret value and every common credential form masked."""
+    """`text` with every secret value and every credential form masked: any key whose name
+    says it holds a credential, in every syntax (k=v, k: v, k => v, "k": "v", XML, URL-encoded,
+    CLI flags), credentials in URLs and HTTP headers, private-key blocks, and the known
+    commands that take one without a key (mysql -p, sshpass, IDENTIFIED BY, rabbitmqctl,
+    htpasswd, chpasswd, passwd)."""
     for value in values:
         if value:
             text = text.replace(value, MASK)
+    if not text:
+        return text
+    text = _PEM.sub(lambda m: f"{m.group('head')}\n{MASK}\n", text)
     for form in _FORMS:
+        text = form.sub(_keyed, text)
+    text = _CRUDINI.sub(_keyed, text)
+    for form in _COMMANDS:
         text = form.sub(_masked, text)
     return text
 
 
+def _keyed(match: re.Match[str]) -> str:
+    if not secret_name(match.group("key")):
+        return match.group(0)
+    return _masked(match)
+
+
 def _masked(match: re.Match[str]) -> str:
-    value = match.group(2)
-    if value in (MASK, f"'{MASK}'", f'"{MASK}"') or TOKEN.fullmatch(value.strip("'\"")):
-        return match.group(0)  # already masked, or a token (no value in it)
-    quote = value[0] if value[:1] in ("'", '"') and value[-1:] == value[:1] else ""
-    rest = match.group(3) if match.re.groups >= 3 else ""
-    return f"{match.group(1)}{quote}{MASK}{quote}{rest}"
+    value = match.group("value")
+    bare = value.strip("'\"")
+    if not bare or bare == MASK or TOKEN.fullmatch(bare):
+        return match.group(0)  # nothing to hide: empty, already masked, or a token
+    opening = value[0] if value[:1] in ("'", '"') else ""
+    closing = opening if opening and value.endswith(opening) and len(value) > 1 else ""
+    return f"{match.group('head')}{opening}{MASK}{closing}"
 
 
 class Secrets:
