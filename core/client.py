@@ -37,6 +37,11 @@ class EngineGone(Exception):
     """Nothing answers on the run's control socket."""
 
 
+class NotTheEngine(EngineGone):
+    """What answers on the run's control socket is not the run's engine (another user's
+    process): nothing is sent to it."""
+
+
 class RunClient(Protocol):
     plan: Plan
     header: dict[str, Any]

@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import pwd
-import socket
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,7 @@ from rollgate.core import events as ev
 from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
-from rollgate.core.socket_client import LIMIT
+from rollgate.core.socket_client import LIMIT, peer_uid, reachable
 
 SOCKET_NAME = "control.sock"
 log = logging.getLogger("rollgate.control")
@@ -46,11 +44,8 @@ class BadRequest(ValueError):
 
 def peer_login(writer: asyncio.StreamWriter) -> str:
     """The login name of the process at the other end (SO_PEERCRED), or its uid."""
-    sock = writer.get_extra_info("socket")
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _, uid, _ = struct.unpack("3i", creds)
-    except (OSError, AttributeError):
+    uid = peer_uid(writer)
+    if uid is None:
         return "unknown"
     try:
         return pwd.getpwuid(uid).pw_name
@@ -129,9 +124,8 @@ class ControlServer:
             self.path.unlink()
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=LIMIT
-            )
+            with reachable(self.path) as name:
+                self._server = await asyncio.start_unix_server(self._serve, path=name, limit=LIMIT)
         finally:
             os.umask(old)
         if self.group:

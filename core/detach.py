@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,28 +21,12 @@ if TYPE_CHECKING:
     from rollgate.core.session import Session
 
 READY_TIMEOUT = 120.0  # seconds the engine may take to open its run (a lab starts first)
-SOCKET_PATH_MAX = 100  # a Unix socket path longer than ~107 bytes cannot be bound
 
 
 def control_socket(run_dir: Path) -> Path:
-    """Where a run's control socket is: in its run directory, or, when that path is too long
-    for a Unix socket, in a private directory under the temporary one (named in
-    `control.path`)."""
-    pointer = run_dir / "control.path"
-    if pointer.is_file():
-        return Path(pointer.read_text().strip())
+    """Where a run's control socket is: always in its run directory (0700, or traversable by
+    the run's control group), however long that path is (core/socket_client.py `reachable`)."""
     return run_dir / "control.sock"
-
-
-def socket_for(run_dir: Path) -> Path:
-    """The socket path a new engine binds (and records, when not the default)."""
-    default = run_dir / "control.sock"
-    if len(str(default)) <= SOCKET_PATH_MAX:
-        return default
-    short = private_dir(Path(tempfile.gettempdir()) / f"rollgate-{os.getuid()}")
-    path = short / f"{hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]}.sock"
-    (run_dir / "control.path").write_text(str(path))
-    return path
 
 
 def spawn_engine(argv: list[str]) -> str:
@@ -106,7 +88,7 @@ async def engine_main(session: Session, ready: Path, group: str = "") -> int:
         kept = run_dir / f"engine.{n}.log"
     with contextlib.suppress(OSError):  # the engine's output, kept with its run
         os.replace(log, kept)
-    server = ControlServer(engine, session.header, socket_for(run_dir), group=group)
+    server = ControlServer(engine, session.header, control_socket(run_dir), group=group)
     await server.start()
     loop = asyncio.get_running_loop()
     operator = engine.options.operator

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +16,32 @@ from typing import TYPE_CHECKING, Any
 from rollgate.core.errors import UserError
 
 
-def private_dir(path: Path) -> Path:
-    """Make `path` and every missing directory above it, each 0700, whatever the umask."""
+def make_dirs(path: Path) -> Path:
+    """Make `path` and every missing directory above it, each 0700, whatever the umask (for a
+    place the user chose, such as --journal's directory, which may be shared)."""
     for missing in reversed([path, *path.parents]):
         if not missing.exists():
-            missing.mkdir(mode=0o700)
-            missing.chmod(0o700)
+            with contextlib.suppress(FileExistsError):
+                missing.mkdir(mode=0o700)
+                missing.chmod(0o700)
+    return path
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and every missing directory above it, each 0700, whatever the umask. A
+    `path` that exists already must be a directory of this user's that nobody else may write
+    to (as ssh-agent and tmux ask of theirs): anything else is refused, never used."""
+    make_dirs(path)
+    found = os.lstat(path)
+    if not stat.S_ISDIR(found.st_mode):
+        raise UserError(f"{path} is not a directory; Rollgate keeps its files in one")
+    if found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        owner = "you" if found.st_uid == os.geteuid() else f"uid {found.st_uid}"
+        raise UserError(
+            f"{path} belongs to {owner} with mode {stat.S_IMODE(found.st_mode):04o}: Rollgate "
+            "uses only a directory of its own user that nobody else can write to; remove it, "
+            "or set ROLLGATE_STATE_DIR to another place"
+        )
     return path
 
 

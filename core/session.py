@@ -31,6 +31,7 @@ from rollgate.core.recipes import load_recipe
 from rollgate.core.runs import (
     RunLock,
     cloud_lock,
+    make_dirs,
     new_run_id,
     private_dir,
     resolve_journal,
@@ -242,7 +243,7 @@ def _prepare(
                 f"{journal_path}, or choose another --journal path"
             )
         try:
-            private_dir(journal_path.parent)
+            make_dirs(journal_path.parent)
             private_dir(run_dir)
         except OSError as exc:
             raise UserError(

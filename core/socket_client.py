@@ -5,17 +5,47 @@ client interface (core/client.py) over the socket, and imports nothing of the en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from rollgate.core import events as ev
-from rollgate.core.client import ClientBase, CommandRejected, EngineGone
+from rollgate.core.client import ClientBase, CommandRejected, EngineGone, NotTheEngine
 
 LIMIT = 1 << 20  # bytes a request line may take (the server's limit too)
+SOCKET_PATH_MAX = 100  # an AF_UNIX path longer than ~107 bytes cannot be bound or reached
+
+
+@contextlib.contextmanager
+def reachable(path: Path) -> Iterator[str]:
+    """A name for the socket `path` that AF_UNIX takes: the path itself, or, when it is too
+    long, `/proc/self/fd/N/NAME` through a descriptor of its directory held meanwhile. The
+    socket stays in its own directory either way (never a shorter place elsewhere)."""
+    if len(str(path)) <= SOCKET_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    return int(struct.unpack("3i", creds)[1])
 
 
 class SocketClient(ClientBase):
@@ -40,10 +70,25 @@ class SocketClient(ClientBase):
         self.driver_gone = False  # the events stream ended before the run did
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the run's engine, after checking the process that answers runs as
+        the run's owner: anything else listening there gets nothing, not even a request."""
         try:
-            return await asyncio.open_unix_connection(str(self.path), limit=LIMIT * 64)
+            with reachable(self.path) as name:
+                reader, writer = await asyncio.open_unix_connection(name, limit=LIMIT * 64)
         except OSError as exc:
             raise EngineGone(f"the run's engine does not answer on {self.path}: {exc}") from None
+        try:
+            owner = os.stat(self.path.parent).st_uid
+        except OSError:
+            owner = -1
+        answering = peer_uid(writer)
+        if answering != owner:
+            writer.close()
+            raise NotTheEngine(
+                f"the process on {self.path} runs as uid {answering}, not as the run's owner "
+                f"(uid {owner}): it is not the run's engine; nothing was sent to it"
+            )
+        return reader, writer
 
     async def request(self, data: dict[str, Any]) -> dict[str, Any]:
         reader, writer = await self._open()

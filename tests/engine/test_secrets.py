@@ -26,6 +26,7 @@ DOCTOR = (
 def yaml_quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
+
 # {} is where the credential goes: each form must hide it and keep the rest readable
 FORMS = [
     # key=value (environment, ini, command lines)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def engine_client(run: str, name: str = "", *, read_only: bool = False) -> SocketClient:
     """A socket client of RUN's engine, with its plan and header; UserError when none answers.
     `read_only`: it only watches (commands are refused, it does not count as attached)."""
-    from rollgate.core.client import EngineGone
+    from rollgate.core.client import EngineGone, NotTheEngine
     from rollgate.core.detach import control_socket
     from rollgate.core.plan import Plan
     from rollgate.core.runs import resolve_journal
@@ -30,6 +30,8 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
     client = SocketClient(path, None, {}, name=name, read_only=read_only)
     try:
         header = asyncio.run(client.request({"op": "header"}))
+    except NotTheEngine as exc:
+        raise UserError(str(exc), exit_code=1) from None
     except EngineGone:
         raise UserError(
             f"no engine serves run {run} (it ended, or its engine was lost): `rollgate status "
@@ -165,17 +167,15 @@ def _decide(verb: str) -> click.Command:
             raise click.UsageError("skip needs --reason: why the step is left not run")
         client = engine_client(run, name=name)
         gate = None
-        if verb not in ("pause", "continue", "abort"):
-            gate = (asyncio.run(client.request({"op": "status"})).get("gate") or {}).get("id")
-            if gate is None:
-                click.echo(f"refused: run {run} waits at no gate", err=True)
-                return 1
         try:
+            if verb not in ("pause", "continue", "abort"):
+                status = asyncio.run(client.request({"op": "status"}))
+                gate = (status.get("gate") or {}).get("id")
+                if gate is None:
+                    click.echo(f"refused: run {run} waits at no gate", err=True)
+                    return 1
             asyncio.run(client.send(Command(KIND_OF[verb], name, comment, gate)))
-        except CommandRejected as exc:
-            click.echo(f"refused: {exc}", err=True)
-            return 1
-        except EngineGone as exc:
+        except (CommandRejected, EngineGone) as exc:
             click.echo(f"refused: {exc}", err=True)
             return 1
         click.echo(f"{verb}: done")
