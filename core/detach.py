@@ -70,10 +70,15 @@ def spawn_engine(argv: list[str]) -> str:
     raise UserError(f"the engine did not start within {READY_TIMEOUT:g}s; see {log}", exit_code=1)
 
 
+LEAVE_GRACE = 5.0  # seconds running steps get to finish after SIGTERM before the engine leaves
+
+
 async def engine_main(session: Session, ready: Path, group: str = "") -> int:
     """The detached engine's life: serve the control socket, tell the starter the run id,
-    drive the run to its end. A signal leaves the run paused (resumable); SIGHUP is ignored
-    (there is no terminal to lose)."""
+    drive the run to its end. SIGTERM or SIGINT leaves the run paused (resumable): nothing new
+    starts, running steps get LEAVE_GRACE seconds, then the engine leaves them (a job on a node
+    runs on and the next driver follows it to its end; anything else is stopped); a second
+    signal leaves at once. SIGHUP is ignored (there is no terminal to lose)."""
     from rollgate.core.control import ControlServer
     from rollgate.core.narrate import exit_code
 
@@ -93,10 +98,17 @@ async def engine_main(session: Session, ready: Path, group: str = "") -> int:
     loop = asyncio.get_running_loop()
     operator = engine.options.operator
 
+    signalled: list[str] = []
+
     def on_signal(name: str) -> None:
+        if signalled:  # again: leave the running steps now
+            engine.leave_now()
+            return
+        signalled.append(name)
         engine.leave_paused(
             f"signal:{name} by {operator}", f"{name}: the engine stopped; resumable"
         )
+        loop.call_later(LEAVE_GRACE, engine.leave_now)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

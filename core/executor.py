@@ -29,6 +29,7 @@ class CommandResult:
     # left running, False when something still runs, None when no check could be made.
     terminated: bool | None = None
     interrupted: bool = False  # the engine asked the command to stop (abort)
+    left_running: bool = False  # the driver left; the command runs on, for the next driver
 
 
 # What enable-compute says when it leaves a host disabled as the run found it (an operator
@@ -56,6 +57,28 @@ class TransportError(Exception):
 
 class Stopped(Exception):
     """Inside an executor: the engine asked the running command to stop (an abort)."""
+
+
+class StopSignal(asyncio.Event):
+    """Set when running commands must stop. `leave` says why: False, an abort (terminate what
+    runs); True, the driver leaves the run paused (a durable job on a node keeps running, for
+    the next driver to follow; anything else is terminated)."""
+
+    leave = False
+
+    def abort(self) -> None:
+        self.leave = False
+        self.set()
+
+    def leave_running(self) -> None:
+        if not self.is_set():
+            self.leave = True
+            self.set()
+
+
+def leaving(stop: asyncio.Event | None) -> bool:
+    """Whether a stop means the driver leaves (see StopSignal)."""
+    return bool(getattr(stop, "leave", False))
 
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from rollgate.core.engine.poller import poll_status
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.engine.schedule import Scheduler
 from rollgate.core.engine.steps import StepRunner
-from rollgate.core.executor import Executor, Stopped, TransportError, within
+from rollgate.core.executor import Executor, Stopped, StopSignal, TransportError, within
 from rollgate.core.inventory import Inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.methods import Cleanup
@@ -137,6 +137,10 @@ class Engine:
 
     def leave_paused(self, operator: str, reason: str) -> None:
         self.intake.leave_paused(operator, reason)
+
+    def leave_now(self) -> None:
+        """After leave_paused: stop waiting for the running steps (durable jobs run on)."""
+        self.intake.leave_now()
 
     # ---------------------------------------------------------------- the lifecycle
 
@@ -259,7 +263,7 @@ class Engine:
                     on_output=lambda stream, line: None,
                     timeout=self.options.end_timeout,
                     job=None,
-                    stop=self.intake.abort_signal,
+                    stop=self.intake.stop_signal,
                 )
                 if result.exit_status != 0:
                     error = result.error or f"exit status {result.exit_status}"
@@ -269,9 +273,9 @@ class Engine:
                 ev.CleanupDone, node=cleanup.node, what=cleanup.what, ok=not error, error=error
             )
 
-        # a run aborted earlier has its abort signal set: the clean-ups get a fresh one, which
+        # a run aborted earlier has its stop signal set: the clean-ups get a fresh one, which
         # an abort while finishing sets again
-        self.intake.abort_signal = asyncio.Event()
+        self.intake.stop_signal = StopSignal()
         wanted = methods.method(self.plan.method).cleanups(self.plan, self.state)
         async with asyncio.TaskGroup() as group:
             for cleanup in wanted:

@@ -13,6 +13,7 @@ from rollgate.core import events as ev
 from rollgate.core.client import CommandRejected
 from rollgate.core.engine.options import HALT_MODES
 from rollgate.core.engine.record import Halted, Record
+from rollgate.core.executor import StopSignal
 from rollgate.core.words import RUN_PAUSED
 
 # The run's lifecycle: driving its plan, finishing (clean-ups, notifications; only notes and
@@ -28,8 +29,9 @@ class Intake:
         self.error = ""  # the engine's own failure, one line
         self.paused = False  # a resumed run starts running (RunStarted says so)
         self.holds: dict[str, int] = {}  # phase id -> failure-budget gates open in it
-        # set when running commands must stop (abort): executors terminate what they run
-        self.abort_signal = asyncio.Event()
+        # set when running commands must stop: on abort executors terminate what they run;
+        # when the driver leaves, a durable job runs on for the next driver
+        self.stop_signal = StopSignal()
         self.decision: asyncio.Future[tuple[str, str]] | None = None  # the open gate's
         self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
 
@@ -53,7 +55,7 @@ class Intake:
             return
         if self.lifecycle == FINISHING:
             if kind == "abort":  # cut the clean-ups short; the outcome is already decided
-                self.abort_signal.set()
+                self.stop_signal.abort()
                 self.record.emit(
                     ev.OperatorNote,
                     operator=command.operator,
@@ -125,7 +127,7 @@ class Intake:
                 comment=reason,
             )
         self.halt("aborted")
-        self.abort_signal.set()
+        self.stop_signal.abort()
 
     def leave_paused(self, operator: str, reason: str) -> None:
         """The driver leaves and the run stays resumable: running steps finish, nothing new
@@ -135,6 +137,12 @@ class Intake:
         if self.record.state.status == "running":
             self.record.emit(ev.RunPaused, operator=operator, reason=reason)
         self.halt(RUN_PAUSED)
+
+    def leave_now(self) -> None:
+        """The driver leaves without waiting for the running steps: a durable job runs on on
+        its node (the next driver follows it); any other command is stopped."""
+        if self.stop == RUN_PAUSED:
+            self.stop_signal.leave_running()
 
     # ---------------------------------------------------------------- control state
 

@@ -84,6 +84,7 @@ class StepRunner:
         self.nodes = {n.name: n for n in inventory.nodes}
         self.sites = {s.name: s for s in inventory.sites}
         self.unstoppable = False  # a command that could not be verified stopped
+        self.left_running = False  # a job the driver left running (the next one follows it)
         self._printed: dict[str, str] = {}  # step -> its last line of standard output
 
     @property
@@ -201,9 +202,9 @@ class StepRunner:
                     collect("info", f"{exc}; retrying in {delay:g}s")
                     retries_left -= 1
                     try:
-                        await within(asyncio.sleep(delay), None, self.intake.abort_signal)
+                        await within(asyncio.sleep(delay), None, self.intake.stop_signal)
                     except Stopped:
-                        return "interrupted", None, "aborted by the operator between retries"
+                        return "interrupted", None, "stopped between retries (the run ends)"
                     delay *= 2
                     continue
                 if step.executor == "cloud":  # the API, not the node, did not answer
@@ -211,6 +212,9 @@ class StepRunner:
                 else:
                     self.record.emit(ev.NodeStatus, node=step.node, reachable=False)
                 return "unreachable", None, str(exc)
+            if result.left_running:  # its job directory stays, for the next driver
+                self.left_running = True
+                return "interrupted", None, result.error or "the driver left it running"
             if result.interrupted or result.timed_out:
                 if result.terminated is not True and step.executor == "ssh":
                     self.unstoppable = True  # its job directory stays, to look at
@@ -286,7 +290,7 @@ class StepRunner:
         timeout: float,
         job: str,
     ) -> CommandResult:
-        stop = self.intake.abort_signal
+        stop = self.intake.stop_signal
         if step.executor == "cloud":
             return await self.executor.cloud(
                 self.sites[step.site],
@@ -338,11 +342,14 @@ class StepRunner:
                 self.job(step, attempt),
                 on_output=self.record.collector(step.id),
                 timeout=timeout,
-                stop=self.intake.abort_signal,
+                stop=self.intake.stop_signal,
             )
         except TransportError as exc:
             return f"the node could not be asked ({exc})"
         self.record.flush_output(step.id)
+        if result is not None and result.left_running:  # the driver leaves again
+            self.left_running = True
+            raise Halted
         if result is None:
             return "the node has no record of it (restarted, or its job directory is gone)"
         if result.exit_status is None:
@@ -367,7 +374,7 @@ class StepRunner:
         """Remove the run's job directories from the nodes once no job can be running
         (a job that could not be stopped keeps its directory, for the operator to look at)."""
         clean: Any = getattr(self.executor, "clean_jobs", None)
-        if clean is None or self.options.keep_jobs or self.unstoppable:
+        if clean is None or self.options.keep_jobs or self.unstoppable or self.left_running:
             return
         try:
             await clean(self.jobs_dir())

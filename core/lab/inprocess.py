@@ -14,6 +14,7 @@ from rollgate.core.executor import (
     OutputCallback,
     Stopped,
     TransportError,
+    leaving,
     within,
 )
 from rollgate.core.inventory import Node, Site
@@ -59,11 +60,13 @@ class LabExecutor:
                 error=f"timed out after {timeout:g}s; the command was terminated",
             )
         except Stopped:  # in process: a cancelled command is gone
+            why = (
+                "the driver left, and an in-process command does not outlive it"
+                if leaving(stop)
+                else "aborted by the operator"
+            )
             return CommandResult(
-                None,
-                interrupted=True,
-                terminated=True,
-                error="aborted by the operator; the command was stopped",
+                None, interrupted=True, terminated=True, error=f"{why}; the command was stopped"
             )
         return CommandResult(status)
 

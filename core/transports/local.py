@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 
-from rollgate.core.executor import CommandResult, OutputCallback, Stopped, within
+from rollgate.core.executor import CommandResult, OutputCallback, Stopped, leaving, within
 
 
 async def run_local(
@@ -37,7 +37,13 @@ async def run_local(
         return CommandResult(await process.wait())
     except (TimeoutError, Stopped) as exc:
         gone = await _stop(process, readers)
-        why = f"timed out after {timeout:g}s" if isinstance(exc, TimeoutError) else "aborted"
+        why = (
+            f"timed out after {timeout:g}s"
+            if isinstance(exc, TimeoutError)
+            else "the driver left"
+            if leaving(stop)
+            else "aborted"
+        )
         return CommandResult(
             None,
             timed_out=isinstance(exc, TimeoutError),

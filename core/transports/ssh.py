@@ -17,6 +17,7 @@ from rollgate.core.executor import (
     OutputCallback,
     Stopped,
     TransportError,
+    leaving,
     within,
 )
 from rollgate.core.inventory import Node
@@ -330,9 +331,17 @@ class SshExecutor:
                 terminated=stopped,
                 error=f"timed out after {timeout:g}s; " + _termination(stopped, node),
             )
-        except Stopped:  # the engine aborts: stop the job, say whether it did
+        except Stopped:
             self._forget(job)
-            stopped = await self._kill(node, job)
+            if leaving(stop):  # the driver leaves: the job runs on; the next one follows it
+                return CommandResult(
+                    None,
+                    interrupted=True,
+                    left_running=True,
+                    error=f"the driver left; the job runs on on {node.name}, and the next "
+                    "driver follows it to its end",
+                )
+            stopped = await self._kill(node, job)  # the engine aborts: stop the job
             return CommandResult(
                 None,
                 interrupted=True,

@@ -57,7 +57,7 @@ async def test_only_a_note_or_abort_is_taken_while_the_run_finishes() -> None:
         await h.engine.send(ev.Command("pause", "olga"))
     await h.engine.send(ev.Command("note", "olga", "watching the clean-up"))
     await h.engine.send(ev.Command("abort", "olga", "the clean-up hangs"))
-    assert h.engine.intake.abort_signal.is_set()  # running clean-up commands are told to stop
+    assert h.engine.intake.stop_signal.is_set()  # running clean-up commands are told to stop
     assert not any(isinstance(e, ev.RunAborted) for e in h.engine.history)
     await h.lab.close()
 

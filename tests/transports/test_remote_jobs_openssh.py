@@ -39,12 +39,14 @@ LOGINS = {
 }
 
 
-def inventory_file(sshd: Sshd, user: str, become: bool, work: Path, counter: Path) -> Path:
+def inventory_file(
+    sshd: Sshd, user: str, become: bool, work: Path, counter: Path, backup_seconds: float = 2
+) -> Path:
     """One keystone node on the sshd; every action is `true` but the backup, which counts
     its runs in `counter`, takes a while, then says it finished."""
     count = f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}"
     actions = {
-        "db-backup": f"{count}; echo backing up; sleep 2; echo backup finished",
+        "db-backup": f"{count}; echo backing up; sleep {backup_seconds:g}; echo backup finished",
         **{a: "true" for a in ("keystone:keys-backup", "status-check", "keystone:doctor",
                                "package-source", "upgrade-packages", "keystone:db-expand",
                                "restart", "verify-running", "keystone:db-contract",
@@ -169,6 +171,48 @@ def test_a_driver_killed_mid_step_is_followed_up_by_resume_without_a_second_run(
         (e.outcome, e.attempt) for e in backup
     ] == [("ok", 1)]
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").rglob("status"))
+
+
+def test_a_sigterm_to_the_detached_engine_leaves_the_job_for_the_next_driver(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    """The engine ends within seconds, paused; the backup's job runs on on the node, and the
+    resumed run follows it to its end: it ran once."""
+    counter = tmp_path / "runs"
+    inventory = inventory_file(sshd, "root", False, tmp_path, counter, backup_seconds=8)
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state")}
+    started = subprocess.run(
+        [sys.executable, "-P", "-m", "rollgate", "run", str(inventory), "--detach",
+         "--auto-approve"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    run_dir = tmp_path / "state" / "runs" / started.stdout.strip()
+    journal = run_dir / "journal.jsonl"
+    deadline = time.monotonic() + 60
+    while '["backing up"' not in (journal.read_text() if journal.exists() else ""):
+        assert time.monotonic() < deadline, "the backup never started"
+        time.sleep(0.05)
+    os.kill(int((run_dir / "engine.pid").read_text()), signal.SIGTERM)
+    signalled = time.monotonic()
+    while not read_journal(journal).events or not isinstance(
+        read_journal(journal).events[-1], ev.RunFinished
+    ):
+        assert time.monotonic() - signalled < 10, "the engine did not end within 10 s"
+        time.sleep(0.1)
+    events = read_journal(journal).events
+    assert events[-1].outcome == "paused"  # type: ignore[attr-defined]
+    backup = next(e for e in events if isinstance(e, ev.StepFinished) and "db-backup" in e.step)
+    assert backup.outcome == "interrupted" and "the job runs on on k1" in backup.error
+    assert '["backup finished"' not in journal.read_text()  # left running: not seen to end
+    resumed = driver(tmp_path, inventory, "--resume", str(journal))
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, out + err
+    assert counter.read_text().strip() == "1"  # followed to its end, never run again
+    after = read_journal(journal).events
+    backups = [e for e in after if isinstance(e, ev.StepFinished) and "db-backup" in e.step]
+    assert [(e.outcome, e.attempt) for e in backups] == [("interrupted", 1), ("ok", 1)]
+    assert not any(isinstance(e, ev.GateOpened) and e.kind == "interrupted" for e in after)
 
 
 async def test_the_same_job_started_twice_runs_once(sshd: Sshd, tmp_path: Path) -> None:
