@@ -111,7 +111,10 @@ class JournalClient(ClientBase):
             await asyncio.sleep(0)
         if not self.follow or ended:
             return
-        tail = JournalTail(self.path, self.index.consumed, self.index.lines_consumed)
+        self.index.reader.last_seq = last or None  # the tail goes on from the last event read
+        tail = JournalTail(
+            self.path, self.index.consumed, self.index.lines_consumed, self.index.reader
+        )
         cloud = str(self.header.get("cloud", ""))
         checked = 0.0
         while True:

@@ -125,7 +125,8 @@ async def engine_main(session: Session, ready: Path, group: str = "") -> int:
         await server.close()
         with contextlib.suppress(OSError):
             (run_dir / "engine.pid").unlink()
-    print(f"run {outcome}; journal: {session.journal_path}")
+    why = f": {engine.state.error}" if engine.state.error else ""  # a full disk, a bug
+    print(f"run {outcome}{why}; journal: {session.journal_path}", flush=True)
     return exit_code(outcome)
 
 

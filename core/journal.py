@@ -3,6 +3,15 @@
 Line 1 is a header: {"format": JOURNAL_FORMAT, tool_version, run_id, cloud, inventory,
 inventory_digest, plan_digest, operator, host, created, plan}. Every later line is one event.
 
+Each line carries its own integrity check (format 2): the CRC-32 of the line's JSON object,
+as its last field `"crc"`, and events number themselves (`seq`, one more each line). Every
+reader verifies both as it reads: a line changed on disk (a flipped bit), or a line lost or
+repeated, is named with its line and run, and the reader stops there, leaving the whole part
+before it in `<journal>.recovered`. Why a CRC per line and not a hash chain: damage is found
+by a read of that line alone (a seek reads from where it lands, not from the first line), and
+what a chain adds (noticing a forged rewrite) no checksum gives against someone who can write
+the file; the file is its owner's alone (0600).
+
 Two ways to write. `write` makes a state-changing event durable (written and fsynced) before
 it returns and buffers output for at most FLUSH_INTERVAL. The engine instead `append`s and
 awaits `commit()` before it acts: steps finishing together share one fsync (group commit),
@@ -16,21 +25,48 @@ import asyncio
 import contextlib
 import os
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from rollgate.core.errors import UserError
 from rollgate.core.events import Event, event_from_dict
 
-JOURNAL_FORMAT = "rollgate.journal/1"
+JOURNAL_FORMAT = "rollgate.journal/2"
+UNSEALED_FORMAT = "rollgate.journal/1"  # before the integrity checks: read, never verified
+FORMATS = (JOURNAL_FORMAT, UNSEALED_FORMAT)
 FLUSH_INTERVAL = 0.1
+
+_SEAL = b',"crc":"'
+_SEALED_TAIL = len(_SEAL) + 8 + 2  # ,"crc":"1234abcd"}
+
+
+def seal(body: bytes) -> bytes:
+    """A record as written: its JSON object, with the CRC-32 of the object's text last."""
+    return b'%s%s%08x"}' % (body[:-1], _SEAL, zlib.crc32(body))
+
+
+def unsealed(line: bytes) -> bytes | None:
+    """A sealed record's JSON object, or None when the record does not match its seal."""
+    if len(line) <= _SEALED_TAIL or line[-_SEALED_TAIL:-10] != _SEAL or line[-2:] != b'"}':
+        return None
+    body = line[:-_SEALED_TAIL] + b"}"
+    try:
+        expected = int(line[-10:-2], 16)
+    except ValueError:
+        return None
+    return body if zlib.crc32(body) == expected else None
 
 
 class JournalError(UserError):
     """The journal cannot be read; the message names the file and line."""
+
+
+class JournalDamaged(JournalError):
+    """A record does not match its integrity check, or records are missing or repeated."""
 
 
 class JournalWriteError(UserError):
@@ -68,13 +104,15 @@ class JournalWriter:
         elif stat.st_size == 0:  # an empty file made by hand: the header goes in first
             if header is None:
                 raise ValueError("a new journal needs a header")
-            self._pending.append(orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n")
+            self._pending.append(seal(orjson.dumps({"format": JOURNAL_FORMAT, **header})) + b"\n")
             self._appended += 1
             self.flush()
         else:
             self._repair_torn_tail()
         with open(self.path, "rb") as f:
             self._header_line = f.readline()  # for a recovered copy, should the file vanish
+        # a journal begun before the integrity checks goes on without them, all alike
+        self._sealed = not self._header_line.startswith(b'{"format":"' + UNSEALED_FORMAT.encode())
 
     def _open(self, path: Path, header: dict[str, Any] | None) -> tuple[int, bool]:
         """The journal's descriptor for appending, and whether this call created it. A new
@@ -86,7 +124,7 @@ class JournalWriter:
         except FileNotFoundError:
             if header is None:
                 raise ValueError("a new journal needs a header") from None
-        line = orjson.dumps({"format": JOURNAL_FORMAT, **header}) + b"\n"
+        line = seal(orjson.dumps({"format": JOURNAL_FORMAT, **header})) + b"\n"
         beside = path.with_name(f".{path.name}.{os.getpid()}.new")
         fd = os.open(beside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         try:
@@ -126,8 +164,12 @@ class JournalWriter:
         """Buffer an event; it is on disk once a later `commit()` or `flush()` returns."""
         if not self._pending:
             self._oldest_pending = time.monotonic()
-        self._pending.append(event.to_json_bytes() + b"\n")
+        self._pending.append(self._line(event))
         self._appended += 1
+
+    def _line(self, event: Event) -> bytes:
+        body = event.to_json_bytes()
+        return (seal(body) if self._sealed else body) + b"\n"
 
     def write(self, event: Event) -> None:
         """Append; a state change is durable on return, output within FLUSH_INTERVAL."""
@@ -231,7 +273,7 @@ class JournalWriter:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(self._header_line)
-            out.writelines(e.to_json_bytes() + b"\n" for e in events)
+            out.writelines(self._line(e) for e in events)
             out.flush()
             os.fsync(out.fileno())
         return target
@@ -268,22 +310,34 @@ def journal_bytes(path: Path) -> bytes:
 
 
 def read_journal(path: str | Path) -> JournalContents:
-    """Read a whole journal; a torn line (crash mid-write) is skipped and reported."""
+    """Read a whole journal; a torn line (crash mid-write) is skipped and reported, a damaged
+    one stops the read (JournalDamaged)."""
     path = Path(path)
     data = journal_bytes(path)
     lines = data.split(b"\n")
     header = parse_header(path, lines[0])
+    reader = RecordReader(path, header)
     del lines[0]
-    events, torn_lines = parse_events(path, lines, 2)
+    events, torn_lines = reader.events(lines, 2)
     return JournalContents(header, events, torn_lines > 0, torn_lines)
 
 
 def parse_header(path: Path, line: bytes) -> dict[str, Any]:
+    body = line
+    if line.startswith(b'{"format":"' + JOURNAL_FORMAT.encode()):
+        found = unsealed(line)
+        if found is None:
+            raise JournalDamaged(
+                f"{path}:1: the journal's header is damaged (it does not match its integrity "
+                "check); the journal was changed on disk after it was written — restore it "
+                "from a copy"
+            )
+        body = found
     try:
-        header = orjson.loads(line)
+        header = orjson.loads(body)
     except ValueError:
         raise JournalError(f"{path}:1: not a Rollgate journal (no header line)") from None
-    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+    if not isinstance(header, dict) or header.get("format") not in FORMATS:
         raise JournalError(
             f"{path}:1: not a {JOURNAL_FORMAT} journal "
             f"(format {header.get('format') if isinstance(header, dict) else None!r})"
@@ -291,30 +345,86 @@ def parse_header(path: Path, line: bytes) -> dict[str, Any]:
     return header
 
 
-def parse_events(path: Path, lines: list[bytes], first: int) -> tuple[list[Event], int]:
-    """Events of `lines` (split on newlines; the last item is what follows the last newline),
-    numbered from line `first`; returns them and how many torn fragments were skipped."""
-    events: list[Event] = []
-    append = events.append
-    loads = orjson.loads
-    torn_lines = 0
-    last = len(lines) - 1
-    for i, raw in enumerate(lines):
-        if not raw:
-            continue
-        try:
-            append(event_from_dict(loads(raw)))
-        except (ValueError, TypeError) as exc:
-            # A fragment: either the last line without its newline (a crash mid-write), or a
-            # fragment a resumed run closed with a newline and then appended after.
-            if i == last or is_fragment(raw):
-                torn_lines += 1
+class RecordReader:
+    """Reads a journal's event lines in order, verifying each (format 2): its integrity check,
+    and that it is the next event (seq one more than the last). The first line that fails
+    stops the read with JournalDamaged naming it, after leaving the whole part of the journal
+    before it in `<journal>.recovered` (unless a copy is there already)."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = path
+        self.run = str(header.get("run_id", "?"))
+        self.sealed = header.get("format") == JOURNAL_FORMAT
+        self.last_seq: int | None = None  # the seq of the last event read
+
+    def events(self, lines: list[bytes], first: int) -> tuple[list[Event], int]:
+        """Events of `lines` (split on newlines; the last item is what follows the last
+        newline), numbered from line `first`; returns them and how many torn fragments (a
+        crash mid-write) were skipped."""
+        events: list[Event] = []
+        append = events.append
+        loads = orjson.loads
+        torn_lines = 0
+        last = len(lines) - 1
+        for i, raw in enumerate(lines):
+            if not raw:
                 continue
-            raise JournalError(
-                f"{path}:{first + i}: malformed event ({exc}); the journal was "
-                "edited or corrupted — restore it from a copy"
-            ) from None
-    return events, torn_lines
+            body = unsealed(raw) if self.sealed else raw
+            if body is None:
+                # A fragment: either the last line without its newline (a crash mid-write),
+                # or a fragment a resumed run closed with a newline and then appended after.
+                if i == last or is_fragment(raw):
+                    torn_lines += 1
+                    continue
+                self.damaged(first + i, "it does not match its integrity check")
+            try:
+                event = event_from_dict(loads(body))
+            except (ValueError, TypeError) as exc:
+                if i == last or is_fragment(raw):
+                    torn_lines += 1
+                    continue
+                if self.sealed:
+                    self.damaged(first + i, f"it is sealed but malformed ({exc})")
+                raise JournalError(
+                    f"{self.path}:{first + i}: malformed event ({exc}); the journal was "
+                    "edited or corrupted — restore it from a copy"
+                ) from None
+            if self.sealed:
+                self.follows(event.seq, first + i)
+            append(event)
+        return events, torn_lines
+
+    def follows(self, seq: int, number: int) -> None:
+        """Event `seq` must come right after the last one read."""
+        if self.last_seq is not None and seq != self.last_seq + 1:
+            what = "missing" if seq > self.last_seq + 1 else "repeated"
+            self.damaged(number, f"event {seq} follows event {self.last_seq}: records are {what}")
+        self.last_seq = seq
+
+    def damaged(self, number: int, why: str) -> NoReturn:
+        """Stop at line `number`, leaving the journal's whole part before it beside it."""
+        copy = self.path.with_name(self.path.name + ".recovered")
+        kept = f"a copy is in {copy}"
+        if not copy.exists():
+            try:
+                with open(self.path, "rb") as journal:
+                    before = [journal.readline() for _ in range(number - 1)]
+                fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.writelines(line for line in before if line.endswith(b"\n"))
+                kept = f"the run's record before it is in {copy}"
+            except OSError as exc:
+                kept = f"no copy of the part before it could be made ({exc.strerror})"
+        raise JournalDamaged(
+            f"{self.path}:{number}: damaged record in run {self.run} ({why}): the journal "
+            f"was changed on disk after it was written. Replay, report and resume stop here; "
+            f"{kept} (rollgate replay {copy})"
+        )
+
+
+def parse_events(path: Path, lines: list[bytes], first: int) -> tuple[list[Event], int]:
+    """Events of unsealed `lines` (a format-1 journal), for readers of old journals."""
+    return RecordReader(path, {"format": UNSEALED_FORMAT}).events(lines, first)
 
 
 def is_fragment(raw: bytes) -> bool:
@@ -323,12 +433,14 @@ def is_fragment(raw: bytes) -> bool:
 
 
 class JournalTail:
-    """Follows a journal another process appends to, reading only what is new."""
+    """Follows a journal another process appends to, reading only what is new (verified as
+    every read is, from the last event already read)."""
 
-    def __init__(self, path: Path, offset: int, line: int):
+    def __init__(self, path: Path, offset: int, line: int, reader: RecordReader):
         self.path = path
         self.offset = offset  # bytes consumed (always at a line end)
         self.line = line  # lines consumed
+        self.reader = reader
 
     def read_new(self) -> list[Event]:
         """Complete events appended since the last call; a partial last line waits."""
@@ -346,6 +458,6 @@ class JournalTail:
             return []
         lines = data[:end].split(b"\n")
         self.offset += end + 1
-        events, _ = parse_events(self.path, [*lines, b""], self.line + 1)
+        events, _ = self.reader.events([*lines, b""], self.line + 1)
         self.line += len(lines)
         return events

@@ -16,7 +16,15 @@ from typing import Any, Protocol
 import orjson
 
 from rollgate.core.events import Event, event_from_dict
-from rollgate.core.journal import JournalError, is_fragment, journal_bytes, parse_header
+from rollgate.core.journal import (
+    JOURNAL_FORMAT,
+    JournalError,
+    RecordReader,
+    is_fragment,
+    journal_bytes,
+    parse_header,
+    unsealed,
+)
 
 TYPE_PREFIX = b'{"type":"'
 
@@ -48,7 +56,8 @@ class EventList:
 
 
 class JournalIndex:
-    """A journal's header and event lines; events are parsed on demand."""
+    """A journal's header and event lines; events are parsed, and verified (each line's
+    integrity check, and its place: event i is the first event's seq + i), on demand."""
 
     def __init__(self, path: Path, header: dict[str, Any], lines: list[bytes], torn_lines: int):
         self.path = path
@@ -57,6 +66,9 @@ class JournalIndex:
         self.torn_lines = torn_lines  # fragments of lines cut short by a crash, skipped
         self.consumed = 0  # bytes read, up to the end of the last whole line
         self.lines_consumed = 0  # lines in those bytes
+        self.reader = RecordReader(path, header)
+        self._first_seq: int | None = None
+        self._numbers: list[int] | None = None  # file line of each event, when lines were dropped
 
     @property
     def torn(self) -> bool:
@@ -81,40 +93,82 @@ class JournalIndex:
         body = raw[1:]
         del raw
         dropped = 0
+        numbers: list[int] | None = None  # each event's line in the file, where they differ
         if closed != newlines:  # a fragment (a crash, then a resume) or an empty line
-            whole = [line for line in body if line.endswith(b"}")]
             for number, line in enumerate(body, start=2):
                 if line and not line.endswith(b"}") and not is_fragment(line):
+                    if header.get("format") == JOURNAL_FORMAT:
+                        RecordReader(path, header).damaged(
+                            number, "it does not match its integrity check"
+                        )
                     raise JournalError(
                         f"{path}:{number}: malformed event (not a JSON object); the journal "
                         "was edited or corrupted — restore it from a copy"
                     )
+            numbers = [n for n, line in enumerate(body, start=2) if line.endswith(b"}")]
+            whole = [line for line in body if line.endswith(b"}")]
             dropped = len(body) - len(whole) - body.count(b"")
             body = whole
         if last:  # no newline after it: written whole, or cut short by a crash
             try:
                 orjson.loads(last)
+                if numbers is not None:
+                    numbers.append(newlines + 1)
                 body.append(last)
             except ValueError:
                 dropped += 1
         index = cls(path, header, body, dropped)
         index.consumed, index.lines_consumed = consumed, newlines
+        index._numbers = numbers
         return index
 
     def __len__(self) -> int:
         return len(self._lines)
 
+    def line_number(self, i: int) -> int:
+        """The line of the file event `i` is on (the header is line 1)."""
+        return self._numbers[i] if self._numbers is not None else i + 2
+
     def event(self, i: int) -> Event:
+        line = self._lines[i]
+        if not self.reader.sealed:
+            try:
+                return event_from_dict(orjson.loads(line))
+            except (ValueError, TypeError) as exc:
+                raise JournalError(
+                    f"{self.path}: event {i + 1} is malformed ({exc}); the journal was edited "
+                    "or corrupted — restore it from a copy"
+                ) from None
+        body = unsealed(line)
+        if body is None:
+            self.reader.damaged(self.line_number(i), "it does not match its integrity check")
         try:
-            return event_from_dict(orjson.loads(self._lines[i]))
+            event = event_from_dict(orjson.loads(body))
         except (ValueError, TypeError) as exc:
-            raise JournalError(
-                f"{self.path}: event {i + 1} is malformed ({exc}); the journal was edited or "
-                "corrupted — restore it from a copy"
-            ) from None
+            self.reader.damaged(self.line_number(i), f"it is sealed but malformed ({exc})")
+        expected = self._first() + i
+        if event.seq != expected:
+            what = "missing" if event.seq > expected else "repeated"
+            self.reader.damaged(
+                self.line_number(i),
+                f"event {event.seq} stands where event {expected} belongs: records are {what}",
+            )
+        return event
+
+    def _first(self) -> int:
+        """The seq of the journal's first event (each after it is one more)."""
+        if self._first_seq is None:
+            body = unsealed(self._lines[0]) if self.reader.sealed else self._lines[0]
+            if body is None:
+                self.reader.damaged(self.line_number(0), "it does not match its integrity check")
+            self._first_seq = int(orjson.loads(body).get("seq", 1))
+        return self._first_seq
 
     def events(self, start: int, stop: int) -> list[Event]:
         start, stop, _ = slice(start, stop).indices(len(self._lines))
+        if self.reader.sealed:
+            with paused_gc():
+                return [self.event(i) for i in range(start, stop)]
         loads, make = orjson.loads, event_from_dict
         with paused_gc():
             try:

@@ -27,20 +27,29 @@ def make_dirs(path: Path) -> Path:
     return path
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(
+    path: Path,
+    what: str = "the state directory",
+    fix: str = "set ROLLGATE_STATE_DIR to a directory you can write to",
+) -> Path:
     """Make `path` and every missing directory above it, each 0700, whatever the umask. A
     `path` that exists already must be a directory of this user's that nobody else may write
     to (as ssh-agent and tmux ask of theirs): anything else is refused, never used."""
-    make_dirs(path)
-    found = os.lstat(path)
+    try:
+        make_dirs(path)
+        found = os.lstat(path)
+    except OSError as exc:
+        raise UserError(
+            f"cannot use {what} {exc.filename or path}: {exc.strerror}; {fix}"
+        ) from None
     if not stat.S_ISDIR(found.st_mode):
         raise UserError(f"{path} is not a directory; Rollgate keeps its files in one")
     if found.st_uid != os.geteuid() or found.st_mode & 0o022:
         owner = "you" if found.st_uid == os.geteuid() else f"uid {found.st_uid}"
         raise UserError(
             f"{path} belongs to {owner} with mode {stat.S_IMODE(found.st_mode):04o}: Rollgate "
-            "uses only a directory of its own user that nobody else can write to; remove it, "
-            "or set ROLLGATE_STATE_DIR to another place"
+            f"uses only a directory of its own user that nobody else can write to; remove it, "
+            f"or {fix}"
         )
     return path
 
@@ -87,6 +96,20 @@ def resolve_journal(ref: str) -> Path:
         f"no run or journal {ref!r}; list runs with `rollgate runs` or give the "
         "path of a journal.jsonl"
     )
+
+
+def recovered_copy(ref: str) -> Path | None:
+    """The `.recovered` copy beside a run's journal (the engine writes it when its journal
+    was deleted or cut short; a reader, up to a damaged record), if there is one."""
+    path = Path(ref).expanduser()
+    journal = path if path.suffix == ".jsonl" else path / "journal.jsonl"
+    if not path.exists() and path.suffix != ".jsonl":
+        journal = runs_dir() / ref / "journal.jsonl"
+        pointer = runs_dir() / ref / "journal.path"
+        if pointer.is_file():
+            journal = Path(pointer.read_text().strip())
+    copy = journal.with_name(journal.name + ".recovered")
+    return copy if copy.is_file() else None
 
 
 class RunLock:

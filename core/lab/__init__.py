@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rollgate.core.errors import UserError
 from rollgate.core.faults import parse_faults
 from rollgate.core.inventory import Inventory
 from rollgate.core.lab.commands import Handler as LabHandler
@@ -76,13 +75,11 @@ class Lab:
         lab = cls(inventory, world)
         lab.state_dir = state_dir or lab_state_dir(inventory)
         if persist or restore:
-            try:
-                private_dir(lab.state_dir)
-            except OSError as exc:
-                raise UserError(
-                    f"cannot use the lab's state directory {lab.state_dir}: {exc.strerror}; "
-                    "set lab.state_dir to a writable directory"
-                ) from None
+            private_dir(
+                lab.state_dir,
+                "the lab's state directory",
+                "set lab.state_dir to a writable directory",
+            )
             saved = lab.state_dir / "world.json"
             if restore and saved.is_file():
                 world.restore_saved(saved)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,23 @@ def test_a_full_disk_stops_the_run_and_it_resumes_once_there_is_space(
             finished_ok.add(event.step)
 
 
+@pytest.mark.integration
+def test_a_detached_engine_stopped_by_a_full_disk_says_why_in_its_log(
+    tmp_path: Path, small_tmpfs: Path
+) -> None:
+    journal = small_tmpfs / "journal.jsonl"
+    out = rollgate(tmp_path, "run", str(SMALL), "--detach", "--auto-approve", "--lab-inprocess",
+                   "--journal", str(journal))  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run_dir = tmp_path / "runs" / out.stdout.strip()
+    deadline = time.monotonic() + 60
+    while (run_dir / "engine.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the engine's own end
+    log = (run_dir / "engine.log").read_text()
+    assert "run failed: " in log and "No space left on device" in log, log
+    assert "Traceback" not in log
+
+
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 async def test_a_journal_deleted_or_truncated_mid_run_stops_it(tmp_path: Path, damage: str) -> None:
     h = await make(tmp_path)
@@ -91,6 +109,10 @@ async def test_a_journal_deleted_or_truncated_mid_run_stops_it(tmp_path: Path, d
     assert [e.to_dict() for e in recovered.events] == [e.to_dict() for e in h.engine.history]
     assert isinstance(recovered.events[-1], ev.RunFinished)
     assert oct(os.stat(tmp_path / "journal.jsonl.recovered").st_mode & 0o777) == "0o600"
+    said = await asyncio.to_thread(rollgate, tmp_path, "status", str(journal))
+    assert said.returncode == 0, said.stderr
+    assert f"the run's record is in {tmp_path / 'journal.jsonl.recovered'}" in said.stdout
+    assert "run t: failed" in said.stdout  # read from the recovered copy when it must be
 
 
 @pytest.mark.integration
@@ -182,7 +204,7 @@ def test_a_journal_line_that_is_json_but_no_object_is_a_one_line_error(
         out = rollgate(tmp_path, *command)
         assert out.returncode == 2, out.stdout + out.stderr
         assert "Traceback" not in out.stderr
-        assert out.stderr.startswith(f"error: {journal}:6: malformed event")
+        assert out.stderr.startswith(f"error: {journal}:6: damaged record in run ")
     resumed = rollgate(tmp_path, "run", str(SMALL), "--headless", "--resume", str(journal))
     assert resumed.returncode == 2 and "Traceback" not in resumed.stderr
 
@@ -242,10 +264,16 @@ async def test_watching_a_journal_that_is_deleted_ends_with_a_one_line_error(
     assert "\n" not in str(caught.value)
 
 
-def test_an_unwritable_state_directory_is_a_one_line_error(tmp_path: Path) -> None:
-    out = rollgate(Path("/proc/rollgate-nope"), "run", str(SMALL), "--headless", "--lab-inprocess")
+@pytest.mark.parametrize(
+    "command", [["run", str(SMALL), "--headless", "--lab-inprocess"], ["runs"]]
+)
+def test_an_unwritable_state_directory_is_a_one_line_error(
+    tmp_path: Path, command: list[str]
+) -> None:
+    out = rollgate(Path("/proc/rollgate-nope"), *command)
     assert out.returncode == 2, out.stdout + out.stderr
     assert out.stderr.startswith("error: cannot use the state directory /proc/rollgate-nope")
+    assert "set ROLLGATE_STATE_DIR to a directory you can write to" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -13,7 +13,7 @@ from rollgate.core import events as ev
 from rollgate.core.client import CommandRejected
 from rollgate.core.errors import UserError
 from rollgate.core.executor import Stopped, within
-from rollgate.core.journal import read_journal
+from rollgate.core.journal import read_journal, seal
 from rollgate.core.session import RunOptions, open_session
 from tests.engine.conftest import SMALL, drive, make
 
@@ -75,7 +75,8 @@ async def test_a_finished_run_with_events_after_its_end_is_never_resumed(
         assert await session.engine.run() == "complete"
         last = session.engine.history[-1].seq
     with journal.open("ab") as out:  # what the old race left behind
-        out.write(ev.OperatorNote(seq=last + 1, operator="x", text="late").to_json_bytes() + b"\n")
+        late = ev.OperatorNote(seq=last + 1, operator="x", text="late")
+        out.write(seal(late.to_json_bytes()) + b"\n")
     with pytest.raises(UserError, match="is already complete; nothing to resume"):
         async with open_session(str(SMALL), RunOptions(resume=str(journal), lab_inprocess=True)):
             pass

@@ -35,4 +35,5 @@ def test_regenerating_gives_the_shipped_run(tmp_path: Path) -> None:
     assert [e.to_dict() for e in again.events] == [e.to_dict() for e in shipped.events], (
         "the sample run changed: regenerate with `python -m tests.sample_run`"
     )
-    assert json.loads(fresh.read_text().splitlines()[0])["format"] == "rollgate.journal/1"
+    assert json.loads(fresh.read_text().splitlines()[0])["format"] == "rollgate.journal/2"
+    assert fresh.read_bytes() == SHIPPED.read_bytes()  # the same bytes, integrity checks too

@@ -102,6 +102,11 @@ def status(run: str, as_json: bool) -> int:
         click.echo(f"decide with: rollgate {'|'.join(_verbs(gate['options']))} {run}")
     if data.get("attached"):
         click.echo(f"attached: {', '.join(data['attached'])}")
+    if data.get("recovered"):
+        click.echo(
+            f"the journal was lost, cut short or damaged; the run's record is in "
+            f"{data['recovered']} (rollgate replay {data['recovered']})"
+        )
     return 0
 
 
@@ -120,11 +125,19 @@ def _status(run: str) -> dict[str, Any]:
         pass
     from rollgate.core.client import open_journal_client
     from rollgate.core.report import run_outcome
-    from rollgate.core.runs import NO_DRIVER, driver_alive
+    from rollgate.core.runs import NO_DRIVER, driver_alive, recovered_copy
     from rollgate.core.state import fold
 
-    journal = open_journal_client(run)
-    state = fold(journal.plan, journal.all_events())
+    copy = recovered_copy(run)  # the run's journal was lost, cut short or damaged
+    try:
+        journal = open_journal_client(run)
+        events = journal.all_events()
+    except UserError:  # no journal any more, or a damaged one
+        if copy is None:
+            raise
+        journal = open_journal_client(str(copy))  # what the run recorded, all there is
+        events = journal.all_events()
+    state = fold(journal.plan, events)
     word = run_outcome(state)
     if state.finished is None:
         alive = driver_alive(str(journal.header.get("cloud", "")))
@@ -138,6 +151,7 @@ def _status(run: str) -> dict[str, Any]:
         "estimate": {"seconds_left": None},
         "attached": [],
         "driver": state.operator,
+        **({"recovered": str(copy)} if copy is not None else {}),
     }
 
 

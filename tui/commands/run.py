@@ -124,6 +124,12 @@ def run(
 
         check_can_start(inventory, refuse_outside_window=detach and not outside_window,
                         resume=resume, group=control_group)  # fmt: skip
+        if insecure:  # as a foreground run says it; the engine's own log says it too
+            click.echo(
+                "WARNING: SSH host keys are NOT verified (--no-verify-host-keys); anyone on "
+                "the path could impersonate the nodes",
+                err=True,
+            )
         argv = [inventory, *(["--operator", operator] if operator else [])]
         argv += ["--auto-approve"] * auto_approve + ["--dry-run"] * dry_run
         argv += ["--lab-inprocess"] * lab_inprocess + ["--no-verify-host-keys"] * insecure
