@@ -8,6 +8,7 @@ command, made just before it is sent to the node, holds the value.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Iterable
@@ -97,6 +98,14 @@ _PEM = re.compile(
 )
 
 
+# Text with none of these holds no credential form: most commands and output lines, which
+# then cost one search instead of every form's.
+_MAYBE = re.compile(
+    r"(?i)pass|pwd|secret|token|credential|auth|key|psk|pin|://|-p|identified|-----BEGIN"
+    r"|rabbitmqctl"
+)
+
+
 def mask(text: str, values: Iterable[str] = ()) -> str:
     """`text` with every secret value and every credential form masked: any key whose name
     says it holds a credential, in every syntax (k=v, k: v, k => v, "k": "v", XML, URL-encoded,
@@ -106,8 +115,14 @@ def mask(text: str, values: Iterable[str] = ()) -> str:
     for value in values:
         if value:
             text = text.replace(value, MASK)
-    if not text:
+    if not text or not _MAYBE.search(text):
         return text
+    return _masked_forms(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _masked_forms(text: str) -> str:
+    """`text` with every credential form masked (a plan repeats commands node after node)."""
     text = _PEM.sub(lambda m: f"{m.group('head')}\n{MASK}\n", text)
     for form in _FORMS:
         text = form.sub(_keyed, text)

@@ -26,8 +26,9 @@ from tests.sshd_helpers import Sshd, login_user, processes_with, running_sshd
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
+    """One OpenSSH server for the module (each test its own job and work directories)."""
     with running_sshd(2, "127.78") as server:
         yield server
 

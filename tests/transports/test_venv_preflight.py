@@ -18,8 +18,9 @@ from tests.sshd_helpers import Sshd, running_sshd
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sshd() -> Iterator[Sshd]:
+    """One OpenSSH server for the module (each test its own job and work directories)."""
     with running_sshd(1, "127.79") as server:
         yield server
 
