@@ -11,9 +11,10 @@ from rollgate.core.executor import CommandResult, Executor, TransportError
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods import method
 from rollgate.core.plan import render_action
-from rollgate.core.recipes import RecipeError
+from rollgate.core.recipes import RecipeError, load_recipe
 from rollgate.core.releases import release_for_major
 from rollgate.core.roles import ROLES
+from rollgate.core.transports.remote_job import DEFAULT_JOB_ROOT, wrapper_command
 
 STATUS_SERVICES = ("keystone", "glance", "placement", "nova", "neutron", "cinder")
 # A probe's exit status for "cannot answer yet": what it runs is installed later (the
@@ -42,6 +43,33 @@ async def run_probe(
     return result, lines
 
 
+def job_root(inv: Inventory) -> str:
+    """Where steps' job directories live on the nodes (the recipe variable job_dir)."""
+    variables = {
+        **load_recipe(inv.method).variables,
+        **(inv.spec.recipe.variables if inv.spec.recipe else {}),
+    }
+    return str(variables.get("job_dir") or DEFAULT_JOB_ROOT)
+
+
+async def check_job_dir(executor: Executor, inv: Inventory, node: Node) -> Finding:
+    """The node's job directory is the login's own and nobody else may write to it (or it is
+    not there yet, and the first step makes it so)."""
+    root = job_root(inv)
+    try:
+        result, lines = await run_probe(executor, node, wrapper_command("check", root), 30)
+    except TransportError as exc:
+        return Finding(node.name, "job directory", False, str(exc).split(": ", 1)[-1])
+    said = lines[-1].strip() if lines else ""
+    if result.exit_status == 0 and said in ("ok", "absent"):
+        where = root.replace("%u", "<uid>")
+        text = f"{where}: the login's own" if said == "ok" else f"{where}: made by the first step"
+        return Finding(node.name, "job directory", True, text)
+    return Finding(
+        node.name, "job directory", False, said.removeprefix("rollgate-job: ") or "unusable"
+    )
+
+
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
     out: list[Finding] = []
     try:
@@ -67,6 +95,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
                 "sudo for the upgrade commands or set become: false",
             )
         )
+    out.append(await check_job_dir(executor, inv, node))
     unprobed = []
     mapping = method(inv.method)
     for role in node.roles:

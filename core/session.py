@@ -27,6 +27,7 @@ from rollgate.core.inventory import Inventory, load_inventory
 from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
 from rollgate.core.notify import Notifier
 from rollgate.core.plan import Plan, build_plan
+from rollgate.core.preflight import job_root
 from rollgate.core.recipes import load_recipe
 from rollgate.core.runs import (
     RunLock,
@@ -39,7 +40,6 @@ from rollgate.core.runs import (
     write_private,
 )
 from rollgate.core.secrets import resolve as resolve_secrets
-from rollgate.core.transports.remote_job import DEFAULT_JOB_ROOT
 from rollgate.core.window import Window
 from rollgate.core.window import resolve as resolve_window
 from rollgate.core.words import RUN_FINAL
@@ -332,7 +332,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     auto_approve=options.auto_approve,
                     secrets=secrets,
                     dry_run=options.dry_run,
-                    job_root=variables.get("job_dir") or DEFAULT_JOB_ROOT,
+                    job_root=job_root(inventory),
                     keep_jobs=variables.get("keep_jobs", "no") == "yes",
                     backup_root=journal_path.parent / "backups",  # pull_backups: "yes"
                     window=window,

@@ -1,10 +1,16 @@
 """A step on a node is a durable job: a small POSIX-sh wrapper, sent with each command, starts
 it in its own session and keeps its pid, exit status and output in a job directory on the node.
 
-The contract (docs/remote-jobs.md): `sh -c WRAPPER rollgate-job VERB JOBDIR [ARGS]` with
+The contract (docs/remote-jobs.md): `sh -c WRAPPER rollgate-job VERB JOBDIR [ARGS]`, JOBDIR
+being ROOT/RUN/JOB (ROOT/RUN for clean, ROOT for check). `%u` in it is the login's uid, so
+each login has its own ROOT; the wrapper uses a ROOT only when it is a directory of that login
+that nobody else can write to (it makes a missing one 0700), and refuses any other (exit 93).
+  check               ROOT as the verbs would find it: prints `ok` (the login's own, private)
+                      or `absent` (it will be made), else says why it is refused (exit 93)
   start CMD           mkdir JOBDIR (atomic); if new, start CMD under setsid with output to
                       JOBDIR/stdout and JOBDIR/stderr and its status to JOBDIR/status when it
                       ends; prints `started`, or `attached` when the job existed already
+                      (the login's own directory; anything else it could not make: exit 97)
   attach OUT ERR      stream stdout from byte OUT and stderr from byte ERR until the job ends
   status              prints `exit N`, `running`, `lost` (no status and no process: the node
                       rebooted or the job was killed) or `unknown` (no such job directory)
@@ -23,12 +29,37 @@ import hashlib
 import re
 import shlex
 
-DEFAULT_JOB_ROOT = "/var/tmp/rollgate-jobs"
+# each login its own job directory: %u is the login's uid, filled in on the node
+DEFAULT_JOB_ROOT = "/var/tmp/rollgate-jobs-%u"
 KILL_GRACE = 5  # seconds between TERM and KILL
+REFUSED = 93  # the wrapper's exit status when the job directory is not the login's own
 
 WRAPPER = r"""
 set -u
-verb=$1; d=$2; shift 2
+verb=$1; shift
+me=$(id -u)
+d=$(printf '%s\n' "$1" | sed "s/%u/$me/g"); shift
+refuse() { echo "rollgate-job: $1" >&2; exit 93; }
+own() {  # $1, a job root: the login's own directory, writable by nobody else; made if missing
+  if [ ! -e "$1" ] && [ ! -L "$1" ]; then
+    [ "${2:-}" = look ] && { echo absent; exit 0; }
+    (umask 077; mkdir -p -- "$1") 2>/dev/null || refuse "cannot make the job directory $1"
+  fi
+  [ -d "$1" ] && [ ! -L "$1" ] || refuse "the job directory $1 is not a directory"
+  set -- "$1" $(ls -ldn -- "$1")
+  [ "$4" = "$me" ] || refuse "the job directory $1 belongs to uid $4, not to this login \
+(uid $me): Rollgate refuses it; give job_dir a place of this login's own (the default, \
+/var/tmp/rollgate-jobs-%u, is one per login)"
+  case $2 in d????-??-*) ;; *)
+    refuse "the job directory $1 may be written by others ($2): Rollgate refuses it; \
+chmod 0700 $1" ;;
+  esac
+}
+case $verb in
+  check) own "$d" look; echo ok; exit 0 ;;
+  clean) own "${d%/*}" ;;
+  *) own "${d%/*/*}" ;;
+esac
 pid_of() { cat "$d/pid" 2>/dev/null; }
 group_alive() {
   ps -e -o pgid= -o stat= 2>/dev/null \
@@ -58,8 +89,10 @@ start)
     while [ ! -s "$d/pid" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
     [ -s "$d/pid" ] || { echo "rollgate-job: the job did not start" >&2; exit 98; }
     echo started
-  else
+  elif [ -d "$d" ] && [ ! -L "$d" ] && [ -O "$d" ]; then
     echo attached
+  else
+    echo "rollgate-job: cannot make the job directory $d" >&2; exit 97
   fi ;;
 attach)
   [ -d "$d" ] || { echo "rollgate-job: no job $d on this node" >&2; exit 96; }

@@ -21,7 +21,7 @@ from rollgate.core.executor import (
     within,
 )
 from rollgate.core.inventory import Node
-from rollgate.core.transports.remote_job import KILL_GRACE, wrapper_command
+from rollgate.core.transports.remote_job import KILL_GRACE, REFUSED, wrapper_command
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
@@ -310,7 +310,12 @@ class SshExecutor:
                 await within(
                     self._attach(node, job, on_output), max(0.0, deadline - loop.time()), stop
                 )
-                _, said, _ = await self._exec(node, wrapper_command("status", job, become=become))
+                code, said, err = await self._exec(
+                    node, wrapper_command("status", job, become=become)
+                )
+                if code == REFUSED:
+                    self._forget(job)
+                    return CommandResult(None, error=err.strip())
                 word = said.strip()
                 if word.startswith("exit "):
                     self._forget(job)
@@ -426,7 +431,11 @@ class SshExecutor:
     ) -> CommandResult | None:
         """Re-attach to a job a previous driver started: its result once it ends, or None
         when the node cannot tell (no such job, or it ended without an exit status)."""
-        _, said, _ = await self._exec(node, wrapper_command("status", job, become=node.ssh.become))
+        code, said, err = await self._exec(
+            node, wrapper_command("status", job, become=node.ssh.become)
+        )
+        if code == REFUSED:  # the job directory is not this login's own: nothing to follow
+            raise TransportError(node.name, err.strip(), retryable=False)
         if said.strip() in ("unknown", "lost"):
             return None
         self._offsets[job] = [0, 0]  # the output is replayed whole into the journal

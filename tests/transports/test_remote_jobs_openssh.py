@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from rollgate.core import events as ev
+from rollgate.core.executor import TransportError
 from rollgate.core.inventory import Node, load_inventory
 from rollgate.core.journal import read_journal
 from rollgate.core.transports.ssh import SshExecutor
@@ -91,7 +93,7 @@ async def test_a_timed_out_step_leaves_nothing_running_and_says_terminated(
             f"sleep 1000 # {token}",
             on_output=lambda *a: None,
             timeout=1.5,
-            job=f"{jobs}/sleep-1",
+            job=f"{jobs}/t/sleep-1",
         )
         assert result.timed_out and result.terminated is True, result
         assert result.error == (
@@ -99,12 +101,13 @@ async def test_a_timed_out_step_leaves_nothing_running_and_says_terminated(
         )
         assert processes_with(token) == []
         # the job's directory is private to the login that ran it
-        mode = os.stat(f"{jobs}/sleep-1").st_mode & 0o777
-        assert mode == 0o700
+        mode = os.stat(f"{jobs}/t/sleep-1").st_mode & 0o777
+        assert mode == 0o700 and os.stat(jobs).st_mode & 0o777 == 0o700
     finally:
-        await ssh.clean_jobs(jobs)
+        await ssh.clean_jobs(f"{jobs}/t")
         await ssh.close()
-    assert not Path(jobs).exists()
+    assert not Path(f"{jobs}/t").exists()
+    shutil.rmtree(jobs)
 
 
 def driver(work: Path, inventory: Path, *args: str) -> subprocess.Popen[str]:
@@ -243,7 +246,7 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
         running = asyncio.ensure_future(
             ssh.run(
                 node, f"sleep 1000 # {token}", on_output=lambda *a: None, timeout=60,
-                job=f"{jobs}/abort-1", stop=stop,
+                job=f"{jobs}/t/abort-1", stop=stop,
             )
         )  # fmt: skip
         for _ in range(200):
@@ -265,8 +268,9 @@ async def test_an_abort_kills_the_job_and_checks_it_is_gone(sshd: Sshd) -> None:
             await asyncio.sleep(0.02)
         assert processes_with(token) == []
     finally:
-        await ssh.clean_jobs(jobs)
+        await ssh.clean_jobs(f"{jobs}/t")
         await ssh.close()
+        shutil.rmtree(jobs, ignore_errors=True)
 
 
 async def test_a_cancelled_step_kills_its_job_and_the_cancellation_goes_on(sshd: Sshd) -> None:
@@ -280,7 +284,7 @@ async def test_a_cancelled_step_kills_its_job_and_the_cancellation_goes_on(sshd:
         running = asyncio.ensure_future(
             ssh.run(
                 node, f"sleep 1000 # {token}", on_output=lambda *a: None, timeout=60,
-                job=f"{jobs}/cancel-1",
+                job=f"{jobs}/t/cancel-1",
             )
         )  # fmt: skip
         for _ in range(200):
@@ -297,8 +301,9 @@ async def test_a_cancelled_step_kills_its_job_and_the_cancellation_goes_on(sshd:
             await asyncio.sleep(0.02)
         assert processes_with(token) == []
     finally:
-        await ssh.clean_jobs(jobs)
+        await ssh.clean_jobs(f"{jobs}/t")
         await ssh.close()
+        shutil.rmtree(jobs, ignore_errors=True)
 
 
 async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
@@ -307,7 +312,7 @@ async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
 
     node = node_for(sshd, "root", False)
     token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
-    job = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}/race-1"
+    job = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}/t/race-1"
     ssh = SshExecutor()
     try:
         assert (await ssh._exec(node, wrapper_command("kill", job, 1)))[1].strip() == "terminated"
@@ -317,3 +322,89 @@ async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
     finally:
         await ssh.clean_jobs(job.rsplit("/", 1)[0])
         await ssh.close()
+        shutil.rmtree(job.rsplit("/", 2)[0], ignore_errors=True)
+
+
+OTHER = "rollgate-other"
+
+
+async def test_a_job_directory_another_login_made_is_refused_and_its_fake_job_never_counts(
+    sshd: Sshd,
+) -> None:
+    """Another local user takes a job directory first and leaves a job in it that 'ended'
+    with exit 0: Rollgate neither follows nor starts anything there, and says why."""
+    other = login_user(OTHER, sudo=False)
+    root = Path(f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}")
+    fake = root / "run" / "step-1"
+    for where in (root, root.parent / root.name / "run", fake):
+        where.mkdir(mode=0o777, exist_ok=True)
+        where.chmod(0o777)
+    (fake / "status").write_text("0\n")
+    (fake / "stdout").write_text("upgraded, honestly\n")
+    for where in (root, fake.parent, fake, fake / "status", fake / "stdout"):
+        shutil.chown(where, other, other)
+    node = node_for(sshd, "root", False)
+    token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
+    ssh = SshExecutor()
+    said: list[str] = []
+    try:
+        result = await ssh.run(
+            node, f"echo ran # {token}", on_output=lambda s, x: said.append(x), timeout=30,
+            job=str(fake),
+        )  # fmt: skip
+        try:
+            await ssh.follow(node, str(fake), on_output=lambda *a: None, timeout=30)
+            refused = ""
+        except TransportError as exc:  # nothing to follow there: the node says why
+            refused = str(exc)
+    finally:
+        await ssh.close()
+        shutil.rmtree(root, ignore_errors=True)
+    assert result.exit_status is None and "upgraded, honestly" not in said
+    assert f"the job directory {root} belongs to uid" in (result.error or "")
+    assert "belongs to uid" in refused
+    assert processes_with(token) == []
+
+
+async def test_a_non_root_login_works_on_a_node_where_root_ran_jobs_before(sshd: Sshd) -> None:
+    """The default job directory is one per login (%u: the login's uid)."""
+    base = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}"
+    pattern = f"{base}-%u"
+    user = login_user(sudo=False)
+    results = []
+    for login in ("root", user):  # root first, then the other login, each its own driver
+        ssh = SshExecutor()
+        try:
+            node = node_for(sshd, login, False)
+            job = f"{pattern}/run/step-1"
+            results.append(
+                await ssh.run(node, "true", on_output=lambda *a: None, timeout=30, job=job)
+            )
+        finally:
+            await ssh.close()
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    try:
+        assert [r.exit_status for r in results] == [0, 0], results
+        assert os.stat(f"{base}-0").st_uid == 0 and os.stat(f"{base}-{uid}").st_uid == uid
+        assert os.stat(f"{base}-{uid}").st_mode & 0o777 == 0o700
+    finally:
+        for where in (f"{base}-0", f"{base}-{uid}"):
+            shutil.rmtree(where, ignore_errors=True)
+
+
+def test_check_reports_a_job_directory_others_may_write_to(sshd: Sshd, tmp_path: Path) -> None:
+    shared = tmp_path / "jobs"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    inventory = inventory_file(sshd, "root", False, tmp_path, tmp_path / "n")
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "400"}
+    out = subprocess.run([sys.executable, "-P", "-m", "rollgate", "check", str(inventory)],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"the job directory {shared} may be written by others" in out.stdout
+    shared.chmod(0o700)
+    again = subprocess.run([sys.executable, "-P", "-m", "rollgate", "check", str(inventory)],
+                           env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "job directory" not in again.stdout, again.stdout  # fine now: not among the problems
