@@ -32,6 +32,7 @@ from rollgate.core import events as ev
 from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
+from rollgate.core.executor import within
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
 
 SOCKET_NAME = "control.sock"
@@ -108,15 +109,34 @@ def _parse(line: bytes) -> dict[str, Any]:
     return request
 
 
-class ControlServer:
-    """Serves one engine on `<run dir>/control.sock` (0600, or 0660 for `group`)."""
+MAX_CONNECTIONS = 256  # open at once; more are answered "busy" and closed
+REQUEST_TIMEOUT = 10.0  # seconds a new connection has to send its request line
 
-    def __init__(self, engine: Engine, header: dict[str, Any], path: Path, group: str = ""):
+
+class ControlServer:
+    """Serves one engine on `<run dir>/control.sock` (0600, or 0660 for `group`). At most
+    `max_connections` are open at once and each must send its request within
+    `request_timeout`, so idle or piled-up connections never take what the run needs."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        header: dict[str, Any],
+        path: Path,
+        group: str = "",
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT,
+    ):
         self.engine = engine
         self.header = header
         self.path = path
         self.group = group
+        self.max_connections = max_connections
+        self.request_timeout = request_timeout
         self.attached: dict[int, str] = {}  # connection -> who follows the events
+        self.open = 0  # connections being served
+        self._refusing = False  # saying "busy" (logged once per burst)
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -145,11 +165,37 @@ class ControlServer:
             self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= self.max_connections:
+            await self._busy(writer)
+            return
+        self._refusing = False
+        self.open += 1
+        try:
+            await self._request(reader, writer)
+        finally:
+            self.open -= 1
+
+    async def _busy(self, writer: asyncio.StreamWriter) -> None:
+        if not self._refusing:
+            self._refusing = True
+            log.warning("control socket: %d connections open, refusing more", self.open)
+        with contextlib.suppress(Exception):
+            writer.write(
+                b'{"ok": false, "error": "busy: too many connections to this engine; try again"}\n'
+            )
+            writer.close()
+
+    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         login = peer_login(writer)
         op = "?"
         try:
             try:
-                request = _parse(await reader.readline())
+                request = _parse(await within(reader.readline(), self.request_timeout, None))
+            except TimeoutError:
+                log.info("control socket: no request from %s within %gs", login,
+                         self.request_timeout)  # fmt: skip
+                await self._reply(writer, {"ok": False, "error": "no request in time"})
+                return
             except (BadRequest, ValueError, asyncio.LimitOverrunError) as exc:
                 why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                 log.warning("control socket: malformed request from %s: %s", login, why)
