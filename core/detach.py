@@ -143,9 +143,19 @@ def check_can_start(
         import grp
 
         try:
-            grp.getgrnam(group)
+            gid = grp.getgrnam(group).gr_gid
         except KeyError:
             raise UserError(f"--control-group {group!r}: no such group on this machine") from None
+        from rollgate.core.runs import unreachable_by_group
+
+        home = state_home()
+        blocked = unreachable_by_group(home.parent, gid)  # Rollgate opens what it makes itself
+        if blocked is not None:
+            raise UserError(
+                f"--control-group {group}: its members cannot pass through {blocked}; set "
+                "ROLLGATE_STATE_DIR to a place they can reach (every directory above it "
+                "passable by them)"
+            )
     inventory = load_inventory(inventory_path)
     if driver_alive(inventory.cloud):
         raise UserError(

@@ -62,6 +62,43 @@ def write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
+def unreachable_by_group(path: Path, gid: int) -> Path | None:
+    """The first directory on the way to `path` (itself included, where it exists) that a
+    member of group `gid` may not pass through, or None."""
+    for place in [*reversed(path.parents), path]:
+        try:
+            found = os.stat(place)
+        except FileNotFoundError:
+            return None  # made later, by Rollgate, with what the group needs
+        mode = found.st_mode
+        if not (mode & stat.S_IXOTH or (found.st_gid == gid and mode & stat.S_IXGRP)):
+            return place
+    return None
+
+
+def share_with_group(run_dir: Path, group: str) -> None:
+    """Let the members of `group` reach a run's control socket: the run's directory becomes
+    theirs to pass through (0710, group `group`), and the state directory and its runs/
+    passable by anyone (0711: their contents cannot be listed). Nothing can be read: the
+    journal and every other file stay 0600. Refused, saying where, when a directory above it
+    keeps the group out."""
+    import grp
+
+    gid = grp.getgrnam(group).gr_gid
+    for place in (run_dir.parent.parent, run_dir.parent):
+        if os.stat(place).st_uid == os.geteuid():
+            place.chmod(stat.S_IMODE(os.stat(place).st_mode) | 0o011)
+    os.chown(run_dir, -1, gid)
+    run_dir.chmod(0o710)
+    blocked = unreachable_by_group(run_dir, gid)
+    if blocked is not None:
+        raise UserError(
+            f"--control-group {group}: its members cannot pass through {blocked} (mode "
+            f"{stat.S_IMODE(os.stat(blocked).st_mode):04o}); set ROLLGATE_STATE_DIR to a "
+            "place they can reach (every directory above it passable by them)"
+        )
+
+
 def state_home() -> Path:
     from platformdirs import user_state_dir
 

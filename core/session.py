@@ -37,6 +37,7 @@ from rollgate.core.runs import (
     private_dir,
     resolve_journal,
     runs_dir,
+    share_with_group,
     write_private,
 )
 from rollgate.core.secrets import resolve as resolve_secrets
@@ -59,6 +60,7 @@ class RunOptions:
     lab_read_only: bool = False  # check: the lab's world as a new run finds it, never saved
     outside_window: bool = False  # --outside-window: the operator starts outside it knowingly
     refuse_outside_window: bool = False  # headless: outside the window is a usage error
+    control_group: str = ""  # --control-group: the run's socket is reachable by this group
 
 
 @dataclass
@@ -245,6 +247,8 @@ def _prepare(
         try:
             make_dirs(journal_path.parent)
             private_dir(run_dir)
+            if options.control_group:
+                share_with_group(run_dir, options.control_group)
         except OSError as exc:
             raise UserError(
                 f"cannot make {exc.filename or run_dir}: {exc.strerror}; check the state "

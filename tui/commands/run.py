@@ -160,6 +160,7 @@ def run(
         insecure=insecure,
         outside_window=outside_window,
         refuse_outside_window=headless and engine_process is None,
+        control_group=control_group,
     )
 
     from rollgate.tui.gc_policy import tuned_gc
