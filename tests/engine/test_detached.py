@@ -9,10 +9,12 @@ import functools
 import json
 import os
 import pty
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -244,12 +246,18 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
 
 
 def test_a_control_group_opens_the_socket_to_a_team(tmp_path: Path) -> None:
+    """(A member of the group attaching and deciding: tests/engine/test_control_group.py.)"""
     import grp
 
     group = grp.getgrgid(os.getgid()).gr_name
     bad = rollgate(tmp_path, "run", str(SMALL), "--detach", "--control-group", "no-such-grp")
     assert bad.returncode == 2 and "no such group" in bad.stderr
-    run_id = start(tmp_path, "--control-group", group)
-    info = os.stat(control_socket(tmp_path / "runs" / run_id))
-    assert (info.st_mode & 0o777) == 0o660 and info.st_gid == os.getgid()
-    rollgate(tmp_path, "abort", run_id, "--comment", "test over")
+    shared = Path(tempfile.mkdtemp(prefix="rollgate-team-", dir="/tmp"))  # the team can reach it
+    shared.chmod(0o711)
+    try:
+        run_id = start(shared, "--control-group", group)
+        info = os.stat(control_socket(shared / "runs" / run_id))
+        assert (info.st_mode & 0o777) == 0o660 and info.st_gid == os.getgid()
+        rollgate(shared, "abort", run_id, "--comment", "test over")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
