@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rollgate.core import cloud_checks as checks
 from rollgate.core.executor import (
     LEFT_AS_FOUND,
     CommandResult,
@@ -25,6 +26,14 @@ from rollgate.core.inventory import Site
 
 API_TIMEOUT = 60.0  # seconds per API call, unless the inventory says (openstack.timeout)
 API_WORKERS = 8  # API calls at once: their own threads, never the loop's default executor
+# answers that say the service is not there right now (restarting, behind a proxy): the step
+# asks again with backoff (policy.transport_retries) instead of failing
+UNAVAILABLE = (502, 503, 504)
+# the API a cloud action calls, for saying which one did not answer
+ACTION_SERVICE = {
+    "wait-agents-up": "network",
+    "verify-cloud": "identity",
+}
 
 
 class CloudAdapter:
@@ -36,7 +45,9 @@ class CloudAdapter:
         # holds up the journal's fsync (which uses the default executor)
         self._pool = ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="rollgate-api")
 
-    async def _in_pool(self, site: Site, what: str, call: Any, *args: Any) -> Any:
+    async def _in_pool(
+        self, site: Site, what: str, call: Any, *args: Any, service_type: str = "identity"
+    ) -> Any:
         """Run a blocking API call in the pool, bounded by the site's API timeout."""
         limit = site.openstack.timeout or API_TIMEOUT
         loop = asyncio.get_running_loop()
@@ -47,14 +58,28 @@ class CloudAdapter:
         except TimeoutError:
             raise TransportError(
                 site.name,
-                f"the API of {site.region} ({self._endpoint(site)}) did not answer {what} "
-                f"within {limit:g}s; check it, or raise openstack.timeout in the inventory",
+                f"the {service_type} API of {site.region} ({self._endpoint(site, service_type)})"
+                f" did not answer {what} within {limit:g}s; check it, or raise "
+                "openstack.timeout in the inventory",
             ) from None
 
-    def _endpoint(self, site: Site) -> str:
+    def _endpoint(self, site: Site, service_type: str = "identity") -> str:
+        """The URL of the service whose call hung (the catalog's; keystone's for identity)."""
         conn = self._connections.get(site.name)
-        try:
-            return str(conn.config.get_auth_args().get("auth_url")) if conn else "not connected"
+        if conn is None:
+            return "not connected"
+        try:  # never a call: this runs on the event loop, after the API did not answer
+            auth_url = str(conn.config.get_auth_args().get("auth_url"))
+            cached = getattr(conn.session.auth, "auth_ref", None)
+            if service_type == "identity" or cached is None:
+                return auth_url
+            return str(
+                cached.service_catalog.url_for(
+                    service_type=service_type,
+                    region_name=site.region,
+                    interface=conn.config.get_interface() or "public",
+                )
+            )
         except Exception:
             return "its endpoint"
 
@@ -100,17 +125,16 @@ class CloudAdapter:
         try:
             conn = self._connection(site)
             compute = conn.compute
-            if action == "verify-compute-api":
-                data = compute.get_endpoint_data()
-                low, high = data.min_microversion, data.max_microversion
-                if not high:
-                    return CommandResult(1, error=f"{site.region}: no compute microversions")
-                out(
-                    "info",
-                    f"compute API of {site.region}: microversions "
-                    f"{'.'.join(map(str, low or ()))} to {'.'.join(map(str, high))}",
-                )
-                return CommandResult(0)
+            if action == "verify-compute-api":  # a plan made before verify-api
+                args = {"service_type": "compute", **args}
+                action = "verify-api"
+            if action in ("wait-api-up", "verify-api"):
+                return checks.wait_api_up(conn, site.region, args, out, timeout, self.poll_interval)
+            if action == "wait-service-up":
+                return checks.wait_service_up(conn, args, out, timeout, self.poll_interval)
+            if action == "verify-cloud":
+                interface = conn.config.get_interface() or "public"
+                return checks.verify_cloud(conn, site.region, interface, args, out)
             if action == "wait-agents-up":
                 return self._agents_up(conn, args, out, timeout)
             host, binary = args["host"], args.get("binary", "nova-compute")
@@ -188,8 +212,16 @@ class CloudAdapter:
                 )
             return CommandResult(1, error=f"unknown cloud action {action!r}")
         except os_exc.HttpException as exc:
+            if exc.status_code in UNAVAILABLE:  # a service (re)starting: asked again
+                raise TransportError(
+                    site.name, f"{site.region}: {exc.status_code} {exc.message}"[:300]
+                ) from None
             return CommandResult(1, error=f"{site.region}: {exc.status_code} {exc.message}"[:300])
         except ks_exc.HttpError as exc:  # the API answered, with an error (auth, 5xx)
+            if exc.http_status in UNAVAILABLE:
+                raise TransportError(
+                    site.name, f"{site.region}: {exc.http_status} {exc.message}"[:300]
+                ) from None
             return CommandResult(1, error=f"{site.region}: {exc.http_status} {exc.message}"[:300])
         except (os_exc.SDKException, ks_exc.ClientException, OSError) as exc:
             raise TransportError(
@@ -252,6 +284,14 @@ class CloudAdapter:
             hosts.setdefault(agent.host, {})[agent.binary] = f"{state}/{admin}"
         return hosts
 
+    def _health(self, site: Site) -> dict[str, str | None]:
+        conn = self._connection(site)
+        return checks.health(conn, site.region, conn.config.get_interface() or "public")
+
+    async def health(self, site: Site) -> dict[str, str | None]:
+        """What answers at the site now (core/cloud_checks.py health), for the watch."""
+        return await self._in_pool(site, "the watch's probes", self._health, site)
+
     async def status(self, site: Site) -> dict[str, dict[str, str]]:
         """Service and agent states per host at a site: {host: {binary: "up/enabled"}}."""
         return await self._in_pool(site, "the service list", self._status, site)
@@ -273,14 +313,29 @@ class CloudAdapter:
 
         # a call that waits (wait-compute-up) may take the step's timeout; others the API's
         limit_site = site
-        if action in ("wait-compute-up", "wait-agents-up"):
+        if action in checks.HEARTBEAT_WAITS:
             limit_site = dataclasses.replace(
                 site,
                 openstack=dataclasses.replace(
                     site.openstack, timeout=timeout + (site.openstack.timeout or API_TIMEOUT)
                 ),
             )
-        call = self._in_pool(limit_site, action, self._call, site, action, args, out, timeout)
+        service_type = str(
+            args.get("service_type")
+            or ACTION_SERVICE.get(action)
+            or ("block-storage" if str(args.get("binary", "")).startswith("cinder-") else "compute")
+        )
+        call = self._in_pool(
+            limit_site,
+            action,
+            self._call,
+            site,
+            action,
+            args,
+            out,
+            timeout,
+            service_type=service_type,
+        )
         try:
             return await within(call, None, stop)
         except Stopped:  # the thread finishes its call on its own; nothing waits for it

@@ -33,6 +33,7 @@ from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import within
+from rollgate.core.problems import problem_records
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
 
 SOCKET_NAME = "control.sock"
@@ -83,10 +84,12 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
         "estimate": {"seconds_left": round(left, 1) if left is not None else None},
         "attached": attached,
         "driver": f"{state.operator}@{state.host}" if state.host else state.operator,
+        "problems": problem_records(engine.plan, state, limit=PROBLEMS_SHOWN),
     }
 
 
 OPS = ("events", "send", "header", "status")
+PROBLEMS_SHOWN = 200  # problem records a status carries (the report has them all)
 
 
 def _parse(line: bytes) -> dict[str, Any]:

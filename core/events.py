@@ -292,15 +292,36 @@ class StepFinished(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class NodeStatus(Event):
-    """What is known about a node: reachability, installed version, service states."""
+    """What is known about a node: reachability, versions installed and running, service
+    states."""
 
     node: str
     reachable: bool | None = None
-    version: str | None = None
+    version: str | None = None  # what its running program runs (read from the process)
     version_before: str | None = None  # as found before its packages moved
-    package: str | None = None  # the package `version` / `version_before` are of
+    installed: str | None = None  # what the install put on disk (not yet what runs)
+    package: str | None = None  # the package these versions are of
     disabled: bool | None = None
     services: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceDown(Event):
+    """A service a finished phase moved stopped answering (the watch, core/engine/watch.py):
+    its API, or a service record or agent the API lists."""
+
+    site: str
+    what: str  # "the image API" / "nova-compute on cmp3"
+    detail: str  # what the probe got (503 Service Unavailable, down)
+    phase: str  # the phase that moved it
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceUp(Event):
+    """A service the watch saw stop answers again."""
+
+    site: str
+    what: str
 
 
 @dataclass(frozen=True, kw_only=True)

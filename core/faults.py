@@ -13,6 +13,9 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   conffile:NODE:PACKAGE         an operator edited a conffile PACKAGE ships on NODE
   target-blocker:SERVICE        SERVICE-status upgrade check fails, with the target's code only
   unpinned:NODE                 NODE's nova.conf has no [upgrade_levels] compute (Ubuntu's default)
+  stale-restart:NODE:UNIT       restarting UNIT exits 0 but leaves its old process running
+  dies-after:NODE:UNIT:SECONDS  UNIT's next start dies SECONDS (lab seconds) later
+  schema-noop:SERVICE           SERVICE's schema tools exit 0 as if they migrated, moving nothing
 """
 
 from __future__ import annotations
@@ -44,12 +47,28 @@ class Faults:
     conffiles: set[tuple[str, str]] = field(default_factory=set)  # (node, package)
     blockers: set[str] = field(default_factory=set)  # services whose target check fails
     no_pin: set[str] = field(default_factory=set)  # nodes whose nova.conf has no RPC pin
+    stale: set[tuple[str, str]] = field(default_factory=set)  # (node, unit): restart is a no-op
+    dies: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, unit) -> seconds
+    schema_noop: set[str] = field(default_factory=set)  # services whose migrations move nothing
 
     def unpinned(self, node: str) -> bool:
         return node in self.no_pin or "*" in self.no_pin
 
     def target_blocker(self, service: str) -> bool:
         return service in self.blockers
+
+    def stale_restart(self, node: str, unit: str) -> bool:
+        return (node, unit) in self.stale or ("*", unit) in self.stale
+
+    def dies_after(self, node: str, unit: str) -> float | None:
+        """Seconds after its next start that the unit dies (once), or None."""
+        for key in ((node, unit), ("*", unit)):
+            if key in self.dies:
+                return self.dies.pop(key)
+        return None
+
+    def schema_moves(self, service: str) -> bool:
+        return service not in self.schema_noop
 
     def crashes(self, node: str, unit: str) -> bool:
         return (node, unit) in self.crash or ("*", unit) in self.crash
@@ -79,7 +98,8 @@ class Faults:
 
 KINDS = (
     "unreachable", "fail", "warn", "hang", "slow", "api-error", "cinder-pending", "crash",
-    "hold", "conffile", "target-blocker", "unpinned",
+    "hold", "conffile", "target-blocker", "unpinned", "stale-restart", "dies-after",
+    "schema-noop",
 )  # fmt: skip
 
 
@@ -126,6 +146,15 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 {"crash": faults.crash, "hold": faults.held, "conffile": faults.conffiles}[
                     kind
                 ].add(pair)
+            elif kind == "stale-restart" and len(parts) == 2 and parts[1]:
+                faults.stale.add((node_of(parts[0]), parts[1]))
+            elif kind == "dies-after" and len(parts) == 3 and parts[1]:
+                seconds = float(parts[2])
+                if not (math.isfinite(seconds) and 0 <= seconds <= 86400):
+                    raise ValueError
+                faults.dies[(node_of(parts[0]), parts[1])] = seconds
+            elif kind == "schema-noop" and len(parts) == 1 and parts[0]:
+                faults.schema_noop.add(parts[0])
             elif kind == "target-blocker" and len(parts) == 1 and parts[0]:
                 faults.blockers.add(parts[0])
             elif kind == "cinder-pending" and len(parts) == 1:

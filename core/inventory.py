@@ -170,6 +170,9 @@ class PolicySpec(StrictModel):
     # new process) before its check fails: nova-compute reports every 10 s and neutron agents
     # every 30 s by default, so one silent for five minutes is not coming back on its own
     heartbeat_timeout: float = Field(default=300, gt=0, le=7 * 86400)
+    # seconds after a restart before what runs is read: a WSGI app loads for seconds, and a
+    # process that dies in its first seconds must not be read as running
+    start_grace: float = Field(default=15, ge=0, le=3600)
     transport_retries: int = Field(default=3, ge=0, le=100)
     # how many nodes a host range, and the whole inventory, may expand to
     max_hosts: int = Field(default=MAX_HOSTS, ge=1, le=10_000_000)

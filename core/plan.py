@@ -3,7 +3,7 @@
 JSON schema (format "rollgate.plan/1"), stable for other tools:
   {format, cloud, method, upgrade: {from, to, skip_level}, inventory_digest, digest,
    policy: {gates, canary, batch_size, failure_budget, site_concurrency, step_timeout,
-            heartbeat_timeout, transport_retries},
+            heartbeat_timeout, start_grace, transport_retries},
    phases: [{id, tier, site, wave, title, gate, stages: [
        {id, title, kind, gate, steps: [
            {id, action, service, role, node, site, executor, command, args, exit_codes,
@@ -28,6 +28,14 @@ import orjson
 from rollgate.core import methods
 from rollgate.core.hostrange import compress
 from rollgate.core.inventory import Inventory, Node, Site
+from rollgate.core.plan_checks import (
+    after_restart,
+    running_version,
+    schema_version,
+    service_versions,
+    verify_api,
+    verify_phase,
+)
 from rollgate.core.recipes import Recipe, load_recipe, render, render_title
 from rollgate.core.releases import package_source
 from rollgate.core.roles import AGENT_ORDER, ROLES, TIERS
@@ -233,6 +241,7 @@ TIER_TITLES = {
     "compute": "Compute (placement, nova, neutron)",
     "block-storage": "Block Storage (cinder)",
     "dashboard": "Dashboard (horizon)",
+    "verify": "Verify (the whole cloud read back)",
 }
 
 
@@ -298,10 +307,18 @@ class PhaseBuilder:
             )
         )
 
-    def cloud(self, action: str, node: Node, role: str, title: str, **args: Any) -> Step:
+    def cloud(
+        self,
+        action: str,
+        node: Node,
+        role: str,
+        title: str,
+        qualifier: str | None = None,
+        **args: Any,
+    ) -> Step:
         return self._append(
             Step(
-                id=self._step_id(node, action, None),
+                id=self._step_id(node, action, qualifier),
                 action=action,
                 service=ROLES[role].service,
                 role=role,
@@ -384,7 +401,7 @@ class PhaseBuilder:
         if not self.stages:
             return None
         gate = None
-        if "phase" in self.ctx.gates:
+        if "phase" in self.ctx.gates and self.tier != "verify":  # reading back asks nothing
             gate = Gate(f"gate:{self.id}", "phase", f"start {title} at {self.site.name}?")
         return Phase(
             self.id,
@@ -494,6 +511,9 @@ def _control_role_stages(b: PhaseBuilder, roles: list[str], schema: Any) -> None
     """One stage per (role, node): install the new code with restarts blocked; on the first
     node, the target's own status check, then the schema; then restart the role's unit."""
     schema_done = False
+    jumped = (
+        bool(roles) and b.ctx.inventory.upgrade.skip_level and ROLES[roles[0]].service != "nova"
+    )
     for role in roles:
         for node in b.site.with_role(role):
             b.stage(f"{role}@{node.name}", f"{role} on {node.name}", "control")
@@ -516,9 +536,10 @@ def _control_role_stages(b: PhaseBuilder, roles: list[str], schema: Any) -> None
                 b.add("status-check", node, role)  # the target's checks, before anything moves
                 schema(node, role)
                 schema_done = True
-            unit = b.ctx.method.unit(role)
-            b.add("restart", node, role, unit=unit)
-            b.add("verify-running", node, role, unit=unit)
+            b.add("restart", node, role, unit=b.ctx.method.unit(role))
+            # in a skip-level jump the service's API is stopped until its own stage: its
+            # records are read after every restart (the refresh stage)
+            after_restart(b, node, [role], heartbeats=not jumped)
             if fence:
                 b.cloud(
                     "enable-service",
@@ -532,9 +553,18 @@ def _control_role_stages(b: PhaseBuilder, roles: list[str], schema: Any) -> None
 
 def _restart_everywhere(b: PhaseBuilder, roles: list[str], why: str) -> None:
     """A post stage restarting every unit of `roles` at the site, each unit once per node:
-    services that started while older ones ran cache the older version (the RPC pin)."""
+    services that started while older ones ran cache the older version (the RPC pin). Each
+    node's restarts are checked as any restart is (after_restart), a compute by a heartbeat
+    written after its restart."""
     b.stage(f"refresh-{ROLES[roles[0]].service}", why, "post")
-    _each_unit(b, b.site.nodes, roles, "restart")
+    for node in b.site.nodes:
+        present = [r for r in roles if node.has(r)]
+        if not present:
+            continue
+        _each_unit(b, [node], present, "restart")
+        after_restart(b, node, present)
+        if node.has("nova-compute"):
+            wait_compute_up(b, node)
 
 
 def _each_unit(b: PhaseBuilder, nodes: Sequence[Node], roles: list[str], action: str) -> None:
@@ -605,11 +635,17 @@ def _identity(b: PhaseBuilder) -> None:
     b.stage("pre", "back up and check keystone", "pre")
     _backup(b, k1, "keystone")
     b.add("doctor", k1, "keystone")
+
+    def schema(node: Node, role: str) -> None:
+        b.add("db-expand", node, role)
+        schema_version(b, node, role, expanded_only=True)
+
     _stop_for_jump(b, ["keystone"])
-    _control_role_stages(b, ["keystone"], lambda n, r: b.add("db-expand", n, r))
+    _control_role_stages(b, ["keystone"], schema)
     b.stage("post", "contract the keystone schema", "post")
     b.add("db-contract", k1, "keystone")
     b.add("db-check", k1, "keystone")
+    verify_api(b, "keystone")
 
 
 def _image(b: PhaseBuilder) -> None:
@@ -624,11 +660,14 @@ def _image(b: PhaseBuilder) -> None:
         b.add("db-check", node, role)  # with the new code: which schema step comes next
         b.add("db-expand", node, role)
         b.add("db-migrate", node, role)
+        schema_version(b, node, role, expanded_only=True)
 
     _stop_for_jump(b, ["glance-api"])
     _control_role_stages(b, ["glance-api"], schema)
     b.stage("post", "contract the glance schema", "post")
     b.add("db-contract", g1, "glance-api")
+    schema_version(b, g1, "glance-api")
+    verify_api(b, "glance-api")
 
 
 def _data_plane_host(b: PhaseBuilder, node: Node, reason: str) -> None:
@@ -646,6 +685,7 @@ def _data_plane_host(b: PhaseBuilder, node: Node, reason: str) -> None:
         b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
     if is_compute:
         b.add("restart", node, "nova-compute", unit=b.ctx.method.unit("nova-compute"))
+    running_version(b, node, [*agents, "nova-compute"], settle=True)
     if agents:
         agents_up(b, node, agents)
     if is_compute:
@@ -680,15 +720,8 @@ def compute_groups(
 
 
 def verify_compute_api(b: PhaseBuilder) -> None:
-    """The site's compute API answers with its new microversions (when it has one)."""
-    apis = b.site.with_role("nova-api")
-    if apis:
-        b.cloud(
-            "verify-compute-api",
-            apis[0],
-            "nova-api",
-            f"the compute API of {b.site.name} answers with its new microversions",
-        )
+    """The site's compute API answers, fresh, with the target's newest microversion."""
+    verify_api(b, "nova-api")
 
 
 def fence_compute(b: PhaseBuilder, node: Node, reason: str) -> None:
@@ -710,19 +743,24 @@ def compute_back(b: PhaseBuilder, node: Node) -> None:
     seconds after its restart, and enabling it first hung on the API for the RPC timeout
     (nova tells the compute of the change) while the scheduler could already pick a dead
     host."""
-    b.cloud(
-        "wait-compute-up",
-        node,
-        "nova-compute",
-        f"nova-compute on {node.name} reports again after its restart",
-        host=node.name,
-        binary="nova-compute",
-    )
+    wait_compute_up(b, node)
     b.cloud(
         "enable-compute",
         node,
         "nova-compute",
         f"enable nova-compute on {node.name}",
+        host=node.name,
+        binary="nova-compute",
+    )
+
+
+def wait_compute_up(b: PhaseBuilder, node: Node) -> None:
+    """The compute writes a heartbeat after its restart (the restarted process's own)."""
+    b.cloud(
+        "wait-compute-up",
+        node,
+        "nova-compute",
+        f"nova-compute on {node.name} reports again after its restart",
         host=node.name,
         binary="nova-compute",
     )
@@ -769,9 +807,9 @@ def _neutron(b: PhaseBuilder, servers: list[Node]) -> None:
         if index == 0:
             b.add("status-check", node, "neutron-server")
             b.add("db-expand", node, "neutron-server")
-        unit = b.ctx.method.unit("neutron-server")
-        b.add("restart", node, "neutron-server", unit=unit)
-        b.add("verify-running", node, "neutron-server", unit=unit)
+            schema_version(b, node, "neutron-server", expanded_only=True)
+        b.add("restart", node, "neutron-server", unit=b.ctx.method.unit("neutron-server"))
+        after_restart(b, node, ["neutron-server"])
     s1, unit = servers[0], b.ctx.method.unit("neutron-server")
     b.stage("neutron-offline-check", "pending neutron contract migrations?", "control")
     check = b.add(
@@ -793,10 +831,11 @@ def _neutron(b: PhaseBuilder, servers: list[Node]) -> None:
             b.add("stop", node, "neutron-server", args={"when": when}, unit=unit)
         b.stage("neutron-contract", "contract the neutron schema", "control")
         b.add("db-contract", s1, "neutron-server", args={"when": when})
+        schema_version(b, s1, "neutron-server", when=when)
         b.stage("neutron-start", "start every neutron-server again", "control")
         for node in servers:
             b.add("start", node, "neutron-server", args={"when": when}, unit=unit)
-            b.add("verify-running", node, "neutron-server", args={"when": when}, unit=unit)
+            after_restart(b, node, ["neutron-server"], when=when)
     for node in servers:
         agents = [a for a in AGENT_ORDER if node.has(a)]
         if not agents or node.has("nova-compute"):
@@ -805,7 +844,9 @@ def _neutron(b: PhaseBuilder, servers: list[Node]) -> None:
         b.upgrade_node(node, agents[0], only=agents)
         for agent in agents:
             b.add("restart", node, agent, unit=b.ctx.method.unit(agent))
+        running_version(b, node, agents, settle=True)
         agents_up(b, node, agents)
+    verify_api(b, "neutron-server")
 
 
 def _compute(b: PhaseBuilder) -> None:
@@ -817,9 +858,15 @@ def _compute(b: PhaseBuilder) -> None:
         _backup(b, p1, "placement-api")
         b.add("previous-migrations", p1, "placement-api")
         _stop_for_jump(b, ["placement-api"])
-        _control_role_stages(b, ["placement-api"], lambda n, r: b.add("db-sync", n, r))
+
+        def placement_schema(node: Node, role: str) -> None:
+            b.add("db-sync", node, role)
+            schema_version(b, node, role)
+
+        _control_role_stages(b, ["placement-api"], placement_schema)
         b.stage("placement-post", "placement online data migrations", "post")
         b.add("online-migrations", p1, "placement-api")
+        verify_api(b, "placement-api")
     controllers = [r for r in ("nova-conductor", "nova-scheduler", "nova-api") if site.with_role(r)]
     servers = site.with_role("neutron-server")
     if controllers or servers:
@@ -838,6 +885,7 @@ def _compute(b: PhaseBuilder) -> None:
     def nova_schema(node: Node, role: str) -> None:
         b.add("api-db-sync", node, role)
         b.add("db-sync", node, role)
+        schema_version(b, node, role)
 
     _control_role_stages(b, controllers, nova_schema)
     _stop_for_jump(b, ["neutron-server", *AGENT_ORDER])
@@ -867,6 +915,7 @@ def _compute(b: PhaseBuilder) -> None:
         b.stage("post", "nova online data migrations and checks", "post")
         b.add("online-migrations", n1, controllers[0])
         b.add("status-check", n1, controllers[0])
+        service_versions(b, n1, controllers[0])
         verify_compute_api(b)
 
 
@@ -882,14 +931,20 @@ def _block_storage(b: PhaseBuilder) -> None:
     b.stage("pre", "back up cinder; finish the previous release's migrations", "pre")
     _backup(b, c1, order[0])
     b.add("previous-migrations", c1, order[0])
+
+    def cinder_schema(node: Node, role: str) -> None:
+        b.add("db-sync", node, role)
+        schema_version(b, node, role)
+
     _stop_for_jump(b, order)
-    _control_role_stages(b, order, lambda n, r: b.add("db-sync", n, r))
+    _control_role_stages(b, order, cinder_schema)
     _restart_everywhere(
         b, order, "restart every cinder service: all run the new code (drops the RPC pin)"
     )
     b.stage("post", "cinder online data migrations and checks", "post")
     b.add("online-migrations", c1, order[0])
     b.add("status-check", c1, order[0])
+    verify_api(b, "cinder-api")
 
 
 def _dashboard(b: PhaseBuilder) -> None:
@@ -907,13 +962,15 @@ BUILDERS = {
     "compute": _compute,
     "block-storage": _block_storage,
     "dashboard": _dashboard,
+    "verify": verify_phase,
 }
 
 
 def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
     """Turn a validated inventory into the ordered, gated, deterministic upgrade plan."""
     ctx = PlanContext(inventory, recipe or load_recipe(inventory.method))
-    builders = ctx.method.builders or BUILDERS
+    # every method's plan ends with the whole cloud read back, unless it reads it its own way
+    builders = {"verify": verify_phase, **(ctx.method.builders or BUILDERS)}
     phases: list[Phase] = []
     for tier in TIERS:
         if tier not in builders:
@@ -946,6 +1003,7 @@ def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
             "site_concurrency": policy.site_concurrency,
             "step_timeout": policy.step_timeout,
             "heartbeat_timeout": policy.heartbeat_timeout,
+            "start_grace": policy.start_grace,
             "transport_retries": policy.transport_retries,
         },
         phases=tuple(phases),

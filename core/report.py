@@ -12,7 +12,14 @@ from rollgate.core.hostrange import compress
 from rollgate.core.plan import Plan
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, fold
-from rollgate.core.words import STEP_FAILED, phase_word, run_word
+from rollgate.core.words import (
+    RUN_COMPLETE,
+    RUN_DEVIATIONS,
+    STEP_DEVIATION,
+    STEP_FAILED,
+    phase_word,
+    run_word,
+)
 
 
 def redact(text: str) -> str:
@@ -33,7 +40,47 @@ def run_outcome(state: RunState) -> str:
     if state.status in _CONTROL_WORDS or state.error:
         return state.status
     word = run_word(s.status for s in state.steps.values())
+    if word == RUN_COMPLETE and state.outages:  # something stopped answering after its phase
+        return RUN_DEVIATIONS
     return "failed" if word == "incomplete" else word
+
+
+def outages(state: RunState) -> list[dict[str, Any]]:
+    """What stopped answering after its phase moved it, as the watch saw it: since, until
+    (None: not seen answering again) and for how long."""
+    return [
+        {
+            "site": o.site,
+            "what": o.what,
+            "detail": redact(o.detail),
+            "phase": o.phase,
+            "since": _iso(o.since),
+            "until": _iso(o.until),
+            "down_s": round(o.until - o.since, 1) if o.until is not None else None,
+        }
+        for o in state.outages
+    ]
+
+
+def verification_findings(plan: Plan, state: RunState) -> list[dict[str, Any]]:
+    """Each check that read the cloud not at the target (the step word `deviation`)."""
+    by_id = {step.id: step for step in plan.steps}
+    return [
+        {
+            "step": s.id,
+            "title": by_id[s.id].title if s.id in by_id else s.id,
+            "node": by_id[s.id].node if s.id in by_id else None,
+            "error": redact(s.error),
+            "last_output": [redact(line) for line in list(s.tail)[-5:]],
+        }
+        for s in state.steps.values()
+        if s.status == STEP_DEVIATION
+    ]
+
+
+def _outage_line(o: dict[str, Any]) -> str:
+    end = f"until {o['until']} ({o['down_s']} s)" if o["until"] else "and not seen answering since"
+    return f"{o['what']} at {o['site']} ({o['detail']}) down since {o['since']} {end}"
 
 
 def phase_outcome(state: RunState, phase_id: str, step_ids: list[str]) -> str:
@@ -81,23 +128,34 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
                 "why": why,
                 "skipped_steps": skipped,
                 "fenced": bool(node.disabled),
-                "version": node.version,
+                "version": node.version,  # what its program runs, read from the process
+                "installed": dict(node.installed),  # package -> what the install put there
             }
         )
     return out
 
 
 def version_changes(state: RunState) -> list[dict[str, Any]]:
-    """Each package's version on each node before the run moved it and after (as the run's
-    checks read them), grouped: [{package, before, after, nodes: [...]}], most nodes first."""
-    groups: dict[tuple[str, str, str], list[str]] = {}
+    """Each package's version on each node before the run moved it, what the install put on
+    disk, and what its running process runs (as the run's checks read them), grouped:
+    [{package, before, installed, after, nodes: [...]}], most nodes first. `after` is what
+    runs: "not read" when no check read it from the process."""
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
     for name, node in state.nodes.items():
-        for package, (before, after) in node.packages.items():
-            key = (package, before or "not read", after or "not read")
+        for package in {*node.packages, *node.installed}:
+            before, after = node.packages.get(package, (None, None))
+            installed = node.installed.get(package)
+            key = (package, before or "not read", installed or "not read", after or "not read")
             groups.setdefault(key, []).append(name)
     return [
-        {"package": package, "before": before, "after": after, "nodes": sorted(nodes)}
-        for (package, before, after), nodes in sorted(
+        {
+            "package": package,
+            "before": before,
+            "installed": installed,
+            "after": after,
+            "nodes": sorted(nodes),
+        }
+        for (package, before, installed, after), nodes in sorted(
             groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))
         )
     ]
@@ -114,11 +172,22 @@ def method_notes(plan: Plan, state: RunState) -> list[str]:
 
 
 def _version_lines(changes: list[dict[str, Any]]) -> list[str]:
-    return [
-        f"  {c['package']} on {compress(c['nodes'])}: {c['before']} -> {c['after']}"
-        + ("  (did not move)" if c["before"] == c["after"] else "")
-        for c in changes
-    ]
+    return [f"  {c['package']} on {compress(c['nodes'])}: {_moved(c)}" for c in changes]
+
+
+def _moved(change: dict[str, Any]) -> str:
+    """before -> what runs; what was installed when that differs (or was all that was read)."""
+    before, installed, after = change["before"], change["installed"], change["after"]
+    if after == "not read":
+        text = f"{before} -> {installed} installed, what runs not read"
+    elif not after[:1].isdigit():  # the probe's word: stale, not-running, unknown
+        text = f"{before} -> {installed} installed, but its process: {after}"
+    elif installed not in ("not read", after):
+        text = f"{before} -> {after} running ({installed} installed, not running)"
+    else:
+        text = f"{before} -> {after}"
+    moved = after if after != "not read" else installed
+    return text + ("  (did not move)" if before == moved and before != "not read" else "")
 
 
 def span_words(seconds: float) -> str:
@@ -185,9 +254,13 @@ def end_summary(
     deviations = deviation_line(state)
     if deviations:
         lines.append(deviations)
+    for found in verification_findings(plan, state):
+        lines.append(f"deviation: {found['title']} on {found['node']}: {found['error']}")
+    for outage in outages(state):
+        lines.append("outage: " + _outage_line(outage))
     changes = version_changes(state)
     if changes:
-        lines.append("versions before -> after:")
+        lines.append("versions before -> after (as the running processes report them):")
         lines += _version_lines(changes)
     lines += method_notes(plan, state)
     missing = not_upgraded(plan, state)
@@ -256,6 +329,8 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "outcome": run_outcome(state),
         "error": state.error,
         "not_upgraded": not_upgraded(plan, state),
+        "verification": verification_findings(plan, state),
+        "outages": outages(state),
         "versions": version_changes(state),
         "method_notes": method_notes(plan, state),
         "start": _iso(state.started),
@@ -375,7 +450,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += ["## Nodes not upgraded", ""]
     lines += [
         f"- **{n['node']}** ({n['site']}): {n['state']}"
-        + (f", version {n['version']}" if n.get("version") else "")
+        + (f", runs {n['version']}" if n.get("version") else "")
         + (", left disabled in the scheduler" if n["fenced"] else "")
         + "".join(f"\n    - {w}" for w in n["why"])
         + (
@@ -386,11 +461,19 @@ def to_markdown(r: dict[str, Any]) -> str:
         for n in missing
     ] or ["None: every node finished every step ok."]
     lines += ["", *r.get("method_notes", [])] if r.get("method_notes") else []
+    lines += ["", "## Final verification and outages", ""]
+    lines += [
+        f"- deviation: {f['title']} on {f['node']}: {f['error']}"
+        + "".join(f"\n    - `{o}`" for o in f["last_output"])
+        for f in r.get("verification", [])
+    ]
+    lines += [f"- outage: {_outage_line(o)}" for o in r.get("outages", [])]
+    if not r.get("verification") and not r.get("outages"):
+        lines.append("None: every check read the cloud at the target; nothing went down.")
     lines += ["", _window_line(r.get("window"))]
     lines += ["", "## Versions before and after", ""]
     lines += [
-        f"- {c['package']} on {compress(c['nodes'])} ({len(c['nodes'])} nodes): "
-        f"`{c['before']}` -> `{c['after']}`"
+        f"- {c['package']} on {compress(c['nodes'])} ({len(c['nodes'])} nodes): {_moved(c)}"
         for c in r.get("versions", [])
     ] or ["No version was read (a dry run, or a method without version checks)."]
     lines += [
@@ -537,12 +620,40 @@ def to_html(r: dict[str, Any]) -> str:
             ],
         )
     )
+    parts.append("<h2>Final verification: deviations</h2>")
+    parts.append(
+        _table(
+            ["check", "node", "what it read", "last output"],
+            [
+                [f["title"], f["node"], f["error"], " / ".join(f["last_output"])]
+                for f in r.get("verification", [])
+            ],
+        )
+    )
+    parts.append("<h2>Outages after a phase</h2>")
+    parts.append(
+        _table(
+            ["what", "site", "detail", "phase", "since", "until", "seconds down"],
+            [
+                [o["what"], o["site"], o["detail"], o["phase"], o["since"],
+                 o["until"] or "not seen answering again", o["down_s"]]
+                for o in r.get("outages", [])
+            ],
+        )
+    )  # fmt: skip
     parts.append("<h2>Versions before and after</h2>")
     parts.append(
         _table(
-            ["package", "nodes", "count", "before", "after"],
+            ["package", "nodes", "count", "before", "installed", "running after"],
             [
-                [c["package"], compress(c["nodes"]), len(c["nodes"]), c["before"], c["after"]]
+                [
+                    c["package"],
+                    compress(c["nodes"]),
+                    len(c["nodes"]),
+                    c["before"],
+                    c["installed"],
+                    c["after"],
+                ]
                 for c in r.get("versions", [])
             ],
         )

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 # Upgrade tiers in the order of DOMAIN.md §1, after a method's own preparation (kolla: install
 # the target's deployment tool, merge passwords, pull images), which can run before the
 # maintenance window and which no role belongs to.
-TIERS = ("prepare", "identity", "image", "compute", "block-storage", "dashboard")
+# Last, the whole cloud is read back (every API, every program's running code): `verify`.
+TIERS = ("prepare", "identity", "image", "compute", "block-storage", "dashboard", "verify")
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,20 @@ AGENT_ORDER = (
     "neutron-dhcp-agent",
     "neutron-metadata-agent",
 )
+
+# An API role's service type in the catalog: after its restart the site's API must answer
+API_SERVICE_TYPES = {
+    "keystone": "identity",
+    "glance-api": "image",
+    "placement-api": "placement",
+    "nova-api": "compute",
+    "neutron-server": "network",
+    "cinder-api": "block-storage",
+}
+
+# Roles that report through a service record (nova's and cinder's services lists): after a
+# restart, a heartbeat written after it is the proof the new process runs
+HEARTBEAT_ROLES = frozenset(
+    {"nova-conductor", "nova-scheduler", "nova-compute", "cinder-scheduler", "cinder-volume",
+     "cinder-backup"}
+)  # fmt: skip

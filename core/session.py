@@ -124,6 +124,14 @@ def _plan_differences(old: dict[str, Any], new: Plan) -> str:
     return "; ".join(parts)
 
 
+def lab_time_scale(inventory: Inventory, options: RunOptions) -> float:
+    """The lab's time scale when the run drives the lab (its services start in that many
+    times their real seconds), else 1."""
+    if inventory.lab is None:
+        return 1.0
+    return options.time_scale if options.time_scale is not None else inventory.lab.time_scale
+
+
 @contextlib.asynccontextmanager
 async def open_executor(
     inventory: Inventory, options: RunOptions, notices: list[str]
@@ -346,6 +354,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                     notifier=Notifier.from_spec(
                         inventory.spec.notify, str(header["run_id"]), inventory.cloud
                     ),
+                    time_scale=lab_time_scale(inventory, options),
                 ),
                 journal=journal,
                 history=history,

@@ -14,7 +14,7 @@ from typing import Any
 
 from rollgate.core import events as ev
 from rollgate.core.plan import Plan
-from rollgate.core.words import STEP_FAILED, STEP_SETTLED
+from rollgate.core.words import STEP_DEVIATION, STEP_FAILED, STEP_SETTLED
 
 OUTPUT_TAIL = 20  # lines kept per step; the journal has everything
 
@@ -39,6 +39,7 @@ class StepState:
     error: str = ""
     tail: tuple[str, ...] = ()  # the last OUTPUT_TAIL lines; immutable, so copies share it
     api: bool = False  # an OpenStack API call: when it cannot connect, the API is unreachable
+    site_check: bool = False  # a check of the whole site: what it finds is not its node's
 
     @property
     def done(self) -> bool:
@@ -55,9 +56,12 @@ class NodeState:
     running: int = 0
     failed: int = 0
     skipped: int = 0
-    version: str | None = None
-    # package -> [version before the run moved it, version after], as its checks read them
+    version: str | None = None  # what its program runs, as read from the running process
+    # package -> (version before the run moved it, version its running process runs), as its
+    # checks read them; a stale process shows the probe's word ("stale", "not-running")
     packages: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    installed: dict[str, str] = field(default_factory=dict)  # package -> version on disk
+    deviations: int = 0  # checks of the final verification that found it not at the target
     # what a method's clean-up at the end of a stopped run did on the node (what -> done),
     # since the node's last step started
     cleaned: dict[str, bool] = field(default_factory=dict)
@@ -83,6 +87,18 @@ class GateState:
 
 
 @dataclass
+class Outage:
+    """A service a finished phase moved that stopped answering, as the watch saw it."""
+
+    site: str
+    what: str
+    detail: str
+    phase: str
+    since: float
+    until: float | None = None  # None: not seen answering again (yet)
+
+
+@dataclass
 class RunState:
     plan: Plan
     status: str = "pending"  # pending | running | paused | complete | failed | stopped | aborted
@@ -99,6 +115,7 @@ class RunState:
     gate: GateState | None = None
     gates: list[GateState] = field(default_factory=list)
     notes: list[tuple[float, str, str]] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)  # the watch's, in the order seen
     pauses: int = 0
     torn: bool = False  # set by readers when the journal ended mid-line
     error: str = ""  # the engine's own failure, from RunFinished
@@ -122,6 +139,7 @@ class RunState:
                         phase.id,
                         stage.id,
                         api=step.executor == "cloud",
+                        site_check=bool(step.args.get("site_check")),
                     )
                     node = state.nodes.setdefault(step.node, NodeState(step.node, step.site))
                     node.steps_total += 1
@@ -187,6 +205,8 @@ def _node_status(node: NodeState) -> str:
         if node.reachable is False:
             return "unreachable"
         return "failed" if node.failed else "skipped"
+    if node.deviations:
+        return "deviates"
     if node.steps_total and node.steps_done >= node.steps_total:
         return "done"
     if node.steps_done:
@@ -306,7 +326,7 @@ def _set_status(s: RunState, step: StepState, status: str) -> None:
     step.status = status
 
 
-def _leave_status(node: NodeState, status: str) -> None:
+def _leave_status(node: NodeState, status: str, site_check: bool) -> None:
     """Take a step's old status out of its node's counts."""
     if status == "running":
         node.running -= 1
@@ -314,6 +334,8 @@ def _leave_status(node: NodeState, status: str) -> None:
         node.steps_done -= 1
         if status == "skipped":
             node.skipped -= 1
+        elif status == STEP_DEVIATION and not site_check:
+            node.deviations -= 1
     elif status in FAILED:
         node.failed -= 1
 
@@ -333,7 +355,7 @@ def _step_started(s: RunState, e: ev.StepStarted) -> None:
     if step is None:
         return
     node = s.nodes[step.node]
-    _leave_status(node, step.status)
+    _leave_status(node, step.status, step.site_check)
     node.running += 1
     if node.cleaned:  # new work on the node: its method says again what is left to undo
         node.cleaned = {}
@@ -356,7 +378,7 @@ def _finish_step(
     duration: float = 0.0,
 ) -> None:
     node = s.nodes[step.node]
-    _leave_status(node, step.status)
+    _leave_status(node, step.status, step.site_check)
     _set_status(s, step, outcome)
     step.finished = time
     step.exit_status = exit_status
@@ -366,6 +388,8 @@ def _finish_step(
         node.steps_done += 1
         if outcome == "skipped":
             node.skipped += 1
+        elif outcome == STEP_DEVIATION and not step.site_check:  # the site's, not its node's
+            node.deviations += 1
     else:
         node.failed += 1
     if outcome == "unreachable" and not step.api:  # the node, not its API, did not answer
@@ -399,12 +423,14 @@ def _node_status_event(s: RunState, e: ev.NodeStatus) -> None:
         node.reachable = e.reachable
     if e.version is not None:
         node.version = e.version
-    if e.package is not None:  # a new dict: snapshots of the state share the old one
+    if e.package is not None and (e.version is not None or e.version_before is not None):
         before, after = node.packages.get(e.package, (None, None))
-        node.packages = {
+        node.packages = {  # a new dict: snapshots of the state share the old one
             **node.packages,
             e.package: (e.version_before or before, e.version or after),
         }
+    if e.package is not None and e.installed is not None:
+        node.installed = {**node.installed, e.package: e.installed}
     if e.disabled is not None:
         node.disabled = e.disabled
     node.services.update(e.services)
@@ -415,7 +441,20 @@ def _note(s: RunState, e: ev.OperatorNote) -> None:
     s.notes.append((e.time, e.operator, e.text))
 
 
+def _service_down(s: RunState, e: ev.ServiceDown) -> None:
+    s.outages.append(Outage(e.site, e.what, e.detail, e.phase, e.time))
+
+
+def _service_up(s: RunState, e: ev.ServiceUp) -> None:
+    for outage in reversed(s.outages):
+        if outage.site == e.site and outage.what == e.what and outage.until is None:
+            outage.until = e.time
+            break
+
+
 _HANDLERS: dict[type[ev.Event], Any] = {
+    ev.ServiceDown: _service_down,
+    ev.ServiceUp: _service_up,
     ev.RunStarted: _run_started,
     ev.RunPaused: _run_paused,
     ev.RunResumed: _run_resumed,
@@ -490,6 +529,7 @@ def copy_run_fields(source: RunState, target: RunState) -> None:
     target.stages = dict(source.stages)
     target.gates, target.gate = gates, current
     target.notes = list(source.notes)
+    target.outages = [Outage(**o.__dict__) for o in source.outages]
     target.step_status_counts = dict(source.step_status_counts)
     target.node_status_counts = dict(source.node_status_counts)
     target.phase_done = dict(source.phase_done)

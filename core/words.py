@@ -17,15 +17,19 @@ STEP_NOT_NEEDED = "not needed"
 # ran and succeeded (a warning was acknowledged at its gate), or had nothing to do
 STEP_OK = ("ok", "warning", STEP_NOT_NEEDED)
 STEP_FAILED = ("failed", "timed_out", "unreachable", "interrupted")
-# A finished step the run may go past: it succeeded, or an operator skipped it with a reason.
-STEP_SETTLED = (*STEP_OK, "skipped")
+# A check of the final verification that found the cloud not at the target (or could not read
+# it): said, and the run goes on to its end, which is then `complete with deviations`.
+STEP_DEVIATION = "deviation"
+# A finished step the run may go past: it succeeded, an operator skipped it with a reason, or
+# the final verification found a deviation.
+STEP_SETTLED = (*STEP_OK, "skipped", STEP_DEVIATION)
 
 # ---------------------------------------------------------------- phases and runs
 
 PHASE_OK = "ok"
-PHASE_DEVIATIONS = "ok with deviations"  # every step settled, at least one skipped
+PHASE_DEVIATIONS = "ok with deviations"  # every step settled, one skipped or a deviation
 RUN_COMPLETE = "complete"
-RUN_DEVIATIONS = "complete with deviations"  # every step settled, at least one skipped
+RUN_DEVIATIONS = "complete with deviations"  # every step settled, one skipped or a deviation
 # The driver stopped on request (Ctrl-C, a signal, "quit leaving the run paused"): nothing
 # was terminated, open gates stay undecided, and `run --resume` carries on.
 RUN_PAUSED = "paused"
@@ -41,8 +45,11 @@ WORDS: dict[str, dict[str, str]] = {
         "pending": "not started yet",
         "running": "the engine is driving it",
         "paused": "nothing new starts; running steps finish (or the driver stopped, resumable)",
-        RUN_COMPLETE: "every step finished ok",
-        RUN_DEVIATIONS: "every step settled, but some were skipped: nodes were not upgraded",
+        RUN_COMPLETE: "every step finished ok, the final verification read every API, "
+        "program and schema back at the target, and no service went down during the run",
+        RUN_DEVIATIONS: "every step settled, but some were skipped (nodes not upgraded), the "
+        "final verification found something not at the target or not answering, or a "
+        "service went down after its phase",
         "failed": "a step failed and was not retried or skipped, or the engine hit an error",
         "stopped": "an operator rejected a gate: nothing new started after it",
         "aborted": "an operator aborted: running commands were terminated",
@@ -51,7 +58,7 @@ WORDS: dict[str, dict[str, str]] = {
         "pending": "not started",
         "running": "steps of it are running or waiting at its gates",
         PHASE_OK: "every step finished ok",
-        PHASE_DEVIATIONS: "every step settled, at least one was skipped",
+        PHASE_DEVIATIONS: "every step settled; at least one was skipped or found a deviation",
         "failed": "a step of it failed and was left failed",
         "stopped": "the run stopped (a rejected gate or a pause) before the phase finished",
         "aborted": "the run was aborted during the phase",
@@ -62,6 +69,7 @@ WORDS: dict[str, dict[str, str]] = {
         "partial": "some of its steps are done; the rest wait for their phase or gate",
         "done": "every step of it finished ok: upgraded",
         "skipped": "an operator skipped at least one of its steps: not (fully) upgraded",
+        "deviates": "the final verification found it not at the target (or could not read it)",
         "failed": "a step of it failed",
         "unreachable": "it could not be reached; its steps failed or were skipped",
     },
@@ -75,6 +83,8 @@ WORDS: dict[str, dict[str, str]] = {
         "timed_out": "ran past the step timeout and was stopped",
         "unreachable": "its node or API could not be reached",
         "skipped": "an operator skipped it, with a reason",
+        STEP_DEVIATION: "a check of the final verification found the cloud not at the target "
+        "(or could not read it); the run went on and ends complete with deviations",
         "interrupted": "it was running when the driver stopped; the next driver asks about it",
     },
 }
@@ -92,6 +102,8 @@ GLYPHS = {
     PHASE_DEVIATIONS: "↷",
     RUN_DEVIATIONS: "↷",
     "skipped": "↷",
+    STEP_DEVIATION: "≠",
+    "deviates": "≠",
     "failed": "✘",
     "timed_out": "⏱",
     "unreachable": "⊘",
@@ -108,13 +120,14 @@ def glyph(word: str) -> str:
 
 def settled_word(statuses: Iterable[str], *, clean: str, deviations: str) -> str:
     """The word for a set of steps: `failed` if any failed, `deviations` if every step settled
-    but some were skipped, `clean` if every one finished ok, else `incomplete`."""
+    but some were skipped or found a deviation, `clean` if every one finished ok, else
+    `incomplete`."""
     skipped = False
     incomplete = False
     for status in statuses:
         if status in STEP_FAILED:
             return "failed"
-        if status == "skipped":
+        if status in ("skipped", STEP_DEVIATION):
             skipped = True
         elif status not in STEP_OK:
             incomplete = True

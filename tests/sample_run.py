@@ -75,7 +75,13 @@ async def record(path: Path) -> str:
         inventory,
         lab.executor(),
         EngineOptions(
-            "alice", "sample-lab-two-sites", flush_interval=3600, status_interval=0, host="lab"
+            "alice",
+            "sample-lab-two-sites",
+            flush_interval=3600,
+            status_interval=0,
+            host="lab",
+            time_scale=0,  # the virtual clock: no real waits (start grace) ...
+            watch_interval=0,  # ... and no wall-clock probes in a reproducible journal
         ),
         journal=journal,
         clock=clock,

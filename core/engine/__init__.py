@@ -33,6 +33,7 @@ from rollgate.core.engine.poller import poll_status
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.engine.schedule import Scheduler
 from rollgate.core.engine.steps import StepRunner
+from rollgate.core.engine.watch import Watcher
 from rollgate.core.executor import Executor, Stopped, StopSignal, TransportError, within
 from rollgate.core.inventory import Inventory
 from rollgate.core.journal import JournalWriter
@@ -40,7 +41,7 @@ from rollgate.core.methods import Cleanup
 from rollgate.core.notify import end_text
 from rollgate.core.plan import Plan, Step
 from rollgate.core.state import RunState
-from rollgate.core.words import run_word
+from rollgate.core.words import RUN_COMPLETE, RUN_DEVIATIONS, run_word
 
 __all__ = [
     "AUTO_OPERATOR",
@@ -87,6 +88,15 @@ class Engine:
             plan, inventory, executor, options, self.record, self.intake, self.gates
         )
         self.scheduler = Scheduler(plan, self.record, self.intake, self.gates, self.steps)
+        self.watcher = Watcher(
+            plan,
+            inventory,
+            executor,
+            self.record,
+            self.intake,
+            self.gates,
+            options.watch_interval,
+        )
 
     @property
     def options(self) -> EngineOptions:
@@ -188,8 +198,11 @@ class Engine:
                         done,
                     )
                 )
+                self.watcher.interval = self.options.watch_interval
+                beside.create_task(self.watcher.run(done))
                 try:
                     await self.scheduler.run(self.resumed)
+                    await self.intake.outages_decided()  # a gate the watch opened last
                 except Halted:
                     pass
                 except Exception as exc:  # a bug: say so in the journal, never hang watchers
@@ -221,6 +234,8 @@ class Engine:
         if outcome == "incomplete":  # every phase ran, yet steps are unsettled: a bug
             self.intake.fail("engine error: steps left unsettled")
             return "failed"
+        if outcome == RUN_COMPLETE and self.state.outages:  # something stopped answering
+            return RUN_DEVIATIONS
         return outcome
 
     async def _finish(self, outcome: str) -> None:

@@ -213,6 +213,9 @@ class Gates:
         listed = "; ".join(titles[:4]) + (
             f"; and {len(titles) - 4} more" if len(titles) > 4 else ""
         )
+        fence = [s.title for s in skipped[4:] if s.action == "enable-compute"]
+        if fence:  # what decides whether the node stays out of the scheduler
+            listed += f", among them {fence[0]}"
         fenced = self.state.nodes[node].disabled
         left = (
             "it stays disabled in the scheduler and not upgraded"
@@ -227,13 +230,14 @@ class Gates:
             f"done; resume it later with `rollgate run INVENTORY --resume {self.options.run_id}`"
         )
 
-    async def warning(self, step: Step, status: int | None) -> Decision:
+    async def warning(self, step: Step, status: int | None, why: str = "") -> Decision:
         # the check's own table, line by line (an upgrade-check table is a dozen lines)
         tail = "\n".join(list(self.state.steps[step.id].tail)[-14:])
         return await self.ask(
             f"gate:warning:{step.id}:{self.state.steps[step.id].attempts}",
             "warning",
             step.args.get("warning")
+            or (f"{on_node(step)}: {why}" if why else "")
             or f"{on_node(step)} reported a warning (exit {status}): acknowledge and "
             "go on, or reject?",
             summary=tail,

@@ -29,6 +29,7 @@ class Intake:
         self.error = ""  # the engine's own failure, one line
         self.paused = False  # a resumed run starts running (RunStarted says so)
         self.holds: dict[str, int] = {}  # phase id -> failure-budget gates open in it
+        self.outage_holds = 0  # outage gates the watch opened and no one decided yet
         # set when running commands must stop: on abort executors terminate what they run;
         # when the driver leaves, a durable job runs on for the next driver
         self.stop_signal = StopSignal()
@@ -170,7 +171,15 @@ class Intake:
     async def wait_runnable(self, phase: str) -> None:
         """Wait while the run is paused or a failure-budget gate holds the phase; raises
         Halted once the run is ending."""
-        while not self.stop and (self.paused or self.holds.get(phase, 0)):
+        while not self.stop and (self.paused or self.holds.get(phase, 0) or self.outage_holds):
+            await self._wakeup.wait()
+        if self.stop:
+            raise Halted
+
+    async def outages_decided(self) -> None:
+        """Wait until no outage gate is open (the run does not end with one undecided);
+        raises Halted once the run is ending."""
+        while not self.stop and self.outage_holds:
             await self._wakeup.wait()
         if self.stop:
             raise Halted

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rollgate.core.cloud_checks import HEARTBEAT_WAITS
 from rollgate.core.notify import Notifier
 from rollgate.core.secrets import Secrets
 from rollgate.core.transports.remote_job import DEFAULT_JOB_ROOT
@@ -17,8 +18,7 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 BUDGET_STAGES = ("batch", "network")
 # Phases of these tiers may run before the maintenance window opens (a method's preparation).
 BEFORE_WINDOW = ("prepare",)
-# waits for a restarted service's heartbeat: limited by policy.heartbeat_timeout
-HEARTBEAT_WAITS = ("wait-compute-up", "wait-agents-up")
+# waits for a restarted service's heartbeat or API: limited by policy.heartbeat_timeout
 PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime", "window")
 # Why the run must end early: aborted (running commands terminated), stopped (a gate was
 # rejected), paused (the driver leaves, the run stays resumable), error (a bug).
@@ -56,3 +56,8 @@ class EngineOptions:
     notifier: Notifier | None = None  # the inventory's notify: (gates waiting, failures, end)
     # bounds on the end of a run: every await there finishes or gives up within these
     end_timeout: float = 60.0  # the job clean-up, the method's clean-ups, notifications
+    # the lab's time scale: waits that stand for a real service's own time, the start grace
+    # (policy.start_grace), are scaled with it. None: the inventory's lab.time_scale when it
+    # has a lab, else 1 (a real cloud)
+    time_scale: float | None = None
+    watch_interval: float = 10.0  # how often services already moved are probed (0: never)

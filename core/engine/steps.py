@@ -7,12 +7,18 @@ node. Steps a stopped driver left running are followed to their end here too."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from typing import Any
 
 from rollgate.core import events as ev
 from rollgate.core.backup_pull import BackupReceiver
+from rollgate.core.engine.checks import (
+    NOT_RUNNING_WORDS,
+    reads_all_lines,
+    running,
+    unknown_facts,
+    wrong_output,
+)
 from rollgate.core.engine.gates import Gates, runtime
 from rollgate.core.engine.intake import Intake
 from rollgate.core.engine.options import HEARTBEAT_WAITS, EngineOptions
@@ -27,41 +33,11 @@ from rollgate.core.executor import (
 )
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.plan import Plan, Step
-from rollgate.core.releases import release_for_major
 from rollgate.core.state import RunState
 from rollgate.core.transports.remote_job import job_name, run_dir
-from rollgate.core.words import STEP_NOT_NEEDED, STEP_OK
+from rollgate.core.words import STEP_DEVIATION, STEP_FAILED, STEP_NOT_NEEDED, STEP_OK
 
 Outcome = tuple[str, int | None, str]  # (outcome word, exit status, error)
-
-
-def wrong_release(step: Step, version: str) -> str:
-    """Why an installed version is not the step's expected release ("" if it is)."""
-    expect, service = str(step.args["expect"]), str(step.args.get("service", ""))
-    major = re.match(r"^(?:\d+:)?(\d+)\.", version.strip())
-    release = release_for_major(service, int(major.group(1))) if major else None
-    if release is not None and release.id == expect:
-        return ""
-    found = release.label if release is not None else "no known release"
-    return (
-        f"{step.node} runs {service} {version.strip() or '(no version)'}, which is {found}, "
-        f"not the target {expect}: the package did not move"
-    )
-
-
-def wrong_output(step: Step, printed: str) -> str:
-    """What is wrong with the last line a check printed ("" when it is what the plan expects):
-    `expect` a version of the target release, `expect_line` exactly that line, `expect_match`
-    a line the regular expression matches whole."""
-    if "expect" in step.args:
-        return wrong_release(step, printed)
-    if "expect_line" in step.args and printed.strip() != step.args["expect_line"]:
-        return f"{step.node} printed {printed.strip()!r}, not {step.args['expect_line']!r}"
-    if "expect_match" in step.args and not re.fullmatch(
-        str(step.args["expect_match"]), printed.strip()
-    ):
-        return f"{step.node} printed {printed.strip()!r}"
-    return ""
 
 
 class StepRunner:
@@ -82,10 +58,13 @@ class StepRunner:
         self.intake = intake
         self.gates = gates
         self.nodes = {n.name: n for n in inventory.nodes}
+        self.lab_time_scale = inventory.lab.time_scale if inventory.lab is not None else 1.0
         self.sites = {s.name: s for s in inventory.sites}
         self.unstoppable = False  # a command that could not be verified stopped
         self.left_running = False  # a job the driver left running (the next one follows it)
-        self._printed: dict[str, str] = {}  # step -> its last line of standard output
+        # step -> what it printed on standard output: every line for the checks that read
+        # them all (core/engine/checks.py), else the last one
+        self._printed: dict[str, list[str]] = {}
 
     @property
     def state(self) -> RunState:
@@ -113,8 +92,10 @@ class StepRunner:
         started = self.record.monotonic()
         outcome, status, error = await self._execute(step, attempt)
         self.record.flush_output(step.id)
+        if outcome in STEP_FAILED and outcome != "interrupted" and step.args.get("deviation"):
+            outcome = STEP_DEVIATION  # the final verification: said, and the run goes on
         if outcome == "warning":
-            decision, comment = await self.gates.warning(step, status)
+            decision, comment = await self.gates.warning(step, status, error)
             if decision == "reject":
                 outcome, error = "failed", f"warning rejected by the operator: {comment}"
         self.record.emit(
@@ -145,11 +126,21 @@ class StepRunner:
     def _after(self, step: Step, outcome: str) -> None:
         """What a finished step tells about its node: fenced, version, reachable."""
         emit = self.record.emit
-        printed = self._printed.pop(step.id, "")  # its last line of standard output
-        if step.action == "verify-version" and printed and outcome not in STEP_OK:
-            emit(  # still the old one
-                ev.NodeStatus, node=step.node, package=step.args.get("package"), version=printed
+        lines = self._printed.pop(step.id, [])
+        printed = lines[-1] if lines else ""  # its last line of standard output
+        if step.action == "verify-version" and printed:  # what the install put on disk
+            emit(
+                ev.NodeStatus,
+                node=step.node,
+                package=step.args.get("package"),
+                installed=printed,
+                reachable=True,
             )
+        if step.action == "running-version" and lines:  # the probe ran and said
+            for found in running(step, lines):  # what the processes run (or that they do not)
+                word = found.version or found.said.split()[0].rstrip(":")
+                if word in NOT_RUNNING_WORDS or found.version:
+                    emit(ev.NodeStatus, node=step.node, package=found.package, version=word)
         if outcome not in STEP_OK:
             return
         node = self.state.nodes[step.node]
@@ -159,10 +150,15 @@ class StepRunner:
             tail = self.state.steps[step.id].tail
             kept = bool(tail) and LEFT_AS_FOUND in tail[-1]
             emit(ev.NodeStatus, node=step.node, disabled=kept)
-        elif step.action in ("record-version", "verify-version") and printed:
-            key = "version_before" if step.action == "record-version" else "version"
+        elif step.action == "record-version" and printed:
             package = step.args.get("package")
-            emit(ev.NodeStatus, node=step.node, package=package, reachable=True, **{key: printed})
+            emit(
+                ev.NodeStatus,
+                node=step.node,
+                package=package,
+                reachable=True,
+                version_before=printed,
+            )
         elif step.executor == "ssh" and node.reachable is False:
             emit(ev.NodeStatus, node=step.node, reachable=True)  # it answered again
 
@@ -180,15 +176,34 @@ class StepRunner:
         pulling = step.action.startswith("pull-") and not self.options.dry_run
         receiver: BackupReceiver | None = None
 
+        every_line = reads_all_lines(step)
+
         def collect(stream: str, line: str) -> None:
             if stream == "stdout" and receiver is not None:  # a file's bytes: to disk
                 receiver.line(line)
                 return
-            if stream == "stdout":  # the last line it printed: what checks compare
-                self._printed[step.id] = line
+            if stream == "stdout":  # what checks compare
+                if every_line:
+                    self._printed.setdefault(step.id, []).append(line)
+                else:
+                    self._printed[step.id] = [line]
             into_buffer(stream, line)
 
+        if step.args.get("settle") and not self.options.dry_run:
+            scale = self.options.time_scale
+            grace = float(self.plan.policy.get("start_grace", 0)) * (
+                self.lab_time_scale if scale is None else scale
+            )
+            if grace > 0:
+                collect("info", f"waiting {grace:g}s, the services' start window "
+                        "(policy.start_grace), before reading what runs")  # fmt: skip
+                try:
+                    await within(asyncio.sleep(grace), None, self.intake.stop_signal)
+                except Stopped:
+                    return "interrupted", None, "stopped during the start window (the run ends)"
+
         while True:
+            self._printed.pop(step.id, None)  # each run's own output is what is checked
             job = self.job(step, attempt) + (f".{runs}" if runs else "")
             if pulling:  # read-only, run again on a retry: no job (it would keep a copy)
                 if self.options.backup_root is None:
@@ -246,13 +261,27 @@ class StepRunner:
                     outcome, error = "failed", f"the copy of the backup is not whole: {wrong}"
                 else:
                     self._pulled(step, receiver)
-            elif outcome == "ok" and not self.options.dry_run:
-                wrong = wrong_output(step, self._printed.get(step.id, ""))
-                if wrong:
+            elif outcome in ("ok", "failed") and not self.options.dry_run:
+                lines = self._printed.get(step.id, [])
+                # a probe that failed says why in its own words (running-version's exit 3);
+                # any other failed check keeps its exit status and the tool's error
+                probe = "expect_running" in step.args
+                wrong = (
+                    wrong_output(step, lines, self._left_out()) if outcome == "ok" or probe else ""
+                )
+                if wrong:  # a failed probe's own words say more than its exit status
                     outcome, error = "failed", wrong
+                elif outcome == "ok" and (unknown := unknown_facts(step)):
+                    outcome, error = "warning", unknown
             if outcome == "failed" and step.args.get("hint"):
                 error = f"{error}: {step.args['hint']}"
             return outcome, result.exit_status, error
+
+    def _left_out(self) -> frozenset[str]:
+        """Nodes an operator left not upgraded (skipped) or that failed or could not be
+        reached: checks of the whole site do not fail again for them."""
+        words = ("skipped", "failed", "unreachable")
+        return frozenset(n for n, node in self.state.nodes.items() if node.status in words)
 
     def _pulled(self, step: Step, receiver: BackupReceiver) -> None:
         assert receiver.remote is not None and receiver.expected is not None

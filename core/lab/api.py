@@ -1,9 +1,11 @@
 """The lab's OpenStack API over HTTP on loopback: what openstacksdk needs, unmodified.
 
-Identity v3 (password auth, a catalog with every site as a region), compute (version document
-whose max microversion follows the installed nova-api release, os-services list and
-disable/enable in both the 2.53+ and the older forms, servers by host, hypervisors),
-block-storage v3 services, network agents, and image/placement version documents.
+Identity v3 (password auth, a catalog with every site as a region, listing the services the
+site runs), compute (os-services list and disable/enable in both the 2.53+ and the older
+forms, servers by host, hypervisors), block-storage v3 services, network agents, and version
+documents. Each API answers only while a process of its service runs at the site (503
+otherwise), and its newest microversion is what the oldest running process's code announces
+(core/upstream.py, read from each release's tree).
 """
 
 from __future__ import annotations
@@ -18,33 +20,75 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from rollgate.core.lab.world import World
+from rollgate.core.lab.world import APT, World
+from rollgate.core.releases import CATALOGUE, Release
+from rollgate.core.upstream import newest_microversion
 
 if TYPE_CHECKING:
     from rollgate.core.lab import Lab
 
-# Max compute microversion per nova release (lab values, increasing as nova's do).
-MICROVERSIONS = {
-    "2023.1": "2.95",
-    "2023.2": "2.95",
-    "2024.1": "2.96",
-    "2024.2": "2.96",
-    "2025.1": "2.100",
-    "2025.2": "2.100",
-    "2026.1": "2.102",
-    "2026.2": "2.103",
-}
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 USER_ID = "fedcba9876543210fedcba9876543210"
 
+# service type -> the role whose processes answer it
+API_ROLES = {
+    "identity": "keystone",
+    "image": "glance-api",
+    "placement": "placement-api",
+    "compute": "nova-api",
+    "network": "neutron-server",
+    "block-storage": "cinder-api",
+    "volumev3": "cinder-api",
+}
+# microversioned service types -> the name core/upstream.py keeps the newest under
+_FACTS = {"compute": "compute", "placement": "placement", "block-storage": "volume",
+          "volumev3": "volume"}  # fmt: skip
+_MIN = {"compute": "2.1", "placement": "1.0", "block-storage": "3.0", "volumev3": "3.0"}
 
-def max_microversion(world: World, site: str) -> str:
-    """The compute API's max microversion: that of the oldest running nova-api at the site."""
-    apis = [n for n in world.nodes.values() if n.site == site and "nova-api" in n.units]
-    release = min(
-        (n.units["nova-api"].code for n in apis), key=lambda r: r.index, default=world.source
-    )
-    return MICROVERSIONS.get(release.id, "2.95")
+
+def serving(world: World, site: str, kind: str) -> list[Release]:
+    """The code each process that answers `kind` at `site` runs (empty: none runs)."""
+    role = API_ROLES[kind]
+    where = world.identity_site if kind == "identity" else site
+    unit = APT.unit(role)
+    return [
+        n.units[unit].code
+        for n in world.nodes.values()
+        if n.site == where and role in n.roles and world.unit_up(n, unit)
+    ]
+
+
+def microversion(release: Release, kind: str) -> str:
+    """The newest microversion `release`'s code announces (for a release Rollgate has no
+    facts of, the newest it knows: the lab cannot know more)."""
+    name = _FACTS[kind]
+    found = newest_microversion(release.id, name)
+    if found is None:
+        known = [
+            r for r in CATALOGUE if newest_microversion(r.id, name) and r.index < release.index
+        ]
+        found = newest_microversion(known[-1].id, name) if known else _MIN[kind]
+    assert found is not None
+    return found
+
+
+def max_microversion(world: World, site: str, kind: str = "compute") -> str | None:
+    """The API's newest microversion: that of the oldest process serving it at the site
+    (behind a proxy, any of them may answer); None when none runs."""
+    codes = serving(world, site, kind)
+    if not codes:
+        return None
+    return microversion(min(codes, key=lambda r: r.index), kind)
+
+
+# the lab API's path word -> the service type it answers
+SERVICE_TYPES = {
+    "compute": "compute",
+    "volume": "block-storage",
+    "network": "network",
+    "image": "image",
+    "placement": "placement",
+}
 
 
 class ApiError(Exception):
@@ -138,6 +182,9 @@ class LabApi:
                 site in self.world.faults.api_errors or "*" in self.world.faults.api_errors
             ):
                 raise ApiError(503, "Service Unavailable (lab fault)")
+            kind = SERVICE_TYPES.get(service)
+            if kind is not None and not serving(self.world, site, kind):
+                raise ApiError(503, f"Service Unavailable: no {API_ROLES[kind]} runs at {site}")
             handler = {"compute": self.compute, "volume": self.volume, "network": self.network}.get(
                 service
             )
@@ -166,6 +213,8 @@ class LabApi:
         if parts == ["v3"]:
             return 200, {}, {"version": v3}
         if parts == ["v3", "auth", "tokens"] and method == "POST":
+            if not serving(self.world, self.world.identity_site, "identity"):
+                raise ApiError(503, "Service Unavailable: no keystone runs")
             user = payload["auth"]["identity"]["password"]["user"]
             if user.get("password") != self.password:
                 raise ApiError(401, "The request you have made requires authentication.")
@@ -200,6 +249,7 @@ class LabApi:
         raise ApiError(404, f"identity: no route for {method} {'/'.join(parts)}")
 
     def catalog(self) -> list[dict[str, Any]]:
+        """Identity in every region; each other service in the regions whose site runs it."""
         services = [
             ("compute", "nova", "compute/v2.1"),
             ("block-storage", "cinderv3", f"volume/v3/{PROJECT_ID}"),
@@ -208,6 +258,7 @@ class LabApi:
             ("image", "glance", "image"),
             ("placement", "placement", "placement"),
         ]
+        runs = {(node.site, role) for node in self.world.inventory.nodes for role in node.roles}
         catalog = [
             {
                 "type": "identity",
@@ -240,28 +291,38 @@ class LabApi:
                             "url": f"{self.base}/{site}/{path}",
                         }
                         for site, region in self.regions.items()
+                        if (site, API_ROLES[kind]) in runs
                     ],
                 }
             )
-        return catalog
+        return [entry for entry in catalog if entry["endpoints"]]
 
     # ---------------------------------------------------------------- compute
-
-    def max_microversion(self, site: str) -> str:
-        return max_microversion(self.world, site)
 
     def version_doc(self, site: str, service: str, rest: list[str]) -> Any:
         if service == "compute":
             version = {
                 "id": "v2.1",
                 "status": "CURRENT",
-                "version": self.max_microversion(site),
+                "version": max_microversion(self.world, site, "compute"),
                 "min_version": "2.1",
                 "updated": "2013-07-23T11:33:21Z",
                 "links": [{"rel": "self", "href": f"{self.base}/{site}/compute/v2.1/"}],
             }
             return {"version": version} if rest == ["v2.1"] else {"versions": [version]}
         href = f"{self.base}/{site}/{service}/"
+        if service == "placement":  # placement's own form: max_version and min_version
+            return {
+                "versions": [
+                    {
+                        "id": "v1.0",
+                        "status": "CURRENT",
+                        "max_version": max_microversion(self.world, site, "placement"),
+                        "min_version": "1.0",
+                        "links": [{"rel": "self", "href": href}],
+                    }
+                ]
+            }
         return {
             "versions": [
                 {
@@ -392,7 +453,7 @@ class LabApi:
                         {
                             "id": "v3.0",
                             "status": "CURRENT",
-                            "version": "3.70",
+                            "version": max_microversion(self.world, site, "block-storage"),
                             "min_version": "3.0",
                             "links": [{"rel": "self", "href": f"{self.base}/{site}/volume/v3/"}],
                         }

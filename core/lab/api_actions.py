@@ -1,13 +1,16 @@
-"""Cloud actions on the lab world (disable/enable/wait for a compute service): used by the
-in-process executor; the lab's HTTP API changes the same records."""
+"""Cloud actions on the lab world (disable/enable/wait for a compute service, an API's answer,
+the final read-back): used by the in-process executor; the lab's HTTP API changes and answers
+from the same records (core/lab/api.py), and core/cloud_checks.py words it the same way."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from rollgate.core.executor import LEFT_AS_FOUND, CommandResult, OutputCallback, fenced_by_operator
+from rollgate.core.lab.api import API_ROLES, max_microversion, serving
 from rollgate.core.lab.world import World
+
+MICROVERSIONED = ("compute", "placement", "block-storage", "volumev3")
 
 
 async def cloud_action(
@@ -34,12 +37,15 @@ async def _cloud_action(
             1, error=f"the compute API at {site} answered 503 Service Unavailable (lab fault)"
         )
     if action == "verify-compute-api":
-        from rollgate.core.lab.api import max_microversion
-
-        out("info", f"compute API of {site}: microversions 2.1 to {max_microversion(world, site)}")
-        return CommandResult(0)
+        action, args = "verify-api", {"service_type": "compute", **args}
+    if action in ("wait-api-up", "verify-api"):
+        return await _api_up(world, site, args, out)
+    if action == "verify-cloud":
+        return _verify_cloud(world, site, args, out)
     if action == "wait-agents-up":
         return await _agents_up(world, site, args, out)
+    if action == "wait-service-up":
+        action = "wait-compute-up"
     record = world.record(site, args["host"], args.get("binary", "nova-compute"))
     if record is None:
         return CommandResult(1, error=f"no {args.get('binary')} service on {args['host']}")
@@ -77,7 +83,7 @@ async def _cloud_action(
                     f"(version {world.record_version(record).id})",
                 )
                 return CommandResult(0)
-            await asyncio.sleep(max(0.01, world.time_scale))
+            await world.poll()
     return CommandResult(1, error=f"unknown cloud action {action!r}")
 
 
@@ -99,6 +105,63 @@ async def _agents_up(
             if world.record_state(found) == "up" and last is not None and last != first[binary]:
                 waiting.pop(binary)
         if waiting:
-            await asyncio.sleep(max(0.01, world.time_scale))
+            await world.poll()
     out("info", f"{', '.join(sorted(first))} on {args['host']} alive after the restart")
+    return CommandResult(0)
+
+
+async def _api_up(
+    world: World, site: str, args: dict[str, Any], out: OutputCallback
+) -> CommandResult:
+    """The API answers (asked until a process serves it); with `expect_microversion`, its
+    newest microversion must be that one."""
+    kind = str(args["service_type"])
+    while not serving(world, site, kind):
+        await world.poll()
+    high = max_microversion(world, site, kind) if kind in MICROVERSIONED else None
+    region = world.inventory.site(site).region
+    out("info", f"the {kind} API of {region} answers" + (
+        f": microversions up to {high}" if high else ""))  # fmt: skip
+    want = args.get("expect_microversion")
+    if want is None or high == want:
+        return CommandResult(0)
+    return CommandResult(
+        1,
+        error=f"the {kind} API of {region} announces {high} as its newest microversion, while "
+        f"{args.get('target')}'s code has {want}: an API process still runs other code "
+        "(restart it), or answers from elsewhere",
+    )
+
+
+def _verify_cloud(
+    world: World, site: str, args: dict[str, Any], out: OutputCallback
+) -> CommandResult:
+    """Every API the site's catalog lists answers (microversioned ones at the target's newest),
+    every service record and agent of the site is up."""
+    expect = dict(args.get("expect_microversions") or {})
+    runs = {role for node in world.inventory.nodes if node.site == site for role in node.roles}
+    problems: list[str] = []
+    for kind, role in API_ROLES.items():
+        if kind != "identity" and role not in runs:
+            continue
+        if not serving(world, site, kind):
+            problems.append(f"the {kind} API does not answer (503 Service Unavailable)")
+            continue
+        line = f"{kind} API answers"
+        if kind in MICROVERSIONED:
+            high = max_microversion(world, site, kind)
+            want = expect.get("block-storage" if kind == "volumev3" else kind)
+            line += f", microversions up to {high}"
+            if want is not None and high != want:
+                problems.append(
+                    f"the {kind} API announces {high}, not {args.get('target')}'s {want}"
+                )
+        out("info", line)
+    records = [r for r in world.services if r.site == site]
+    down = [f"{r.binary} on {r.host} is down" for r in records if world.record_state(r) != "up"]
+    out("info", f"{len(records) - len(down)} of {len(records)} services and agents up")
+    problems += down
+    if problems:
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        return CommandResult(1, error="; ".join(problems[:10]) + more)
     return CommandResult(0)

@@ -15,66 +15,16 @@ import io
 import json
 import re
 import shlex
-from collections.abc import Awaitable, Callable
 
+from rollgate.core.lab import schemas
 from rollgate.core.lab.jobs import LabJobs
+from rollgate.core.lab.shell import Handler, Out, Shell
 from rollgate.core.lab.world import APT, LabNode, World
 from rollgate.core.methods import lab_commands
-from rollgate.core.releases import Release, find_release
+from rollgate.core.releases import find_release
 from rollgate.core.roles import ROLES
 
-Out = Callable[[str, str], None]
-Handler = Callable[["Shell", list[str]], Awaitable[int]]
-
 MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
-
-
-class Shell:
-    """One command on one lab node."""
-
-    def __init__(
-        self,
-        world: World,
-        node: LabNode,
-        out: Out,
-        env: dict[str, str] | None = None,
-        stdin: str = "",
-    ):
-        self.world = world
-        self.node = node
-        self.out = out
-        self.env = env or {}  # VAR=value given with `env` on the command line
-        self.stdin = stdin  # what `< FILE` fed it
-
-    def say(self, line: str) -> None:
-        self.out("stdout", line)
-
-    def err(self, line: str) -> None:
-        self.out("stderr", line)
-
-    async def pause(self, kind: str, factor: float = 1.0) -> None:
-        await self.world.sleep(kind, self.node.name, factor)
-
-    # ------------------------------------------------------------ helpers
-
-    def code(self, service: str) -> Release | None:
-        """The release of `service`'s installed code on this node (what *-manage runs)."""
-        return self.world.installed(self.node, service)
-
-    def db(self, service: str):
-        return self.world.database(self.node, service)
-
-    def running_code(self, service: str) -> list[tuple[str, Release]]:
-        """(node, release) of every running unit of `service` in its site."""
-        out = []
-        for node in self.world.service_nodes(self.node.site, service):
-            for role in node.roles:
-                spec = ROLES.get(role)
-                unit = APT.unit(role)
-                running = unit in node.units and node.units[unit].active  # stopped: no code
-                if spec and spec.service == service and running:
-                    out.append((node.name, node.units[unit].code))
-        return out
 
 
 async def run_command(world: World, node: LabNode, command: str, out: Out) -> int:
@@ -138,6 +88,10 @@ async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out
         return await jobs.handle(
             argv[3:], out, lambda command, sink: run_command(world, node, command, sink)
         )
+    if argv[:2] == ["sh", "-c"] and argv[3:4] and argv[3].startswith("rollgate-"):
+        # a recipe's probe script (`sh -c SCRIPT NAME ARGS...`): the lab answers it by its
+        # name, as its method's lab says the script behaves
+        argv = argv[3:]
     world.running += 1
     world.peak_running = max(world.peak_running, world.running)
     try:
@@ -237,13 +191,23 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
     if verb == "start" and sh.world.unit_up(sh.node, unit_name):
         return 0  # already running: systemd starts nothing
     await sh.pause("restart")
+    now = sh.world.now()
+    if (
+        verb == "restart"
+        and unit.alive(now)
+        and sh.world.faults.stale_restart(sh.node.name, unit_name)
+    ):
+        return 0  # a lab fault: the old process ignored the stop and runs on, on its old code
     if unit.active and verb != "reload":
         sh.world.stop_unit(sh.node, unit_name)  # the old process ends
     unit.crashes = sh.world.faults.crashes(sh.node.name, unit_name)
+    unit.dies_at = None
     for role in roles_of_unit(sh.node, unit_name):
         spec = ROLES[role]
         code = sh.node.packages[APT.package(role)]
-        if spec.service != "horizon":
+        # under schema-noop the service starts on the old schema, as neutron-server did on
+        # the acceptance cloud: the schema's revision is what tells
+        if spec.service != "horizon" and sh.world.faults.schema_moves(spec.service):
             db = sh.world.database(sh.node, spec.service)
             if code.index > db.supports.index:
                 unit.active = False
@@ -285,7 +249,11 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
                 )
                 return 1
     if verb != "reload":
-        unit.down_until = sh.world.now() + sh.world.time_scale * 4.0
+        unit.started_at = sh.world.now()
+        unit.down_until = unit.started_at + sh.world.time_scale * 4.0
+        dies = sh.world.faults.dies_after(sh.node.name, unit_name)
+        if dies is not None:  # a lab fault: it starts and reports, then dies
+            unit.dies_at = unit.down_until + dies * sh.world.time_scale
     unit.code = max(
         (sh.node.packages[APT.package(r)] for r in roles_of_unit(sh.node, unit_name)),
         key=lambda r: r.index,
@@ -369,200 +337,6 @@ async def _status_check(sh: Shell, argv: list[str]) -> int:
     return worst
 
 
-# ---------------------------------------------------------------- schemas
-
-
-def _expand(sh: Shell, service: str) -> int:
-    code = sh.code(service)
-    db = sh.db(service)
-    if code is None:
-        sh.err(f"{service} is not installed on this node")
-        return 1
-    if code.index > db.schema.index:
-        db.expanded = code
-        db.migrated = False
-        sh.say(f"Database expanded for {code.id}")
-    else:
-        sh.say("Database is up to date")
-    return 0
-
-
-def _contract(sh: Shell, service: str) -> int:
-    db = sh.db(service)
-    if db.expanded is None:
-        sh.say("Nothing to contract")
-        return 0
-    if service == "neutron":  # neutron's upgrade guide: "requires all neutron-server
-        # instances to be shut down"
-        running = [
-            n.name
-            for n in sh.world.service_nodes(sh.node.site, "neutron")
-            if "neutron-server" in n.roles and sh.world.unit_up(n, APT.unit("neutron-server"))
-        ]
-        if running:
-            sh.err(
-                f"ERROR: contract migrations need every neutron-server stopped; still running "
-                f"on {', '.join(running[:5])}"
-            )
-            return 1
-    old = [(n, r) for n, r in sh.running_code(service) if r.index < db.expanded.index]
-    if service == "neutron":  # agents reach the database only through the servers
-        old = []
-    if old:
-        names = ", ".join(n for n, _ in old[:5])
-        sh.err(
-            f"ERROR: cannot contract: {len(old)} {service} service(s) still run "
-            f"{old[0][1].id} code ({names}); upgrade and restart every node first"
-        )
-        return 1
-    if service == "glance" and not db.migrated:
-        sh.err("ERROR: data migration is not complete; run `glance-manage db migrate` first")
-        return 1
-    db.schema, db.expanded = db.expanded, None
-    sh.say(f"Database contracted; schema is at {db.schema.id}")
-    return 0
-
-
-def _sync(sh: Shell, service: str, online: int) -> int:
-    code = sh.code(service)
-    db = sh.db(service)
-    if code is None:
-        sh.err(f"{service} is not installed on this node")
-        return 1
-    if code.index > db.schema.index:
-        db.schema, db.expanded = code, None
-        db.online_pending = online
-        sh.say(f"Running upgrade to {code.id} ... done")
-    else:
-        sh.say("Database is already at the latest version")
-    return 0
-
-
-def _online(sh: Shell, service: str, attr: str = "online_pending") -> int:
-    db = sh.db(service)
-    left = getattr(db, attr)
-    sh.say("+---------------------------+--------------+-----------+")
-    sh.say("|         Migration         | Total Needed | Completed |")
-    if left > 0:
-        setattr(db, attr, left - 1)
-        sh.say(f"| populate_batches          | {left:>12} | {1:>9} |")
-        sh.say("+---------------------------+--------------+-----------+")
-        return 1  # some migrations ran; run again until it exits 0
-    sh.say("+---------------------------+--------------+-----------+")
-    return 0
-
-
-async def _keystone_manage(sh: Shell, argv: list[str]) -> int:
-    args = argv[1:]
-    await sh.pause("db" if "db_sync" in args else "check")
-    if args[:1] == ["doctor"]:
-        return 0
-    if args[:1] != ["db_sync"]:
-        sh.err("keystone-manage: the lab knows doctor and db_sync")
-        return 2
-    if "--expand" in args:
-        return _expand(sh, "keystone")
-    if "--contract" in args:
-        return _contract(sh, "keystone")
-    if "--check" in args:
-        db = sh.db("keystone")
-        code = sh.code("keystone")
-        if db.expanded is not None:
-            sh.say("Database expanded; contract is needed")
-            return 4
-        if code is not None and code.index > db.schema.index:
-            sh.say("Database needs expanding")
-            return 2
-        sh.say("Database is up to date")
-        return 0
-    return _sync(sh, "keystone", 0)
-
-
-async def _glance_manage(sh: Shell, argv: list[str]) -> int:
-    args = argv[1:]
-    await sh.pause("db")
-    db = sh.db("glance")
-    match args:
-        case ["db", "check"]:
-            code = sh.code("glance")
-            if db.expanded is not None:
-                return 5 if db.migrated else 4
-            return 3 if code is not None and code.index > db.schema.index else 0
-        case ["db", "expand"]:
-            return _expand(sh, "glance")
-        case ["db", "migrate"]:
-            if db.expanded is None:
-                sh.say("Database is up to date. No migrations needed.")
-                return 0
-            db.migrated = True
-            sh.say("Database migrated")
-            return 0
-        case ["db", "contract"]:
-            return _contract(sh, "glance")
-    sh.err(f"glance-manage: unknown command {' '.join(args)!r}")
-    return 2
-
-
-async def _placement_manage(sh: Shell, argv: list[str]) -> int:
-    await sh.pause("db")
-    if argv[1:3] == ["db", "sync"]:
-        return _sync(sh, "placement", 2)
-    if argv[1:3] == ["db", "online_data_migrations"]:
-        return _online(sh, "placement")
-    sh.err("placement-manage: unknown command")
-    return 2
-
-
-async def _nova_manage(sh: Shell, argv: list[str]) -> int:
-    await sh.pause("db")
-    if argv[1:3] == ["api_db", "sync"]:
-        sh.say("api_db is at the latest version")
-        return 0
-    if argv[1:3] == ["db", "sync"]:
-        return _sync(sh, "nova", 3)
-    if argv[1:3] == ["db", "online_data_migrations"]:
-        return _online(sh, "nova")
-    sh.err("nova-manage: unknown command")
-    return 2
-
-
-async def _neutron_db_manage(sh: Shell, argv: list[str]) -> int:
-    await sh.pause("db")
-    if argv[1:3] == ["upgrade", "--expand"]:
-        return _expand(sh, "neutron")
-    if argv[1:3] == ["upgrade", "--contract"]:
-        return _contract(sh, "neutron")
-    if argv[1:2] == ["has_offline_migrations"]:
-        db = sh.db("neutron")
-        if db.expanded is not None:
-            sh.say("Need to apply contract migrations")
-            return 1
-        sh.say("No offline migrations pending.")
-        return 0
-    sh.err("neutron-db-manage: unknown command")
-    return 2
-
-
-async def _cinder_manage(sh: Shell, argv: list[str]) -> int:
-    await sh.pause("db")
-    db = sh.db("cinder")
-    if argv[1:3] == ["db", "sync"]:
-        if db.previous_pending:
-            sh.err(
-                "ERROR: There are still untyped volumes / incomplete online data migrations "
-                "of the previous release; run `cinder-manage db online_data_migrations` "
-                "until it exits 0"
-            )
-            return 1
-        return _sync(sh, "cinder", 2)
-    if argv[1:3] == ["db", "online_data_migrations"]:
-        if db.previous_pending:
-            return _online(sh, "cinder", "previous_pending")
-        return _online(sh, "cinder")
-    sh.err("cinder-manage: unknown command")
-    return 2
-
-
 async def _horizon_manage(sh: Shell, argv: list[str]) -> int:
     await sh.pause("quick")
     if argv[1:2] == ["collectstatic"]:
@@ -610,7 +384,10 @@ def _dump_text(sh: Shell, names: list[str]) -> str:
 
 
 async def _mysql(sh: Shell, argv: list[str]) -> int:
-    """`mysql [--host=H] < DUMP`: a lab dump puts its databases back as they were."""
+    """`mysql [--host=H] < DUMP`: a lab dump puts its databases back as they were;
+    `mysql [--host=H] -N -B -e QUERY`: the queries Rollgate's checks make."""
+    if "-e" in argv[:-1]:
+        return await _query(sh, argv[argv.index("-e") + 1])
     await sh.pause("backup")
     lines = sh.stdin.splitlines()
     if len(lines) < 2 or not lines[0].startswith(LAB_DUMP):
@@ -620,6 +397,24 @@ async def _mysql(sh: Shell, argv: list[str]) -> int:
         db = sh.db(service)
         db.schema, db.expanded = find_release(schema), find_release(expanded) if expanded else None
         db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
+    return 0
+
+
+async def _query(sh: Shell, query: str) -> int:
+    """nova's services table (host, binary, version; the cell database): each service's
+    version is what the code its process last started on writes (core/upstream.py)."""
+    from rollgate.core.upstream import facts
+
+    await sh.pause("quick")
+    if "FROM nova.services" not in query:
+        sh.err("ERROR 1064 (42000) at line 1: the lab's database answers nova.services only")
+        return 1
+    for record in sh.world.services:
+        if record.site != sh.node.site or not record.binary.startswith("nova-"):
+            continue
+        known = facts(sh.world.record_version(record).id)
+        version = known.nova_service_version if known else 0
+        sh.say(f"{record.host}\t{record.binary}\t{version}")
     return 0
 
 
@@ -832,12 +627,12 @@ _COMMANDS: dict[str, Handler] = {
     "mysql": _mysql,
     "sha256sum": _sha256sum,
     "base64": _base64,
-    "keystone-manage": _keystone_manage,
-    "glance-manage": _glance_manage,
-    "placement-manage": _placement_manage,
-    "nova-manage": _nova_manage,
-    "neutron-db-manage": _neutron_db_manage,
-    "cinder-manage": _cinder_manage,
+    "keystone-manage": schemas.keystone_manage,
+    "glance-manage": schemas.glance_manage,
+    "placement-manage": schemas.placement_manage,
+    "nova-manage": schemas.nova_manage,
+    "neutron-db-manage": schemas.neutron_db_manage,
+    "cinder-manage": schemas.cinder_manage,
     "mysqldump": _mysqldump,
     "tar": _tar,
     "true": lambda sh, argv: _zero(),

@@ -98,5 +98,22 @@ class LabExecutor:
                 hosts.setdefault(record.host, {})[record.binary] = f"{state}/{status}"
         return hosts
 
+    async def watch_health(self, site: Site) -> dict[str, str | None]:
+        """What answers at the site now, as the lab's API would say it."""
+        from rollgate.core.lab.api import API_ROLES, serving
+
+        runs = {r for node in self.world.inventory.nodes if node.site == site.name
+                for r in node.roles}  # fmt: skip
+        out: dict[str, str | None] = {}
+        for kind, role in API_ROLES.items():
+            if kind != "volumev3" and (kind == "identity" or role in runs):
+                up = serving(self.world, site.name, kind)
+                out[f"the {kind} API"] = None if up else "503 Service Unavailable"
+        for record in self.world.services:
+            if record.site == site.name:
+                up = self.world.record_state(record) == "up"
+                out[f"{record.binary} on {record.host}"] = None if up else "down"
+        return out
+
     async def close(self) -> None:
         return None

@@ -55,6 +55,12 @@ class Unit:
     down_until: float = 0.0  # the process started: it is ready (and reports) from then on
     last_report: float | None = None  # the last heartbeat of the process before this one
     crashes: bool = False  # a lab fault: the new process exits before its first report
+    dies_at: float | None = None  # a lab fault: the running process dies then (loop time)
+    started_at: float = 0.0  # when its process started (loop time)
+
+    def alive(self, now: float) -> bool:
+        """Its process runs now (it may still be starting)."""
+        return self.active and not self.crashes and (self.dies_at is None or now < self.dies_at)
 
 
 @dataclass
@@ -70,6 +76,7 @@ class LabNode:
     pocket: Release | None = None  # the OpenStack release its package sources point at
     lists: Release | None = None  # what its package lists knew at the last `apt-get update`
     files: dict[str, str] = field(default_factory=dict)  # files a command wrote (policy-rc.d)
+    installed_at: dict[str, float] = field(default_factory=dict)  # package -> its last install
     # kolla: the release of the containers each play tag deployed that are not an OpenStack
     # role's (openvswitch, ovn-controller, common ...); a role's is its package's release
     kolla: dict[str, str] = field(default_factory=dict)
@@ -184,6 +191,9 @@ class World:
     # ---------------------------------------------------------------- time
 
     def now(self) -> float:
+        """The lab's clock: the virtual one in a recorded run, else the event loop's."""
+        if self.virtual_time is not None:
+            return self.virtual_time
         return asyncio.get_running_loop().time()
 
     def wall(self, moment: float) -> float:
@@ -194,6 +204,15 @@ class World:
 
             self._wall_offset = time.time() - self.now()
         return moment + self._wall_offset
+
+    async def poll(self) -> None:
+        """The pause between two looks at something awaited (a heartbeat, an API): a tick
+        of the virtual clock in a recorded run, else a moment of the lab's time."""
+        if self.virtual_time is not None:
+            self.virtual_time += 1.0
+            await asyncio.sleep(0)
+            return
+        await asyncio.sleep(max(0.01, self.time_scale))
 
     async def sleep(self, kind: str, node: str | None = None, factor: float = 1.0) -> None:
         if self.virtual_time is not None:  # a recorded run: the nominal time, not waited for
@@ -224,7 +243,8 @@ class World:
 
     def unit_up(self, node: LabNode, unit: str) -> bool:
         u = node.units.get(unit)
-        return u is not None and u.active and not u.crashes and self.now() >= u.down_until
+        now = self.now()
+        return u is not None and u.alive(now) and now >= u.down_until
 
     def last_report(self, node: LabNode, unit: str) -> float | None:
         """When the unit's service last wrote its heartbeat (loop time): every report
@@ -232,10 +252,14 @@ class World:
         u = node.units.get(unit)
         if u is None:
             return None
-        if not self.unit_up(node, unit):
+        now = self.now()
+        if u.dies_at is not None and u.active and not u.crashes and u.down_until <= u.dies_at:
+            now = min(now, u.dies_at)  # it reported until it died
+        elif not self.unit_up(node, unit):
+            return u.last_report
+        if now < u.down_until:
             return u.last_report
         interval = DURATIONS["report-interval"] * self.time_scale
-        now = self.now()
         if interval <= 0:
             return now
         return u.down_until + ((now - u.down_until) // interval) * interval

@@ -76,6 +76,9 @@ class RealExecutor:
     async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
         return await self.api.status(site)
 
+    async def watch_health(self, site: Site) -> dict[str, str | None]:
+        return await self.api.health(site)
+
     async def close(self) -> None:
         await self.ssh.close()
         await self.api.close()

@@ -3,6 +3,7 @@ says what each choice will do, in the gate-opened event: every view shows the sa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rollgate.core import events as ev
@@ -53,7 +54,7 @@ def test_headless_prints_the_failure_and_the_choices_before_asking(tmp_path: Pat
     assert "  command: systemctl restart nova-compute" in text
     assert "  ✘ restart nova-compute on one-cmp2: failed" in text  # the budget's end-of-phase gate
     assert "  · retry: run the failed step of each of the 1 node(s) again" in text
-    assert "  · skip (with a reason): the 6 step(s) those nodes have left" in text
+    assert re.search(r"  · skip \(with a reason\): the \d+ step\(s\) those nodes have left", text)
     assert "  · abort: terminate every running command" in text
 
 

@@ -125,8 +125,8 @@ def test_a_plan_that_never_switches_the_package_source_fails_in_the_lab(tmp_path
     report = rollgate(tmp_path, "report", str(journal), "--format", "json")
     import json
 
-    stale = {n["node"]: n.get("version") for n in json.loads(report.stdout)["not_upgraded"]}
-    still_old = [name for name, version in stale.items() if version and ":27." in version]
+    stale = {n["node"]: n["installed"] for n in json.loads(report.stdout)["not_upgraded"]}
+    still_old = [name for name, found in stale.items() if any(":27." in v for v in found.values())]
     assert still_old, stale
 
 

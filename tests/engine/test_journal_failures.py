@@ -22,12 +22,13 @@ SMALL = Path(__file__).with_name("small.yaml")
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A 128 KiB tmpfs: the small cloud's journal (~180 KB) fills it mid-run."""
+    """A 256 KiB tmpfs: the small cloud's journal (~400 KB, its plan ~210 KB) fills it
+    mid-run."""
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("needs root to mount a small tmpfs (a disk that fills up)")
     where = tmp_path / "small-disk"
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(where)])
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)])
     if done.returncode != 0:
         pytest.skip("this machine cannot mount a tmpfs")
     try:

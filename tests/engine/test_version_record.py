@@ -45,7 +45,8 @@ async def test_a_package_that_did_not_move_says_so() -> None:
     finally:
         await h.lab.close()
     keystone = next(c for c in version_changes(h.engine.state) if c["package"] == "keystone")
-    assert keystone["before"] == keystone["after"]
+    assert keystone["before"] == keystone["installed"]  # the install found nothing newer
+    assert keystone["after"] == "not read"  # it never restarted: what runs was not read
     summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "(did not move)" in summary
     # aborted after key1's install blocked restarts: the end of the run allowed them again

@@ -59,7 +59,13 @@ def test_each_service_switches_then_runs_the_targets_checks_and_schema_before_it
     check = index(steps, "ctl01", "status-check", switch)
     expand = index(steps, "ctl01", "db-expand", switch)
     restart = index(steps, "ctl01", "restart", switch)
-    assert switch < check < expand < restart < index(steps, "ctl01", "verify-running", switch)
+    running = index(steps, "ctl01", "running-version", switch)
+    assert switch < check < expand < restart < running
+    # what runs is read from the process, after the start grace, of each program restarted
+    assert steps[running].args["settle"] and steps[running].args["expect_running"] == [
+        ["keystone", "keystone", "keystone"]
+    ]
+    assert "/proc/$q/maps" in steps[running].command
     assert "/venvs/2026.1/bin/keystone-status upgrade check" in steps[check].command
     assert "/venvs/2026.1/bin/keystone-manage db_sync --expand" in steps[expand].command
     assert steps[restart].command == "supervisorctl restart keystone"

@@ -23,6 +23,7 @@ from rollgate.core.executor import TransportError
 from rollgate.core.inventory import Node, load_inventory
 from rollgate.core.journal import read_journal
 from rollgate.core.transports.ssh import SshExecutor
+from tests.api_helpers import lab_api, openstack_section
 from tests.sshd_helpers import Sshd, login_user, processes_with, running_sshd
 
 pytestmark = pytest.mark.integration
@@ -56,6 +57,8 @@ def inventory_file(
                                "keystone:db-check")},
         "record-version": "echo 2:27.0.0-0ubuntu1",  # keystone 27: 2025.1, before
         "verify-version": "echo 2:28.0.0-0ubuntu1",  # keystone 28: the target, 2025.2
+        "running-version": "echo apache2 keystone 2:28.0.0-0ubuntu1 pid 4242",
+        "keystone:schema-version": "echo e8725d6fa226",  # 2025.2's expand head
     }  # fmt: skip
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
     path = work / "inventory.yaml"
@@ -68,7 +71,8 @@ def inventory_file(
         f"sites:\n  one:\n    nodes:\n      - {{name: k1, address: {sshd.addresses[0]}, "
         "roles: [keystone]}\n"
         "policy: {gates: none, step_timeout: 60, transport_retries: 3}\n"
-        f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
+        + openstack_section(work)  # the API's checks ask the lab's API (tests/api_helpers.py)
+        + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
     )
     return path
 
@@ -133,10 +137,11 @@ def test_a_lost_connection_re_attaches_and_the_command_runs_once(
     counter = tmp_path / "runs"
     inventory = inventory_file(sshd, "root", False, tmp_path, counter)
     journal = tmp_path / "journal.jsonl"
-    proc = driver(tmp_path, inventory, "--journal", str(journal))
-    wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
-    assert sshd.cut_connections() > 0  # the driver's connection drops mid-command
-    out, err = proc.communicate(timeout=120)
+    with lab_api(inventory, tmp_path):
+        proc = driver(tmp_path, inventory, "--journal", str(journal))
+        wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
+        assert sshd.cut_connections() > 0  # the driver's connection drops mid-command
+        out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
     assert counter.read_text().strip() == "1"
     events = read_journal(journal).events
@@ -160,12 +165,13 @@ def test_a_driver_killed_mid_step_is_followed_up_by_resume_without_a_second_run(
     counter = tmp_path / "runs"
     inventory = inventory_file(sshd, "root", False, tmp_path, counter)
     journal = tmp_path / "journal.jsonl"
-    proc = driver(tmp_path, inventory, "--journal", str(journal))
-    wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    resumed = driver(tmp_path, inventory, "--resume", str(journal))
-    out, err = resumed.communicate(timeout=120)
+    with lab_api(inventory, tmp_path):
+        proc = driver(tmp_path, inventory, "--journal", str(journal))
+        wait_for_line(journal, '["backing up"', proc)  # its output, not its command line
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        resumed = driver(tmp_path, inventory, "--resume", str(journal))
+        out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
     assert counter.read_text().strip() == "1"  # followed, not run again
     events = read_journal(journal).events
@@ -209,8 +215,9 @@ def test_a_sigterm_to_the_detached_engine_leaves_the_job_for_the_next_driver(
     backup = next(e for e in events if isinstance(e, ev.StepFinished) and "db-backup" in e.step)
     assert backup.outcome == "interrupted" and "the job runs on on k1" in backup.error
     assert '["backup finished"' not in journal.read_text()  # left running: not seen to end
-    resumed = driver(tmp_path, inventory, "--resume", str(journal))
-    out, err = resumed.communicate(timeout=120)
+    with lab_api(inventory, tmp_path):
+        resumed = driver(tmp_path, inventory, "--resume", str(journal))
+        out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, out + err
     assert counter.read_text().strip() == "1"  # followed to its end, never run again
     after = read_journal(journal).events

@@ -100,6 +100,12 @@ def status(run: str, as_json: bool) -> int:
         for choice in gate.get("choices") or gate["options"]:
             click.echo(f"  · {choice}")
         click.echo(f"decide with: rollgate {'|'.join(_verbs(gate['options']))} {run}")
+    for problem in data.get("problems") or []:
+        click.echo(
+            f"{problem['outcome']}: {problem['title']} on {problem['node']}"
+            + (f" ({problem['error']})" if problem["error"] else "")
+            + (f"; {problem['decision']} by {problem['decided_by']}" if problem["decision"] else "")
+        )
     if data.get("attached"):
         click.echo(f"attached: {', '.join(data['attached'])}")
     if data.get("recovered"):
@@ -124,6 +130,7 @@ def _status(run: str) -> dict[str, Any]:
     except (UserError, EngineGone):
         pass
     from rollgate.core.client import open_journal_client
+    from rollgate.core.problems import problem_records
     from rollgate.core.report import run_outcome
     from rollgate.core.runs import NO_DRIVER, driver_alive, recovered_copy
     from rollgate.core.state import fold
@@ -151,6 +158,7 @@ def _status(run: str) -> dict[str, Any]:
         "estimate": {"seconds_left": None},
         "attached": [],
         "driver": state.operator,
+        "problems": problem_records(journal.plan, state),
         **({"recovered": str(copy)} if copy is not None else {}),
     }
 

@@ -59,6 +59,7 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
         if sh.world.faults.edited_conffile(node.name, package) and not _keeps_conffiles(argv):
             return _conffile_prompt(sh, package, service_of(package))
         node.packages[package] = known
+        node.installed_at[package] = sh.world.now()
         sh.say(
             f"Unpacking {package} ({package_version(service, known)}) over "
             f"({package_version(service, old)}) ..."
@@ -149,7 +150,46 @@ async def _apt_mark(sh: Shell, argv: list[str]) -> int:
     return 0
 
 
+async def _running_version(sh: Shell, argv: list[str]) -> int:
+    """recipe.yaml's running-version probe: for each UNIT PACKAGE, the installed version when
+    the unit's process started after its install (runs the installed code), else why not."""
+    status = 0
+    await sh.pause("quick")
+    now = sh.world.now()
+    for unit_name, package in zip(argv[1::2], argv[2::2], strict=False):
+        installed = sh.node.packages.get(package)
+        unit = sh.node.units.get(unit_name)
+        if installed is None:
+            sh.say(f"{unit_name} {package} not-installed")
+            status = 3
+            continue
+        version = package_version(service_of(package), installed)
+        if unit is None or not unit.alive(now):
+            sh.say(f"{unit_name} {package} not-running")
+            status = 3
+        elif unit.code.index < installed.index or unit.started_at < node_installed_at(
+            sh, package
+        ):  # it started before the install: it runs the old code
+            sh.say(f"{unit_name} {package} stale {version}: pid {_pid(sh, unit_name)} started "
+                   f"before {package} {version} was installed")  # fmt: skip
+            status = 3
+        else:
+            sh.say(f"{unit_name} {package} {version} pid {_pid(sh, unit_name)}")
+    return status
+
+
+def node_installed_at(sh: Shell, package: str) -> float:
+    return sh.node.installed_at.get(package, float("-inf"))
+
+
+def _pid(sh: Shell, unit: str) -> int:
+    """A stand-in for the unit's main process id: the same while its process runs."""
+    started = sh.node.units[unit].started_at
+    return 1000 + (sum(map(ord, f"{sh.node.name}/{unit}")) + int(started * 1000)) % 30000
+
+
 COMMANDS: dict[str, Handler] = {
+    "rollgate-running-version": _running_version,
     "apt-mark": _apt_mark,
     "add-apt-repository": _add_apt_repository,
     "apt-get": _apt_get,

@@ -689,7 +689,7 @@ async def _inspect(sh: Shell, argv: list[str]) -> int:
         else:
             release = sh.node.packages[APT.package(role)].id
         fields = {
-            ".State.Status": "running" if up or (u and u.active and not u.crashes) else "exited",
+            ".State.Status": "running" if up or (u and u.alive(sh.world.now())) else "exited",
             ".State.Running": "true" if up else "false",
             ".State.Health.Status": "healthy" if up else "unhealthy",
             ".Config.Image": _image(name, release),

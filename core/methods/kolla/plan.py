@@ -31,8 +31,9 @@ from rollgate.core.plan import (
     fence_compute,
     verify_compute_api,
 )
+from rollgate.core.plan_checks import schema_version, verify_api
 from rollgate.core.releases import kolla_ansible_major
-from rollgate.core.roles import AGENT_ORDER, ROLES
+from rollgate.core.roles import AGENT_ORDER, API_SERVICE_TYPES, ROLES
 
 DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
 
@@ -150,6 +151,10 @@ def _service(b: Any, tag: str, roles: list[str], status_role: str | None) -> Non
     _containers_healthy(b, nodes, present, f"{tag}-check", f"{tag} containers on {tag}'s hosts")
     if status_role and b.site.with_role(status_role):
         b.add("status-check", b.site.with_role(status_role)[0], status_role)
+        schema_version(b, b.site.with_role(status_role)[0], status_role)
+    for role in present:
+        if role in API_SERVICE_TYPES:
+            verify_api(b, role)
 
 
 def prepare(b: Any) -> None:
@@ -249,6 +254,11 @@ def compute(b: Any) -> None:
         )
         if nova_ctl:
             b.add("status-check", site.with_role(nova_ctl[-1])[0], nova_ctl[-1])
+        for role in ("nova-api", "neutron-server"):  # the containers their tools run in
+            if site.with_role(role):
+                schema_version(b, site.with_role(role)[0], role)
+        if site.with_role("neutron-server"):
+            verify_api(b, "neutron-server")
     _compute_batches(b, computes, tags)
     if nova_ctl or computes:
         b.stage(

@@ -22,7 +22,7 @@ from rollgate.core.releases import Release
 from rollgate.core.roles import INFRA_ROLES, ROLES
 
 VALUE_NAMES = frozenset(
-    {"venv_from", "venv_to", "requirements", "constraints_file",
+    {"venv_from", "venv_to", "venv_base", "requirements", "constraints_file",
      *MANAGERS["supervisor"]}
 )  # fmt: skip
 
@@ -59,6 +59,7 @@ def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str,
     return {
         "venv_from": f"{root}/{upgrade.source.id}",
         "venv_to": f"{root}/{upgrade.target.id}",
+        "venv_base": root,
         "requirements": requirements(cloud_services(inventory), upgrade.target),
         "constraints_file": f"{str(variables.get('constraints', '')).rstrip('/')}/"
         f"{upgrade.target.id}",

@@ -1,0 +1,165 @@
+"""The watch: what a finished phase moved stays watched until the run ends.
+
+Every watch interval, each site with a finished phase is asked what answers (the executor's
+`watch_health`: each API its catalog lists, each service record and agent those APIs list).
+Something of a finished phase that stops answering is journalled (ServiceDown) and opens an
+outage gate naming it, holding every new step until an operator decides: go on (the outage
+stays watched, and the final verification counts what is still down), stop the run here, or
+abort. What answers again is journalled too (ServiceUp); the report gives each outage's time.
+
+An API is watched from the end of the phase that moved its service; a service record or
+agent from the first probe after its node's phase, and only if it answered then (one already
+down, e.g. a compute an operator left out, is the final verification's to report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from rollgate.core import events as ev
+from rollgate.core.engine.gates import Gates
+from rollgate.core.engine.intake import Intake
+from rollgate.core.engine.record import Halted, Record
+from rollgate.core.executor import Executor, Stopped, within
+from rollgate.core.inventory import Inventory
+from rollgate.core.plan import Plan
+from rollgate.core.roles import API_SERVICE_TYPES, ROLES
+
+PROBE_TIMEOUT = 60.0  # seconds one site's probes may take before this turn gives up on them
+MOVED_WORDS = ("ok", "ok with deviations")  # phases whose services are watched
+
+
+class Watcher:
+    def __init__(
+        self,
+        plan: Plan,
+        inventory: Inventory,
+        executor: Executor,
+        record: Record,
+        intake: Intake,
+        gates: Gates,
+        interval: float,
+    ):
+        self.plan = plan
+        self.sites = {s.name: s for s in inventory.sites}
+        self.identity_site = inventory.identity_site
+        self.executor = executor
+        self.record = record
+        self.intake = intake
+        self.gates = gates
+        self.interval = interval
+        self.baseline: dict[tuple[str, str], bool] = {}  # (site, record) -> up when first seen
+        self._gates: set[asyncio.Task[None]] = set()
+
+    def watched(self) -> dict[str, dict[str, str]]:
+        """site -> {what is watched there: the phase that moved it}, from finished phases."""
+        state = self.record.state
+        out: dict[str, dict[str, str]] = {}
+        for phase in self.plan.phases:
+            if state.phases.get(phase.id) not in MOVED_WORDS or phase.tier == "verify":
+                continue
+            for step in phase.steps:
+                kind = API_SERVICE_TYPES.get(step.role)
+                if kind is not None:
+                    site = self.identity_site if kind == "identity" else step.site
+                    out.setdefault(site, {})[f"the {kind} API"] = phase.id
+                if step.role in ROLES:
+                    out.setdefault(step.site, {})[f"@{step.node}"] = phase.id
+        return out
+
+    async def run(self, done: asyncio.Event) -> None:
+        health: Any = getattr(self.executor, "watch_health", None)
+        if health is None or self.interval <= 0:
+            return
+        try:
+            while not done.is_set():
+                try:
+                    await within(asyncio.sleep(self.interval), None, done)
+                except Stopped:
+                    return
+                for site, watched in self.watched().items():
+                    if done.is_set() or site not in self.sites:
+                        return
+                    try:
+                        answers = await within(health(self.sites[site]), PROBE_TIMEOUT, done)
+                    except Stopped:
+                        return
+                    except Exception as exc:  # the probe itself failed: the site's APIs
+                        answers = {"the identity API": f"no answer ({type(exc).__name__})"}
+                    self._judge(site, watched, answers)
+        finally:
+            for task in list(self._gates):
+                task.cancel()
+
+    def _judge(self, site: str, watched: dict[str, str], answers: dict[str, str | None]) -> None:
+        if self.record.closed:
+            return
+        open_now = {(o.site, o.what) for o in self.record.state.outages if o.until is None}
+        for what, why in answers.items():
+            phase = watched.get(what) or watched.get(f"@{what.rsplit(' on ', 1)[-1]}")
+            if phase is None:
+                continue
+            if not what.startswith("the "):  # a service record or agent: from its baseline
+                first = self.baseline.setdefault((site, what), why is None)
+                if not first:
+                    continue
+            down = (site, what) in open_now
+            if why is not None and not down:
+                self.record.emit(ev.ServiceDown, site=site, what=what, detail=why, phase=phase)
+                self._ask(site, what, why, phase)
+            elif why is None and down:
+                self.record.emit(ev.ServiceUp, site=site, what=what)
+
+    def _ask(self, site: str, what: str, why: str, phase: str) -> None:
+        """Hold every new step and open the outage gate (in the background: the watch goes
+        on probing meanwhile)."""
+        self.intake.outage_holds += 1
+        self.intake.wake()
+
+        async def ask() -> None:
+            since = time.strftime("%H:%M:%S", time.localtime(self.record.clock()))
+            try:
+                decision, _ = await self.gates.ask(
+                    f"gate:outage:{site}:{what.replace(' ', '-')}:{self.record.seq}",
+                    "outage",
+                    f"{what} at {site} stopped answering after {phase} finished ({why}, "
+                    f"since {since}): go on with it down, stop the run here, or abort?",
+                    summary=self._summary(site, what, why, phase),
+                    options=("approve", "reject", "abort"),
+                    automatic=False,
+                    choices=(
+                        f"approve: go on; {what} stays watched and its downtime recorded, and "
+                        "the final verification reports it if it is still down",
+                        "reject: start nothing more: the run stops here, resumable once it "
+                        "answers again",
+                        self.gates.abort_choice(),
+                    ),
+                )
+                if decision == "reject":
+                    self.intake.halt("stopped")
+            except Halted:
+                pass
+            finally:
+                self.intake.outage_holds -= 1
+                self.intake.wake()
+
+        task = asyncio.get_running_loop().create_task(ask())
+        self._gates.add(task)
+        task.add_done_callback(self._gates.discard)
+
+    def _summary(self, site: str, what: str, why: str, phase: str) -> str:
+        finished = [
+            s.finished
+            for s in self.record.state.steps.values()
+            if s.phase == phase and s.finished is not None
+        ]
+        lines = [f"{what} at {site}: {why}"]
+        if finished:
+            at = time.strftime("%H:%M:%S", time.localtime(max(finished)))
+            lines.append(f"{phase} finished at {at}; its checks passed then")
+        lines.append(
+            "read its service's log on its nodes; the watch journals when it answers again"
+        )
+        return "\n".join(lines)

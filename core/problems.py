@@ -1,0 +1,60 @@
+"""One shape for a node that did not end as planned: a record per step that failed, was skipped
+or found a deviation, naming the node, the step, what ran, how it ended, its last output and
+who decided what about it. `rollgate status --json`, `report --format json` and the console's
+end page use it (README, "Problem records").
+
+    {"node", "site", "node_state", "step", "title", "outcome", "command", "exit_status",
+     "error", "last_output": [...], "decision", "decided_by", "comment", "decided_at"}
+
+`decision` is what was decided at the step's last gate (retry, skip, abort; null when none
+was); `command` is null for an API call. Every text is masked (core/secrets.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollgate.core.plan import Plan
+from rollgate.core.secrets import mask
+from rollgate.core.state import RunState
+from rollgate.core.words import STEP_DEVIATION, STEP_FAILED
+
+PROBLEM_OUTCOMES = (*STEP_FAILED, "skipped", STEP_DEVIATION)
+LAST_LINES = 5  # output lines a record carries; the journal has them all
+
+
+def problem_records(
+    plan: Plan, state: RunState, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """A record per step that did not end as planned, in plan order (at most `limit`)."""
+    decided: dict[str, Any] = {}
+    for gate in state.gates:  # the last decided gate of each step
+        if gate.step is not None and gate.decision is not None:
+            decided[gate.step] = gate
+    out: list[dict[str, Any]] = []
+    for step in plan.steps:
+        st = state.steps.get(step.id)
+        if st is None or st.status not in PROBLEM_OUTCOMES:
+            continue
+        gate = decided.get(step.id)
+        out.append(
+            {
+                "node": step.node,
+                "site": step.site,
+                "node_state": state.nodes[step.node].status if step.node in state.nodes else None,
+                "step": step.id,
+                "title": step.title,
+                "outcome": st.status,
+                "command": mask(step.command) if step.command else None,
+                "exit_status": st.exit_status,
+                "error": mask(st.error),
+                "last_output": [mask(line) for line in st.tail[-LAST_LINES:]],
+                "decision": gate.decision if gate else None,
+                "decided_by": gate.operator if gate else None,
+                "comment": mask(gate.comment) if gate and gate.comment else "",
+                "decided_at": gate.decided if gate else None,
+            }
+        )
+        if limit is not None and len(out) >= limit:
+            break
+    return out
