@@ -237,7 +237,8 @@ def verify_phase(b: PhaseBuilder) -> None:
     """The last phase, per site: every API the site's catalog lists answers (microversioned
     ones at the target's newest), every service record and agent the APIs list is up, every
     program of every node runs the target's code, every nova service records the target's
-    service version, every schema the site keeps is at the target's heads. What does not is a deviation: the run ends `complete with deviations`."""
+    service version, every schema the site keeps is at the target's heads. What does not is
+    a deviation: the run ends `complete with deviations`."""
     nodes = [n for n in b.site.nodes if any(r in ROLES for r in n.roles)]
     if not nodes:
         return

@@ -16,7 +16,7 @@ from typing import Any
 
 from rollgate.core.plan import Plan
 from rollgate.core.secrets import mask
-from rollgate.core.state import RunState
+from rollgate.core.state import GateState, RunState
 from rollgate.core.words import STEP_DEVIATION, STEP_FAILED
 
 PROBLEM_OUTCOMES = (*STEP_FAILED, "skipped", STEP_DEVIATION)
@@ -27,7 +27,7 @@ def problem_records(
     plan: Plan, state: RunState, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """A record per step that did not end as planned, in plan order (at most `limit`)."""
-    decided: dict[str, Any] = {}
+    decided: dict[str, GateState] = {}
     for gate in state.gates:  # the last decided gate of each step
         if gate.step is not None and gate.decision is not None:
             decided[gate.step] = gate
@@ -36,7 +36,7 @@ def problem_records(
         st = state.steps.get(step.id)
         if st is None or st.status not in PROBLEM_OUTCOMES:
             continue
-        gate = decided.get(step.id)
+        last = decided.get(step.id)
         out.append(
             {
                 "node": step.node,
@@ -49,10 +49,10 @@ def problem_records(
                 "exit_status": st.exit_status,
                 "error": mask(st.error),
                 "last_output": [mask(line) for line in st.tail[-LAST_LINES:]],
-                "decision": gate.decision if gate else None,
-                "decided_by": gate.operator if gate else None,
-                "comment": mask(gate.comment) if gate and gate.comment else "",
-                "decided_at": gate.decided if gate else None,
+                "decision": last.decision if last else None,
+                "decided_by": last.operator if last else None,
+                "comment": mask(last.comment) if last and last.comment else "",
+                "decided_at": last.decided if last else None,
             }
         )
         if limit is not None and len(out) >= limit:

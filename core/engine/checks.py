@@ -58,9 +58,9 @@ def running(step: Step, lines: list[str]) -> list[Running]:
     """Each expected (unit, package) with what the probe printed for it."""
     said: dict[tuple[str, str], str] = {}
     for line in lines:
-        words = line.split()
-        if len(words) >= 3:
-            said.setdefault((words[0], words[1]), " ".join(words[2:]))
+        fields = line.split()
+        if len(fields) >= 3:
+            said.setdefault((fields[0], fields[1]), " ".join(fields[2:]))
     out = []
     for unit, package, service in step.args["expect_running"]:
         words = said.get((unit, package), "")

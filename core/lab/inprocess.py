@@ -107,12 +107,12 @@ class LabExecutor:
         out: dict[str, str | None] = {}
         for kind, role in API_ROLES.items():
             if kind != "volumev3" and (kind == "identity" or role in runs):
-                up = serving(self.world, site.name, kind)
-                out[f"the {kind} API"] = None if up else "503 Service Unavailable"
+                answers = bool(serving(self.world, site.name, kind))
+                out[f"the {kind} API"] = None if answers else "503 Service Unavailable"
         for record in self.world.services:
             if record.site == site.name:
-                up = self.world.record_state(record) == "up"
-                out[f"{record.binary} on {record.host}"] = None if up else "down"
+                reports = self.world.record_state(record) == "up"
+                out[f"{record.binary} on {record.host}"] = None if reports else "down"
         return out
 
     async def close(self) -> None:
