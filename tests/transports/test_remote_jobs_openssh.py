@@ -70,7 +70,7 @@ def inventory_file(
         "shared: {identity: {site: one}}\n"
         f"sites:\n  one:\n    nodes:\n      - {{name: k1, address: {sshd.addresses[0]}, "
         "roles: [keystone]}\n"
-        "policy: {gates: none, step_timeout: 60, transport_retries: 3}\n"
+        "policy: {gates: none, step_timeout: 60, transport_retries: 3, start_grace: 0}\n"
         + openstack_section(work)  # the API's checks ask the lab's API (tests/api_helpers.py)
         + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
     )
