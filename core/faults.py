@@ -7,6 +7,8 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   hang:NODE:CMD[:COUNT]         CMD never finishes (until its timeout or termination)
   slow:NODE:FACTOR              everything on NODE takes FACTOR times longer
   api-error:SITE                the site's API answers 503 to compute/volume/network calls
+  api-hang:SITE:SERVICE         the site's SERVICE API (its URL path: compute, image...) takes
+                                requests and never answers (a wedged WSGI worker)
   cinder-pending:COUNT          the previous release's cinder online migrations are unfinished
   crash:NODE:UNIT               UNIT starts, then exits before its first heartbeat
   hold:NODE:PACKAGE             PACKAGE is held (apt-mark hold) on NODE
@@ -41,6 +43,7 @@ class Faults:
     commands: list[CommandFault] = field(default_factory=list)
     slow: dict[str, float] = field(default_factory=dict)
     api_errors: set[str] = field(default_factory=set)
+    api_hangs: set[tuple[str, str]] = field(default_factory=set)  # (site, URL path service)
     cinder_pending: int = 0
     crash: set[tuple[str, str]] = field(default_factory=set)  # (node, unit)
     held: set[tuple[str, str]] = field(default_factory=set)  # (node, package)
@@ -50,6 +53,9 @@ class Faults:
     stale: set[tuple[str, str]] = field(default_factory=set)  # (node, unit): restart is a no-op
     dies: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, unit) -> seconds
     schema_noop: set[str] = field(default_factory=set)  # services whose migrations move nothing
+
+    def api_hangs_at(self, site: str, service: str) -> bool:
+        return (site, service) in self.api_hangs or ("*", service) in self.api_hangs
 
     def unpinned(self, node: str) -> bool:
         return node in self.no_pin or "*" in self.no_pin
@@ -97,7 +103,8 @@ class Faults:
 
 
 KINDS = (
-    "unreachable", "fail", "warn", "hang", "slow", "api-error", "cinder-pending", "crash",
+    "unreachable", "fail", "warn", "hang", "slow", "api-error", "api-hang", "cinder-pending",
+    "crash",
     "hold", "conffile", "target-blocker", "unpinned", "stale-restart", "dies-after",
     "schema-noop",
 )  # fmt: skip
@@ -141,6 +148,10 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
                 faults.api_errors.add(parts[0])
+            elif kind == "api-hang" and len(parts) == 2 and parts[1]:
+                if parts[0] not in site_names and parts[0] != "*":
+                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
+                faults.api_hangs.add((parts[0], parts[1]))
             elif kind in ("crash", "hold", "conffile") and len(parts) == 2 and parts[1]:
                 pair = (node_of(parts[0]), parts[1])
                 {"crash": faults.crash, "hold": faults.held, "conffile": faults.conffiles}[

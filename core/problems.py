@@ -28,15 +28,28 @@ def problem_records(
 ) -> list[dict[str, Any]]:
     """A record per step that did not end as planned, in plan order (at most `limit`)."""
     decided: dict[str, GateState] = {}
+    phase_gates: dict[str, list[GateState]] = {}  # a phase's failure-budget gates
     for gate in state.gates:  # the last decided gate of each step
-        if gate.step is not None and gate.decision is not None:
+        if gate.decision is None:
+            continue
+        if gate.step is not None:
             decided[gate.step] = gate
+        elif gate.kind == "failure" and gate.id.startswith("gate:failures:"):
+            phase_id = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+            phase_gates.setdefault(phase_id, []).append(gate)
     out: list[dict[str, Any]] = []
-    for step in plan.steps:
+    for phase, step in ((p, s) for p in plan.phases for s in p.steps):
         st = state.steps.get(step.id)
         if st is None or st.status not in PROBLEM_OUTCOMES:
             continue
-        last = decided.get(step.id)
+        last = decided.get(step.id) or next(  # else the phase's gate that followed it
+            (
+                g
+                for g in reversed(phase_gates.get(phase.id, []))
+                if st.finished is None or g.opened >= st.finished
+            ),
+            None,
+        )
         out.append(
             {
                 "node": step.node,

@@ -10,6 +10,7 @@ from typing import Any
 from rollgate.core import events as ev
 from rollgate.core.hostrange import compress
 from rollgate.core.plan import Plan
+from rollgate.core.problems import problem_records
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, fold
 from rollgate.core.words import (
@@ -30,6 +31,8 @@ def redact(text: str) -> str:
 def _iso(moment: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment)) if moment else None
 
+
+END_PAGE_PROBLEMS = 20  # problem records the end page shows; status --json has them all
 
 # Run and phase words that come from how the run was driven, not from its steps' outcomes.
 _CONTROL_WORDS = ("pending", "running", "paused", "stopped", "aborted")
@@ -62,20 +65,9 @@ def outages(state: RunState) -> list[dict[str, Any]]:
     ]
 
 
-def verification_findings(plan: Plan, state: RunState) -> list[dict[str, Any]]:
-    """Each check that read the cloud not at the target (the step word `deviation`)."""
-    by_id = {step.id: step for step in plan.steps}
-    return [
-        {
-            "step": s.id,
-            "title": by_id[s.id].title if s.id in by_id else s.id,
-            "node": by_id[s.id].node if s.id in by_id else None,
-            "error": redact(s.error),
-            "last_output": [redact(line) for line in list(s.tail)[-5:]],
-        }
-        for s in state.steps.values()
-        if s.status == STEP_DEVIATION
-    ]
+def _found(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's problem records of checks that read the cloud not at the target."""
+    return [p for p in r.get("problems", []) if p["outcome"] == STEP_DEVIATION]
 
 
 def _outage_line(o: dict[str, Any]) -> str:
@@ -254,8 +246,6 @@ def end_summary(
     deviations = deviation_line(state)
     if deviations:
         lines.append(deviations)
-    for found in verification_findings(plan, state):
-        lines.append(f"deviation: {found['title']} on {found['node']}: {found['error']}")
     for outage in outages(state):
         lines.append("outage: " + _outage_line(outage))
     changes = version_changes(state)
@@ -272,7 +262,29 @@ def end_summary(
         lines += [f"      {why}" for why in node["why"]]
         if len(node["skipped_steps"]) > 1:
             lines.append(f"      skipped with it: {', '.join(node['skipped_steps'])}")
+    problems = problem_records(plan, state)
+    if problems:
+        lines.append(f"{len(problems)} step(s) did not end as planned:")
+    for record in problems[:END_PAGE_PROBLEMS]:
+        lines.append("  " + problem_line(record))
+    if len(problems) > END_PAGE_PROBLEMS:
+        more = len(problems) - END_PAGE_PROBLEMS
+        lines.append(f"  and {more} more: rollgate status RUN --json lists them all")
     return lines
+
+
+def problem_line(record: dict[str, Any]) -> str:
+    """A problem record (core/problems.py) as one line a person reads."""
+    exit_status = record["exit_status"]
+    status = f" (exit {exit_status})" if exit_status not in (None, 0) else ""
+    decided = (
+        f"; {record['decision']} by {record['decided_by']}"
+        + (f": {record['comment']}" if record["comment"] else "")
+        if record["decision"]
+        else ""
+    )
+    error = f": {record['error']}" if record["error"] else ""
+    return f"{record['node']}: {record['title']} {record['outcome']}{status}{error}{decided}"
 
 
 def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> dict[str, Any]:
@@ -329,7 +341,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "outcome": run_outcome(state),
         "error": state.error,
         "not_upgraded": not_upgraded(plan, state),
-        "verification": verification_findings(plan, state),
+        "problems": problem_records(plan, state),
         "outages": outages(state),
         "versions": version_changes(state),
         "method_notes": method_notes(plan, state),
@@ -465,10 +477,10 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines += [
         f"- deviation: {f['title']} on {f['node']}: {f['error']}"
         + "".join(f"\n    - `{o}`" for o in f["last_output"])
-        for f in r.get("verification", [])
+        for f in _found(r)
     ]
     lines += [f"- outage: {_outage_line(o)}" for o in r.get("outages", [])]
-    if not r.get("verification") and not r.get("outages"):
+    if not _found(r) and not r.get("outages"):
         lines.append("None: every check read the cloud at the target; nothing went down.")
     lines += ["", _window_line(r.get("window"))]
     lines += ["", "## Versions before and after", ""]
@@ -624,10 +636,7 @@ def to_html(r: dict[str, Any]) -> str:
     parts.append(
         _table(
             ["check", "node", "what it read", "last output"],
-            [
-                [f["title"], f["node"], f["error"], " / ".join(f["last_output"])]
-                for f in r.get("verification", [])
-            ],
+            [[f["title"], f["node"], f["error"], " / ".join(f["last_output"])] for f in _found(r)],
         )
     )
     parts.append("<h2>Outages after a phase</h2>")

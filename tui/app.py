@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
@@ -92,6 +93,14 @@ class FollowingLog(Log):
     def on_resize(self, event: events.Resize) -> None:
         if getattr(self.app, "_follow", False):
             self.call_after_refresh(self.scroll_end, animate=False)
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]
+        """New lines' width, measured here on the loop: Textual's Log measures it in a thread
+        that calls back into the app, which raises NoActiveAppError when the console closes
+        meanwhile (seen at the end of a run)."""
+        if lines:
+            width = max(cell_len(self._process_line(line)) for line in lines)
+            self._update_maximum_width(updates, width)
 
 
 class ActionsProvider(Provider):

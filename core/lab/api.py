@@ -145,6 +145,9 @@ class LabApi:
                     headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
+                path = [p for p in urlsplit(target).path.split("/") if p]
+                if len(path) >= 2 and self.world.faults.api_hangs_at(path[0], path[1]):
+                    await asyncio.Event().wait()  # a lab fault: taken, never answered
                 status, extra, payload = self.route(method, target, headers, body)
                 data = json.dumps(payload).encode() if payload is not None else b""
                 head = [

@@ -51,9 +51,11 @@ async def make(
     backoff: float = 0.0,
     recipe: dict[str, Any] | None = None,
     target: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Harness:
     """`recipe`: {"variables": {...}, "actions": {...}} overrides, as an inventory's;
-    `target`: another release to upgrade to (2026.1: a skip-level jump)."""
+    `target`: another release to upgrade to (2026.1: a skip-level jump); `options`: engine
+    options other than the harness's (EngineOptions fields)."""
     inventory = load_inventory(SMALL)
     if target is not None:
         text = SMALL.read_text().replace('to: "2025.2"', f'to: "{target}"', 1)
@@ -98,6 +100,7 @@ async def make(
             backoff=backoff,
             flush_interval=0.01,
             backup_root=tmp_path / "backups" if tmp_path is not None else None,
+            **(options or {}),
         ),
         journal=journal,
         history=history,
