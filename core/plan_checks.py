@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rollgate.core import upstream
 from rollgate.core.releases import SERVICES
 from rollgate.core.roles import API_SERVICE_TYPES, HEARTBEAT_ROLES, ROLES
+from rollgate.core.upstream import DEPENDENT_CONTRACT
 
 if TYPE_CHECKING:
     from rollgate.core.inventory import Node
@@ -34,6 +35,22 @@ SCHEMA_ROLES = {
 
 # What each service's revision tool prints: keystone's db_version only the expand branch's
 PRINTED_BRANCHES = {"keystone": ("expand",)}
+
+
+def printed_revisions(
+    database: str, heads: dict[str, str], source_heads: dict[str, str] | None
+) -> list[str]:
+    """The revisions the service's tool prints for a schema at `heads` (branch -> revision);
+    `source_heads`: the release before, to tell whether an expand moved the expand branch."""
+    if database in DEPENDENT_CONTRACT and "contract" in heads:
+        moved = source_heads is None or heads["expand"] != source_heads.get("expand")
+        contract_is_sources = source_heads is not None and heads["contract"] == source_heads.get(
+            "contract"
+        )
+        if not (moved and contract_is_sources):  # the pair is one release's: one row
+            return [heads["contract"]]
+    printed = PRINTED_BRANCHES.get(database, tuple(heads))
+    return sorted(heads[branch] for branch in printed)
 
 
 def _when(when: dict[str, str] | None) -> dict[str, Any]:
@@ -191,11 +208,10 @@ def schema_version(
         expect: list[str] | None = None
         if target is not None:
             heads = dict(target.schema_heads[database])
+            before = dict(source.schema_heads[database]) if source else None
             if expanded_only and "contract" in heads:
-                old = source.schema_heads[database]["contract"] if source else None
-                heads["contract"] = old or ""
-            printed = PRINTED_BRANCHES.get(service, tuple(heads))
-            expect = sorted(heads[branch] for branch in printed)
+                heads["contract"] = before["contract"] if before else ""
+            expect = printed_revisions(database, heads, before)
             if "" in expect:  # the source's contract head is not known: not compared
                 expect = None
         b.add(

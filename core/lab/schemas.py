@@ -7,7 +7,7 @@ from __future__ import annotations
 from rollgate.core.lab.shell import Shell
 from rollgate.core.lab.world import APT, Database
 from rollgate.core.releases import Release
-from rollgate.core.upstream import facts
+from rollgate.core.upstream import DEPENDENT_CONTRACT, facts
 
 
 def heads(release: Release, database: str) -> dict[str, str]:
@@ -26,7 +26,10 @@ def revisions(db: Database, database: str) -> list[str]:
     branch's of the release it is expanded for while an expansion is in progress."""
     at = heads(db.schema, database)
     if "expand" in at:
-        return [heads(db.supports, database)["expand"], at["contract"]]
+        expand = heads(db.supports, database)["expand"]
+        if database in DEPENDENT_CONTRACT and expand == at["expand"]:
+            return [at["contract"]]  # alembic keeps one row: the contract depends on it
+        return [expand, at["contract"]]
     return [at["head"]]
 
 

@@ -92,11 +92,14 @@ def journal_events(run_id: str) -> list[dict[str, Any]]:
 
 
 def drive(cloud: Cloud, run_id: str, drill: bool, limit: float) -> dict[str, Any]:
-    """Follow the detached run to its end; the drill: once the canary compute is back, kill
-    nova-conductor (as the OOM killer would); the next compute's heartbeat check fails, and
-    the operator starts the conductor again and retries at the failure gate."""
+    """Follow the detached run to its end, with two drills. The outage: once the image phase
+    has ended, glance-api is stopped; the watch sees the image API stop answering and opens an
+    outage gate, where the operator starts it again and goes on (the run can then not end
+    `complete`). The failure: once the canary compute is back, nova-conductor is killed (as
+    the OOM killer would); the next compute's heartbeat check fails, and the operator starts
+    the conductor again and retries at the failure gate."""
     deadline = time.monotonic() + limit
-    killed = answered = False
+    killed = answered = stopped = resumed = False
     last_line = ""
     while time.monotonic() < deadline:
         now = status(run_id)
@@ -109,6 +112,20 @@ def drive(cloud: Cloud, run_id: str, drill: bool, limit: float) -> dict[str, Any
         if now.get("state") == "paused":  # nothing here pauses it: say so, do not wait an hour
             raise SetupError(f"the run paused unexpectedly; see rollgate report {run_id}")
         gate = now.get("gate")
+        if drill and not stopped and _phase_ended(run_id, "dc1/image"):
+            cloud.on("ctl01", "supervisorctl stop glance-api")
+            say("drill: glance-api stopped on ctl01 after the image phase")
+            stopped = True
+        if gate and gate.get("kind") == "outage":
+            if not (drill and stopped and not resumed):
+                raise SetupError(f"unexpected outage gate: {gate.get('title')}")
+            say(f"drill: outage gate: {gate.get('title')}")
+            cloud.on("ctl01", "supervisorctl start glance-api")
+            rollgate(
+                "approve", run_id, "--comment", "glance-api was stopped (drill); started again"
+            )
+            say("drill: glance-api started again; went on at the outage gate")
+            resumed = True
         if drill and not killed and _canary_back(run_id):
             pid = cloud.on("ctl01", "supervisorctl pid nova-conductor").stdout.strip()
             cloud.on("ctl01", f"kill -9 {pid}")
@@ -126,6 +143,13 @@ def drive(cloud: Cloud, run_id: str, drill: bool, limit: float) -> dict[str, Any
             answered = True
         time.sleep(0.5)
     raise SetupError(f"the run did not end within {limit:g}s")
+
+
+def _phase_ended(run_id: str, phase: str) -> bool:
+    return any(
+        e.get("type") == "phase-finished" and e.get("phase") == phase
+        for e in journal_events(run_id)
+    )
 
 
 def _canary_back(run_id: str) -> bool:
@@ -225,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         figures["probe ticks"] = probe.ticks
         for name, passed, detail in results:
             say(f"{'✔' if passed else '✘'} {name}: {detail}")
-        ok = final.get("state") == "complete" and all(p for _, p, _ in results)
+        if not args.no_drill:  # the outage drill: the image API's time down, in the report
+            results.append(checks.outage_reported(run_id))
+        # with the drills, an outage happened: `complete` would claim what was not so
+        expected = "complete" if args.no_drill else "complete with deviations"
+        results.append((f"the run ends {expected}", final.get("state") == expected,
+                        str(final.get("state"))))  # fmt: skip
+        ok = all(p for _, p, _ in results)
         if args.record:
             out = Path(args.record)
             out.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,79 @@ def _code_max(release: str, service: str) -> str:
     return out.stdout.strip()
 
 
+# Each database's alembic tree inside its package: (package, directory), its heads read from
+# the 2026.1 virtualenv's own files with alembic (not from Rollgate's core/upstream.py)
+ALEMBIC = {
+    "keystone": ("keystone", "common/sql/migrations"),
+    "glance": ("glance", "db/sqlalchemy/alembic_migrations"),
+    "placement": ("placement", "db/sqlalchemy/alembic"),
+    "nova_api": ("nova", "db/api/migrations"),
+    "nova": ("nova", "db/main/migrations"),
+    "nova_cell0": ("nova", "db/main/migrations"),
+    "neutron": ("neutron", "db/migration/alembic_migrations"),
+    "cinder": ("cinder", "db/migrations"),
+}
+# the heads alembic keeps rows for: a head another head depends on (glance's expand, which
+# its contract's depends_on names) has no row of its own once both are applied
+HEADS = """
+import importlib, os, sys
+from alembic.script import ScriptDirectory
+pkg, sub = sys.argv[1:3]
+base = os.path.dirname(importlib.import_module(pkg).__file__)
+d = ScriptDirectory(os.path.join(base, sub), recursive_version_locations=True)
+heads = d.get_heads()
+def under(h):
+    return {r.revision for r in d.revision_map._get_ancestor_nodes([d.get_revision(h)])} - {h}
+print(" ".join(sorted(h for h in heads if not any(h in under(o) for o in heads))))
+"""
+
+
+def schema_heads(cloud: Cloud) -> Check:
+    """Each database's alembic_version rows are the 2026.1 code's heads."""
+    off = []
+    for database, (package, sub) in ALEMBIC.items():
+        heads = subprocess.run(
+            [str(VENVS / TARGET / "bin/python"), "-c", HEADS, package, sub],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        want = sorted(heads.stdout.split())
+        found = sorted(
+            r[0] for r in cloud.sql(f"SELECT version_num FROM {database}.alembic_version")
+        )
+        if not want or found != want:
+            off.append(f"{database}: {found} (heads {want or heads.stderr.strip()[-200:]})")
+    return (
+        "every database's schema at the 2026.1 code's alembic heads",
+        not off,
+        f"{len(ALEMBIC)} databases" if not off else "; ".join(off),
+    )
+
+
+def processes_on_target(cloud: Cloud) -> Check:
+    """Every program's processes (supervisor's pid and its children: gunicorn's workers)
+    have the 2026.1 virtualenv in their memory maps or command line, and nothing of 2025.2."""
+    off, seen = [], 0
+    for node, programs in PROGRAMS.items():
+        for p in programs:
+            pid = cloud.on(node, f"supervisorctl pid {p.name}", check=False).stdout.strip()
+            if not pid.isdigit() or pid == "0":
+                off.append(f"{node}:{p.name} has no process")
+                continue
+            pids = [pid, *cloud.on(node, f"pgrep -P {pid}", check=False).stdout.split()]
+            for q in pids:
+                mapped = cloud.on(
+                    node, f"cat /proc/{q}/maps; tr '\\0' ' ' < /proc/{q}/cmdline", check=False
+                ).stdout
+                seen += 1
+                if str(VENVS / TARGET) not in mapped or str(VENVS / SOURCE) + "/" in mapped:
+                    off.append(f"{node}:{p.name} pid {q} does not run from {VENVS / TARGET}")
+    return (
+        "every program's processes run the 2026.1 virtualenv's code",
+        not off and seen > 0,
+        f"{seen} processes" if not off else "; ".join(off[:6]),
+    )
+
+
 def after_upgrade(
     cloud: Cloud, conn: Any, before: dict[str, Any], run_id: str, run_started: float
 ) -> list[Check]:
@@ -151,6 +224,8 @@ def after_upgrade(
             f"{count} programs" if not stale else "; ".join(stale),
         )
     )
+    results.append(processes_on_target(cloud))
+    results.append(schema_heads(cloud))
     for service in CODE_MAX:
         api, new, old = (
             _api_max_version(conn, service),
@@ -226,6 +301,24 @@ def after_upgrade(
     )
     results.append(_report_names_steps(report.stdout, run_id))
     return results
+
+
+def outage_reported(run_id: str) -> Check:
+    """The report gives the image API's outage (the drill's) with its time down, and no
+    other outage."""
+    report = subprocess.run(
+        ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
+    )
+    try:
+        outages = json.loads(report.stdout).get("outages", [])
+    except ValueError:
+        return ("the report gives the drill's outage", False, "rollgate report printed no JSON")
+    found = [f"{o['what']} at {o['site']}: {o['down_s']} s" for o in outages]
+    return (
+        "the report gives the drill's outage (the image API), and only it",
+        [o["what"] for o in outages] == ["the image API"] and outages[0]["down_s"] is not None,
+        "; ".join(found) or "no outage",
+    )
 
 
 def _report_names_steps(text: str, run_id: str) -> Check:

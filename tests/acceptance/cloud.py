@@ -174,6 +174,18 @@ class Cloud:
             capture_output=True,
         )
 
+    def sql(self, query: str) -> list[list[str]]:
+        """Rows of a query, asked of MariaDB directly (as root on its socket), not through
+        any service: what the database holds."""
+        done = subprocess.run(
+            ["mariadb", "--no-defaults", f"--socket={STATE / 'mariadb'}/mysqld.sock", "-uroot",
+             "-N", "-B", "-e", query],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise SetupError(f"MariaDB: {query!r}: {done.stderr.strip()[-500:]}")
+        return [line.split("\t") for line in done.stdout.splitlines()]
+
     def start_memcached(self) -> None:
         """keystone's cache, shared by its workers (as deployments run it)."""
         self.spawn(
