@@ -54,20 +54,40 @@ class Watcher:
         self._gates: set[asyncio.Task[None]] = set()
 
     def watched(self) -> dict[str, dict[str, str]]:
-        """site -> {what is watched there: the phase that moved it}, from finished phases."""
+        """site -> {what is watched there: the phase that moved it}, from finished phases: an
+        API once no phase still to finish has steps of its service's API role, a node's
+        service records and agents ("@NODE:SERVICE") once no such phase has steps of that
+        service on that node (a compute being upgraded is down on purpose)."""
         state = self.record.state
-        out: dict[str, dict[str, str]] = {}
+        moved: list[Any] = []
+        busy: set[tuple[str, str]] = set()
         for phase in self.plan.phases:
-            if state.phases.get(phase.id) not in MOVED_WORDS or phase.tier == "verify":
+            if phase.tier == "verify":
                 continue
+            finished = state.phases.get(phase.id) in MOVED_WORDS
             for step in phase.steps:
-                kind = API_SERVICE_TYPES.get(step.role)
-                if kind is not None:
-                    site = self.identity_site if kind == "identity" else step.site
-                    out.setdefault(site, {})[f"the {kind} API"] = phase.id
-                if step.role in ROLES:
-                    out.setdefault(step.site, {})[f"@{step.node}"] = phase.id
+                for key in self._keys(step):
+                    if finished:
+                        moved.append((key, phase.id))
+                    else:
+                        busy.add(key)
+        out: dict[str, dict[str, str]] = {}
+        for (site, what), phase_id in moved:
+            if (site, what) not in busy:
+                out.setdefault(site, {})[what] = phase_id
         return out
+
+    def _keys(self, step: Any) -> list[tuple[str, str]]:
+        """(site, what) a step's move stands for: its API and its node's service."""
+        keys = []
+        kind = API_SERVICE_TYPES.get(step.role)
+        if kind is not None:
+            keys.append(
+                (self.identity_site if kind == "identity" else step.site, f"the {kind} API")
+            )
+        if step.role in ROLES:
+            keys.append((step.site, f"@{step.node}:{ROLES[step.role].service}"))
+        return keys
 
     async def run(self, done: asyncio.Event) -> None:
         health: Any = getattr(self.executor, "watch_health", None)
@@ -98,7 +118,8 @@ class Watcher:
             return
         open_now = {(o.site, o.what) for o in self.record.state.outages if o.until is None}
         for what, why in answers.items():
-            phase = watched.get(what) or watched.get(f"@{what.rsplit(' on ', 1)[-1]}")
+            binary, _, host = what.partition(" on ")  # "nova-compute on cmp1"
+            phase = watched.get(what) or watched.get(f"@{host}:{binary.split('-', 1)[0]}")
             if phase is None:
                 continue
             if not what.startswith("the "):  # a service record or agent: from its baseline
