@@ -24,8 +24,9 @@ from rollgate.core.engine.intake import Intake
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.executor import Executor, Stopped, within
 from rollgate.core.inventory import Inventory
-from rollgate.core.plan import Plan
+from rollgate.core.plan import Plan, Step
 from rollgate.core.roles import API_SERVICE_TYPES, ROLES
+from rollgate.core.state import RunState
 
 PROBE_TIMEOUT = 60.0  # seconds one site's probes may take before this turn gives up on them
 MOVED_WORDS = ("ok", "ok with deviations")  # phases whose services are watched
@@ -54,40 +55,7 @@ class Watcher:
         self._gates: set[asyncio.Task[None]] = set()
 
     def watched(self) -> dict[str, dict[str, str]]:
-        """site -> {what is watched there: the phase that moved it}, from finished phases: an
-        API once no phase still to finish has steps of its service's API role, a node's
-        service records and agents ("@NODE:SERVICE") once no such phase has steps of that
-        service on that node (a compute being upgraded is down on purpose)."""
-        state = self.record.state
-        moved: list[Any] = []
-        busy: set[tuple[str, str]] = set()
-        for phase in self.plan.phases:
-            if phase.tier == "verify":
-                continue
-            finished = state.phases.get(phase.id) in MOVED_WORDS
-            for step in phase.steps:
-                for key in self._keys(step):
-                    if finished:
-                        moved.append((key, phase.id))
-                    else:
-                        busy.add(key)
-        out: dict[str, dict[str, str]] = {}
-        for (site, what), phase_id in moved:
-            if (site, what) not in busy:
-                out.setdefault(site, {})[what] = phase_id
-        return out
-
-    def _keys(self, step: Any) -> list[tuple[str, str]]:
-        """(site, what) a step's move stands for: its API and its node's service."""
-        keys = []
-        kind = API_SERVICE_TYPES.get(step.role)
-        if kind is not None:
-            keys.append(
-                (self.identity_site if kind == "identity" else step.site, f"the {kind} API")
-            )
-        if step.role in ROLES:
-            keys.append((step.site, f"@{step.node}:{ROLES[step.role].service}"))
-        return keys
+        return watched(self.plan, self.record.state, self.identity_site)
 
     async def run(self, done: asyncio.Event) -> None:
         health: Any = getattr(self.executor, "watch_health", None)
@@ -184,3 +152,38 @@ class Watcher:
             "read its service's log on its nodes; the watch journals when it answers again"
         )
         return "\n".join(lines)
+
+
+def watched(plan: Plan, state: RunState, identity_site: str) -> dict[str, dict[str, str]]:
+    """site -> {what is watched there: the phase that moved it}, from finished phases: an
+    API once no phase still to finish has steps of its service's API role, a node's service
+    records and agents ("@NODE:SERVICE") once no such phase has steps of that service on
+    that node (a compute being upgraded is down on purpose)."""
+    moved: list[tuple[tuple[str, str], str]] = []
+    busy: set[tuple[str, str]] = set()
+    for phase in plan.phases:
+        if phase.tier == "verify":
+            continue
+        finished = state.phases.get(phase.id) in MOVED_WORDS
+        for step in phase.steps:
+            for key in _keys(step, identity_site):
+                if finished:
+                    moved.append((key, phase.id))
+                else:
+                    busy.add(key)
+    out: dict[str, dict[str, str]] = {}
+    for (site, what), phase_id in moved:
+        if (site, what) not in busy:
+            out.setdefault(site, {})[what] = phase_id
+    return out
+
+
+def _keys(step: Step, identity_site: str) -> list[tuple[str, str]]:
+    """(site, what) a step's move stands for: its API and its node's service."""
+    keys = []
+    kind = API_SERVICE_TYPES.get(step.role)
+    if kind is not None:
+        keys.append((identity_site if kind == "identity" else step.site, f"the {kind} API"))
+    if step.role in ROLES:
+        keys.append((step.site, f"@{step.node}:{ROLES[step.role].service}"))
+    return keys

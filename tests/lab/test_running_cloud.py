@@ -214,3 +214,28 @@ async def test_a_hung_compute_call_names_the_compute_endpoint_not_keystone(
     assert "the compute API of RegionOne" in message, message
     assert "/one/compute" in message and "/identity" not in message, message
     assert "did not answer enable-compute within 1s" in message
+
+
+def test_what_the_run_is_still_moving_is_not_watched() -> None:
+    """The acceptance cloud's venv plan: its preparation phase has steps on every node, but a
+    compute the compute phase is upgrading is down on purpose; it is watched from the end of
+    that phase, and the image API from the end of the image phase, not before."""
+    from rollgate.core.engine.watch import watched
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+    from rollgate.core.state import RunState
+
+    inventory = load_inventory(Path(__file__).parents[1] / "acceptance" / "inventory.yaml")
+    plan = build_plan(inventory)
+    state = RunState.initial(plan)
+    state.phases.update({"dc1/prepare": "ok", "dc1/identity": "ok", "dc1/image": "running"})
+    now = watched(plan, state, inventory.identity_site)["dc1"]
+    assert now["the identity API"] == "dc1/identity"
+    assert "the image API" not in now and "@cmp02:nova" not in now
+    state.phases.update({"dc1/image": "ok", "dc1/compute": "running"})
+    now = watched(plan, state, inventory.identity_site)["dc1"]
+    assert now["the image API"] == "dc1/image"
+    assert "@cmp02:nova" not in now and "the compute API" not in now
+    state.phases["dc1/compute"] = "ok"
+    now = watched(plan, state, inventory.identity_site)["dc1"]
+    assert now["@cmp02:nova"] == "dc1/compute" and now["the compute API"] == "dc1/compute"
