@@ -115,6 +115,8 @@ def _answer_or_error(conn: Any, service_type: str) -> Answer | str:
         return fresh_answer(conn, service_type)
     except ks_exc.HttpError as exc:
         return f"{exc.http_status} {exc.message}"[:200]
+    except ks_exc.ConnectFailure as exc:  # "Unable to establish connection to URL: <urllib3's>"
+        return str(exc).split(": HTTPConnectionPool", 1)[0].split(": ('Connection", 1)[0][:200]
     except (ks_exc.ClientException, os_exc.SDKException, OSError, LookupError) as exc:
         return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 

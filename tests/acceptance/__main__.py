@@ -247,14 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         results = checks.after_upgrade(cloud, conn, before, run_id, run_started)
         figures["unavailable s"] = probe.unavailable_seconds()
         figures["probe ticks"] = probe.ticks
-        for name, passed, detail in results:
-            say(f"{'✔' if passed else '✘'} {name}: {detail}")
         if not args.no_drill:  # the outage drill: the image API's time down, in the report
             results.append(checks.outage_reported(run_id))
         # with the drills, an outage happened: `complete` would claim what was not so
         expected = "complete" if args.no_drill else "complete with deviations"
         results.append((f"the run ends {expected}", final.get("state") == expected,
                         str(final.get("state"))))  # fmt: skip
+        for name, passed, detail in results:
+            say(f"{'✔' if passed else '✘'} {name}: {detail}")
         ok = all(p for _, p, _ in results)
         if args.record:
             out = Path(args.record)

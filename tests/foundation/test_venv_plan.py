@@ -138,7 +138,15 @@ def test_the_shipped_acceptance_run_is_a_real_upgrade_with_its_drill_answered() 
 
     client = open_journal_client(str(SHIPPED))
     report = build_report(client.plan, client.header, client.all_events())
-    assert report["outcome"] == "complete" and not report["not_upgraded"]
+    # the outage drill: glance-api stopped after its phase; the watch's gate, approved
+    assert report["outcome"] == "complete with deviations" and not report["not_upgraded"]
+    assert [o["what"] for o in report["outages"]] == ["the image API"]
+    assert report["outages"][0]["down_s"] is not None
+    outage = [g for g in report["gates"] if g["kind"] == "outage"]
+    assert [(g["decision"], g["operator"]) for g in outage] == [("approve", "root")]
+    # the compute API read anew after the upgrade: the 2026.1 code's newest microversion
+    said = " ".join(line for e in client.all_events() if hasattr(e, "lines") for line in e.lines)
+    assert "microversions 2.1 to 2.103" in said and "microversions 2.1 to 2.100" not in said
     moved = {c["package"]: (c["before"], c["after"]) for c in report["versions"]}
     assert moved["nova"][0].startswith("32.") and moved["nova"][1].startswith("33.")
     # the drill: the heartbeat check timed out, an operator retried it at its failure gate
