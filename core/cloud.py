@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
-import time
-from collections.abc import Callable
+import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,25 +34,67 @@ ACTION_SERVICE = {
 }
 
 
+POLL_BACKOFF_CAP = 30.0  # seconds between two asks of a status poll whose calls fail
+
+
 class CloudAdapter:
-    def __init__(self, *, run_id: str = "", poll_interval: float = 1.0):
+    def __init__(self, *, run_id: str = "", poll_interval: float = 1.0, workers: int = 0):
+        """`workers`: API calls at once (at least API_WORKERS; the session asks for a batch's
+        worth of computes per site running at once)."""
         self._connections: dict[str, Any] = {}
         self.run_id = run_id
         self.poll_interval = poll_interval
+        self.workers = max(API_WORKERS, workers)
         # openstacksdk blocks: its calls get a bounded pool of their own, so a slow API never
         # holds up the journal's fsync (which uses the default executor)
-        self._pool = ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="rollgate-api")
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rollgate-api")
+        self._inflight = 0  # calls sent to the pool and not finished
+        self._waiting: dict[str, int] = {}  # site -> its calls waiting for a free worker
+
+    def waiting(self, site: str) -> int:
+        """The site's calls sent to the pool that no worker has started yet."""
+        return self._waiting.get(site, 0)
 
     async def _in_pool(
-        self, site: Site, what: str, call: Any, *args: Any, service_type: str = "identity"
+        self,
+        site: Site,
+        what: str,
+        call: Any,
+        *args: Any,
+        service_type: str = "identity",
+        out: OutputCallback | None = None,
     ) -> Any:
-        """Run a blocking API call in the pool, bounded by the site's API timeout."""
+        """Run a blocking API call in the pool, bounded by the site's API timeout counted from
+        when a worker sends it (time waiting for a free worker is not the API's); `out` hears
+        when it has to wait."""
         limit = site.openstack.timeout or API_TIMEOUT
         loop = asyncio.get_running_loop()
+        started = loop.create_future()
+
+        def begin() -> None:
+            self._waiting[site.name] = self._waiting.get(site.name, 1) - 1
+            if not started.done():
+                started.set_result(None)
+
+        def run() -> Any:
+            loop.call_soon_threadsafe(begin)
+            try:
+                return call(*args)
+            finally:
+                loop.call_soon_threadsafe(self._done_one)
+
+        if self._inflight >= self.workers and out is not None:
+            waiting = self._waiting.get(site.name, 0) + 1
+            out("info", f"API of {site.name}: {waiting} calls waiting (all {self.workers} "
+                        "workers busy); its timeout starts when it is sent")  # fmt: skip
+        self._waiting[site.name] = self._waiting.get(site.name, 0) + 1
+        self._inflight += 1
+        future = loop.run_in_executor(self._pool, run)
         try:
             # within, not wait_for: Python 3.11's wait_for can swallow a cancellation that
             # arrives as the call completes (CPython gh-86296)
-            return await within(loop.run_in_executor(self._pool, call, *args), limit, None)
+            await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
+            return await within(future, limit, None)
         except TimeoutError:
             raise TransportError(
                 site.name,
@@ -62,6 +102,12 @@ class CloudAdapter:
                 f" did not answer {what} within {limit:g}s; check it, or raise "
                 "openstack.timeout in the inventory",
             ) from None
+        finally:
+            if not started.done():  # never started (cancelled while waiting)
+                started.cancel()
+
+    def _done_one(self) -> None:
+        self._inflight -= 1
 
     def _endpoint(self, site: Site, service_type: str = "identity") -> str:
         """The URL of the service whose call hung (the catalog's; keystone's for identity)."""
@@ -116,101 +162,15 @@ class CloudAdapter:
         self._connections[site.name] = conn
         return conn
 
-    def _call(
-        self, site: Site, action: str, args: dict[str, Any], out: OutputCallback, timeout: float
-    ) -> CommandResult:
+    def _guarded(self, site: Site, call: Any, *args: Any) -> Any:
+        """`call(*args)` with the API's errors said as Rollgate's: a service not there right
+        now (502/503/504, unreachable) is a TransportError the step asks again after; any other
+        answer an error result."""
         from keystoneauth1 import exceptions as ks_exc
         from openstack import exceptions as os_exc
 
         try:
-            conn = self._connection(site)
-            compute = conn.compute
-            if action == "verify-compute-api":  # a plan made before verify-api
-                args = {"service_type": "compute", **args}
-                action = "verify-api"
-            if action in ("wait-api-up", "verify-api"):
-                return checks.wait_api_up(conn, site.region, args, out, timeout, self.poll_interval)
-            if action == "wait-service-up":
-                return checks.wait_service_up(conn, args, out, timeout, self.poll_interval)
-            if action == "verify-cloud":
-                interface = conn.config.get_interface() or "public"
-                return checks.verify_cloud(conn, site.region, interface, args, out)
-            if action == "wait-agents-up":
-                return self._agents_up(conn, args, out, timeout)
-            host, binary = args["host"], args.get("binary", "nova-compute")
-            if action in ("disable-service", "enable-service") and binary.startswith("cinder-"):
-                volume = conn.block_storage
-                found = [s for s in volume.services(binary=binary) if s.host.split("@")[0] == host]
-                if not found:
-                    return CommandResult(1, error=f"no {binary} service on {host}")
-                for service in found:
-                    reason = service.disabled_reason or ""
-                    if fenced_by_operator(service.status == "disabled", reason):
-                        out(  # an operator fenced it before the run: left as it was found
-                            "info",
-                            f"{binary} on {service.host} {LEFT_AS_FOUND} ({reason or 'no reason'})",
-                        )
-                    elif action == "disable-service":
-                        volume.disable_service(service, reason=args.get("reason"))
-                        out("info", f"{binary} on {service.host} disabled")
-                    else:
-                        volume.enable_service(service)
-                        out("info", f"{binary} on {service.host} enabled")
-                return CommandResult(0)
-            services = list(compute.services(host=host, binary=binary))
-            if not services:
-                return CommandResult(1, error=f"no {binary} service on {host} in {site.region}")
-            service = services[0]
-            if action == "list-computes":
-                out("info", f"{len(services)} {binary} service(s) on {host}")
-                return CommandResult(0)
-            found_reason = service.disabled_reason or ""
-            by_operator = fenced_by_operator(service.status == "disabled", found_reason)
-            if action == "disable-compute":
-                if by_operator:  # an operator fenced it before the run: keep their reason
-                    out(
-                        "info",
-                        f"{binary} on {host} was already disabled by an operator "
-                        f"({found_reason or 'no reason'}); it stays disabled after the upgrade",
-                    )
-                    return CommandResult(0)
-                reason = args.get("reason") or f"rollgate run {self.run_id}"
-                compute.disable_service(service, host=host, binary=binary, disabled_reason=reason)
-                out("info", f"{binary} on {host} disabled: {reason}")
-                return CommandResult(0)
-            if action == "enable-compute":
-                if by_operator:
-                    out(
-                        "info",
-                        f"{binary} on {host} {LEFT_AS_FOUND} ({found_reason or 'no reason'})",
-                    )
-                    return CommandResult(0)
-                compute.enable_service(service, host=host, binary=binary)
-                out("info", f"{binary} on {host} enabled")
-                return CommandResult(0)
-            if action == "wait-compute-up":
-                # "up" alone passes on a dead process for service_down_time (60 s) after its
-                # last heartbeat (nova servicegroup/drivers/db.py): wait for a heartbeat newer
-                # than the first one seen, which only the restarted process can write
-                first = service.updated_at
-
-                def fresh() -> CommandResult | None:
-                    found = next(iter(compute.services(host=host, binary=binary)), None)
-                    if found is None:  # gone from the API: an error, never a hang
-                        return CommandResult(1, error=f"no {binary} service on {host} any more")
-                    if found.state == "up" and found.updated_at != first:
-                        out("info", f"{binary} on {host} reports again ({found.updated_at})")
-                        return CommandResult(0)
-                    return None
-
-                return self._until(
-                    fresh,
-                    timeout,
-                    f"{binary} on {host} wrote no heartbeat after its restart "
-                    f"(last {first}): it is not running, or cannot report (nova-compute "
-                    "reports through nova-conductor and the message queue)",
-                )
-            return CommandResult(1, error=f"unknown cloud action {action!r}")
+            return call(*args)
         except os_exc.HttpException as exc:
             if exc.status_code in UNAVAILABLE:  # a service (re)starting: asked again
                 raise TransportError(
@@ -229,9 +189,112 @@ class CloudAdapter:
                 f"the API of {site.region} is unreachable: {str(exc).splitlines()[0][:200]}",
             ) from None
 
+    def _call(
+        self, site: Site, action: str, args: dict[str, Any], out: OutputCallback, timeout: float
+    ) -> CommandResult | checks.Polling:
+        found: CommandResult | checks.Polling = self._guarded(
+            site, self._act, site, action, args, out, timeout
+        )
+        return found
+
+    def _act(
+        self, site: Site, action: str, args: dict[str, Any], out: OutputCallback, timeout: float
+    ) -> CommandResult | checks.Polling:
+        conn = self._connection(site)
+        compute = conn.compute
+        if action == "verify-compute-api":  # a plan made before verify-api
+            args = {"service_type": "compute", **args}
+            action = "verify-api"
+        if action in ("wait-api-up", "verify-api"):
+            return checks.wait_api_up(conn, site.region, args, out, timeout, self.poll_interval)
+        if action == "wait-service-up":
+            return checks.wait_service_up(conn, args, out, timeout, self.poll_interval)
+        if action == "verify-cloud":
+            interface = conn.config.get_interface() or "public"
+            return checks.verify_cloud(conn, site.region, interface, args, out)
+        if action == "wait-agents-up":
+            return self._agents_up(conn, args, out, timeout)
+        host, binary = args["host"], args.get("binary", "nova-compute")
+        if action in ("disable-service", "enable-service") and binary.startswith("cinder-"):
+            volume = conn.block_storage
+            found = [s for s in volume.services(binary=binary) if s.host.split("@")[0] == host]
+            if not found:
+                return CommandResult(1, error=f"no {binary} service on {host}")
+            for service in found:
+                reason = service.disabled_reason or ""
+                if fenced_by_operator(service.status == "disabled", reason):
+                    out(  # an operator fenced it before the run: left as it was found
+                        "info",
+                        f"{binary} on {service.host} {LEFT_AS_FOUND} ({reason or 'no reason'})",
+                    )
+                elif action == "disable-service":
+                    volume.disable_service(service, reason=args.get("reason"))
+                    out("info", f"{binary} on {service.host} disabled")
+                else:
+                    volume.enable_service(service)
+                    out("info", f"{binary} on {service.host} enabled")
+            return CommandResult(0)
+        services = list(compute.services(host=host, binary=binary))
+        if not services:
+            return CommandResult(1, error=f"no {binary} service on {host} in {site.region}")
+        service = services[0]
+        if action == "list-computes":
+            out("info", f"{len(services)} {binary} service(s) on {host}")
+            return CommandResult(0)
+        found_reason = service.disabled_reason or ""
+        by_operator = fenced_by_operator(service.status == "disabled", found_reason)
+        if action == "disable-compute":
+            if by_operator:  # an operator fenced it before the run: keep their reason
+                out(
+                    "info",
+                    f"{binary} on {host} was already disabled by an operator "
+                    f"({found_reason or 'no reason'}); it stays disabled after the upgrade",
+                )
+                return CommandResult(0)
+            reason = args.get("reason") or f"rollgate run {self.run_id}"
+            compute.disable_service(service, host=host, binary=binary, disabled_reason=reason)
+            out("info", f"{binary} on {host} disabled: {reason}")
+            return CommandResult(0)
+        if action == "enable-compute":
+            if by_operator:
+                out(
+                    "info",
+                    f"{binary} on {host} {LEFT_AS_FOUND} ({found_reason or 'no reason'})",
+                )
+                return CommandResult(0)
+            compute.enable_service(service, host=host, binary=binary)
+            out("info", f"{binary} on {host} enabled")
+            return CommandResult(0)
+        if action == "wait-compute-up":
+            # "up" alone passes on a dead process for service_down_time (60 s) after its
+            # last heartbeat (nova servicegroup/drivers/db.py): wait for a heartbeat newer
+            # than the first one seen, which only the restarted process can write
+            first = service.updated_at
+
+            def fresh() -> CommandResult | None:
+                found = next(iter(compute.services(host=host, binary=binary)), None)
+                if found is None:  # gone from the API: an error, never a hang
+                    return CommandResult(1, error=f"no {binary} service on {host} any more")
+                if found.state == "up" and found.updated_at != first:
+                    out("info", f"{binary} on {host} reports again ({found.updated_at})")
+                    return CommandResult(0)
+                return None
+
+            return checks.until(
+                fresh,
+                timeout,
+                self.poll_interval,
+                lambda: (
+                    f"{binary} on {host} wrote no heartbeat after its restart "
+                    f"(last {first}): it is not running, or cannot report (nova-compute "
+                    "reports through nova-conductor and the message queue)"
+                ),
+            )
+        return CommandResult(1, error=f"unknown cloud action {action!r}")
+
     def _agents_up(
         self, conn: Any, args: dict[str, Any], out: OutputCallback, timeout: float
-    ) -> CommandResult:
+    ) -> CommandResult | checks.Polling:
         """Every named neutron agent on the host alive, with a heartbeat newer than the first
         one seen (the restarted agent's own)."""
         host, wanted = args["host"], set(args["binaries"])
@@ -254,21 +317,12 @@ class CloudAdapter:
                 return CommandResult(0)
             return None
 
-        return self._until(
-            fresh, timeout, f"{', '.join(sorted(wanted))} on {host}: no heartbeat after the restart"
+        return checks.until(
+            fresh,
+            timeout,
+            self.poll_interval,
+            lambda: f"{', '.join(sorted(wanted))} on {host}: no heartbeat after the restart",
         )
-
-    def _until(
-        self, probe: Callable[[], CommandResult | None], timeout: float, why: str
-    ) -> CommandResult:
-        """Ask `probe` every poll interval until it gives a result, or time out saying why."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = probe()
-            if result is not None:
-                return result
-            time.sleep(self.poll_interval)
-        return CommandResult(None, timed_out=True, error=why)
 
     def _status(self, site: Site) -> dict[str, dict[str, str]]:
         conn = self._connection(site)
@@ -311,37 +365,64 @@ class CloudAdapter:
         def out(stream: str, line: str) -> None:
             loop.call_soon_threadsafe(on_output, stream, line)
 
-        # a call that waits (wait-compute-up) may take the step's timeout; others the API's
-        limit_site = site
-        if action in checks.HEARTBEAT_WAITS:
-            limit_site = dataclasses.replace(
-                site,
-                openstack=dataclasses.replace(
-                    site.openstack, timeout=timeout + (site.openstack.timeout or API_TIMEOUT)
-                ),
-            )
         service_type = str(
             args.get("service_type")
             or ACTION_SERVICE.get(action)
             or ("block-storage" if str(args.get("binary", "")).startswith("cinder-") else "compute")
         )
-        call = self._in_pool(
-            limit_site,
-            action,
-            self._call,
-            site,
-            action,
-            args,
-            out,
-            timeout,
-            service_type=service_type,
-        )
+
+        async def ask(probe: Any, *probe_args: Any) -> Any:
+            return await self._in_pool(
+                site, action, probe, *probe_args, service_type=service_type, out=out
+            )
+
+        async def act() -> CommandResult:
+            first = await ask(self._call, site, action, args, out, timeout)
+            if isinstance(first, checks.Polling):
+                return await self._poll(site, first, ask, timeout, out)
+            assert isinstance(first, CommandResult)
+            return first
+
         try:
-            return await within(call, None, stop)
+            return await within(act(), None, stop)
         except Stopped:  # the thread finishes its call on its own; nothing waits for it
             return CommandResult(
                 None, interrupted=True, error="aborted by the operator; the API call was left"
             )
+
+    async def _poll(
+        self, site: Site, polling: checks.Polling, ask: Any, timeout: float, out: OutputCallback
+    ) -> CommandResult:
+        """Ask the polling's probe every poll interval, sleeping on the loop (a worker holds
+        only a call), until it answers or the step's `timeout` ends. A probe whose call fails
+        is said in the step's output and asked again after a backoff (doubling, capped,
+        jittered); the timeout's message carries the last failure."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        failures = 0
+        last_error = ""
+        while True:
+            delay = self.poll_interval
+            try:
+                result = await ask(self._guarded, site, polling.probe)
+            except TransportError as exc:
+                if not exc.retryable:  # auth, configuration: asking again will not help
+                    raise
+                failures += 1
+                last_error = str(exc)
+                delay = min(POLL_BACKOFF_CAP, self.poll_interval * 2**failures)
+                delay *= 0.5 + random.random() / 2
+                out("info", f"status poll failed ({last_error}); asking again in {delay:.1f}s")
+                result = None
+            else:
+                failures = 0
+            if result is not None:
+                assert isinstance(result, CommandResult)
+                return result
+            if loop.time() >= deadline:
+                why = polling.why() + (f" (last poll: {last_error})" if failures else "")
+                return CommandResult(None, timed_out=True, error=why)
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
 
     async def close(self) -> None:
         for conn in self._connections.values():

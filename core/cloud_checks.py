@@ -6,7 +6,6 @@ its pool (core/cloud.py)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,21 +89,25 @@ def _microversion_key(value: str) -> tuple[int, ...]:
     return tuple(int(part) for part in value.split("."))
 
 
+@dataclass(frozen=True)
+class Polling:
+    """A check that waits: `probe` (one short API call) is asked again every poll interval
+    by the caller, on its event loop, until it gives a result; `why` says what never came."""
+
+    probe: Callable[[], CommandResult | None]
+    why: Callable[[], str]
+
+
 def until(
     probe: Callable[[], CommandResult | None],
     timeout: float,
     interval: float,
     why: Callable[[], str],
-) -> CommandResult:
-    """Ask `probe` every `interval` seconds until it gives a result, or time out saying why."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() >= deadline:
-            return CommandResult(None, timed_out=True, error=why())
-        time.sleep(interval)
+) -> CommandResult | Polling:
+    """The first answer of `probe` when it gives one now, else the polling to go on with
+    (the adapter asks again on its loop, never sleeping in an API worker)."""
+    result = probe()
+    return result if result is not None else Polling(probe, why)
 
 
 def _answer_or_error(conn: Any, service_type: str) -> Answer | str:
@@ -128,7 +131,7 @@ def wait_api_up(
     out: OutputCallback,
     timeout: float,
     interval: float,
-) -> CommandResult:
+) -> CommandResult | Polling:
     """The service's API answers a fresh version discovery (asked until it does); with
     `expect_microversion`, its newest microversion must be that one."""
     kind = str(args["service_type"])
@@ -179,7 +182,7 @@ def service_records(conn: Any, binary: str, host: str | None = None) -> list[Any
 
 def wait_service_up(
     conn: Any, args: dict[str, Any], out: OutputCallback, timeout: float, interval: float
-) -> CommandResult:
+) -> CommandResult | Polling:
     """The service's record shows a heartbeat newer than the first one seen (only a process
     that runs after the restart writes it), and up."""
     host, binary = str(args["host"]), str(args["binary"])

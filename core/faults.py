@@ -7,6 +7,8 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   hang:NODE:CMD[:COUNT]         CMD never finishes (until its timeout or termination)
   slow:NODE:FACTOR              everything on NODE takes FACTOR times longer
   api-error:SITE                the site's API answers 503 to compute/volume/network calls
+  api-slow:SITE:SECONDS         every API call of the site takes SECONDS of real time first
+                                (whatever the time scale)
   api-hang:SITE:SERVICE         the site's SERVICE API (its URL path: compute, image...) takes
                                 requests and never answers (a wedged WSGI worker)
   cinder-pending:COUNT          the previous release's cinder online migrations are unfinished
@@ -44,6 +46,7 @@ class Faults:
     slow: dict[str, float] = field(default_factory=dict)
     api_errors: set[str] = field(default_factory=set)
     api_hangs: set[tuple[str, str]] = field(default_factory=set)  # (site, URL path service)
+    api_slow: dict[str, float] = field(default_factory=dict)  # site -> real seconds per call
     cinder_pending: int = 0
     crash: set[tuple[str, str]] = field(default_factory=set)  # (node, unit)
     held: set[tuple[str, str]] = field(default_factory=set)  # (node, package)
@@ -53,6 +56,9 @@ class Faults:
     stale: set[tuple[str, str]] = field(default_factory=set)  # (node, unit): restart is a no-op
     dies: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, unit) -> seconds
     schema_noop: set[str] = field(default_factory=set)  # services whose migrations move nothing
+
+    def api_delay(self, site: str) -> float:
+        return self.api_slow.get(site, self.api_slow.get("*", 0.0))
 
     def api_hangs_at(self, site: str, service: str) -> bool:
         return (site, service) in self.api_hangs or ("*", service) in self.api_hangs
@@ -103,10 +109,9 @@ class Faults:
 
 
 KINDS = (
-    "unreachable", "fail", "warn", "hang", "slow", "api-error", "api-hang", "cinder-pending",
-    "crash",
-    "hold", "conffile", "target-blocker", "unpinned", "stale-restart", "dies-after",
-    "schema-noop",
+    "unreachable", "fail", "warn", "hang", "slow", "api-error", "api-slow", "api-hang",
+    "cinder-pending", "crash", "hold", "conffile", "target-blocker", "unpinned",
+    "stale-restart", "dies-after", "schema-noop",
 )  # fmt: skip
 
 
@@ -148,6 +153,13 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
                 faults.api_errors.add(parts[0])
+            elif kind == "api-slow" and len(parts) == 2:
+                if parts[0] not in site_names and parts[0] != "*":
+                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
+                seconds = float(parts[1])
+                if not (math.isfinite(seconds) and 0 <= seconds <= 600):
+                    raise ValueError
+                faults.api_slow[parts[0]] = seconds
             elif kind == "api-hang" and len(parts) == 2 and parts[1]:
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")

@@ -148,6 +148,9 @@ class LabApi:
                 path = [p for p in urlsplit(target).path.split("/") if p]
                 if len(path) >= 2 and self.world.faults.api_hangs_at(path[0], path[1]):
                     await asyncio.Event().wait()  # a lab fault: taken, never answered
+                delay = self.world.faults.api_delay(path[0]) if path else 0.0
+                if delay > 0 and path[0] in self.regions:  # a lab fault: a slow API
+                    await asyncio.sleep(delay)  # real seconds; other connections are served
                 status, extra, payload = self.route(method, target, headers, body)
                 data = json.dumps(payload).encode() if payload is not None else b""
                 head = [

@@ -4,6 +4,7 @@ from the same records (core/lab/api.py), and core/cloud_checks.py words it the s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from rollgate.core.executor import LEFT_AS_FOUND, CommandResult, OutputCallback, fenced_by_operator
@@ -32,6 +33,8 @@ async def _cloud_action(
     world: World, site: str, action: str, args: dict[str, Any], out: OutputCallback
 ) -> CommandResult:
     await world.sleep("api")
+    if world.faults.api_delay(site) > 0:  # a lab fault: a slow API (real seconds)
+        await asyncio.sleep(world.faults.api_delay(site))
     if site in world.faults.api_errors or "*" in world.faults.api_errors:
         return CommandResult(
             1, error=f"the compute API at {site} answered 503 Service Unavailable (lab fault)"

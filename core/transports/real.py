@@ -25,7 +25,11 @@ class RealExecutor:
         self.ssh = SshExecutor(
             max_connections=max_connections, max_commands=max_commands, insecure=insecure
         )
-        self.api = CloudAdapter(run_id=run_id)
+        # a batch's worth of API calls in flight at each site that runs one at once
+        policy = inventory.policy
+        self.api = CloudAdapter(
+            run_id=run_id, workers=policy.batch_size * max(1, policy.site_concurrency) + 4
+        )
         self.unverified = insecure or any(not n.ssh.verify_host_keys for n in inventory.nodes)
 
     async def run(
