@@ -81,6 +81,11 @@ class Sshd:
         work.chmod(0o755)  # sshd reads authorized_keys as the user logging in
         (work / "authorized_keys").chmod(0o644)
         (work / "client_key").chmod(0o644)  # the test user's driver reads it too
+        # OpenSSH's client (Ansible's transport) refuses a private key others can read: a
+        # copy of the same key, private to its owner, for tools that use ssh(1)
+        self.private_key = work / "client_key.private"
+        shutil.copy(work / "client_key", self.private_key)
+        self.private_key.chmod(0o600)
         host_pub = (work / "host_key.pub").read_text().split()[:2]
         self.known_hosts = work / "known_hosts"
         self.known_hosts.write_text(

@@ -61,7 +61,7 @@ def rollgate_inventory(sshd: BenchSshd, count: int) -> Path:
     path.write_text(
         "cloud: bench-ssh\n"
         'upgrade: {from: "2025.1", to: "2025.2"}\n'
-        f"ssh: {{user: {sshd.user}, port: {sshd.port}, key: {sshd.work / 'client_key'}, "
+        f"ssh: {{user: {sshd.user}, port: {sshd.port}, key: {sshd.private_key}, "
         f"known_hosts: {sshd.known_hosts}}}\n"
         "shared: {identity: {site: one}}\n"
         "sites:\n  one:\n    nodes:\n" + nodes
@@ -101,7 +101,7 @@ def ansible_files(sshd: BenchSshd, count: int) -> tuple[Path, Path, dict[str, st
         "[all]\n"
         + "".join(f"{a}\n" for a in sshd.addresses[:count])
         + f"[all:vars]\nansible_port={sshd.port}\nansible_user={sshd.user}\n"
-        f"ansible_ssh_private_key_file={sshd.work / 'client_key'}\n"
+        f"ansible_ssh_private_key_file={sshd.private_key}\n"
         f"ansible_ssh_common_args='-o UserKnownHostsFile={sshd.known_hosts}'\n"
     )
     playbook = sshd.work / "sequence.yml"
@@ -165,7 +165,7 @@ def pssh_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float
             ",".join(sshd.addresses[:count]),
             str(sshd.port),
             sshd.user,
-            str(sshd.work / "client_key"),
+            str(sshd.private_key),
             ";".join(commands),
         ],
         capture_output=True,
