@@ -15,6 +15,7 @@ from rollgate.core.executor import (
     LEFT_AS_FOUND,
     CommandResult,
     OutputCallback,
+    SlowAnswer,
     Stopped,
     TransportError,
     fenced_by_operator,
@@ -96,7 +97,7 @@ class CloudAdapter:
             await asyncio.wait({started, future}, return_when=asyncio.FIRST_COMPLETED)
             return await within(future, limit, None)
         except TimeoutError:
-            raise TransportError(
+            raise SlowAnswer(
                 site.name,
                 f"the {service_type} API of {site.region} ({self._endpoint(site, service_type)})"
                 f" did not answer {what} within {limit:g}s; check it, or raise "

@@ -55,6 +55,10 @@ class TransportError(Exception):
         super().__init__(f"{node}: {message}")
 
 
+class SlowAnswer(TransportError):
+    """An API call that did not answer within its timeout: slow, not known to be down."""
+
+
 class Stopped(Exception):
     """Inside an executor: the engine asked the running command to stop (an abort)."""
 

@@ -96,6 +96,7 @@ class Engine:
             self.intake,
             self.gates,
             options.watch_interval,
+            options.watch_probe_timeout,
         )
 
     @property

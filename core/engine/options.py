@@ -61,3 +61,4 @@ class EngineOptions:
     # has a lab, else 1 (a real cloud)
     time_scale: float | None = None
     watch_interval: float = 10.0  # how often services already moved are probed (0: never)
+    watch_probe_timeout: float = 60.0  # a site's probes slower than this are not judged

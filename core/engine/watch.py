@@ -22,7 +22,7 @@ from rollgate.core import events as ev
 from rollgate.core.engine.gates import Gates
 from rollgate.core.engine.intake import Intake
 from rollgate.core.engine.record import Halted, Record
-from rollgate.core.executor import Executor, Stopped, within
+from rollgate.core.executor import Executor, SlowAnswer, Stopped, within
 from rollgate.core.inventory import Inventory
 from rollgate.core.plan import Plan, Step
 from rollgate.core.roles import API_SERVICE_TYPES, ROLES
@@ -42,6 +42,7 @@ class Watcher:
         intake: Intake,
         gates: Gates,
         interval: float,
+        probe_timeout: float = PROBE_TIMEOUT,
     ):
         self.plan = plan
         self.sites = {s.name: s for s in inventory.sites}
@@ -51,6 +52,7 @@ class Watcher:
         self.intake = intake
         self.gates = gates
         self.interval = interval
+        self.probe_timeout = probe_timeout
         self.baseline: dict[tuple[str, str], bool] = {}  # (site, record) -> up when first seen
         self._gates: set[asyncio.Task[None]] = set()
 
@@ -71,9 +73,11 @@ class Watcher:
                     if done.is_set() or site not in self.sites:
                         return
                     try:
-                        answers = await within(health(self.sites[site]), PROBE_TIMEOUT, done)
+                        answers = await within(health(self.sites[site]), self.probe_timeout, done)
                     except Stopped:
                         return
+                    except (TimeoutError, SlowAnswer):  # slow is not down: not judged now
+                        continue
                     except Exception as exc:  # the probe itself failed: the site's APIs
                         answers = {"the identity API": f"no answer ({type(exc).__name__})"}
                     self._judge(site, watched, answers)

@@ -99,8 +99,12 @@ class LabExecutor:
         return hosts
 
     async def watch_health(self, site: Site) -> dict[str, str | None]:
-        """What answers at the site now, as the lab's API would say it."""
+        """What answers at the site now, as the lab's API would say it (after its api-slow
+        delay: each API's answer, the three service lists)."""
         from rollgate.core.lab.api import API_ROLES, serving
+
+        if self.world.faults.api_delay(site.name) > 0:
+            await asyncio.sleep(self.world.faults.api_delay(site.name) * (len(API_ROLES) + 3))
 
         runs = {r for node in self.world.inventory.nodes if node.site == site.name
                 for r in node.roles}  # fmt: skip

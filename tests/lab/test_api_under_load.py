@@ -134,3 +134,23 @@ async def test_a_failing_status_poll_is_said_and_asked_again(tmp_path: Path) -> 
     failed = next(line for line in lines if "status poll failed" in line)
     assert "503" in failed and "asking again in" in failed
     assert result.exit_status == 0, result.error
+
+
+async def test_a_watch_probe_slower_than_its_limit_is_not_an_outage() -> None:
+    """The site's API answers every call after a delay, so the watch's probes take longer
+    than their limit: slow is not down; no outage is journalled, no gate opens, and the run
+    ends complete."""
+    from rollgate.core import events as ev
+    from tests.engine.conftest import drive, make
+
+    h = await make(
+        faults=["api-slow:*:0.05"],  # a probe: 0.05 s per API and list, ~0.5 s
+        options={"watch_interval": 0.05, "watch_probe_timeout": 0.1},
+    )
+    try:
+        word = await drive(h, lambda gate: None, timeout=120)
+    finally:
+        await h.lab.close()
+    assert h.events(ev.ServiceDown) == []
+    assert [g.kind for g in h.events(ev.GateOpened) if g.kind == "outage"] == []
+    assert word == "complete"
