@@ -17,6 +17,7 @@ Phases of one wave (one tier) run site by site, up to policy.site_concurrency at
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import json
@@ -52,6 +53,10 @@ class Gate:
     title: str
 
 
+ONLY_ZERO_OK: dict[int, str] = {0: "ok"}  # a step's exit codes when it names none
+NO_ARGS: dict[str, Any] = {}  # the args of a step that has none (shared: steps never change)
+
+
 @dataclass(frozen=True)
 class Step:
     id: str
@@ -64,9 +69,13 @@ class Step:
     command: str | None
     title: str
     args: dict[str, Any] = field(default_factory=dict)
-    exit_codes: dict[int, str] = field(default_factory=lambda: {0: "ok"})
+    # shared, never changed: one dict per recipe action, not one per step
+    exit_codes: dict[int, str] = field(default_factory=lambda: ONLY_ZERO_OK)
     repeat_max: int = 1
     gate: Gate | None = None
+
+
+STEP_FIELDS = tuple(f.name for f in dataclasses.fields(Step))
 
 
 @dataclass(frozen=True)
@@ -199,7 +208,8 @@ def _gate(data: dict[str, Any] | None) -> Gate | None:
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
-    d = dict(step.__dict__)  # flat JSON values but for gate and exit codes (no asdict copy)
+    # flat JSON values but for gate and exit codes (no asdict copy)
+    d = {name: getattr(step, name) for name in STEP_FIELDS}
     if step.command is not None:  # stored and shown: a literal password never leaves
         d["command"] = mask(step.command)
     d["args"] = dict(step.args)
@@ -320,8 +330,8 @@ class PhaseBuilder:
                 executor="local" if local else "ssh",
                 command=render(recipe_action.run, values),
                 title=render_title(recipe_action.title, values),
-                args=dict(args or {}),
-                exit_codes=dict(recipe_action.exit_codes),
+                args=dict(args) if args else NO_ARGS,
+                exit_codes=recipe_action.exit_codes,
                 repeat_max=recipe_action.repeat_max,
             )
         )
@@ -352,11 +362,8 @@ class PhaseBuilder:
 
     def _append(self, step: Step) -> Step:
         if "step" in self.ctx.gates:
-            step = Step(
-                **{
-                    **step.__dict__,
-                    "gate": Gate(f"gate:{step.id}", "step", f"run '{step.title}' on {step.node}?"),
-                }
+            step = dataclasses.replace(
+                step, gate=Gate(f"gate:{step.id}", "step", f"run '{step.title}' on {step.node}?")
             )
         self._current.append(step)
         return step
