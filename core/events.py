@@ -267,6 +267,15 @@ class NotificationFailed(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatusPollFailed(Event):
+    """A site's API did not answer the status poll (the node states shown may be old); said
+    once until a poll of the site answers again."""
+
+    site: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class CleanupDone(Event):
     """The run ended part-way (aborted, stopped, failed) and its deployment method had work
     undone on a node (core/methods `Cleanup`): `what` it achieves, done (`ok`) or not (`error`)."""

@@ -53,6 +53,8 @@ def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
             return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
         case ev.NotificationFailed(channel=c, about=a, error=e):
             return f"notification ({a}) by {c} failed: {e}; the run goes on"
+        case ev.StatusPollFailed(site=site, error=e):
+            return f"status poll of {site} failed: {e}; node states shown may be old"
         case ev.CleanupDone(node=n, what=w, ok=True):
             return f"clean-up on {n}: {w}"
         case ev.CleanupDone(node=n, what=w, error=e):

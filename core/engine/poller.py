@@ -24,6 +24,7 @@ async def poll_status(
         return
     nodes = {n.name for n in inventory.nodes}
     last: dict[str, dict[str, str]] = {}
+    failing: set[str] = set()  # sites whose last poll failed (said once per streak)
     while not done.is_set():
         for site in inventory.sites:
             if done.is_set():
@@ -32,8 +33,13 @@ async def poll_status(
                 hosts = await within(poll(site), POLL_TIMEOUT, done)
             except Stopped:
                 return
-            except Exception:  # an API that does not answer: the steps say so, in time
+            except Exception as exc:  # the steps say what it means for them, in time
+                if site.name not in failing and not record.closed:
+                    failing.add(site.name)
+                    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    record.emit(ev.StatusPollFailed, site=site.name, error=why[:300])
                 continue
+            failing.discard(site.name)
             for host, services in hosts.items():
                 if host in nodes and last.get(host) != services and not record.closed:
                     last[host] = services

@@ -40,6 +40,7 @@ _FREE_TEXT: dict[type[ev.Event], tuple[str, ...]] = {
     ev.RunAborted: ("reason", "operator"),
     ev.RunFinished: ("error",),
     ev.NotificationFailed: ("error",),
+    ev.StatusPollFailed: ("error",),
     ev.CleanupDone: ("error",),
 }
 

@@ -90,6 +90,9 @@ class LabExecutor:
             return CommandResult(None, interrupted=True, error="aborted by the operator")
 
     async def poll_status(self, site: Site) -> dict[str, dict[str, str]]:
+        faults = self.world.faults
+        if site.name in faults.api_errors or "*" in faults.api_errors:  # as the HTTP lab says
+            raise TransportError(site.name, "the compute API answered 503 Service Unavailable")
         hosts: dict[str, dict[str, str]] = {}
         for record in self.world.services:
             if record.site == site.name:

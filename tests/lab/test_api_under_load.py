@@ -154,3 +154,24 @@ async def test_a_watch_probe_slower_than_its_limit_is_not_an_outage() -> None:
     assert h.events(ev.ServiceDown) == []
     assert [g.kind for g in h.events(ev.GateOpened) if g.kind == "outage"] == []
     assert word == "complete"
+
+
+async def test_a_failing_status_poll_is_journalled_once_per_streak() -> None:
+    """The site's API answers 503 to the service lists: the status poll says so once (the
+    node states shown may be old), not silently and not at every turn."""
+    from rollgate.core import events as ev
+    from tests.engine.conftest import make
+
+    h = await make(faults=["api-error:one"], auto_approve=False, options={"status_interval": 0.01})
+    run = asyncio.ensure_future(h.engine.run())
+    try:
+        while not h.events(ev.StatusPollFailed):
+            assert not run.done(), run.result()
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # ten more turns of the poll
+        await h.client.send(ev.Command("abort", "tester", "seen"))
+        await run
+    finally:
+        await h.lab.close()
+    failed = h.events(ev.StatusPollFailed)
+    assert [(f.site, "503" in f.error) for f in failed] == [("one", True)]
