@@ -115,9 +115,22 @@ def mask(text: str, values: Iterable[str] = ()) -> str:
     for value in values:
         if value:
             text = text.replace(value, MASK)
+    if len(text) <= CACHED_TEXT:  # a plan asks this of the same command node after node
+        return _masked_short(text)
+    return _masked_text(text)
+
+
+CACHED_TEXT = 512  # texts up to this long keep their masked form (the cache stays small)
+
+
+def _masked_text(text: str) -> str:
+    """`text` with every credential form masked."""
     if not text or not _MAYBE.search(text):
         return text
     return _masked_forms(text)
+
+
+_masked_short = functools.lru_cache(maxsize=65536)(_masked_text)
 
 
 @functools.lru_cache(maxsize=65536)
