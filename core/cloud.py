@@ -327,13 +327,15 @@ class CloudAdapter:
 
     def _status(self, site: Site) -> dict[str, dict[str, str]]:
         conn = self._connection(site)
+        listed = checks.listed_services(conn, site.region, conn.config.get_interface() or "public")
         hosts: dict[str, dict[str, str]] = {}
-        for svc in conn.compute.services():
+        for svc in conn.compute.services() if "compute" in listed else ():
             hosts.setdefault(svc.host, {})[svc.binary] = f"{svc.state}/{svc.status}"
-        for svc in conn.block_storage.services():
+        volume = {"block-storage", "volumev3"} & listed
+        for svc in conn.block_storage.services() if volume else ():
             host = svc.host.split("@")[0]
             hosts.setdefault(host, {})[svc.binary] = f"{svc.state}/{svc.status}"
-        for agent in conn.network.agents():
+        for agent in conn.network.agents() if "network" in listed else ():
             state = "up" if agent.is_alive else "down"
             admin = "enabled" if agent.is_admin_state_up else "disabled"
             hosts.setdefault(agent.host, {})[agent.binary] = f"{state}/{admin}"

@@ -270,6 +270,18 @@ def _down_services(conn: Any, listed: dict[str, Any], out: OutputCallback) -> li
     return down
 
 
+def listed_services(conn: Any, region: str, interface: str) -> set[str]:
+    """The service types the catalog lists with an endpoint in `region` (the token's)."""
+    access = conn.session.auth.get_access(conn.session)
+    return {
+        kind
+        for kind, found in access.service_catalog.get_endpoints(
+            region_name=region, interface=interface
+        ).items()
+        if found
+    }
+
+
 def health(conn: Any, region: str, interface: str) -> dict[str, str | None]:
     """What answers in the region now: {"the compute API": None or why not, "nova-compute on
     cmp1": None or "down", ...}; what an unanswering API would list is left out (its API's
@@ -277,14 +289,7 @@ def health(conn: Any, region: str, interface: str) -> dict[str, str | None]:
     from keystoneauth1 import exceptions as ks_exc
     from openstack import exceptions as os_exc
 
-    access = conn.session.auth.get_access(conn.session)
-    listed = [
-        kind
-        for kind, found in access.service_catalog.get_endpoints(
-            region_name=region, interface=interface
-        ).items()
-        if found and kind != "volumev3"
-    ]
+    listed = sorted(listed_services(conn, region, interface) - {"volumev3"})
     out: dict[str, str | None] = {}
     for kind in sorted(listed):
         found = _answer_or_error(conn, kind)
