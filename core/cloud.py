@@ -52,10 +52,6 @@ class CloudAdapter:
         self._inflight = 0  # calls sent to the pool and not finished
         self._waiting: dict[str, int] = {}  # site -> its calls waiting for a free worker
 
-    def waiting(self, site: str) -> int:
-        """The site's calls sent to the pool that no worker has started yet."""
-        return self._waiting.get(site, 0)
-
     async def _in_pool(
         self,
         site: Site,
@@ -268,28 +264,10 @@ class CloudAdapter:
             return CommandResult(0)
         if action == "wait-compute-up":
             # "up" alone passes on a dead process for service_down_time (60 s) after its
-            # last heartbeat (nova servicegroup/drivers/db.py): wait for a heartbeat newer
-            # than the first one seen, which only the restarted process can write
-            first = service.updated_at
-
-            def fresh() -> CommandResult | None:
-                found = next(iter(compute.services(host=host, binary=binary)), None)
-                if found is None:  # gone from the API: an error, never a hang
-                    return CommandResult(1, error=f"no {binary} service on {host} any more")
-                if found.state == "up" and found.updated_at != first:
-                    out("info", f"{binary} on {host} reports again ({found.updated_at})")
-                    return CommandResult(0)
-                return None
-
-            return checks.until(
-                fresh,
-                timeout,
-                self.poll_interval,
-                lambda: (
-                    f"{binary} on {host} wrote no heartbeat after its restart "
-                    f"(last {first}): it is not running, or cannot report (nova-compute "
-                    "reports through nova-conductor and the message queue)"
-                ),
+            # last heartbeat (nova servicegroup/drivers/db.py): a heartbeat newer than the
+            # first one seen, which only the restarted process can write
+            return checks.wait_service_up(
+                conn, {"host": host, "binary": binary}, out, timeout, self.poll_interval
             )
         return CommandResult(1, error=f"unknown cloud action {action!r}")
 

@@ -206,7 +206,12 @@ def wait_service_up(
         interval,
         lambda: (
             f"{binary} on {host} wrote no heartbeat after its restart (last "
-            f"{next(iter(first.values()))}): it is not running, or cannot reach the message queue"
+            f"{next(iter(first.values()))}): it is not running, or cannot report"
+            + (
+                " (nova services report through nova-conductor and the message queue)"
+                if binary.startswith("nova-")
+                else " (it cannot reach the message queue)"
+            )
         ),
     )
 
