@@ -224,7 +224,8 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _reply(self, writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
-        writer.write(json.dumps(data).encode() + b"\n")
+        # orjson: the header's plan is already JSON (an orjson.Fragment, core/session.py)
+        writer.write(orjson.dumps(data) + b"\n")
         await writer.drain()
 
     async def _send(self, data: Any, login: str) -> dict[str, Any]:
@@ -269,7 +270,7 @@ class ControlServer:
         if request.get("attach"):
             self.attached[id(writer)] = operator_name(login, str(request.get("name") or ""))
         history = self.engine.history
-        index = next((i for i, e in enumerate(history) if e.seq >= start), len(history))
+        index = history.index_of_seq(start)
         gone = asyncio.ensure_future(reader.read(1))  # the client sends nothing more: EOF
         try:
             while True:

@@ -24,7 +24,8 @@ class Release:
 
     @property
     def index(self) -> int:
-        return CATALOGUE.index(self)
+        """Its place in the catalogue (oldest 0)."""
+        return _INDEX[self.id]
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -44,6 +45,8 @@ CATALOGUE: tuple[Release, ...] = (
     _release("2026.1", "gazpacho", True, 29, 32, 33, 28, 28, 15),
     _release("2026.2", "hibiscus", False, 30, 33, 34, 29, 29, 16),
 )
+
+_INDEX = {release.id: i for i, release in enumerate(CATALOGUE)}
 
 
 def kolla_ansible_major(release: Release) -> int:

@@ -54,11 +54,11 @@ def private_dir(
     return path
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str | bytes) -> None:
     """Write a file only its owner can read (0600), whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as out:
+    with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as out:
         out.write(text)
 
 

@@ -117,7 +117,7 @@ def mask(text: str, values: Iterable[str] = ()) -> str:
             text = text.replace(value, MASK)
     if len(text) <= CACHED_TEXT:  # a plan asks this of the same command node after node
         return _masked_short(text)
-    return _masked_text(text)
+    return _masked_long(text)
 
 
 CACHED_TEXT = 512  # texts up to this long keep their masked form (the cache stays small)
@@ -131,6 +131,8 @@ def _masked_text(text: str) -> str:
 
 
 _masked_short = functools.lru_cache(maxsize=65536)(_masked_text)
+# long texts (a probe's script, the same on every node) keep a few of their masked forms
+_masked_long = functools.lru_cache(maxsize=256)(_masked_text)
 
 
 @functools.lru_cache(maxsize=65536)

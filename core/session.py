@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from rollgate.core import events as ev
 from rollgate.core.engine import BEFORE_WINDOW, Engine, EngineOptions
 from rollgate.core.engine.client import EngineClient
@@ -26,7 +28,7 @@ from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, load_inventory
 from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
 from rollgate.core.notify import Notifier
-from rollgate.core.plan import Plan, build_plan
+from rollgate.core.plan import Plan, build_plan, plan_json
 from rollgate.core.preflight import job_root
 from rollgate.core.recipes import load_recipe
 from rollgate.core.runs import (
@@ -262,6 +264,7 @@ def _prepare(
                 f"cannot make {exc.filename or run_dir}: {exc.strerror}; check the state "
                 "directory (ROLLGATE_STATE_DIR) or --journal"
             ) from None
+        plan_record = plan_json(plan)
         header = {
             "tool_version": tool_version(),
             "run_id": run_id,
@@ -276,12 +279,13 @@ def _prepare(
             "dry_run": options.dry_run,
             "host": socket.gethostname(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "plan": plan.to_dict(),  # the journal alone is enough to replay the run
+            # the journal alone is enough to replay the run
+            "plan": orjson.Fragment(plan_record),
         }
         window = resolve_window(inventory.window, None)
         if window is not None:  # the change record says whether the run stayed inside it
             header["window"] = {"start": window.start, "end": window.end}
-        write_private(run_dir / "plan.json", plan.to_json())
+        write_private(run_dir / "plan.json", plan_record)
         if options.journal:
             write_private(run_dir / "journal.path", str(journal_path.resolve()))
     return history, header, journal_path, run_dir

@@ -8,20 +8,31 @@ checkpoint, in either direction, only the steps and nodes touched in between are
 their copies as of that checkpoint; then it folds the rest of the way.
 
 The events come from an EventSource: a journal parsed lazily (core/journal_index.py) or a list.
+Checkpoints the engine wrote beside the journal (core/checkpoints.py) are taken as they are
+found valid, so a first seek folds at most `every` events; the ones a replay makes itself
+past those are written there too.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rollgate.core import events as ev
-from rollgate.core.journal_index import EventList, EventSource, paused_gc
+from rollgate.core.checkpoints import (
+    EVERY,
+    Checkpoint,
+    CheckpointFile,
+    identity_of,
+    load,
+    take,
+    timeline_path,
+)
+from rollgate.core.journal_index import EventList, EventSource, JournalIndex, paused_gc
 from rollgate.core.plan import Plan
+from rollgate.core.runs import driver_alive
 from rollgate.core.state import (
-    NodeState,
     RunState,
     StepState,
     apply,
@@ -41,13 +52,6 @@ MARKS: dict[str, Callable[[str], bool]] = {
 }
 
 
-@dataclass
-class _Checkpoint:
-    run: RunState  # run-level fields only (steps and nodes empty)
-    steps: dict[str, dict[str, object]]  # the steps changed since the previous checkpoint
-    nodes: dict[str, NodeState]  # the nodes changed since the previous checkpoint
-
-
 class Timeline:
     def __init__(
         self,
@@ -55,22 +59,34 @@ class Timeline:
         source: EventSource | Sequence[ev.Event],
         *,
         checkpoint_every: int = CHECKPOINT_EVERY,
+        found: tuple[int, list[Checkpoint]] = (0, []),
+        persist: CheckpointFile | None = None,
     ):
+        """`found`: checkpoints read from beside the journal, (every, valid ones in order);
+        `persist`: where the checkpoints made here past those are written."""
         self.plan = plan
         self.source: EventSource = EventList(source) if isinstance(source, Sequence) else source
-        self.every = checkpoint_every
+        self.every = found[0] if found[1] else checkpoint_every
+        self._persist = persist
         with paused_gc():
             self._cursor = RunState.initial(plan)
-            self._initial_steps = {k: _frozen_step(v) for k, v in self._cursor.steps.items()}
+            self._initial_steps = _InitialSteps(plan)
             self._initial_nodes = {k: copy_node(v) for k, v in self._cursor.nodes.items()}
         self._initial_run = RunState(plan=plan)
         copy_run_fields(self._cursor, self._initial_run)
         self._position = 0
-        self._checkpoints: list[_Checkpoint] = []  # [i - 1]: as of position i * every
+        self._checkpoints: list[Checkpoint] = []  # [i - 1]: as of position i * every
         self._step_versions: dict[str, list[int]] = {}  # checkpoints holding a copy of a step
         self._node_versions: dict[str, list[int]] = {}
+        with paused_gc():
+            for number, checkpoint in enumerate(found[1], start=1):
+                self._checkpoints.append(checkpoint)
+                for sid in checkpoint.steps:
+                    self._step_versions.setdefault(sid, []).append(number)
+                for name in checkpoint.nodes:
+                    self._node_versions.setdefault(name, []).append(number)
         # What the events after the last checkpoint touched (recorded by the first pass).
-        self._recorded_to = 0
+        self._recorded_to = len(self._checkpoints) * self.every
         self._touched_steps: set[str] = set()
         self._touched_nodes: set[str] = set()
 
@@ -127,21 +143,19 @@ class Timeline:
                     self._checkpoint()
 
     def _checkpoint(self) -> None:
-        state = self._cursor
         number = len(self._checkpoints) + 1
-        run = RunState(plan=self.plan)
-        copy_run_fields(state, run)
         for sid in self._touched_steps:
             self._step_versions.setdefault(sid, []).append(number)
         for name in self._touched_nodes:
             self._node_versions.setdefault(name, []).append(number)
-        self._checkpoints.append(
-            _Checkpoint(
-                run,
-                {sid: _frozen_step(state.steps[sid]) for sid in self._touched_steps},
-                {name: copy_node(state.nodes[name]) for name in self._touched_nodes},
-            )
+        position = number * self.every
+        crc = self.source.line_crc(position - 1)
+        checkpoint = take(
+            self._cursor, position, crc or 0, self._touched_steps, self._touched_nodes
         )
+        self._checkpoints.append(checkpoint)
+        if self._persist is not None and crc is not None:
+            self._persist.append(checkpoint)
         self._touched_steps = set()
         self._touched_nodes = set()
 
@@ -168,7 +182,7 @@ class Timeline:
         keys: set[str],
         j: int,
         versions: dict[str, list[int]],
-        initial: dict[str, Any],
+        initial: Any,
         steps: bool,
     ) -> None:
         """Put in `target` a fresh copy of each key's version as of checkpoint j."""
@@ -213,5 +227,46 @@ class Timeline:
         return self.source.events(start, stop)
 
 
+class _InitialSteps:
+    """Each step's state before the run, made when asked (kept as copies, they were 70 MB of
+    a replay of 10,000 nodes)."""
+
+    def __init__(self, plan: Plan):
+        self._where = {
+            step.id: (step, phase.id, stage.id)
+            for phase in plan.phases
+            for stage in phase.stages
+            for step in stage.steps
+        }
+
+    def __getitem__(self, sid: str) -> dict[str, object]:
+        step, phase, stage = self._where[sid]
+        return StepState(
+            step.id,
+            step.node,
+            step.site,
+            phase,
+            stage,
+            api=step.executor == "cloud",
+            site_check=bool(step.args.get("site_check")),
+        ).__dict__
+
+
 def _frozen_step(step: StepState) -> dict[str, object]:
     return step.__dict__.copy()  # every field is immutable, the output tail included
+
+
+def journal_timeline(plan: Plan, index: JournalIndex) -> Timeline:
+    """The timeline of a journal, with the checkpoints found valid beside it; for a finished
+    run (or one no driver runs any more), the ones it makes past those are written there (a
+    missing or stale file is rebuilt as the replay goes). A run a driver still runs is left
+    to its engine, which writes its own."""
+    path = timeline_path(index.path)
+    identity = identity_of(index.header)
+    with paused_gc():  # a hundred thousand records: the collector would rescan them all
+        every, found = load(path, plan, identity, index.line_crc, len(index))
+    persist = None
+    finished = bool(len(index)) and index.kind(len(index) - 1) == ev.RunFinished.type
+    if finished or not driver_alive(str(index.header.get("cloud", ""))):
+        persist = CheckpointFile(path, identity, every or EVERY, keep=len(found))
+    return Timeline(plan, index, checkpoint_every=EVERY, found=(every, found), persist=persist)

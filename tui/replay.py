@@ -11,7 +11,7 @@ from textual.binding import Binding
 
 from rollgate.core.client import JournalClient
 from rollgate.core.journal import JournalError
-from rollgate.core.timeline import Timeline
+from rollgate.core.timeline import journal_timeline
 from rollgate.tui.app import RollgateApp
 from rollgate.tui.screens.dialogs import PromptScreen, TextScreen
 
@@ -63,7 +63,7 @@ class ReplayApp(RollgateApp):
 
     def __init__(self, client: JournalClient, *, start_at_end: bool | None = None, **kwargs: Any):
         super().__init__(client, operator="replay (read-only)", **kwargs)
-        self.timeline = Timeline(client.plan, client.index)
+        self.timeline = journal_timeline(client.plan, client.index)
         if start_at_end is None:  # a big journal opens at once at its start; End folds it
             start_at_end = len(self.timeline) <= LARGE_JOURNAL
         self.position = len(self.timeline) if start_at_end else 0

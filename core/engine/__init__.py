@@ -35,6 +35,7 @@ from rollgate.core.engine.schedule import Scheduler
 from rollgate.core.engine.steps import StepRunner
 from rollgate.core.engine.watch import Watcher
 from rollgate.core.executor import Executor, Stopped, StopSignal, TransportError, within
+from rollgate.core.history import History
 from rollgate.core.inventory import Inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.methods import Cleanup
@@ -75,10 +76,11 @@ class Engine:
             plan,
             options.secrets,
             journal,
-            list(history or []),
+            history or (),
             clock=clock,
             monotonic=monotonic,
             on_lost=lambda error: self.intake.fail(error),
+            run_id=options.run_id,
         )
         self.resumed = bool(self.record.history)
         self.record.state.gate = None  # as RunStarted will: the new driver asks open gates again
@@ -117,7 +119,7 @@ class Engine:
         return self.record.state
 
     @property
-    def history(self) -> list[ev.Event]:
+    def history(self) -> History:
         return self.record.history
 
     @property

@@ -28,7 +28,7 @@ class EngineClient(ClientBase):
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[Event]:
         history = self.engine.history
-        index = next((i for i, e in enumerate(history) if e.seq >= from_seq), len(history))
+        index = history.index_of_seq(from_seq)
         while True:
             while index < len(history):
                 yield history[index]

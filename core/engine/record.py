@@ -8,10 +8,12 @@ record is closed and nothing more is written.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rollgate.core import events as ev
+from rollgate.core.checkpoints import EVERY, CheckpointFile, Marks, timeline_path
+from rollgate.core.history import History
 from rollgate.core.journal import JournalWriteError, JournalWriter
 from rollgate.core.plan import Plan
 from rollgate.core.secrets import Secrets
@@ -51,11 +53,12 @@ class Record:
         plan: Plan,
         secrets: Secrets,
         journal: JournalWriter | None,
-        history: list[ev.Event],
+        history: Iterable[ev.Event],
         *,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
         on_lost: Callable[[str], None],
+        run_id: str = "",
     ):
         self.plan = plan
         self.secrets = secrets
@@ -63,10 +66,21 @@ class Record:
         self.clock = clock
         self.monotonic = monotonic
         self.on_lost = on_lost  # the journal cannot be written: the run must stop
-        self.history: list[ev.Event] = list(history)
+        self.history = History()
         self.state = RunState.initial(plan)
-        for event in self.history:
+        # timeline checkpoints beside the journal, written again from the start at each start
+        self._marks: Marks | None = None
+        if journal is not None:
+            identity = {"run_id": run_id, "plan_digest": plan.digest}
+            self._marks = Marks(CheckpointFile(timeline_path(journal.path), identity, EVERY))
+        for event in history:
+            json = event.to_json_bytes()
+            if self._marks is not None:
+                self._marks.before(self.state, event)
             apply(self.state, event)
+            self.history.append(event, json)
+            if self._marks is not None:
+                self._marks.after(self.state, json)
         self.seq = self.state.last_seq
         self.closed = False  # RunFinished was emitted
         self.finished = asyncio.Event()  # ... and made durable: followers may stop
@@ -86,10 +100,14 @@ class Record:
                 fields[name] = tuple(self.secrets.mask(v) for v in value)
         self.seq += 1
         event = cls(seq=self.seq, time=self.clock(), mono=self.monotonic(), **fields)
-        if self.journal is not None:
-            self.journal.append(event)  # durable before the engine acts on it: see commit
+        # durable before the engine acts on it: see commit
+        json = self.journal.append(event) if self.journal is not None else None
+        if self._marks is not None:
+            self._marks.before(self.state, event)
         apply(self.state, event)
-        self.history.append(event)
+        self.history.append(event, json)
+        if self._marks is not None and json is not None:
+            self._marks.after(self.state, json)
         if cls is ev.RunFinished:
             self.closed = True
         self._new_event.set()
@@ -111,6 +129,8 @@ class Record:
 
     def close(self) -> None:
         """The run is over and durable (or its journal lost): followers stop waiting."""
+        if self._marks is not None:
+            self._marks.file.close()
         self.finished.set()
         self._new_event.set()
 

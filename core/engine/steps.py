@@ -266,9 +266,11 @@ class StepRunner:
                 # a probe that failed says why in its own words (running-version's exit 3);
                 # any other failed check keeps its exit status and the tool's error
                 probe = "expect_running" in step.args
-                wrong = (
-                    wrong_output(step, lines, self._left_out()) if outcome == "ok" or probe else ""
+                # who was left out walks every node: only a whole-site check asks
+                left_out = (
+                    self._left_out() if "expect_service_version" in step.args else frozenset()
                 )
+                wrong = wrong_output(step, lines, left_out) if outcome == "ok" or probe else ""
                 if wrong:  # a failed probe's own words say more than its exit status
                     outcome, error = "failed", wrong
                 elif outcome == "ok" and (unknown := unknown_facts(step)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import configparser
+import functools
 import hashlib
 import io
 import json
@@ -27,13 +28,20 @@ from rollgate.core.roles import ROLES
 MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
 
 
+@functools.lru_cache(maxsize=4096)
+def _tokens(command: str) -> tuple[str, ...]:
+    """The words of `command` as sh splits them (a thousand computes send the same few
+    commands: each is parsed once)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+    lexer.whitespace_split = True
+    return tuple(lexer)
+
+
 async def run_command(world: World, node: LabNode, command: str, out: Out) -> int:
     """Interpret `command` on `node` as sh would a list of simple commands joined by `;`,
     `&&` and `||`; returns the exit status."""
     try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
-        lexer.whitespace_split = True
-        tokens = list(lexer)
+        tokens = list(_tokens(command))
     except ValueError as exc:
         out("stderr", f"sh: syntax error: {exc}")
         return 2
@@ -220,7 +228,7 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
                     f"{code.id}: run the schema migrations first"
                 )
                 return 1
-        if spec.service not in ("nova", "horizon"):
+        if spec.service not in ("nova", "horizon") and code.index - sh.world.code_floor >= 2:
             # only nova runs two releases apart side by side (the TC's SLURP resolution;
             # cinder: "live upgrade can be performed only between subsequent releases")
             behind = [
@@ -254,10 +262,13 @@ async def systemctl(sh: Shell, argv: list[str]) -> int:
         dies = sh.world.faults.dies_after(sh.node.name, unit_name)
         if dies is not None:  # a lab fault: it starts and reports, then dies
             unit.dies_at = unit.down_until + dies * sh.world.time_scale
-    unit.code = max(
-        (sh.node.packages[APT.package(r)] for r in roles_of_unit(sh.node, unit_name)),
-        key=lambda r: r.index,
-        default=unit.code,
+    sh.world.runs(
+        unit,
+        max(
+            (sh.node.packages[APT.package(r)] for r in roles_of_unit(sh.node, unit_name)),
+            key=lambda r: r.index,
+            default=unit.code,
+        ),
     )
     unit.active = True
     return 0

@@ -50,11 +50,13 @@ class Shell:
     def running_code(self, service: str) -> list[tuple[str, Release]]:
         """(node, release) of every running unit of `service` in its site."""
         out = []
+        now = self.world.now()
         for node in self.world.service_nodes(self.node.site, service):
             for role in node.roles:
                 spec = ROLES.get(role)
-                unit = APT.unit(role)
-                running = unit in node.units and node.units[unit].alive(self.world.now())
-                if spec and spec.service == service and running:
-                    out.append((node.name, node.units[unit].code))
+                if spec is None or spec.service != service:
+                    continue
+                unit = node.units.get(APT.unit(role))
+                if unit is not None and unit.alive(now):
+                    out.append((node.name, unit.code))
         return out

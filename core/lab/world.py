@@ -142,6 +142,10 @@ class World:
         self.services: list[ServiceRecord] = []
         self.jobs: dict[str, LabJobs] = {}  # node -> its remote jobs (never saved)
         self.identity_site = inventory.identity_site
+        # the oldest release any unit has run: a restart checks for units two releases behind
+        # only when one can exist (else a thousand restarts would each walk a thousand nodes)
+        self.code_floor = self.source.index
+        self._service_nodes: dict[tuple[str, str], list[LabNode]] = {}
         series = {site: found[0] for site, found in site_series(inventory.spec).items()}
         for node in inventory.nodes:
             lab_node = LabNode(node.name, node.site, node.address, node.roles)
@@ -234,12 +238,23 @@ class World:
         return self.databases[self.db_key(node.site, service)]
 
     def service_nodes(self, site: str, service: str) -> list[LabNode]:
+        """The nodes of `site` with a role of `service` (the world's nodes and their roles
+        never change: each list is built once)."""
         site = self.identity_site if service == "keystone" else site
-        return [
-            n
-            for n in self.nodes.values()
-            if n.site == site and any(ROLES[r].service == service for r in n.roles if r in ROLES)
-        ]
+        found = self._service_nodes.get((site, service))
+        if found is None:
+            found = self._service_nodes[(site, service)] = [
+                n
+                for n in self.nodes.values()
+                if n.site == site
+                and any(ROLES[r].service == service for r in n.roles if r in ROLES)
+            ]
+        return found
+
+    def runs(self, unit: Unit, release: Release) -> None:
+        """`unit`'s process now runs `release`'s code."""
+        unit.code = release
+        self.code_floor = min(self.code_floor, release.index)
 
     def unit_up(self, node: LabNode, unit: str) -> bool:
         u = node.units.get(unit)
@@ -357,11 +372,13 @@ class World:
         for record in self.services:
             record.disabled_reason = data["services"].get(str(record.id))
 
-    @staticmethod
-    def _restore_node(lab_node: LabNode, node: dict[str, Any], by_id: dict[str, Release]) -> None:
+    def _restore_node(
+        self, lab_node: LabNode, node: dict[str, Any], by_id: dict[str, Release]
+    ) -> None:
         lab_node.packages = {p: find_release(r) for p, r in node["packages"].items()}
         for unit, (code, active) in node["units"].items():
             lab_node.units[unit] = Unit(unit, by_id[code], active)
+            self.code_floor = min(self.code_floor, by_id[code].index)
         for name in ("pocket", "lists"):
             if node.get(name):
                 setattr(lab_node, name, by_id[node[name]])

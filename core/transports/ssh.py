@@ -67,6 +67,8 @@ class SshExecutor:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._max_connections = max_connections
         self._opening = 0  # connections being opened now, counted against the cap
+        self.evicted = 0  # idle connections closed to make room under the cap
+        self.peak_connections = 0
         self._in_use: dict[str, int] = {}  # node -> commands running over its connection
         self._room = asyncio.Condition()  # told when a connection becomes idle or closes
         self._max_sessions = max_sessions
@@ -118,6 +120,7 @@ class SshExecutor:
             finally:
                 self._opening -= 1
             self._connections[node.name] = conn
+            self.peak_connections = max(self.peak_connections, len(self._connections))
             return conn
 
     async def _make_room(self) -> None:
@@ -128,6 +131,7 @@ class SshExecutor:
                 idle = next((n for n in self._connections if not self._in_use.get(n)), None)
                 if idle is not None:
                     self._connections.pop(idle).close()
+                    self.evicted += 1
                     continue
                 await self._room.wait()
             self._opening += 1

@@ -16,12 +16,15 @@ import tempfile
 from pathlib import Path
 
 from common import peak_rss_mb, percentile, report, timed  # type: ignore[import-not-found]
+from orjson import Fragment
 
+from rollgate.core.checkpoints import EVERY, CheckpointFile, Marks, identity_of, timeline_path
 from rollgate.core.client import open_journal_client
 from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalWriter
-from rollgate.core.plan import build_plan
-from rollgate.core.timeline import Timeline
+from rollgate.core.plan import build_plan, plan_json
+from rollgate.core.state import RunState, apply
+from rollgate.core.timeline import journal_timeline
 from tests.bench.scale import scale_inventory_file
 from tests.bench.synthetic import synthetic_events
 
@@ -30,7 +33,8 @@ LANES = 100  # steps in flight at once, as in a batch of 100 computes
 
 async def write(path: Path, count: int) -> int:
     plan = build_plan(load_inventory(scale_inventory_file(path.parent, sites=10, computes=1000)))
-    journal = JournalWriter(path, {"run_id": "bench", "plan": plan.to_dict()})
+    header = {"run_id": "bench", "plan_digest": plan.digest, "plan": Fragment(plan_json(plan))}
+    journal = JournalWriter(path, header)
     durable = 0
     written = 0
     with timed() as t:
@@ -44,50 +48,66 @@ async def write(path: Path, count: int) -> int:
         journal.close()
     report("journal.write_events_per_second", written / t[0], "events/s")
     report("journal.bytes", path.stat().st_size, "bytes")
+    # the timeline checkpoints the engine writes as it folds the same events (core/engine/
+    # record.py): measured apart, as what they add to a run
+    state = RunState.initial(plan)
+    marks = Marks(CheckpointFile(timeline_path(path), identity_of(header), EVERY))
+    with timed() as t:
+        for event in synthetic_events(plan, outputs_per_step=13, limit=count):
+            marks.before(state, event)
+            apply(state, event)
+            marks.after(state, event.to_json_bytes())
+        marks.file.close()
+    report("journal.checkpoints_fold_and_write", t[0], "s")
+    report("journal.checkpoints_bytes", timeline_path(path).stat().st_size, "bytes")
     return written
 
 
-def replay(path: Path, count: int, *, again: bool = False) -> None:
+def replay(path: Path, count: int, label: str) -> None:
     with timed() as t:
         client = open_journal_client(str(path))
-        timeline = Timeline(client.plan, client.index)
+        timeline = journal_timeline(client.plan, client.index)
         timeline.view_at(0)
-    report("journal.replay_open_again" if again else "journal.replay_open", t[0], "s")
-    if again:
+    report(f"journal.replay_open{label}", t[0], "s")
+    if label == "_again":
         return
     with timed() as t:
         timeline.view_at(count // 2)
-    report("journal.seek_middle_first", t[0], "s")
+    report(f"journal.seek_middle_first{label}", t[0], "s")
     with timed() as t:
         timeline.view_at(count)
-    report("journal.seek_end_first", t[0], "s")
+    report(f"journal.seek_end_first{label}", t[0], "s")
     with timed() as t:
         timeline.view_at(count // 2)
-    report("journal.seek_middle_again", t[0], "s")
+    report(f"journal.seek_middle_again{label}", t[0], "s")
     rng = random.Random(7)
     times = []
     for _ in range(20):
         with timed() as t:
             timeline.view_at(rng.randrange(count + 1))
         times.append(t[0])
-    report("journal.seek_random_p50", percentile(times, 50), "s")
-    report("journal.seek_random_max", max(times), "s")
-    report("journal.replay_peak_rss", peak_rss_mb(), "MB")
+    report(f"journal.seek_random_p50{label}", percentile(times, 50), "s")
+    report(f"journal.seek_random_max{label}", max(times), "s")
+    report(f"journal.replay_peak_rss{label}", peak_rss_mb(), "MB")
 
 
 def main() -> None:
     if sys.argv[1:2] == ["--replay"]:  # a fresh process, as `rollgate replay` is
-        replay(Path(sys.argv[2]), int(sys.argv[3]), again="--again" in sys.argv)
+        replay(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if sys.argv[4:] else "")
         return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-journal-") as tmp:
         path = Path(tmp) / "journal.jsonl"
         written = asyncio.run(write(path, count))
         os.sync()  # a past run's journal: not still being written back to disk
-        # Opened right after the run that wrote it, then once more (the file now read before).
-        for extra in ([], ["--again"]):
+        # Opened right after the run that wrote it, then once more (the file now read before);
+        # then without its checkpoints (a journal from before them: the replay folds, and
+        # writes them), and once more (with the ones that replay wrote).
+        for label in ("", "_again", "_no_checkpoints", "_rebuilt_checkpoints"):
+            if label == "_no_checkpoints":
+                timeline_path(path).unlink()
             subprocess.run(
-                [sys.executable, __file__, "--replay", str(path), str(written), *extra], check=True
+                [sys.executable, __file__, "--replay", str(path), str(written), label], check=True
             )
 
 

@@ -4,15 +4,24 @@ Debian's sshd runs on loopback with its own config, host key, client key and kno
 each "node" is its own loopback address (127.77.0.2, 127.77.0.3, ...). sshd listens on at most
 16 addresses per process (MAX_LISTEN_SOCKS), so the same config runs as one sshd per 16 nodes.
 Every tool gets the same nodes, the same concurrency (50) and the same command.
+
+At 1,000 nodes each tool runs as its own process tree, sampled for its resident memory (the
+sum over the tree: Ansible forks a worker per host it runs at once); Rollgate keeps at most
+200 connections open (its default cap), so 1,000 nodes make it close idle ones, least recently
+used first. The benchmark raises its own open-file limit to the hard limit and says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from common import report, timed, tools_venv  # type: ignore[import-not-found]
@@ -70,10 +79,14 @@ def rollgate_inventory(sshd: BenchSshd, count: int) -> Path:
 
 
 async def rollgate_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float:
+    return await rollgate_run(rollgate_inventory(sshd, count), commands)
+
+
+async def rollgate_run(inventory_path: Path, commands: tuple[str, ...]) -> float:
     from rollgate.core.inventory import load_inventory
     from rollgate.core.transports.ssh import SshExecutor
 
-    inventory = load_inventory(rollgate_inventory(sshd, count))
+    inventory = load_inventory(inventory_path)
     executor = SshExecutor()
     slots = asyncio.Semaphore(CONCURRENCY)
 
@@ -89,7 +102,58 @@ async def rollgate_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]
             await asyncio.gather(*(one(n) for n in inventory.nodes))
     finally:
         await executor.close()
+    print(f"# connections: at most {executor.peak_connections} open, {executor.evicted} idle "
+          "ones closed to make room", file=sys.stderr)  # fmt: skip
     return t[0]
+
+
+# ---------------------------------------------------------------- a tool's memory
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of `root` and every process below it, now."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    pages = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                pages += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
+    """Run `argv` to its end; its stdout and the peak resident memory of its process tree
+    (sampled every 0.1 s)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {out[-2000:]!r} {err[-2000:]!r}")
+    sys.stderr.write(err.decode(errors="replace")[-500:] if argv[0] == sys.executable else "")
+    return out.decode(), peak[0]
 
 
 # ---------------------------------------------------------------- Ansible
@@ -176,13 +240,60 @@ def pssh_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def at_1000(sshd: BenchSshd, count: int = 1000) -> None:
+    """`true` on `count` nodes, each tool its own process tree: seconds and peak memory."""
+    tools = tools_venv()
+    hosts, _, env = ansible_files(sshd, count)
+    argv = [str(tools / "bin/ansible"), "all", "-i", str(hosts), "-m", "command", "-a", "true"]
+    start = time.perf_counter()
+    _, ansible_rss = measured([*argv, "-f", str(CONCURRENCY)], env)
+    ansible = time.perf_counter() - start
+    out, ours_rss = measured(
+        [sys.executable, __file__, "--rollgate", str(rollgate_inventory(sshd, count)), "true"]
+    )
+    ours = float(out.split()[-1])
+    pssh_argv = [
+        str(tools / "bin/python"),
+        "-c",
+        PSSH_SCRIPT.format(concurrency=CONCURRENCY),
+        ",".join(sshd.addresses[:count]),
+        str(sshd.port),
+        sshd.user,
+        str(sshd.private_key),
+        "true",
+    ]
+    out, pssh_rss = measured(pssh_argv)
+    pssh = float(out.split()[-1])
+    for tool, seconds, rss in (
+        ("rollgate", ours, ours_rss),
+        ("ansible", ansible, ansible_rss),
+        ("parallel_ssh", pssh, pssh_rss),
+    ):
+        report(f"ssh.true.{count}.{tool}", seconds, "s")
+        report(f"ssh.true.{count}.{tool}_peak_rss", rss, "MB")
+    report(f"ssh.true.{count}.ansible_over_rollgate", ansible / ours, "x")
+    report(f"ssh.true.{count}.parallel_ssh_over_rollgate", pssh / ours, "x")
+
+
+def raise_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"# open files: limit raised from {soft} to {hard} (each node's connection is one)")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--rollgate"]:  # a child of at_1000: Rollgate alone in its process
+        print(asyncio.run(rollgate_run(Path(sys.argv[2]), tuple(sys.argv[3:]))))
+        return
     if not Path(SSHD).exists():
         raise SystemExit("ssh fan-out: sshd not found; install it: apt-get install openssh-server")
+    raise_open_files()
     with tempfile.TemporaryDirectory(prefix="rollgate-bench-ssh-") as tmp:
-        sshd = BenchSshd(Path(tmp), 200)
+        sshd = BenchSshd(Path(tmp), 1000)
         sshd.start()
         try:
+            at_1000(sshd)
             for count in (50, 200):
                 ours = asyncio.run(rollgate_fanout(sshd, count, ("true",)))
                 ansible = ansible_fanout(sshd, count, sequence=False)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("startup", "engine", "journal", "console", "ssh_fanout", "large_lab")
+BENCHMARKS = ("startup", "models", "engine", "journal", "console", "ssh_fanout", "large_lab")
 
 
 def main() -> int:

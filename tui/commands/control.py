@@ -38,7 +38,7 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
             f"{run}` says how it stands; resume it with `rollgate run INVENTORY --resume {run}`",
             exit_code=1,
         ) from None
-    client.plan, client.header = Plan.from_dict(header["plan"]), header
+    client.plan, client.header = Plan.from_dict(header.pop("plan"), consume=True), header
     return client
 
 

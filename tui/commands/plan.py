@@ -19,11 +19,13 @@ import click
 def plan(inventory: str, fmt: str, detail: bool) -> int:
     """Build the plan for INVENTORY and print it; nothing is run."""
     from rollgate.core.inventory import load_inventory
-    from rollgate.core.plan import build_plan
+    from rollgate.core.plan import build_plan, plan_json_pieces
 
     the_plan = build_plan(load_inventory(inventory))
-    if fmt == "json":
-        click.echo(the_plan.to_json())
+    if fmt == "json":  # one line, a phase at a time: a plan of 20,000 nodes is 200 MB of JSON
+        out = click.get_binary_stream("stdout")
+        out.writelines(plan_json_pieces(the_plan))
+        out.write(b"\n")
         return 0
     from rich.console import Console
 
