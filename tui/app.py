@@ -41,6 +41,7 @@ from rollgate.tui.phase_rows import PhaseRows
 from rollgate.tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
 from rollgate.tui.settings import load_settings, save_setting
 
+SITES_OPEN_UP_TO = 500  # nodes: a bigger cloud's site map opens with its sites closed
 REFRESH = 1 / 60  # the log, header and gate bar: new output is on screen within a frame
 # Tables and the site map: a DataTable re-renders every visible cell when one changes, which
 # at 60 frames a second would cost most of each frame at thousands of nodes.
@@ -275,11 +276,14 @@ class RollgateApp(App[int]):
         self._node_rows = {}
         sites: dict[str, Any] = {}
         wanted = self._filter.lower()
+        # a big cloud opens as a line per site with its counts (enter opens one); a filter
+        # shows its matches opened
+        opened = bool(wanted) or len(self.state.nodes) <= SITES_OPEN_UP_TO
         for name, node in self.state.nodes.items():
             if wanted and wanted not in name.lower() and wanted != node.status:
                 continue
             if node.site not in sites:
-                sites[node.site] = tree.root.add(node.site, expand=True)
+                sites[node.site] = tree.root.add(node.site, expand=opened)
             self._node_rows[name] = sites[node.site].add_leaf(self._node_label(name), data=name)
         self._site_nodes = sites
         tree.border_title = f"site map: filter '{self._filter}'" if self._filter else "site map"

@@ -279,7 +279,9 @@ def raise_open_files() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"# open files: limit raised from {soft} to {hard} (each node's connection is one)")
+        print(f"# open files: limit raised from {soft} to {hard} (a connection is one)")
+    else:
+        print(f"# open files: limit {soft}, already the hard limit (a connection is one)")
 
 
 def main() -> None:

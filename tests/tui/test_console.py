@@ -13,11 +13,15 @@ from textual.command import CommandPalette
 from textual.widgets import Label, OptionList
 
 from rollgate.core import events as ev
+from rollgate.core.client import ClientBase
+from rollgate.core.inventory import load_inventory
+from rollgate.core.plan import Plan, build_plan
 from rollgate.core.session import RunOptions, Session, open_session
 from rollgate.tui.app import RollgateApp
 from rollgate.tui.keys_footer import KeysFooter
 from rollgate.tui.screens.dialogs import PromptScreen, TextScreen
 from rollgate.tui.settings import load_settings
+from tests.bench.scale import scale_inventory_file
 
 SMALL = Path(__file__).parents[1] / "engine" / "small.yaml"
 
@@ -428,3 +432,37 @@ async def test_the_pane_that_takes_the_keys_is_visible() -> None:
             await wait_for(pilot, lambda pane=pane: pane.styles.border_top[0] == "double")
             others = [p for p in (app.w_pipeline, app.w_steps, app.w_sitemap) if p is not pane]
             assert all(p.styles.border_top[0] == "round" for p in others)
+
+
+class _Quiet(ClientBase):
+    """A run that has not started: the plan and no events."""
+
+    read_only = True
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
+        return
+        yield
+
+    async def send(self, command: ev.Command) -> None:
+        return None
+
+
+async def test_a_big_cloud_opens_as_a_line_per_site_and_a_filter_opens_its_matches(
+    tmp_path: Path,
+) -> None:
+    # 2 sites of 300 computes: over the 500 nodes a site map shows opened
+    plan = build_plan(load_inventory(scale_inventory_file(tmp_path, sites=2, computes=300)))
+    app = RollgateApp(_Quiet(plan), operator="olga")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause(0.1)
+        sites = {str(b.label).split()[0]: b for b in app.w_sitemap.root.children}
+        assert not any(b.is_expanded for b in sites.values())
+        assert "pending 301" in str(sites["s01"].label)  # the site's line counts its nodes
+        assert app.w_sitemap.last_line < 10  # a line per site, not 600 lines
+        await pilot.press("v", *"s02-cmp000", "enter")
+        await wait_for(pilot, lambda: len(app._node_rows) == 9)
+        (branch,) = app.w_sitemap.root.children
+        assert branch.is_expanded  # the matches are shown
