@@ -16,10 +16,11 @@ the file, writing the checkpoints again.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,16 @@ from rollgate.core.state import (
     NodeState,
     Outage,
     RunState,
+    StepState,
     copy_node,
     copy_run_fields,
     touched_by,
 )
 
-FORMAT = "rollgate.timeline/1"
+STEP_FIELDS = tuple(f.name for f in fields(StepState))
+step_values = operator.itemgetter(*STEP_FIELDS)  # a step's __dict__ -> its values, in order
+
+FORMAT = "rollgate.timeline/2"  # 2: a step's state is its fields' values in STEP_FIELDS order
 EVERY = 20_000  # events between checkpoints: a seek folds at most this many
 
 
@@ -53,7 +58,8 @@ class Checkpoint:
     position: int
     line_crc: int  # CRC-32 of the journal line of the event at position - 1
     run: RunState  # run-level fields only (steps and nodes empty)
-    steps: dict[str, dict[str, object]]  # the steps changed since the previous checkpoint
+    # the steps changed since the previous checkpoint: their fields' values, STEP_FIELDS order
+    steps: dict[str, tuple[object, ...]]
     nodes: dict[str, NodeState]  # the nodes changed since the previous checkpoint
 
 
@@ -118,9 +124,14 @@ def _node_from(data: dict[str, Any]) -> NodeState:
     return node
 
 
-def _step_from(data: dict[str, Any]) -> dict[str, object]:
-    data["tail"] = tuple(data["tail"])
-    return data
+_TAIL = STEP_FIELDS.index("tail")
+
+
+def _step_from(values: list[Any]) -> tuple[object, ...]:
+    if len(values) != len(STEP_FIELDS):
+        raise ValueError("a step of another shape")
+    values[_TAIL] = tuple(values[_TAIL])
+    return tuple(values)
 
 
 def encode(checkpoint: Checkpoint) -> bytes:
@@ -166,7 +177,7 @@ def take(
         position,
         line_crc,
         run,
-        {sid: state.steps[sid].__dict__.copy() for sid in steps},
+        {sid: step_values(state.steps[sid].__dict__) for sid in steps},
         {name: copy_node(state.nodes[name]) for name in nodes},
     )
 

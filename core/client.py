@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from rollgate.core.errors import UserError
 from rollgate.core.events import Command, Event, RunFinished
-from rollgate.core.journal import JournalTail
+from rollgate.core.journal import JournalError, JournalTail
 from rollgate.core.journal_index import JournalIndex, paused_gc
-from rollgate.core.plan import Plan
+from rollgate.core.plan import Plan, plan_from_record
 from rollgate.core.runs import driver_alive, resolve_journal
 
 
@@ -140,6 +140,17 @@ def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:
     """A client for a run id or journal path (the plan comes from the journal's header)."""
     path = resolve_journal(ref)
     index = JournalIndex.open(path)
+    if index.plan_record is not None:  # built a phase at a time, then let go
+        try:
+            with paused_gc():
+                plan = plan_from_record(index.plan_record, index.header["plan_layout"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise JournalError(
+                f"{path}:1: the journal's plan does not read back ({exc}); the journal was "
+                "edited or corrupted — restore it from a copy"
+            ) from None
+        index.plan_record = None
+        return JournalClient(index, plan, follow=follow)
     # the plan's record leaves the header once it is a Plan: at 10,000 nodes the two were
     # 450 MB of a replay's memory
     plan_data = index.header.pop("plan", None)

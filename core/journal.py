@@ -350,6 +350,36 @@ def seal_holds(line: bytes) -> bool:
     return zlib.crc32(b"}", zlib.crc32(memoryview(line)[:-_SEALED_TAIL])) == expected
 
 
+_PLAN_AT = b',"plan":{"format":"rollgate.plan/'
+
+
+def split_header(path: Path, line: bytes) -> tuple[dict[str, Any], memoryview | None]:
+    """The header, and its plan's record as it lies in `line` (not parsed) when the header
+    says where its phases are (`plan_layout`, written before the plan); else the header
+    parsed whole, plan included, and None."""
+    at = line.find(_PLAN_AT)
+    if at < 0 or line.find(b'"plan_layout":', 0, at) < 0:
+        return parse_header(path, line), None
+    sealed = line.startswith(b'{"format":"' + JOURNAL_FORMAT.encode())
+    if sealed and not seal_holds(line):
+        parse_header(path, line)  # raises, naming the damage
+    try:
+        before = orjson.loads(line[:at] + b"}")
+        start = at + len(b',"plan":')
+        end = start + int(before["plan_layout"]["length"])
+        rest = line[end:]
+        after = orjson.loads(b"{" + rest[1:]) if rest.startswith(b",") else {}
+        if line[end - 1 : end] != b"}" or not (rest.startswith(b",") or rest == b"}"):
+            raise ValueError("the plan does not end where its layout says")
+    except (ValueError, KeyError, TypeError):
+        return parse_header(path, line), None
+    header = {**before, **after}
+    if sealed:
+        header.pop("crc", None)
+    _check_format(path, header)
+    return header, memoryview(line)[start:end]
+
+
 def parse_header(path: Path, line: bytes) -> dict[str, Any]:
     sealed = line.startswith(b'{"format":"' + JOURNAL_FORMAT.encode())
     if sealed and not seal_holds(line):
@@ -365,12 +395,16 @@ def parse_header(path: Path, line: bytes) -> dict[str, Any]:
         raise JournalError(f"{path}:1: not a Rollgate journal (no header line)") from None
     if sealed and isinstance(header, dict):
         header.pop("crc", None)
+    _check_format(path, header)
+    return header
+
+
+def _check_format(path: Path, header: Any) -> None:
     if not isinstance(header, dict) or header.get("format") not in FORMATS:
         raise JournalError(
             f"{path}:1: not a {JOURNAL_FORMAT} journal "
             f"(format {header.get('format') if isinstance(header, dict) else None!r})"
         )
-    return header
 
 
 class RecordReader:

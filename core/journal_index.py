@@ -27,7 +27,7 @@ from rollgate.core.journal import (
     JournalError,
     RecordReader,
     is_fragment,
-    parse_header,
+    split_header,
     unsealed,
 )
 
@@ -77,6 +77,9 @@ class JournalIndex:
         self.lines_consumed = 0  # lines in those bytes
         self.reader = RecordReader(path, header)
         self._first_seq: int | None = None
+        # the plan's record in the header line, not parsed (header["plan_layout"] says where
+        # its phases are): the client builds the plan from it a phase at a time, then drops it
+        self.plan_record: memoryview | None = None
         self._numbers: list[int] | None = None  # file line of each event, when lines were dropped
 
     @property
@@ -102,16 +105,17 @@ class JournalIndex:
     def _scan(cls, path: Path, file: io.FileIO) -> JournalIndex:
         """Find each event's line, a piece of the file at a time; only their places are kept
         (a million events: 16 MB, not the file's 450 MB twice over)."""
-        reader = io.BufferedReader(file, CHUNK)
-        head = reader.readline()
+        head, ended = _first_line(file)
         if not head:
             raise JournalError(f"{path}: the journal is empty (the run never started)")
-        header = parse_header(path, head.rstrip(b"\n"))
+        header, plan_record = split_header(path, head)
         lines = _Lines(file)
-        base = len(head)  # the file offset where `carry` begins
+        base = len(head) + ended  # the file offset where `carry` begins
         # bytes up to the last whole line, and lines in them, for followers
-        consumed, newlines = (base, 1) if head.endswith(b"\n") else (0, 0)
+        consumed, newlines = (base, 1) if ended else (0, 0)
         del head
+        file.seek(base)
+        reader = io.BufferedReader(file, CHUNK)
         number = 1  # the file line last read (the header is 1)
         dropped = 0
         numbers: list[int] | None = None  # each event's line in the file, where they differ
@@ -168,6 +172,7 @@ class JournalIndex:
         index = cls(path, header, lines, dropped)
         index.consumed, index.lines_consumed = consumed, newlines
         index._numbers = numbers
+        index.plan_record = plan_record
         return index
 
     def __len__(self) -> int:
@@ -250,6 +255,23 @@ class JournalIndex:
 
 
 CHUNK = 8 << 20  # bytes read at a time while finding the lines
+
+
+def _first_line(file: io.FileIO) -> tuple[bytes, bool]:
+    """The file's first line without its newline, and whether it had one; read in one piece
+    once its end is found (a header that holds the plan of 10,000 nodes is 100 MB: one copy
+    of it, not several)."""
+    at = 0
+    while True:
+        chunk = os.pread(file.fileno(), CHUNK, at)
+        if not chunk:
+            return (os.pread(file.fileno(), at, 0) if at else b""), False
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            return os.pread(file.fileno(), at + cut, 0), True
+        at += len(chunk)
+
+
 BLOCK = 2048  # lines read back at a time (and the last few such blocks kept)
 
 

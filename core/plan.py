@@ -22,7 +22,7 @@ import gc
 import hashlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -145,13 +145,23 @@ class Plan:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, consume: bool = False) -> Plan:
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        consume: bool = False,
+        phases: Iterable[dict[str, Any]] | None = None,
+    ) -> Plan:
         """`consume`: the record is the caller's no more; each phase's part of it is let go
-        once read (a plan of 10,000 nodes and its record were too much at once)."""
+        once read (a plan of 10,000 nodes and its record were too much at once). `phases`:
+        the phases' records one at a time, instead of data's (core/plan.py plan_from_record)."""
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"not a {PLAN_FORMAT} document (format {data.get('format')!r})")
-        records = data["phases"]
-        phases = tuple(_phase_from(records, i, consume) for i in range(len(records)))
+        if phases is not None:
+            built = tuple(_phase_from([record], 0, True) for record in phases)
+        else:
+            records = data["phases"]
+            built = tuple(_phase_from(records, i, consume) for i in range(len(records)))
         up = data["upgrade"]
         return cls(
             data["cloud"],
@@ -161,7 +171,7 @@ class Plan:
             up["skip_level"],
             data["inventory_digest"],
             data["policy"],
-            phases,
+            built,
             data.get("digest", ""),
         )
 
@@ -310,6 +320,29 @@ def plan_json_pieces(plan: Plan) -> Iterator[bytes]:
 def plan_json(plan: Plan) -> bytes:
     """to_dict() as JSON (see plan_json_pieces)."""
     return b"".join(list(plan_json_pieces(plan)))  # one copy, not one per concatenation
+
+
+def plan_record(plan: Plan) -> tuple[bytes, dict[str, Any]]:
+    """to_dict() as JSON and where its phases lie in it ({"length", "phases_at", "ends"}: byte
+    offsets), so a reader can build the plan a phase at a time (plan_from_record)."""
+    pieces = list(plan_json_pieces(plan))
+    ends, at = [], len(pieces[0])
+    for piece in pieces[1:-1]:
+        at += len(piece)
+        ends.append(at)
+    record = b"".join(pieces)
+    return record, {"length": len(record), "phases_at": len(pieces[0]), "ends": ends}
+
+
+def plan_from_record(record: bytes | memoryview, layout: dict[str, Any]) -> Plan:
+    """The plan of a record plan_record() wrote, parsed a phase at a time: the whole record's
+    objects never exist at once (for 10,000 nodes they were 375 MB)."""
+    phases_at, ends = int(layout["phases_at"]), [int(e) for e in layout["ends"]]
+    head = orjson.loads(bytes(record[: phases_at - 1]) + b"null}")
+    starts = [phases_at, *(end + 1 for end in ends[:-1])]  # a comma between two phases
+    return Plan.from_dict(
+        head, phases=(orjson.loads(record[a:b]) for a, b in zip(starts, ends, strict=True))
+    )
 
 
 def plan_digest(plan: Plan) -> str:

@@ -28,7 +28,7 @@ from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, load_inventory
 from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
 from rollgate.core.notify import Notifier
-from rollgate.core.plan import Plan, build_plan, plan_json
+from rollgate.core.plan import Plan, build_plan, plan_record
 from rollgate.core.preflight import job_root
 from rollgate.core.recipes import load_recipe
 from rollgate.core.runs import (
@@ -264,7 +264,7 @@ def _prepare(
                 f"cannot make {exc.filename or run_dir}: {exc.strerror}; check the state "
                 "directory (ROLLGATE_STATE_DIR) or --journal"
             ) from None
-        plan_record = plan_json(plan)
+        plan_bytes, layout = plan_record(plan)
         header = {
             "tool_version": tool_version(),
             "run_id": run_id,
@@ -279,13 +279,15 @@ def _prepare(
             "dry_run": options.dry_run,
             "host": socket.gethostname(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            # the journal alone is enough to replay the run
-            "plan": orjson.Fragment(plan_record),
+            # the journal alone is enough to replay the run; the layout, before it, lets a
+            # reader build it a phase at a time
+            "plan_layout": layout,
+            "plan": orjson.Fragment(plan_bytes),
         }
         window = resolve_window(inventory.window, None)
         if window is not None:  # the change record says whether the run stayed inside it
             header["window"] = {"start": window.start, "end": window.end}
-        write_private(run_dir / "plan.json", plan_record)
+        write_private(run_dir / "plan.json", plan_bytes)
         if options.journal:
             write_private(run_dir / "journal.path", str(journal_path.resolve()))
     return history, header, journal_path, run_dir

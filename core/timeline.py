@@ -22,10 +22,12 @@ from typing import Any
 from rollgate.core import events as ev
 from rollgate.core.checkpoints import (
     EVERY,
+    STEP_FIELDS,
     Checkpoint,
     CheckpointFile,
     identity_of,
     load,
+    step_values,
     take,
     timeline_path,
 )
@@ -196,9 +198,9 @@ class Timeline:
             else:
                 checkpoint = checkpoints[held[at - 1] - 1]  # type: ignore[index]
                 version = checkpoint.steps[key] if steps else checkpoint.nodes[key]
-            if steps:  # a frozen step: its fields (all immutable)
+            if steps:  # a frozen step: its fields' values (all immutable)
                 step_copy = new(StepState)
-                step_copy.__dict__ = version.copy()
+                step_copy.__dict__ = dict(zip(STEP_FIELDS, version, strict=True))
                 target[key] = step_copy
             else:
                 target[key] = copy_node(version)
@@ -239,9 +241,9 @@ class _InitialSteps:
             for step in stage.steps
         }
 
-    def __getitem__(self, sid: str) -> dict[str, object]:
+    def __getitem__(self, sid: str) -> tuple[object, ...]:
         step, phase, stage = self._where[sid]
-        return StepState(
+        initial = StepState(
             step.id,
             step.node,
             step.site,
@@ -249,11 +251,8 @@ class _InitialSteps:
             stage,
             api=step.executor == "cloud",
             site_check=bool(step.args.get("site_check")),
-        ).__dict__
-
-
-def _frozen_step(step: StepState) -> dict[str, object]:
-    return step.__dict__.copy()  # every field is immutable, the output tail included
+        )
+        return step_values(initial.__dict__)
 
 
 def journal_timeline(plan: Plan, index: JournalIndex) -> Timeline:

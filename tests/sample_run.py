@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from orjson import Fragment
+
 from rollgate.core import events as ev
 from rollgate.core.engine import Engine, EngineOptions
 from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.lab import Lab
-from rollgate.core.plan import build_plan
+from rollgate.core.plan import build_plan, plan_record
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "sample_inventory" / "lab-two-sites.yaml"
@@ -52,6 +54,7 @@ async def record(path: Path) -> str:
     def monotonic() -> float:
         return round(world.virtual_time or 0.0, 3)
 
+    record, layout = plan_record(plan)
     header = {
         "tool_version": "sample",
         "run_id": "sample-lab-two-sites",
@@ -65,7 +68,9 @@ async def record(path: Path) -> str:
         "operator": "alice",
         "host": "lab",
         "created": "2026-11-28T22:00:00Z",
-        "plan": plan.to_dict(),
+        # as a run writes it (core/session.py): the layout, then the plan
+        "plan_layout": layout,
+        "plan": Fragment(record),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from rollgate.core.engine import Engine, EngineOptions
 from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.lab import Lab
-from rollgate.core.plan import build_plan, plan_json
+from rollgate.core.plan import build_plan, plan_record
 from rollgate.tui.gc_policy import tuned_gc
 from tests.bench.scale import scale_inventory_file
 
@@ -36,7 +36,9 @@ async def run(directory: Path, sites: int, computes: int) -> None:
     lab = await Lab.start(inventory, time_scale=0, serve=False, persist=False)
     journal_path = directory / "journal.jsonl"
     # the header as a run writes it (core/session.py)
-    journal = JournalWriter(journal_path, {"run_id": "bench", "plan": Fragment(plan_json(plan))})
+    record, layout = plan_record(plan)
+    header = {"run_id": "bench", "plan_digest": plan.digest, "plan_layout": layout}
+    journal = JournalWriter(journal_path, {**header, "plan": Fragment(record)})
     engine = Engine(
         plan,
         lab.effective_inventory,

@@ -22,7 +22,7 @@ from rollgate.core.checkpoints import EVERY, CheckpointFile, Marks, identity_of,
 from rollgate.core.client import open_journal_client
 from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalWriter
-from rollgate.core.plan import build_plan, plan_json
+from rollgate.core.plan import build_plan, plan_record
 from rollgate.core.state import RunState, apply
 from rollgate.core.timeline import journal_timeline
 from tests.bench.scale import scale_inventory_file
@@ -33,7 +33,13 @@ LANES = 100  # steps in flight at once, as in a batch of 100 computes
 
 async def write(path: Path, count: int) -> int:
     plan = build_plan(load_inventory(scale_inventory_file(path.parent, sites=10, computes=1000)))
-    header = {"run_id": "bench", "plan_digest": plan.digest, "plan": Fragment(plan_json(plan))}
+    record, layout = plan_record(plan)
+    header = {
+        "run_id": "bench",
+        "plan_digest": plan.digest,
+        "plan_layout": layout,
+        "plan": Fragment(record),
+    }
     journal = JournalWriter(path, header)
     durable = 0
     written = 0

@@ -195,9 +195,17 @@ def ansible_fanout(sshd: BenchSshd, count: int, sequence: bool) -> float:
         argv += ["-a", "true", "-f", str(CONCURRENCY)]
     with timed() as t:
         done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    stop_ssh_masters(sshd)
     if done.returncode != 0:
         raise RuntimeError(f"ansible failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return t[0]
+
+
+def stop_ssh_masters(sshd: BenchSshd) -> None:
+    """End the connections Ansible leaves open (ControlPersist=60s, one ssh(1) per host): a
+    thousand of them idling on would weigh on whatever is measured next."""
+    subprocess.run(["pkill", "-f", str(sshd.work / "cp")], check=False)
+    time.sleep(1)
 
 
 # ---------------------------------------------------------------- parallel-ssh
@@ -245,9 +253,6 @@ def at_1000(sshd: BenchSshd, count: int = 1000) -> None:
     tools = tools_venv()
     hosts, _, env = ansible_files(sshd, count)
     argv = [str(tools / "bin/ansible"), "all", "-i", str(hosts), "-m", "command", "-a", "true"]
-    start = time.perf_counter()
-    _, ansible_rss = measured([*argv, "-f", str(CONCURRENCY)], env)
-    ansible = time.perf_counter() - start
     out, ours_rss = measured(
         [sys.executable, __file__, "--rollgate", str(rollgate_inventory(sshd, count)), "true"]
     )
@@ -264,6 +269,10 @@ def at_1000(sshd: BenchSshd, count: int = 1000) -> None:
     ]
     out, pssh_rss = measured(pssh_argv)
     pssh = float(out.split()[-1])
+    start = time.perf_counter()  # last: its lingering connections are ended after it
+    _, ansible_rss = measured([*argv, "-f", str(CONCURRENCY)], env)
+    ansible = time.perf_counter() - start
+    stop_ssh_masters(sshd)
     for tool, seconds, rss in (
         ("rollgate", ours, ours_rss),
         ("ansible", ansible, ansible_rss),

@@ -75,7 +75,8 @@ def test_damaged_checkpoints_are_not_trusted_and_the_replay_writes_them_again(
     if damage == "missing":
         path.unlink()
     elif damage == "edited":  # the third checkpoint says a step failed that did not
-        lines[3] = lines[3].replace(b'"status":"ok"', b'"status":"failed"', 1)
+        assert b'"ok"' in lines[3]
+        lines[3] = lines[3].replace(b'"ok"', b'"failed"', 1)
         path.write_bytes(b"\n".join(lines) + b"\n")
     elif damage == "torn":  # the process died mid-write
         path.write_bytes(b"\n".join(lines[:4]) + b"\n" + lines[4][:50])

@@ -317,3 +317,29 @@ async def test_a_hung_api_is_a_one_line_error_naming_it_and_never_holds_the_jour
         silent.close()
         await api.close()
         await lab.close()
+
+
+async def test_known_hosts_is_read_once_but_an_edit_to_it_is_honoured(tmp_path: Path) -> None:
+    inv = lab_inventory(tmp_path)
+    lab = await Lab.start(inv, serve=True)
+    ssh = SshExecutor()
+    try:
+        first, second = (lab.effective_inventory.node(n) for n in ("cmp1", "cmp2"))
+        ours = tmp_path / "our_known_hosts"
+        ours.write_text(Path(str(first.ssh.known_hosts)).read_text())
+
+        def via(node: Node) -> Node:
+            return dataclasses.replace(
+                node, ssh=dataclasses.replace(node.ssh, known_hosts=str(ours))
+            )
+
+        result = await ssh.run(via(first), "true", on_output=lambda *a: None, timeout=5)
+        assert result.exit_status == 0
+        # the operator learns the second node's key is not what was recorded and edits it
+        other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+        ours.write_text(f"[{second.address}]:{second.ssh.port} {other}")
+        with pytest.raises(TransportError, match="CHANGED"):
+            await ssh.run(via(second), "true", on_output=lambda *a: None, timeout=5)
+    finally:
+        await ssh.close()
+        await lab.close()

@@ -1,0 +1,57 @@
+"""A journal's plan is read back a phase at a time where its header says where the phases lie,
+and is the same plan as one read whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rollgate.core.client import open_journal_client
+from rollgate.core.inventory import load_inventory
+from rollgate.core.journal import JournalDamaged
+from rollgate.core.plan import build_plan, plan_digest, plan_from_record, plan_record
+from tests.sample_run import INVENTORY, SHIPPED
+
+
+@pytest.mark.parametrize("inventory", [INVENTORY, "sample_inventory/multisite-apt.yaml"])
+def test_a_plan_read_a_phase_at_a_time_is_the_plan(inventory: str) -> None:
+    plan = build_plan(load_inventory(inventory))
+    record, layout = plan_record(plan)
+    assert orjson.loads(record) == plan.to_dict()  # the record is the plan's, whole
+    again = plan_from_record(memoryview(record), layout)
+    assert again == plan and plan_digest(again) == plan.digest
+
+
+def test_the_shipped_journal_opens_its_plan_by_its_layout_as_the_whole_read_would() -> None:
+    client = open_journal_client(str(SHIPPED))
+    assert "plan_layout" in client.header and "plan" not in client.header  # read by layout
+    assert client.plan == build_plan(load_inventory(INVENTORY))
+    assert client.index.plan_record is None  # the header line is not kept
+
+
+def test_a_layout_that_lies_falls_back_to_reading_the_header_whole(tmp_path: Path) -> None:
+    head, _, rest = SHIPPED.read_bytes().partition(b"\n")
+    header = orjson.loads(head)
+    header.pop("crc")  # an unsealed copy, so the edit below is not refused as damage
+    header["format"] = "rollgate.journal/1"
+    header["plan_layout"]["length"] -= 7
+    copy = tmp_path / "journal.jsonl"
+    events = [orjson.loads(line) for line in rest.splitlines()]
+    for event in events:
+        event.pop("crc")
+    copy.write_bytes(b"\n".join(orjson.dumps(x) for x in [header, *events]) + b"\n")
+    assert open_journal_client(str(copy)).plan == build_plan(load_inventory(INVENTORY))
+
+
+def test_a_flipped_bit_in_the_plan_is_caught_though_the_plan_is_not_parsed_whole(
+    tmp_path: Path,
+) -> None:
+    data = bytearray(SHIPPED.read_bytes())
+    at = data.index(b'"phases":[') + 40  # inside the first phase
+    data[at] ^= 0x01
+    copy = tmp_path / "journal.jsonl"
+    copy.write_bytes(bytes(data))
+    with pytest.raises(JournalDamaged, match="header is damaged"):
+        open_journal_client(str(copy))
