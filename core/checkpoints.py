@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -40,10 +41,12 @@ from rollgate.core.state import (
     touched_by,
 )
 
-STEP_FIELDS = tuple(f.name for f in fields(StepState))
-step_values = operator.itemgetter(*STEP_FIELDS)  # a step's __dict__ -> its values, in order
+# what the reducer changes in a step (core/state.py); the rest comes from the plan
+CHANGING = ("status", "attempts", "started", "finished", "duration", "exit_status", "error", "tail")
+step_values = operator.itemgetter(*CHANGING)  # a step's __dict__ -> what changed, in order
+assert set(CHANGING) <= {f.name for f in fields(StepState)}
 
-FORMAT = "rollgate.timeline/2"  # 2: a step's state is its fields' values in STEP_FIELDS order
+FORMAT = "rollgate.timeline/3"  # 3: a step's state is the values of CHANGING, in order
 EVERY = 20_000  # events between checkpoints: a seek folds at most this many
 
 
@@ -58,7 +61,7 @@ class Checkpoint:
     position: int
     line_crc: int  # CRC-32 of the journal line of the event at position - 1
     run: RunState  # run-level fields only (steps and nodes empty)
-    # the steps changed since the previous checkpoint: their fields' values, STEP_FIELDS order
+    # the steps changed since the previous checkpoint: the values of CHANGING, in order
     steps: dict[str, tuple[object, ...]]
     nodes: dict[str, NodeState]  # the nodes changed since the previous checkpoint
 
@@ -124,12 +127,15 @@ def _node_from(data: dict[str, Any]) -> NodeState:
     return node
 
 
-_TAIL = STEP_FIELDS.index("tail")
+_STATUS, _ERROR, _TAIL = (CHANGING.index(name) for name in ("status", "error", "tail"))
 
 
 def _step_from(values: list[Any]) -> tuple[object, ...]:
-    if len(values) != len(STEP_FIELDS):
+    if len(values) != len(CHANGING):
         raise ValueError("a step of another shape")
+    values[_STATUS] = sys.intern(values[_STATUS])  # a few words, a hundred thousand times
+    if not values[_ERROR]:
+        values[_ERROR] = ""
     values[_TAIL] = tuple(values[_TAIL])
     return tuple(values)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from rollgate.core import events as ev
 from rollgate.core.checkpoints import (
+    CHANGING,
     EVERY,
-    STEP_FIELDS,
     Checkpoint,
     CheckpointFile,
     identity_of,
@@ -198,9 +198,9 @@ class Timeline:
             else:
                 checkpoint = checkpoints[held[at - 1] - 1]  # type: ignore[index]
                 version = checkpoint.steps[key] if steps else checkpoint.nodes[key]
-            if steps:  # a frozen step: its fields' values (all immutable)
+            if steps:  # a frozen step: what changed in it (all immutable), on its plan fields
                 step_copy = new(StepState)
-                step_copy.__dict__ = dict(zip(STEP_FIELDS, version, strict=True))
+                step_copy.__dict__ = self._initial_steps.with_changes(key, version)
                 target[key] = step_copy
             else:
                 target[key] = copy_node(version)
@@ -242,8 +242,13 @@ class _InitialSteps:
         }
 
     def __getitem__(self, sid: str) -> tuple[object, ...]:
+        """What the reducer changes in the step, as the run begins."""
+        return _PENDING
+
+    def with_changes(self, sid: str, changed: tuple[object, ...]) -> dict[str, object]:
+        """The step's fields: its plan's, and `changed` (CHANGING's values)."""
         step, phase, stage = self._where[sid]
-        initial = StepState(
+        fields = StepState(
             step.id,
             step.node,
             step.site,
@@ -251,8 +256,13 @@ class _InitialSteps:
             stage,
             api=step.executor == "cloud",
             site_check=bool(step.args.get("site_check")),
-        )
-        return step_values(initial.__dict__)
+        ).__dict__
+        fields.update(zip(CHANGING, changed, strict=True))
+        return fields
+
+
+# a step before the run: CHANGING's values of a fresh StepState
+_PENDING: tuple[object, ...] = step_values(StepState("", "", "", "", "").__dict__)
 
 
 def journal_timeline(plan: Plan, index: JournalIndex) -> Timeline:

@@ -24,7 +24,8 @@ from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalWriter
 from rollgate.core.plan import build_plan, plan_record
 from rollgate.core.state import RunState, apply
-from rollgate.core.timeline import journal_timeline
+from rollgate.core.timeline import Timeline, journal_timeline
+from rollgate.tui.gc_policy import tuned_gc
 from tests.bench.scale import scale_inventory_file
 from tests.bench.synthetic import synthetic_events
 
@@ -77,6 +78,11 @@ def replay(path: Path, count: int, label: str) -> None:
     report(f"journal.replay_open{label}", t[0], "s")
     if label == "_again":
         return
+    with tuned_gc(console=True):  # as `rollgate replay` runs its console (tui/commands)
+        seeks(timeline, count, label)
+
+
+def seeks(timeline: Timeline, count: int, label: str) -> None:
     with timed() as t:
         timeline.view_at(count // 2)
     report(f"journal.seek_middle_first{label}", t[0], "s")
