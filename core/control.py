@@ -33,6 +33,7 @@ from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import within
+from rollgate.core.plan import json_default
 from rollgate.core.problems import problem_records
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
 
@@ -224,8 +225,8 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _reply(self, writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
-        # orjson: the header's plan is already JSON (an orjson.Fragment, core/session.py)
-        writer.write(orjson.dumps(data) + b"\n")
+        # the header's plan is made JSON as it is sent (core/plan.py PlanJSON)
+        writer.write(orjson.dumps(data, default=json_default) + b"\n")
         await writer.drain()
 
     async def _send(self, data: Any, login: str) -> dict[str, Any]:

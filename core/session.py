@@ -28,7 +28,7 @@ from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, load_inventory
 from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
 from rollgate.core.notify import Notifier
-from rollgate.core.plan import Plan, build_plan, plan_record
+from rollgate.core.plan import Plan, PlanJSON, build_plan, plan_record
 from rollgate.core.preflight import job_root
 from rollgate.core.recipes import load_recipe
 from rollgate.core.runs import (
@@ -336,6 +336,9 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                 f"cannot write the journal {journal_path}: {reason}; choose a writable "
                 "--journal or free space"
             ) from None
+        # the journal has the plan now; what stays in memory makes its JSON when it is asked
+        header["plan"] = PlanJSON(plan)
+        header.pop("plan_layout", None)
         notices: list[str] = []
         if options.resume:
             notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")

@@ -39,6 +39,7 @@ async def run(directory: Path, sites: int, computes: int) -> None:
     record, layout = plan_record(plan)
     header = {"run_id": "bench", "plan_digest": plan.digest, "plan_layout": layout}
     journal = JournalWriter(journal_path, {**header, "plan": Fragment(record)})
+    del record  # as a run lets it go once the journal has it (core/session.py)
     engine = Engine(
         plan,
         lab.effective_inventory,

@@ -457,10 +457,10 @@ async def test_a_big_cloud_opens_as_a_line_per_site_and_a_filter_opens_its_match
     plan = build_plan(load_inventory(scale_inventory_file(tmp_path, sites=2, computes=300)))
     app = RollgateApp(_Quiet(plan), operator="olga")
     async with app.run_test(size=(160, 50)) as pilot:
-        await pilot.pause(0.1)
         sites = {str(b.label).split()[0]: b for b in app.w_sitemap.root.children}
+        # the site's line counts its nodes (drawn with the first frames)
+        await wait_for(pilot, lambda: "pending 301" in str(sites["s01"].label))
         assert not any(b.is_expanded for b in sites.values())
-        assert "pending 301" in str(sites["s01"].label)  # the site's line counts its nodes
         assert app.w_sitemap.last_line < 10  # a line per site, not 600 lines
         await pilot.press("v", *"s02-cmp000", "enter")
         await wait_for(pilot, lambda: len(app._node_rows) == 9)
