@@ -18,6 +18,7 @@ Phases of one wave (one tier) run site by site, up to policy.site_concurrency at
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -122,10 +123,12 @@ class Plan:
         return [s for p in self.phases for s in p.steps]
 
     def step(self, step_id: str) -> Step:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return self._by_id[step_id]  # KeyError for a step not in the plan
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Step]:
+        """Each step by its id, made once (a plan of 10,000 nodes has 200,000 of them)."""
+        return {s.id: s for p in self.phases for st in p.stages for s in st.steps}
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._head(), "phases": [_phase_dict(p) for p in self.phases]}
@@ -1188,4 +1191,4 @@ def _build_plan(inventory: Inventory, recipe: Recipe | None) -> Plan:
     ids = [s.id for s in plan.steps]
     if len(ids) != len(set(ids)):  # a bug in a builder, never the user's input
         raise AssertionError(f"duplicate step ids: {sorted(i for i in ids if ids.count(i) > 1)}")
-    return Plan(**{**plan.__dict__, "digest": plan_digest(plan)})
+    return dataclasses.replace(plan, digest=plan_digest(plan))
