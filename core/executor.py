@@ -70,6 +70,30 @@ class StopSignal(asyncio.Event):
 
     leave = False
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: set[asyncio.Future[None]] = set()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done once the signal is set, for one command to wait on (cheaper than the
+        task `stop.wait()` makes); give it back with `done_waiting`."""
+        future = asyncio.get_running_loop().create_future()
+        if self.is_set():
+            future.set_result(None)
+        else:
+            self._waiting.add(future)
+        return future
+
+    def done_waiting(self, future: asyncio.Future[None]) -> None:
+        self._waiting.discard(future)
+
+    def set(self) -> None:
+        super().set()
+        waiting, self._waiting = self._waiting, set()
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+
     def abort(self) -> None:
         self.leave = False
         self.set()
@@ -95,7 +119,11 @@ async def within(awaitable: Awaitable[T], timeout: float | None, stop: asyncio.E
     awaitable is cancelled with it), never swallowed."""
     task = asyncio.ensure_future(awaitable)
     waiters: set[asyncio.Future[Any]] = {task}
-    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    stopper: asyncio.Future[Any] | None = None
+    if isinstance(stop, StopSignal):
+        stopper = stop.waiter()
+    elif stop is not None:
+        stopper = asyncio.ensure_future(stop.wait())
     if stopper is not None:
         waiters.add(stopper)
     try:
@@ -105,6 +133,8 @@ async def within(awaitable: Awaitable[T], timeout: float | None, stop: asyncio.E
         raise
     finally:
         if stopper is not None:
+            if isinstance(stop, StopSignal):
+                stop.done_waiting(stopper)
             stopper.cancel()
     if task in done:
         return task.result()

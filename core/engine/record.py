@@ -85,6 +85,7 @@ class Record:
         self.closed = False  # RunFinished was emitted
         self.finished = asyncio.Event()  # ... and made durable: followers may stop
         self._new_event = asyncio.Event()
+        self._followers = 0  # waiting in wait_for_event_after
         self._buffers: dict[tuple[str, str], list[str]] = {}
 
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
@@ -110,8 +111,9 @@ class Record:
             self._marks.after(self.state, json)
         if cls is ev.RunFinished:
             self.closed = True
-        self._new_event.set()
-        self._new_event = asyncio.Event()
+        if self._followers:  # told only when someone waits (an Event per event cost 1 µs)
+            self._new_event.set()
+            self._new_event = asyncio.Event()
         return event
 
     async def commit(self) -> None:
@@ -140,9 +142,11 @@ class Record:
             waiter = self._new_event
             done = asyncio.ensure_future(self.finished.wait())
             more = asyncio.ensure_future(waiter.wait())
+            self._followers += 1
             try:
                 await asyncio.wait({more, done}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self._followers -= 1
                 done.cancel()
                 more.cancel()
 

@@ -55,9 +55,15 @@ class Watcher:
         self.probe_timeout = probe_timeout
         self.baseline: dict[tuple[str, str], bool] = {}  # (site, record) -> up when first seen
         self._gates: set[asyncio.Task[None]] = set()
+        self._watched: tuple[tuple[str, ...], dict[str, dict[str, str]]] | None = None
 
     def watched(self) -> dict[str, dict[str, str]]:
-        return watched(self.plan, self.record.state, self.identity_site)
+        """What is watched now; worked out again only when a phase's word changed (it reads
+        every step of the plan: at 10,000 nodes, each look of the watch did)."""
+        phases = tuple(self.record.state.phases.values())
+        if self._watched is None or self._watched[0] != phases:
+            self._watched = (phases, watched(self.plan, self.record.state, self.identity_site))
+        return self._watched[1]
 
     async def run(self, done: asyncio.Event) -> None:
         health: Any = getattr(self.executor, "watch_health", None)
