@@ -40,23 +40,25 @@ def screen_built() -> None:
 
 @contextmanager
 def tuned_gc(*, console: bool = False) -> Iterator[None]:
-    """Freeze what exists now (the plan and the initial state live as long as the run) and
-    what survives each full collection (a headless run's history of 600,000 events made each
-    full collection rescan it: 10 x 1,000 computes ran at 16,000 events/s, 24,500 frozen);
-    for a console also collect young objects less often (each frame allocates thousands of
-    short-lived objects; measured under load: worst-case event-to-screen 150 ms -> 110 ms).
-    Everything is undone on exit."""
+    """Freeze what exists now (the plan and the initial state live as long as the run); for a
+    console also freeze what survives each full collection and collect young objects less
+    often (each frame allocates thousands of short-lived objects; measured under load:
+    worst-case event-to-screen 150 ms -> 110 ms). A headless run freezes no survivors: its SSH
+    connections are reference cycles that die later, and frozen they were never collected (the
+    1,000-node lab run over SSH grew from 290 MB to 626 MB); with its history packed
+    (core/history.py) it runs as fast without. Everything is undone on exit."""
     threshold = gc.get_threshold()
     gc.freeze()
     global _console_tuned
-    gc.callbacks.append(_freeze_survivors)
     if console:
+        gc.callbacks.append(_freeze_survivors)
         gc.set_threshold(10_000, 10, 10)
         _console_tuned = True
     try:
         yield
     finally:
-        _console_tuned = False
-        gc.callbacks.remove(_freeze_survivors)
+        if console:
+            _console_tuned = False
+            gc.callbacks.remove(_freeze_survivors)
         gc.set_threshold(*threshold)
         gc.unfreeze()
