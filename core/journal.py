@@ -309,17 +309,22 @@ class JournalContents:
     torn_lines: int = 0  # how many (a resumed run leaves earlier fragments mid-file)
 
 
+def unreadable(path: Path, exc: OSError) -> JournalError:
+    """The one-line error for a journal that cannot be opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        return JournalError(
+            f"{path}: no such journal; give a run id from `rollgate runs` or "
+            "the path of a journal.jsonl"
+        )
+    return JournalError(f"{path}: cannot read the journal: {exc.strerror}")
+
+
 def journal_bytes(path: Path) -> bytes:
     """A journal file's contents; a missing, unreadable or empty file is a one-line error."""
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise JournalError(
-            f"{path}: no such journal; give a run id from `rollgate runs` or "
-            "the path of a journal.jsonl"
-        ) from None
     except OSError as exc:
-        raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
+        raise unreadable(path, exc) from None
     if not data:
         raise JournalError(f"{path}: the journal is empty (the run never started)")
     return data

@@ -28,6 +28,7 @@ from rollgate.core.journal import (
     RecordReader,
     is_fragment,
     split_header,
+    unreadable,
     unsealed,
 )
 
@@ -91,13 +92,8 @@ class JournalIndex:
         path = Path(path)
         try:
             file = open(path, "rb", buffering=0)  # noqa: SIM115 (kept: lines are read later)
-        except FileNotFoundError:
-            raise JournalError(
-                f"{path}: no such journal; give a run id from `rollgate runs` or "
-                "the path of a journal.jsonl"
-            ) from None
         except OSError as exc:
-            raise JournalError(f"{path}: cannot read the journal: {exc.strerror}") from None
+            raise unreadable(path, exc) from None
         with paused_gc():
             return cls._scan(path, file)
 

@@ -227,22 +227,22 @@ print(time.perf_counter() - start)
 """
 
 
+def pssh_argv(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> list[str]:
+    """parallel-ssh running `commands` on the first `count` nodes, in the tools' virtualenv."""
+    return [
+        str(tools_venv() / "bin/python"),
+        "-c",
+        PSSH_SCRIPT.format(concurrency=CONCURRENCY),
+        ",".join(sshd.addresses[:count]),
+        str(sshd.port),
+        sshd.user,
+        str(sshd.private_key),
+        ";".join(commands),
+    ]
+
+
 def pssh_fanout(sshd: BenchSshd, count: int, commands: tuple[str, ...]) -> float:
-    tools = tools_venv()
-    done = subprocess.run(
-        [
-            str(tools / "bin/python"),
-            "-c",
-            PSSH_SCRIPT.format(concurrency=CONCURRENCY),
-            ",".join(sshd.addresses[:count]),
-            str(sshd.port),
-            sshd.user,
-            str(sshd.private_key),
-            ";".join(commands),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(pssh_argv(sshd, count, commands), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"parallel-ssh failed: {done.stderr[-2000:]}")
     return float(done.stdout.strip().splitlines()[-1])
@@ -257,17 +257,7 @@ def at_1000(sshd: BenchSshd, count: int = 1000) -> None:
         [sys.executable, __file__, "--rollgate", str(rollgate_inventory(sshd, count)), "true"]
     )
     ours = float(out.split()[-1])
-    pssh_argv = [
-        str(tools / "bin/python"),
-        "-c",
-        PSSH_SCRIPT.format(concurrency=CONCURRENCY),
-        ",".join(sshd.addresses[:count]),
-        str(sshd.port),
-        sshd.user,
-        str(sshd.private_key),
-        "true",
-    ]
-    out, pssh_rss = measured(pssh_argv)
+    out, pssh_rss = measured(pssh_argv(sshd, count, ("true",)))
     pssh = float(out.split()[-1])
     start = time.perf_counter()  # last: its lingering connections are ended after it
     _, ansible_rss = measured([*argv, "-f", str(CONCURRENCY)], env)
