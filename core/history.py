@@ -68,12 +68,7 @@ class History(Sequence[Event]):
 
     def index_of_seq(self, seq: int) -> int:
         """The index of the first event numbered `seq` or later (len() when none is): events
-        are numbered in order, so this bisects instead of reading every block."""
-        low, high = 0, len(self)
-        while low < high:
-            middle = (low + high) // 2
-            if self[middle].seq < seq:
-                low = middle + 1
-            else:
-                high = middle
-        return low
+        are numbered one after another, so it is counted from the first one's number."""
+        if not len(self):
+            return 0
+        return max(0, min(len(self), seq - self[0].seq))

@@ -179,12 +179,12 @@ class JournalWriter:
         if not self._pending:
             self._oldest_pending = time.monotonic()
         body = event.to_json_bytes()
-        self._pending.append((seal(body) if self._sealed else body) + b"\n")
+        self._pending.append(self._line(body))
         self._appended += 1
         return body
 
-    def _line(self, event: Event) -> bytes:
-        body = event.to_json_bytes()
+    def _line(self, body: bytes) -> bytes:
+        """An event's JSON record as a journal line (sealed where the journal is)."""
         return (seal(body) if self._sealed else body) + b"\n"
 
     def write(self, event: Event) -> None:
@@ -289,7 +289,7 @@ class JournalWriter:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(zlib.decompress(self._header_packed))
-            out.writelines(self._line(e) for e in events)
+            out.writelines(self._line(e.to_json_bytes()) for e in events)
             out.flush()
             os.fsync(out.fileno())
         return target

@@ -180,7 +180,8 @@ class Plan:
         )
 
 
-_STEP_FIELDS = frozenset(f.name for f in fields(Step))
+_STEP_ORDER = tuple(f.name for f in fields(Step))
+_STEP_FIELDS = frozenset(_STEP_ORDER)
 
 
 _WORDS = ("action", "service", "role", "node", "site", "executor")
@@ -233,7 +234,6 @@ def _new_step(**values: Any) -> Step:
     return _filled({**_STEP_DEFAULTS, **values})
 
 
-_STEP_ORDER = tuple(f.name for f in fields(Step))
 # each field's slot, set directly (the class is frozen: its own __setattr__ refuses)
 _SETTERS = tuple((name, getattr(Step, name).__set__) for name in _STEP_ORDER)
 _step_fields = operator.attrgetter(*_STEP_ORDER)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from common import ROOT, report
 
+from tests.bench.scale import compute_blocks
+
 LARGE = ROOT / "sample_inventory" / "lab-large.yaml"
 
 
@@ -29,15 +31,12 @@ def inventory(computes: int, where: Path) -> Path:
     text = LARGE.read_text()
     head, _, _ = text.partition("      - name: large-cmp[")
     tail = text[text.index("policy:") :]
-    blocks = []
-    for first in range(0, computes, 250):
-        count = min(250, computes - first)
-        third = first // 250 + 1
-        blocks.append(
-            f"      - name: large-cmp[{first + 1:04d}:{first + count:04d}]\n"
-            f"        address: 127.43.{third}.[1:{count}]\n"
-            "        roles: [nova-compute, neutron-l2-agent]\n        az: large-az1\n"
-        )
+    blocks = [
+        f"      - name: large-cmp[{first:04d}:{last:04d}]\n"
+        f"        address: 127.43.{third}.[1:{count}]\n"
+        "        roles: [nova-compute, neutron-l2-agent]\n        az: large-az1\n"
+        for first, last, third, count in compute_blocks(computes)
+    ]
     path = where / f"large-{computes}.yaml"
     path.write_text(head + "".join(blocks) + tail)
     return path

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 CONTROL_ROLES = (
     "[glance-api, placement-api, nova-conductor, nova-scheduler, nova-api, neutron-server, "
     "cinder-scheduler, cinder-api, cinder-volume, horizon]"
 )
+
+
+def compute_blocks(computes: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first, last, third octet, count) of each block of up to 250 computes, one loopback /24
+    each: computes 1-250 on .1, 251-500 on .2..."""
+    for block in range(0, computes, 250):
+        count = min(250, computes - block)
+        yield block + 1, block + count, block // 250 + 1, count
 
 
 def scale_inventory_text(
@@ -32,11 +41,9 @@ def scale_inventory_text(
             f"      - {{name: s{s:02d}-ctl1, address: 127.{60 + s}.0.1, roles: {CONTROL_ROLES}}}",
         ]
         # computes spread over 127.(60+s).(1..).(1..250)
-        for block in range(0, computes, 250):
-            count = min(250, computes - block)
-            third = block // 250 + 1
+        for first, last, third, count in compute_blocks(computes):
             lines.append(
-                f'      - {{name: "s{s:02d}-cmp[{block + 1:04d}:{block + count:04d}]", '
+                f'      - {{name: "s{s:02d}-cmp[{first:04d}:{last:04d}]", '
                 f'address: "127.{60 + s}.{third}.[1:{count}]", '
                 "roles: [nova-compute, neutron-l2-agent]}"
             )
