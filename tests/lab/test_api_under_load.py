@@ -102,12 +102,15 @@ async def test_a_failing_status_poll_is_said_and_asked_again(tmp_path: Path) -> 
     """While the compute API answers 503 to the service list, wait-compute-up's polls fail:
     each failure is in the step's output, and when the API is back the wait ends ok."""
     lab = await Lab.start(lab_inventory(tmp_path), serve=True)
-    lab.world.time_scale = 1.0  # heartbeats every report interval: the wait has to poll
+    # heartbeats every 50 s, the last one written now: no newer one comes by itself while
+    # the test runs, however loaded the machine, so the wait has to poll
+    lab.world.time_scale = 5.0
     adapter = CloudAdapter(poll_interval=0.05)
     lines: list[str] = []
     try:
         site = lab.effective_inventory.site("one")
         cmp1 = lab.world.nodes["cmp1"]
+        cmp1.units["nova-compute"].down_until = lab.world.now()
         waiting = asyncio.ensure_future(
             adapter.cloud(
                 site,
