@@ -29,9 +29,10 @@ def control_socket(run_dir: Path) -> Path:
     return run_dir / "control.sock"
 
 
-def spawn_engine(argv: list[str]) -> str:
+def spawn_engine(argv: list[str], stdin_secret: str | None = None) -> str:
     """Start `rollgate run ARGV --engine-process READY` detached from this terminal; return
-    the run id once its engine serves the run, or raise UserError with what stopped it."""
+    the run id once its engine serves the run, or raise UserError with what stopped it.
+    `stdin_secret` (the become password) is written to its stdin, never to its argv."""
     logs = private_dir(state_home() / "engine-logs")
     token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     ready, log = logs / f"{token}.ready", logs / f"{token}.log"
@@ -48,12 +49,16 @@ def spawn_engine(argv: list[str]) -> str:
                 "--engine-process",
                 str(ready),
             ],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_secret is None else subprocess.PIPE,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no terminal: closing it leaves the engine running
             close_fds=True,
         )
+    if stdin_secret is not None and process.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.write(stdin_secret.encode() + b"\n")
+        process.stdin.close()
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if ready.is_file() and ready.read_text().strip():

@@ -55,6 +55,14 @@ class TransportError(Exception):
         super().__init__(f"{node}: {message}")
 
 
+class BecomeFailed(TransportError):
+    """sudo itself did not run the command (a password wanted, not allowed, no tty): the
+    node was reached, nothing ran as root, and no exit status of the command exists."""
+
+    def __init__(self, node: str, reason: str):
+        super().__init__(node, f"could not run as root on {node}: {reason}", retryable=False)
+
+
 class SlowAnswer(TransportError):
     """An API call that did not answer within its timeout: slow, not known to be down."""
 

@@ -36,6 +36,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PATTERN_RE = re.compile(r"^[A-Za-z0-9\[][A-Za-z0-9._:\[\]-]{0,80}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 USER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+HOST_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 JUMP_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.:\[\]-]+(?::\d{1,5})?$")
 GATE_KINDS = ("phase", "canary", "step")
 
@@ -56,6 +57,57 @@ def _safe_text(value: str, what: str) -> str:
     return value
 
 
+class SecretSpec(StrictModel):
+    """A secret recipe variable: its value from an environment variable or a file, read when
+    the run starts, or written here. It is never stored or shown (core/secrets.py)."""
+
+    env: str | None = None
+    file: str | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretSpec:
+        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "a secret takes exactly one of env (a variable's name), file (a path) or "
+                f"value; got {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class JumpSpec(StrictModel):
+    """One jump host (bastion): what it leaves unset comes from the inventory's ssh settings,
+    then from the ssh config's block for it."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    verify_host_keys: bool | None = None
+    connect_timeout: float | None = Field(default=None, gt=0, le=3600)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not HOST_RE.match(v):
+            raise ValueError(f"{v!r} is not a host name or address")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not USER_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid login name: use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("key", "known_hosts")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else _safe_text(v, "path")
+
+
 class SshOptions(StrictModel):
     """SSH settings; every field optional so that sites and nodes can override a few."""
 
@@ -64,10 +116,25 @@ class SshOptions(StrictModel):
     key: str | None = None
     known_hosts: str | None = None
     verify_host_keys: bool | None = None
+    # `[user@]host[:port]`, a chain as `a,b` (ProxyJump's form), or `jump:` with settings
     jump_host: str | None = None
+    jump: JumpSpec | list[JumpSpec] | None = None
+    # the OpenSSH client config read for what the inventory leaves unset (default
+    # ~/.ssh/config); false reads none
+    config: str | bool | None = None
     become: bool | None = None
+    # fed to `sudo -S` when sudo asks for one; read when the run starts, never stored
+    become_password: SecretSpec | None = None
     connect_timeout: float | None = Field(default=None, gt=0, le=3600)
     keepalive: float | None = Field(default=None, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _one_jump(self) -> SshOptions:
+        if self.jump_host is not None and self.jump is not None:
+            raise ValueError("give jump_host or jump, not both")
+        if self.config is True:
+            raise ValueError("config takes a path, or false to read no ssh config")
+        return self
 
     @field_validator("user")
     @classmethod
@@ -84,9 +151,16 @@ class SshOptions(StrictModel):
     @field_validator("jump_host")
     @classmethod
     def _jump(cls, v: str | None) -> str | None:
-        if v is not None and not JUMP_RE.match(v):
-            raise ValueError(f"{v!r} is not a jump host: write [user@]host[:port]")
+        if v is not None and not all(JUMP_RE.match(hop.strip()) for hop in v.split(",")):
+            raise ValueError(
+                f"{v!r} is not a jump host: write [user@]host[:port] (a,b for a chain)"
+            )
         return v
+
+    @field_validator("config")
+    @classmethod
+    def _config(cls, v: str | bool | None) -> str | bool | None:
+        return _safe_text(v, "path") if isinstance(v, str) else v
 
 
 class OpenStackOptions(StrictModel):
@@ -215,25 +289,6 @@ class WindowSpec(StrictModel):
         return _aware(moment) if isinstance(moment, datetime) else moment
 
 
-class SecretSpec(StrictModel):
-    """A secret recipe variable: its value from an environment variable or a file, read when
-    the run starts, or written here. It is never stored or shown (core/secrets.py)."""
-
-    env: str | None = None
-    file: str | None = None
-    value: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretSpec:
-        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "a secret takes exactly one of env (a variable's name), file (a path) or "
-                f"value; got {', '.join(given) or 'none'}"
-            )
-        return self
-
-
 class RecipeOverrides(StrictModel):
     """Changes to the deployment method's recipe: variables (a secret one as
     `{env: NAME}`, `{file: PATH}` or `{value: X}`), and actions by name (`service:action` or
@@ -342,12 +397,44 @@ class SshConfig:
     become: bool = False
     connect_timeout: float = 10.0
     keepalive: float = 30.0
+    jump: tuple[JumpSpec, ...] = ()  # the jump hosts in order (jump_host parsed, or jump:)
+    config: str | bool | None = None  # ssh config file; None: ~/.ssh/config; False: none
+    become_password: SecretSpec | None = None  # where the sudo password is read from
+    given: frozenset[str] = frozenset()  # the settings the inventory wrote (not defaults)
 
     def merged(self, options: SshOptions | None) -> SshConfig:
         if options is None:
             return self
-        changes = {k: v for k, v in options.model_dump().items() if v is not None}
-        return SshConfig(**{**self.__dict__, **changes})
+        changes = {
+            name: getattr(options, name)
+            for name in options.model_fields_set
+            if getattr(options, name) is not None
+        }
+        if "jump_host" in changes:
+            changes["jump"] = tuple(parse_jump(hop) for hop in changes["jump_host"].split(","))
+        elif "jump" in changes:
+            hops = changes["jump"]
+            changes["jump"] = tuple(hops) if isinstance(hops, list) else (hops,)
+            changes["jump_host"] = ",".join(jump_text(h) for h in changes["jump"])
+        return SshConfig(**{**self.__dict__, **changes, "given": self.given | set(changes)})
+
+
+def parse_jump(text: str) -> JumpSpec:
+    """`[user@]host[:port]` (an IPv6 address in brackets) as a jump host."""
+    user, _, rest = text.strip().rpartition("@")
+    host, port = rest, None
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = int(tail[1:]) if tail.startswith(":") else None
+    elif rest.count(":") == 1:
+        host, _, number = rest.partition(":")
+        port = int(number)
+    return JumpSpec(host=host, port=port, user=user or None)
+
+
+def jump_text(hop: JumpSpec) -> str:
+    host = f"[{hop.host}]" if ":" in hop.host else hop.host
+    return f"{hop.user + '@' if hop.user else ''}{host}{f':{hop.port}' if hop.port else ''}"
 
 
 @dataclass(frozen=True)

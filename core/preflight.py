@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rollgate.core.executor import CommandResult, Executor, TransportError
+from rollgate.core.executor import BecomeFailed, CommandResult, Executor, TransportError
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods import method
 from rollgate.core.plan import render_action
@@ -70,31 +70,43 @@ async def check_job_dir(executor: Executor, inv: Inventory, node: Node) -> Findi
     )
 
 
+def _reached(executor: Executor, node: Node) -> str:
+    """How the node was reached (login, jump hosts, key, ssh config), where the executor
+    can say it."""
+    logins: dict[str, str] = getattr(getattr(executor, "ssh", None), "logins", {})
+    how = logins.get(node.name)
+    return f" ({how})" if how else ""
+
+
+def _beyond_inventory(how: str) -> bool:
+    """Whether the login used what the inventory does not name (an ssh config, the agent,
+    a default key) or a jump host: then `check` shows how, for every node."""
+    return any(word in how for word in (" via ", "; from ", "the agent's key", "default key"))
+
+
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
     out: list[Finding] = []
     try:
-        result, _ = await run_probe(executor, node, "true", 30)
+        await run_probe(executor, node, "true", 30)
+    except BecomeFailed as exc:  # reached, but nothing can run as root: said once
+        return [
+            Finding(node.name, "reachable", True, "ssh ok" + _reached(executor, node)),
+            Finding(node.name, "sudo", False, str(exc).split(": ", 1)[-1]),
+        ]
     except TransportError as exc:
         return [Finding(node.name, "reachable", False, str(exc).split(": ", 1)[-1])]
+    how = _reached(executor, node)
     out.append(
         Finding(
             node.name,
             "reachable",
             True,
             ("ssh ok, host key verified" if node.ssh.verify_host_keys else "ssh ok")
-            + (", sudo ok" if node.ssh.become else ""),
+            + (", sudo ok" if node.ssh.become else "")
+            + how,
+            notable=_beyond_inventory(how),
         )
     )
-    if result.exit_status != 0:
-        out.append(
-            Finding(
-                node.name,
-                "sudo",
-                False,
-                "`sudo -n true` failed: allow passwordless "
-                "sudo for the upgrade commands or set become: false",
-            )
-        )
     out.append(await check_job_dir(executor, inv, node))
     unprobed = []
     mapping = method(inv.method)

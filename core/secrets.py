@@ -179,10 +179,57 @@ class Secrets:
         return mask(text, self._ordered)
 
 
+def read_secret(given: object, where: str) -> str:
+    """A secret's value from the environment, a file or the inventory itself; a value that
+    cannot be had is a UserError naming `where` it was asked for."""
+    import os
+    from pathlib import Path
+
+    from rollgate.core.errors import UserError
+    from rollgate.core.inventory import SecretSpec
+
+    assert isinstance(given, SecretSpec)
+    if given.env is not None:
+        value = os.environ.get(given.env)
+        if value is None:
+            raise UserError(
+                f"{where}: the environment variable {given.env} is not set; export it before "
+                "the run"
+            )
+        return value
+    if given.file is not None:
+        try:
+            return Path(given.file).expanduser().read_text().rstrip("\n")
+        except OSError as exc:
+            raise UserError(f"{where}: cannot read {given.file}: {exc.strerror}") from None
+    return given.value or ""
+
+
+def become_passwords(inventory: object, asked: str | None = None) -> dict[str, str]:
+    """Each `become` node's sudo password by node name: its `ssh.become_password`, read
+    once, else the one asked at the start (--ask-become-pass); none for the others."""
+    from rollgate.core.inventory import Inventory
+
+    assert isinstance(inventory, Inventory)
+    read: dict[object, str] = {}
+    found = {}
+    for node in inventory.nodes:
+        given = node.ssh.become_password
+        if not node.ssh.become:
+            continue
+        if given is None:
+            if asked is not None:
+                found[node.name] = asked
+            continue
+        if given not in read:
+            read[given] = read_secret(given, f"ssh.become_password of {node.name}")
+        found[node.name] = read[given]
+    return found
+
+
 def resolve(spec: object) -> Secrets:
     """Read the values of an inventory's secret variables (cloud-wide and per site): from the
     environment, a file or the inventory itself. A value that cannot be had is a UserError."""
-    from pathlib import Path
 
     from rollgate.core.errors import UserError
     from rollgate.core.inventory import InventorySpec, SecretSpec
@@ -195,24 +242,7 @@ def resolve(spec: object) -> Secrets:
         for name, given in (overrides.variables if overrides else {}).items():
             if not isinstance(given, SecretSpec):
                 continue
-            if given.env is not None:
-                import os
-
-                value = os.environ.get(given.env)
-                if value is None:
-                    raise UserError(
-                        f"{where}.variables.{name}: the environment variable {given.env} is "
-                        "not set; export it before the run"
-                    )
-            elif given.file is not None:
-                try:
-                    value = Path(given.file).expanduser().read_text().rstrip("\n")
-                except OSError as exc:
-                    raise UserError(
-                        f"{where}.variables.{name}: cannot read {given.file}: {exc.strerror}"
-                    ) from None
-            else:
-                value = given.value or ""
+            value = read_secret(given, f"{where}.variables.{name}")
             if name in values and values[name] != value:
                 raise UserError(
                     f"{where}.variables.{name}: a secret of that name has another value "

@@ -42,6 +42,7 @@ from rollgate.core.runs import (
     share_with_group,
     write_private,
 )
+from rollgate.core.secrets import Secrets, become_passwords
 from rollgate.core.secrets import resolve as resolve_secrets
 from rollgate.core.window import Window
 from rollgate.core.window import resolve as resolve_window
@@ -63,6 +64,8 @@ class RunOptions:
     outside_window: bool = False  # --outside-window: the operator starts outside it knowingly
     refuse_outside_window: bool = False  # headless: outside the window is a usage error
     control_group: str = ""  # --control-group: the run's socket is reachable by this group
+    # --ask-become-pass: the sudo password asked at the start (in memory only, never shown)
+    become_password: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -174,7 +177,12 @@ async def open_executor(
                         "anyone on the path could impersonate the nodes"
                     )
                 executor = RealExecutor(
-                    lab.effective_inventory, insecure=options.insecure, run_id="lab"
+                    lab.effective_inventory,
+                    insecure=options.insecure,
+                    run_id="lab",
+                    become_passwords=become_passwords(
+                        lab.effective_inventory, options.become_password
+                    ),
                 )
                 try:
                     yield executor, lab.effective_inventory
@@ -190,7 +198,12 @@ async def open_executor(
             "real SSH/API transports are not available in this build; use "
             "--dry-run or an inventory with a lab: section"
         ) from None
-    executor = RealExecutor(inventory, insecure=options.insecure, run_id="")
+    executor = RealExecutor(
+        inventory,
+        insecure=options.insecure,
+        run_id="",
+        become_passwords=become_passwords(inventory, options.become_password),
+    )
     if executor.unverified:
         notices.append(
             "WARNING: SSH host keys are NOT verified for some or all nodes; anyone "
@@ -301,6 +314,8 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
     # Lock first, then read: a run that ends while `--resume` reads its journal must not be
     # resumed as if it had not finished; and a refused start leaves nothing behind.
     secrets = resolve_secrets(inventory.spec)  # a missing value refuses the start, exit 2
+    sudo = become_passwords(inventory, options.become_password)  # masked wherever it shows
+    secrets = Secrets({**secrets.values, **{f"become:{n}": v for n, v in sudo.items()}})
     if not options.resume:  # a resume is checked once its first start is known
         _check_window(resolve_window(inventory.window, None), options, plan)
     lock: RunLock = cloud_lock(inventory.cloud)

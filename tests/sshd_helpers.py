@@ -65,13 +65,22 @@ def free_port() -> int:
 class Sshd:
     """sshd processes (16 addresses each) sharing one config, keys and known_hosts."""
 
-    def __init__(self, work: Path, nodes: int, *, net: str = "127.77"):
+    def __init__(
+        self,
+        work: Path,
+        nodes: int,
+        *,
+        net: str = "127.77",
+        addresses: list[str] | None = None,
+        netns: str | None = None,
+    ):
         self.work = work
         self.port = free_port()
         block = 20 * worker_index()  # each xdist worker its own addresses
-        self.addresses = [
+        self.addresses = addresses or [
             f"{net}.{block + (i + 2) // 250}.{(i + 2) % 250 + 1}" for i in range(nodes)
         ]
+        self.netns = netns  # started inside this network namespace (NetNs below)
         self.procs: list[subprocess.Popen[bytes]] = []
         for name in ("host_key", "client_key"):
             subprocess.run(
@@ -106,10 +115,21 @@ class Sshd:
                 "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
                 "MaxStartups 500\nMaxSessions 50\nLogLevel ERROR\n"
             )
+            inside = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.procs.append(
-                subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+                subprocess.Popen(
+                    [*inside, SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL
+                )
             )
         deadline = time.monotonic() + 10
+        if self.netns:  # not reachable from here: ready once each writes its pid file
+            for first in range(0, len(self.addresses), 16):
+                pid_file = self.work / f"sshd.{first}.pid"
+                while not pid_file.exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"sshd did not start in {self.netns}")
+                    time.sleep(0.05)
+            return self
         for address in self.addresses:
             while True:
                 try:
@@ -191,3 +211,42 @@ def running_sshd(nodes: int, net: str) -> Iterator[Sshd]:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+class NetNs:
+    """A network namespace joined to this one by a veth pair: this side HOST, the other
+    GUEST (a /30 of 10.254.0.0/16, one per xdist worker). What listens on the namespace's
+    own loopback is reachable only from inside it — as a node behind a bastion is."""
+
+    def __init__(self) -> None:
+        index = worker_index()
+        self.name = f"rgns{index}-{os.getpid()}"
+        self.link = f"rgv{index}x{os.getpid() % 10000}"
+        self.host, self.guest = f"10.254.{index}.1", f"10.254.{index}.2"
+
+    def create(self) -> NetNs:
+        def ip(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True)
+
+        ip("netns", "add", self.name)
+        ip("link", "add", self.link, "type", "veth", "peer", "name", "inner", "netns", self.name)
+        ip("addr", "add", f"{self.host}/30", "dev", self.link)
+        ip("link", "set", self.link, "up")
+        ip("-n", self.name, "addr", "add", f"{self.guest}/30", "dev", "inner")
+        ip("-n", self.name, "link", "set", "inner", "up")
+        ip("-n", self.name, "link", "set", "lo", "up")
+        return self
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.link], capture_output=True)
+
+
+def need_netns() -> None:
+    """Skip, saying what to install, where network namespaces cannot be made."""
+    need_sshd()
+    if not shutil.which("ip"):
+        pytest.skip("needs iproute2's ip: apt-get install iproute2 (.ci/run does)")
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs network namespaces (root with CAP_SYS_ADMIN): run as root")

@@ -25,6 +25,7 @@ from rollgate.core.engine.options import HEARTBEAT_WAITS, EngineOptions
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.executor import (
     LEFT_AS_FOUND,
+    BecomeFailed,
     CommandResult,
     Executor,
     Stopped,
@@ -222,6 +223,8 @@ class StepRunner:
                         return "interrupted", None, "stopped between retries (the run ends)"
                     delay *= 2
                     continue
+                if isinstance(exc, BecomeFailed):  # reached; sudo ran nothing: no exit status
+                    return "failed", None, str(exc)
                 if step.executor == "cloud":  # the API, not the node, did not answer
                     self.record.emit(ev.NodeStatus, node=step.node, services={"api": "unreachable"})
                 else:

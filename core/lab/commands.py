@@ -24,6 +24,7 @@ from rollgate.core.lab.world import APT, LabNode, World
 from rollgate.core.methods import lab_commands
 from rollgate.core.releases import find_release
 from rollgate.core.roles import ROLES
+from rollgate.core.transports.become import MARK as BECOME_MARK
 
 MANAGE_PY = "/usr/share/openstack-dashboard/manage.py"
 
@@ -57,10 +58,17 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
 
 
 async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out) -> int:
-    while argv and argv[0] == "sudo":
+    while argv and argv[0] == "sudo":  # the lab's logins may run anything as root
         argv = argv[1:]
         while argv and argv[0].startswith("-"):
-            argv = argv[1:]
+            flag, argv = argv[0], argv[1:]
+            if flag == "--":
+                break
+            if flag in ("-p", "-u", "-g") and argv:  # a flag with its argument
+                argv = argv[1:]
+    if argv[:2] == ["sh", "-c"] and argv[3:4] == ["rollgate-become"] and len(argv) == 5:
+        out("stderr", BECOME_MARK)  # sudo's shell runs (core/transports/become.py)
+        return await run_command(world, node, argv[4], out)
     env: dict[str, str] = {}
     if argv and argv[0] == "env":  # env VAR=value ... COMMAND
         argv = argv[1:]

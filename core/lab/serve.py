@@ -134,6 +134,8 @@ async def serve_lab(lab: Lab, state_dir: Path | None) -> None:
             key=str(lab.client_key),
             known_hosts=str(known_hosts),
             jump_host=None,
+            jump=(),
+            config=False,  # the lab's nodes are reached as the lab says, whatever ~/.ssh/config
         )
         return dataclasses.replace(node, ssh=ssh)
 

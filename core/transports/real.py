@@ -21,9 +21,13 @@ class RealExecutor:
         run_id: str = "",
         max_connections: int = 200,
         max_commands: int = 200,
+        become_passwords: dict[str, str] | None = None,
     ):
         self.ssh = SshExecutor(
-            max_connections=max_connections, max_commands=max_commands, insecure=insecure
+            max_connections=max_connections,
+            max_commands=max_commands,
+            insecure=insecure,
+            become_passwords=become_passwords,
         )
         # a batch's worth of API calls in flight at each site that runs one at once
         policy = inventory.policy

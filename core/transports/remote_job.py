@@ -29,6 +29,8 @@ import hashlib
 import re
 import shlex
 
+from rollgate.core.transports.become import as_root
+
 # each login its own job directory: %u is the login's uid, filled in on the node
 DEFAULT_JOB_ROOT = "/var/tmp/rollgate-jobs-%u"
 KILL_GRACE = 5  # seconds between TERM and KILL
@@ -151,8 +153,11 @@ def run_dir(root: str, run_id: str) -> str:
     return f"{root.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]+', '_', run_id) or 'run'}"
 
 
-def wrapper_command(verb: str, job_dir: str, *args: str | int, become: bool = False) -> str:
-    """The command line that runs one verb of the wrapper on the node."""
+def wrapper_command(
+    verb: str, job_dir: str, *args: str | int, become: bool = False, password: bool = False
+) -> str:
+    """The command line that runs one verb of the wrapper on the node (as root with
+    `become`: see become.py)."""
     words = ["sh", "-c", WRAPPER, "rollgate-job", verb, job_dir, *map(str, args)]
     line = " ".join(shlex.quote(w) for w in words)
-    return f"sudo -n {line}" if become else line
+    return as_root(line, password=password) if become else line

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncssh
 
 from rollgate.core.executor import (
+    BecomeFailed,
     CommandResult,
     OutputCallback,
     Stopped,
@@ -21,7 +22,10 @@ from rollgate.core.executor import (
     within,
 )
 from rollgate.core.inventory import Node
+from rollgate.core.transports.become import MARK, as_root, sudo_reason
 from rollgate.core.transports.remote_job import KILL_GRACE, REFUSED, wrapper_command
+from rollgate.core.transports.ssh_keys import ChoosingClient, KeyRing
+from rollgate.core.transports.ssh_route import Hop, Route, route
 
 logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
@@ -30,16 +34,16 @@ MAX_SESSIONS = 8
 EXEC_TIMEOUT = 60  # seconds a wrapper verb (start, status, kill, clean) may take
 
 
-def _known_host_listed(known_hosts: str | None, node: Node) -> bool:
-    """Whether known_hosts has any key for this node, hashed entries (Ubuntu's default)
+def _known_host_listed(hop: Hop, alias: str) -> bool:
+    """Whether the hop's known_hosts has any key for it, hashed entries (Ubuntu's default)
     included: then a key that does not verify has changed, rather than being unknown."""
-    path = Path(known_hosts or "~/.ssh/known_hosts").expanduser()
+    path = Path(hop.known_hosts_file).expanduser()
     try:
         listed = asyncssh.read_known_hosts(str(path))
     except (OSError, ValueError):
         return False
-    for host in (node.address, node.name):
-        trusted, cas, *_ = listed.match(host, node.address, node.ssh.port)
+    for host in dict.fromkeys((hop.host, alias)):
+        trusted, cas, *_ = listed.match(host, hop.host, hop.port)
         if trusted or cas:
             return True
     return False
@@ -61,6 +65,7 @@ class SshExecutor:
         max_commands: int = 200,
         max_sessions: int = MAX_SESSIONS,
         insecure: bool = False,
+        become_passwords: dict[str, str] | None = None,
     ):
         # open connections, least recently used first; idle ones are closed to make room
         self._connections: OrderedDict[str, asyncssh.SSHClientConnection] = OrderedDict()
@@ -80,6 +85,13 @@ class SshExecutor:
         self._jobs: dict[str, Node] = {}  # nodes a job ran on, for cleaning up
         # known_hosts files as read: path -> ((mtime, size), their keys)
         self._known_hosts_read: dict[str, tuple[tuple[int, int], asyncssh.SSHKnownHosts]] = {}
+        # jump host connections, shared by the nodes behind them: chain of hops -> connection
+        self._jumps: dict[tuple[object, ...], asyncssh.SSHClientConnection] = {}
+        self._jump_locks: dict[tuple[object, ...], asyncio.Lock] = {}
+        self._keys = KeyRing()
+        self.logins: dict[str, str] = {}  # node -> how it was logged in to (for check)
+        # node -> the password `sudo -S` is given (kept in memory only)
+        self._become_passwords = dict(become_passwords or {})
 
     async def _connect(self, node: Node) -> asyncssh.SSHClientConnection:
         lock = self._connecting.setdefault(node.name, asyncio.Lock())
@@ -87,43 +99,102 @@ class SshExecutor:
             conn = self._connections.get(node.name)
             if conn is not None and not conn.is_closed():
                 return conn
-            ssh = node.ssh
-            verify = ssh.verify_host_keys and not self.insecure
-            options: dict[str, object] = {
-                "host": node.address,
-                "port": ssh.port,
-                "connect_timeout": ssh.connect_timeout,
-                "keepalive_interval": ssh.keepalive or None,
-            }
-            if not verify:
-                options["known_hosts"] = None
-            elif ssh.known_hosts:
-                options["known_hosts"] = self._known_hosts(Path(ssh.known_hosts).expanduser())
-            if ssh.user:
-                options["username"] = ssh.user
-            if ssh.key:
-                key = Path(ssh.key).expanduser()
-                if not key.is_file():
-                    raise TransportError(
-                        node.name,
-                        f"the SSH key {key} does not exist; check ssh.key in the inventory",
-                        retryable=False,
-                    )
-                options["client_keys"] = [str(key)]
-            if ssh.jump_host:
-                options["tunnel"] = ssh.jump_host
             if conn is not None:  # closed under us: forget it
                 self._connections.pop(node.name, None)
+            way = route(node, insecure=self.insecure)
+            tunnel = await self._through(node, way) if way.jumps else None
             await self._make_room()
             try:
-                conn = await asyncssh.connect(**options)
+                conn, client = await self._open(node, way.node, tunnel)
+            except TransportError:
+                raise
             except BaseException as exc:
-                raise self._explain(node, exc) from None
+                raise self._explain(node, way, way.node, exc) from None
             finally:
                 self._opening -= 1
+            self.logins[node.name] = self._said_login(way, client)
             self._connections[node.name] = conn
-            self.peak_connections = max(self.peak_connections, len(self._connections))
+            self.peak_connections = max(
+                self.peak_connections, len(self._connections) + len(self._jumps)
+            )
             return conn
+
+    async def _open(
+        self, node: Node, hop: Hop, tunnel: asyncssh.SSHClientConnection | None
+    ) -> tuple[asyncssh.SSHClientConnection, ChoosingClient]:
+        """One SSH connection for the hop, with its own keys and known_hosts, no ssh config
+        read behind our back (route.py read it)."""
+        options: dict[str, object] = {
+            "host": hop.host,
+            "port": hop.port,
+            "connect_timeout": hop.connect_timeout,
+            "keepalive_interval": node.ssh.keepalive or None,
+            "config": [],
+            "client_keys": None,
+            "password_auth": False,
+            "kbdint_auth": False,
+        }
+        if tunnel is not None:
+            options["tunnel"] = tunnel
+        if not hop.verify:
+            options["known_hosts"] = None
+        else:
+            path = Path(hop.known_hosts_file).expanduser()
+            if not path.is_file():
+                raise TransportError(
+                    node.name,
+                    f"the host key of {hop.what} cannot be checked: {hop.known_hosts_file} "
+                    f"does not exist; add the host's key to it (ssh-keyscan -p {hop.port} "
+                    f"{hop.host}) or set verify_host_keys: false knowingly",
+                    retryable=False,
+                )
+            options["known_hosts"] = self._known_hosts(path)
+        if hop.user:
+            options["username"] = hop.user
+        client = ChoosingClient(await self._keys.keys_for(node.name, hop))
+        try:
+            conn = await asyncssh.connect(client_factory=lambda: client, **options)
+        except asyncssh.PermissionDenied as exc:
+            exc.offered = client.offered  # type: ignore[attr-defined]  # what was refused
+            raise
+        return conn, client
+
+    async def _through(self, node: Node, way: Route) -> asyncssh.SSHClientConnection:
+        """The connection to the last jump host, each jump opened through the one before it
+        (or found open: the nodes behind a jump host share its connection)."""
+        tunnel: asyncssh.SSHClientConnection | None = None
+        for depth, hop in enumerate(way.jumps):
+            chain = tuple(h.identity for h in way.jumps[: depth + 1])
+            async with self._jump_locks.setdefault(chain, asyncio.Lock()):
+                conn = self._jumps.get(chain)
+                if conn is None or conn.is_closed():  # never opened, or dropped: (re)open
+                    self._jumps.pop(chain, None)
+                    await self._make_room()
+                    try:
+                        conn, _ = await self._open(node, hop, tunnel)
+                    except TransportError:
+                        raise
+                    except BaseException as exc:
+                        raise self._explain(node, way, hop, exc) from None
+                    finally:
+                        self._opening -= 1
+                    self._jumps[chain] = conn
+            tunnel = conn
+        assert tunnel is not None
+        return tunnel
+
+    @staticmethod
+    def _said_login(way: Route, client: ChoosingClient) -> str:
+        """How the node was reached, for `check`: login, jumps, key, and what the ssh config
+        gave."""
+        text = f"as {way.node.login}"
+        if way.jumps:
+            text += " via " + " then ".join(h.login for h in way.jumps)
+        text += f", {client.used or 'no key'}"
+        settings = way.from_config()
+        if settings:
+            text += f"; from {way.config}: {', '.join(settings)}"
+        return text
 
     def _known_hosts(self, path: Path) -> asyncssh.SSHKnownHosts | str:
         """`path` read once while it is unchanged: given as a file name, asyncssh reads and
@@ -147,7 +218,9 @@ class SshExecutor:
         """Wait until one more connection fits under the cap, closing the least recently
         used idle connection when one is there (never one a command is using)."""
         async with self._room:
-            while len(self._connections) + self._opening >= self._max_connections:
+            while (
+                len(self._connections) + len(self._jumps) + self._opening >= self._max_connections
+            ):
                 idle = next((n for n in self._connections if not self._in_use.get(n)), None)
                 if idle is not None:
                     self._connections.pop(idle).close()
@@ -174,54 +247,67 @@ class SshExecutor:
             async with self._room:
                 self._room.notify_all()
 
-    def _explain(self, node: Node, exc: BaseException) -> BaseException:
-        where = f"{node.address}:{node.ssh.port}"
+    def _explain(self, node: Node, way: Route, hop: Hop, exc: BaseException) -> BaseException:
+        """One line for a failed connection: which hop failed (the jump host or the node),
+        which check, the address and the known_hosts file consulted."""
+        where = hop.what
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-            if _known_host_listed(node.ssh.known_hosts, node):
+            if _known_host_listed(hop, node.address if not hop.jump else hop.name):
                 return TransportError(
                     node.name,
                     (
-                        f"the host key of {where} CHANGED: it does not match known_hosts "
-                        f"({node.ssh.known_hosts or '~/.ssh/known_hosts'}); refusing to connect — "
-                        "check the host, then update known_hosts"
+                        f"the host key of {where} CHANGED: it does not match "
+                        f"{hop.known_hosts_file}; refusing to connect — check the host, then "
+                        "update known_hosts"
                     ),
                     retryable=False,
                 )
             return TransportError(
                 node.name,
                 (
-                    f"the host key of {where} is unknown: add it to "
-                    f"{node.ssh.known_hosts or '~/.ssh/known_hosts'} (ssh-keyscan) or set "
-                    "verify_host_keys: false knowingly"
+                    f"the host key of {where} is unknown: it is not in {hop.known_hosts_file}; "
+                    f"add it (ssh-keyscan -p {hop.port} {hop.host}) or set verify_host_keys: "
+                    "false knowingly"
                 ),
                 retryable=False,
             )
         if isinstance(exc, asyncssh.PermissionDenied):
-            tried = node.ssh.key or "ssh-agent and default keys"
+            offered = [o.removeprefix("key ") for o in getattr(exc, "offered", [])]
             return TransportError(
                 node.name,
                 (
-                    f"authentication failed for {node.ssh.user or 'the login user'}@{where} "
-                    f"(tried {tried}); check the user and key"
+                    f"authentication failed for {hop.login}"
+                    f"{' (the jump host)' if hop.jump else ''} "
+                    f"(tried {', '.join(offered) or 'no key'}); check the user and key"
                 ),
                 retryable=False,
+            )
+        if isinstance(exc, asyncssh.ChannelOpenError) and way.jumps and not hop.jump:
+            return TransportError(
+                node.name,
+                f"the jump host {way.jumps[-1].where} could not connect to {hop.where}: "
+                f"{exc.reason}; check the node's address as the jump host sees it",
             )
         if isinstance(exc, ConnectionRefusedError):
             return TransportError(
                 node.name,
                 f"cannot connect to {where}: connection refused; "
-                "check the node is up and sshd listens",
+                f"check {'the jump host' if hop.jump else 'the node'} is up and sshd listens",
             )
         if isinstance(exc, TimeoutError):
             return TransportError(
                 node.name,
                 f"timed out connecting to {where} after "
-                f"{node.ssh.connect_timeout:g}s; check the address and network",
+                f"{hop.connect_timeout:g}s; check the address and network",
             )
         if isinstance(exc, asyncssh.Error | OSError):
             reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
             return TransportError(node.name, f"cannot reach {where}: {reason}")
         return exc
+
+    def _sudo(self, node: Node) -> str | None:
+        """The password `sudo -S` is given on this node, when there is one."""
+        return self._become_passwords.get(node.name)
 
     async def run(
         self,
@@ -236,19 +322,26 @@ class SshExecutor:
     ) -> CommandResult:
         if job is not None:
             return await self._run_job(node, command, job, on_output, timeout, stop)
+        password = self._sudo(node)
         if node.ssh.become:
-            command = f"sudo -n {command}"
+            command = as_root(command, password=password is not None)
+        became = not node.ssh.become  # sudo's shell said it runs (become.py)
+        sudo_said: list[str] = []
         async with self._session(node) as conn:
-            try:
-                process = await conn.create_process(command, stdin=asyncssh.DEVNULL)
-            except (asyncssh.Error, OSError) as exc:
-                self._drop(node)
-                raise self._explain(node, exc) from None
+            process = await self._start(node, conn, command, password)
 
             async def pump(stream: asyncssh.SSHReader[str], name: str) -> None:
+                nonlocal became
                 async for line in stream:
-                    if line:  # "" marks EOF; a blank output line arrives as "\n"
-                        on_output(name, line.rstrip("\n"))
+                    if not line:  # "" marks EOF; a blank output line arrives as "\n"
+                        continue
+                    if name == "stderr" and not became:
+                        if line.rstrip("\n") == MARK:
+                            became = True
+                        else:
+                            sudo_said.append(line.rstrip("\n"))
+                        continue
+                    on_output(name, line.rstrip("\n"))
 
             readers = asyncio.gather(pump(process.stdout, "stdout"), pump(process.stderr, "stderr"))
             try:
@@ -274,6 +367,8 @@ class SshExecutor:
             except (asyncssh.Error, OSError) as exc:
                 self._drop(node)
                 raise TransportError(node.name, f"connection lost mid-command: {exc}") from None
+        if not became:
+            raise BecomeFailed(node.name, sudo_reason(sudo_said))
         if completed.exit_status is None:
             if completed.exit_signal:
                 return CommandResult(None, error=f"killed by signal {completed.exit_signal[0]}")
@@ -283,27 +378,65 @@ class SshExecutor:
 
     # ---------------------------------------------------------------- durable jobs
 
-    async def _exec(self, node: Node, command: str) -> tuple[int | None, str, str]:
-        """A short command (a wrapper verb): its exit status, stdout and stderr, within
-        EXEC_TIMEOUT seconds (else TransportError: the node did not answer)."""
+    async def _start(
+        self,
+        node: Node,
+        conn: asyncssh.SSHClientConnection,
+        command: str,
+        password: str | None,
+        **options: object,
+    ) -> asyncssh.SSHClientProcess:
+        """Start the command on the connection; `sudo -S` reads the password from stdin."""
+        try:
+            process = await conn.create_process(
+                command, stdin=asyncssh.DEVNULL if password is None else asyncssh.PIPE, **options
+            )
+        except (asyncssh.Error, OSError) as exc:
+            self._drop(node)
+            raise self._lost(node, exc) from None
+        if password is not None:
+            given = password + "\n"
+            process.stdin.write(
+                given if options.get("encoding", "") is not None else given.encode()
+            )
+            process.stdin.write_eof()
+        return process
+
+    def _lost(self, node: Node, exc: BaseException) -> BaseException:
+        way = route(node, insecure=self.insecure)
+        return self._explain(node, way, way.node, exc)
+
+    async def _exec(self, node: Node, verb: str, *args: str | int) -> tuple[int | None, str, str]:
+        """A wrapper verb (start, status, kill, clean, check): its exit status, stdout and
+        stderr, within EXEC_TIMEOUT seconds (else TransportError: the node did not answer)."""
+        password = self._sudo(node)
+        command = wrapper_command(
+            verb, str(args[0]), *args[1:], become=node.ssh.become, password=password is not None
+        )
         async with self._session(node) as conn:
             try:
                 async with asyncio.timeout(EXEC_TIMEOUT):
-                    done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
+                    if password is None:
+                        done = await conn.run(command, stdin=asyncssh.DEVNULL, check=False)
+                    else:
+                        done = await conn.run(command, input=password + "\n", check=False)
             except (asyncssh.Error, OSError) as exc:
                 self._drop(node)
-                raise self._explain(node, exc) from None
+                raise self._lost(node, exc) from None
             except TimeoutError:
                 self._drop(node)
                 raise TransportError(
                     node.name, f"did not answer a short command within {EXEC_TIMEOUT}s"
                 ) from None
         out, err = done.stdout, done.stderr
-        return (
-            done.exit_status,
-            out if isinstance(out, str) else "",
-            err if isinstance(err, str) else "",
-        )
+        out = out if isinstance(out, str) else ""
+        err = err if isinstance(err, str) else ""
+        if node.ssh.become:  # what precedes the mark is sudo's (`sudo -S` ends its prompt)
+            _, mark, rest = err.partition(MARK + "\n")
+            if not mark:
+                raise BecomeFailed(node.name, sudo_reason(err.splitlines()))
+            err = rest
+        return done.exit_status, out, err
 
     async def _run_job(
         self,
@@ -319,14 +452,11 @@ class SshExecutor:
         re-attaches from the output already seen. A timeout, a stop or a cancellation kills
         the job's process group and checks nothing of it is left (a cancellation then
         propagates)."""
-        become = node.ssh.become
         loop = asyncio.get_running_loop()
         deadline = self._deadlines.setdefault(job, loop.time() + timeout)
         self._jobs.setdefault(node.name, node)
         try:
-            status, out, err = await self._exec(
-                node, wrapper_command("start", job, command, become=become)
-            )
+            status, out, err = await self._exec(node, "start", job, command)
             if status != 0:
                 self._forget(job)
                 return CommandResult(None, error=f"could not start the job: {(err or out).strip()}")
@@ -334,9 +464,7 @@ class SshExecutor:
                 await within(
                     self._attach(node, job, on_output), max(0.0, deadline - loop.time()), stop
                 )
-                code, said, err = await self._exec(
-                    node, wrapper_command("status", job, become=become)
-                )
+                code, said, err = await self._exec(node, "status", job)
                 if code == REFUSED:
                     self._forget(job)
                     return CommandResult(None, error=err.strip())
@@ -388,24 +516,29 @@ class SshExecutor:
     async def _attach(self, node: Node, job: str, on_output: OutputCallback) -> None:
         """Stream the job's output from what was already seen until the job ends."""
         seen = self._offsets.setdefault(job, [0, 0])
+        password = self._sudo(node)
+        command = wrapper_command(
+            "attach", job, seen[0], seen[1], become=node.ssh.become, password=password is not None
+        )
+        became = not node.ssh.become  # sudo's shell said it runs (become.py)
+        sudo_said: list[str] = []
         async with self._session(node) as conn:
-            try:
-                process = await conn.create_process(
-                    wrapper_command("attach", job, seen[0], seen[1], become=node.ssh.become),
-                    stdin=asyncssh.DEVNULL,
-                    encoding=None,
-                )
-            except (asyncssh.Error, OSError) as exc:
-                self._drop(node)
-                raise self._explain(node, exc) from None
+            process = await self._start(node, conn, command, password, encoding=None)
 
             async def pump(stream: asyncssh.SSHReader[bytes], index: int, name: str) -> None:
+                nonlocal became
                 while True:
                     raw = await stream.readline()
                     if not raw:
                         return
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    if index == 1 and not became:  # sudo's words, not the job's output
+                        became = line == MARK
+                        if not became:
+                            sudo_said.append(line)
+                        continue
                     seen[index] += len(raw)
-                    on_output(name, raw.decode(errors="replace").rstrip("\n"))
+                    on_output(name, line)
 
             readers = asyncio.gather(
                 pump(process.stdout, 0, "stdout"), pump(process.stderr, 1, "stderr")
@@ -420,6 +553,8 @@ class SshExecutor:
             except (asyncssh.Error, OSError) as exc:
                 self._drop(node)
                 raise TransportError(node.name, f"connection lost mid-command: {exc}") from None
+        if not became:
+            raise BecomeFailed(node.name, sudo_reason(sudo_said))
         if completed.exit_status is None:
             self._drop(node)
             raise TransportError(node.name, "connection lost mid-command (no exit status)")
@@ -432,9 +567,7 @@ class SshExecutor:
         """TERM the job's process group, KILL after a grace period; True once nothing of it
         is left on the node, False when something is, None when the node could not say."""
         try:
-            _, said, _ = await self._exec(
-                node, wrapper_command("kill", job, KILL_GRACE, become=node.ssh.become)
-            )
+            _, said, _ = await self._exec(node, "kill", job, KILL_GRACE)
         except TransportError:
             return None
         word = said.strip()
@@ -455,9 +588,7 @@ class SshExecutor:
     ) -> CommandResult | None:
         """Re-attach to a job a previous driver started: its result once it ends, or None
         when the node cannot tell (no such job, or it ended without an exit status)."""
-        code, said, err = await self._exec(
-            node, wrapper_command("status", job, become=node.ssh.become)
-        )
+        code, said, err = await self._exec(node, "status", job)
         if code == REFUSED:  # the job directory is not this login's own: nothing to follow
             raise TransportError(node.name, err.strip(), retryable=False)
         if said.strip() in ("unknown", "lost"):
@@ -471,7 +602,7 @@ class SshExecutor:
         """Remove this run's job directory on every node a job ran on."""
         for node in list(self._jobs.values()):
             with contextlib.suppress(TransportError):
-                await self._exec(node, wrapper_command("clean", run_dir, become=node.ssh.become))
+                await self._exec(node, "clean", run_dir)
 
     async def _terminate(self, process: asyncssh.SSHClientProcess, readers: asyncio.Future) -> None:
         """Signal the remote command, then close its channel."""
@@ -489,9 +620,12 @@ class SshExecutor:
             conn.close()
 
     async def close(self) -> None:
-        for conn in self._connections.values():
+        every = [*self._connections.values(), *reversed(self._jumps.values())]
+        for conn in every:
             conn.close()
-        for conn in self._connections.values():
+        for conn in every:
             with contextlib.suppress(Exception):
                 await conn.wait_closed()
         self._connections.clear()
+        self._jumps.clear()
+        self._keys.close()

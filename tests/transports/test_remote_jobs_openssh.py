@@ -315,15 +315,14 @@ async def test_a_cancelled_step_kills_its_job_and_the_cancellation_goes_on(sshd:
 
 async def test_a_kill_that_races_the_start_cancels_the_job(sshd: Sshd) -> None:
     """kill before start: the job's directory is taken, so the late start starts nothing."""
-    from rollgate.core.transports.remote_job import wrapper_command
 
     node = node_for(sshd, "root", False)
     token = f"rollgate-token-{uuid.uuid4().hex[:8]}"
     job = f"/var/tmp/rollgate-test-jobs-{uuid.uuid4().hex[:8]}/t/race-1"
     ssh = SshExecutor()
     try:
-        assert (await ssh._exec(node, wrapper_command("kill", job, 1)))[1].strip() == "terminated"
-        said = (await ssh._exec(node, wrapper_command("start", job, f"sleep 1000 # {token}")))[1]
+        assert (await ssh._exec(node, "kill", job, 1))[1].strip() == "terminated"
+        said = (await ssh._exec(node, "start", job, f"sleep 1000 # {token}"))[1]
         assert said.strip() == "attached"  # found taken: nothing started
         assert processes_with(token) == []
     finally:

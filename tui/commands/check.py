@@ -6,6 +6,8 @@ import asyncio
 
 import click
 
+from rollgate.tui.commands.options import ask_become_pass, asked_become_password
+
 
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
@@ -22,7 +24,8 @@ import click
     is_flag=True,
     help="Do not verify SSH host keys (warned about).",
 )
-def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
+@ask_become_pass
+def check(inventory: str, faults: tuple[str, ...], insecure: bool, ask_become_pass: bool) -> int:
     """Check that every node is reachable (host key known, auth and sudo work), runs the
     `from` release, that each site's API answers, and each service's upgrade check passes.
 
@@ -38,11 +41,16 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool) -> int:
 
     inv = load_inventory(inventory)
     console = Console()
+    password = asked_become_password(ask_become_pass)
 
     async def main() -> list:
         notices: list[str] = []
         options = RunOptions(
-            faults=list(faults), insecure=insecure, time_scale=0.0, lab_read_only=True
+            faults=list(faults),
+            insecure=insecure,
+            time_scale=0.0,
+            lab_read_only=True,
+            become_password=password,
         )
         async with open_executor(inv, options, notices) as (executor, effective):
             for notice in notices:

@@ -24,3 +24,20 @@ class TimeScale(click.ParamType):
 
 
 TIME_SCALE = TimeScale()
+
+
+ask_become_pass = click.option(
+    "--ask-become-pass",
+    "-K",
+    "ask_become_pass",
+    is_flag=True,
+    help="Ask once for the sudo password of `become` nodes that have no ssh.become_password "
+    "(kept in memory only, never journalled).",
+)
+
+
+def asked_become_password(ask: bool) -> str | None:
+    """The become password, asked on the terminal when --ask-become-pass is given."""
+    if not ask:
+        return None
+    return str(click.prompt("sudo (become) password", hide_input=True, err=True))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rollgate.tui.commands.options import TIME_SCALE
+from rollgate.tui.commands.options import TIME_SCALE, ask_become_pass, asked_become_password
 
 if TYPE_CHECKING:
     from rollgate.core.session import Session
@@ -89,6 +89,8 @@ if TYPE_CHECKING:
     help="Open the run's control socket to this group (mode 0660) so a team can attach and "
     "decide; the journal names each one by login.",
 )
+@ask_become_pass
+@click.option("--become-password-stdin", hidden=True, is_flag=True)
 @click.option("--engine-process", hidden=True, type=click.Path(), default=None)
 def run(
     inventory: str,
@@ -106,6 +108,8 @@ def run(
     detach: bool,
     foreground: bool,
     control_group: str,
+    ask_become_pass: bool,
+    become_password_stdin: bool,
     engine_process: str | None,
 ) -> int:
     """Upgrade the cloud described by INVENTORY, supervising it step by step.
@@ -119,6 +123,10 @@ def run(
     """
     from rollgate.core.session import RunOptions, open_session
 
+    # the engine process is given the password on its stdin, never on its command line
+    password = sys.stdin.readline().rstrip("\n") if become_password_stdin else None
+    if password is None:
+        password = asked_become_password(ask_become_pass)
     if engine_process is None and (detach or not (headless or foreground)):
         from rollgate.core.detach import check_can_start, spawn_engine
 
@@ -140,7 +148,8 @@ def run(
         argv += ["--control-group", control_group] if control_group else []
         for fault in faults:
             argv += ["--fault", fault]
-        run_id = spawn_engine(argv)
+        argv += ["--become-password-stdin"] * (password is not None)
+        run_id = spawn_engine(argv, stdin_secret=password)
         if detach:
             click.echo(run_id)
             return 0
@@ -161,6 +170,7 @@ def run(
         outside_window=outside_window,
         refuse_outside_window=headless and engine_process is None,
         control_group=control_group,
+        become_password=password,
     )
 
     from rollgate.tui.gc_policy import tuned_gc

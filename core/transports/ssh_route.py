@@ -1,0 +1,226 @@
+"""The way to a node: its address and login, then each jump host in between, from the
+inventory first and the OpenSSH client config for what it leaves unset — each setting with
+where it came from, so `check` can say it and an error can name the hop that failed."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asyncssh.config import SSHClientConfig
+
+from rollgate.core.inventory import JumpSpec, Node, SshConfig, parse_jump
+
+DEFAULT_CONFIG = "~/.ssh/config"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+INVENTORY = "inventory"
+# what Rollgate reads of an ssh config's Host block
+CONFIG_NAMES = (
+    *("Hostname", "Port", "User", "IdentityFile", "UserKnownHostsFile", "ProxyJump"),
+    "ConnectTimeout",
+)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One SSH connection of a route: the node's own, or a jump host's."""
+
+    name: str  # what the inventory calls it: the node's name, or the jump host as written
+    host: str  # the address connected to (the ssh config's HostName when it gives one)
+    port: int
+    user: str | None  # None: the local user
+    keys: tuple[str, ...]  # key files; none: the agent's keys, then the default key files
+    known_hosts: str | None  # None: ~/.ssh/known_hosts
+    verify: bool
+    connect_timeout: float
+    jump: bool  # a jump host rather than the node
+    origins: tuple[tuple[str, str], ...] = ()  # (setting, where it came from), when not default
+
+    @property
+    def where(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def login(self) -> str:
+        return f"{self.user or _local_user()}@{self.where}"
+
+    @property
+    def known_hosts_file(self) -> str:
+        return self.known_hosts or DEFAULT_KNOWN_HOSTS
+
+    @property
+    def what(self) -> str:
+        """How an error names this hop."""
+        return f"the jump host {self.where}" if self.jump else self.where
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """Hops with the same identity share one connection (a jump host many nodes use)."""
+        return (self.host, self.port, self.user, self.keys, self.known_hosts, self.verify)
+
+
+@dataclass(frozen=True)
+class Route:
+    node: Hop
+    jumps: tuple[Hop, ...]  # in the order they are passed through
+    config: str | None  # the ssh config file that was read, if any
+
+    def from_config(self) -> list[str]:
+        """The settings the ssh config gave (`user`, `jump: port`...), for `check`."""
+        found = [name for name, origin in self.node.origins if origin != INVENTORY]
+        for hop in self.jumps:
+            found += [f"{hop.name}: {n}" for n, origin in hop.origins if origin != INVENTORY]
+        return found
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "the local user"
+
+
+def _is_set(ssh: SshConfig, setting: str) -> bool:
+    """Whether the inventory gave this setting (rather than leaving the default)."""
+    value = getattr(ssh, setting)
+    default = SshConfig.__dataclass_fields__[setting].default
+    return setting in ssh.given or (value is not None and value != default)
+
+
+def config_file(ssh: SshConfig) -> Path | None:
+    """The ssh config to read: the inventory's `ssh.config`, else ~/.ssh/config when it
+    exists; none with `config: false`."""
+    if ssh.config is False:
+        return None
+    path = Path(str(ssh.config or DEFAULT_CONFIG)).expanduser()
+    if ssh.config is None and not os.access(path, os.R_OK):
+        return None
+    return path
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookup(path: str, stamp: tuple[int, int], host: str) -> dict[str, Any]:
+    """What the ssh config says for `host` (as `ssh HOST` would read it)."""
+    del stamp  # part of the cache key: an edited file is read again
+    config = SSHClientConfig.load(None, [path], False, False, False, _local_user(), (), host, ())
+    names = [
+        "Hostname",
+        "Port",
+        "User",
+        "IdentityFile",
+        "UserKnownHostsFile",
+        "ProxyJump",
+        "ConnectTimeout",
+    ]
+    return {n: config.get(n) for n in names if config.get(n) not in (None, (), [])}
+
+
+def read_config(path: Path | None, host: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    return _lookup(str(path), _stamp(path), host)
+
+
+def route(node: Node, *, insecure: bool = False) -> Route:
+    """The way to `node`: its own hop, and the jump hosts before it."""
+    ssh = node.ssh
+    path = config_file(ssh)
+    where = f"ssh config {path}" if path else ""
+    said = read_config(path, node.address)
+    origins: dict[str, str] = {}
+
+    def pick(setting: str, given: object, option: str, default: object) -> Any:
+        if _is_set(ssh, setting):
+            origins[setting] = INVENTORY
+            return given
+        if option in said:
+            origins[setting] = where
+            return said[option]
+        return default
+
+    host = str(said.get("Hostname", node.address))
+    if "Hostname" in said:
+        origins["address"] = where
+    keys: tuple[str, ...] = ()
+    if ssh.key:
+        keys, origins["key"] = (ssh.key,), INVENTORY
+    elif "IdentityFile" in said:
+        keys, origins["key"] = tuple(map(str, said["IdentityFile"])), where
+    known = pick("known_hosts", ssh.known_hosts, "UserKnownHostsFile", None)
+    if isinstance(known, list | tuple):
+        known = str(known[0]) if known else None
+    hop = Hop(
+        name=node.name,
+        host=host,
+        port=int(pick("port", ssh.port, "Port", 22)),
+        user=pick("user", ssh.user, "User", None),
+        keys=keys,
+        known_hosts=known,
+        verify=ssh.verify_host_keys and not insecure,
+        connect_timeout=float(pick("connect_timeout", ssh.connect_timeout, "ConnectTimeout", 10.0)),
+        jump=False,
+        origins=tuple(origins.items()),
+    )
+    jumps: tuple[JumpSpec, ...] = ssh.jump
+    if not jumps and "ProxyJump" in said and str(said["ProxyJump"]).lower() != "none":
+        jumps = tuple(parse_jump(h) for h in str(said["ProxyJump"]).split(","))
+        hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", where))})
+    elif jumps:
+        hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", INVENTORY))})
+    return Route(hop, tuple(_jump_hop(j, ssh, path, insecure) for j in jumps), str(path or ""))
+
+
+def _jump_hop(spec: JumpSpec, ssh: SshConfig, path: Path | None, insecure: bool) -> Hop:
+    """A jump host's hop: its own settings, then the inventory's key, known_hosts, host key
+    checking and timeout, then the ssh config's block for it."""
+    said = read_config(path, spec.host)
+    where = f"ssh config {path}" if path else ""
+    origins: dict[str, str] = {}
+
+    def pick(setting: str, own: object, inherited: str | None, option: str, default: object) -> Any:
+        if own is not None:
+            origins[setting] = INVENTORY
+            return own
+        if inherited is not None and _is_set(ssh, inherited):
+            origins[setting] = INVENTORY
+            return getattr(ssh, inherited)
+        if option in said:
+            origins[setting] = where
+            return said[option]
+        return default
+
+    if "Hostname" in said:
+        origins["address"] = where
+    key = pick("key", spec.key, "key", "IdentityFile", ())
+    keys = (key,) if isinstance(key, str) else tuple(map(str, key))
+    known = pick("known_hosts", spec.known_hosts, "known_hosts", "UserKnownHostsFile", None)
+    if isinstance(known, list | tuple):
+        known = str(known[0]) if known else None
+    verify = spec.verify_host_keys if spec.verify_host_keys is not None else ssh.verify_host_keys
+    return Hop(
+        name=spec.host,
+        host=str(said.get("Hostname", spec.host)),
+        port=int(pick("port", spec.port, None, "Port", 22)),
+        user=pick("user", spec.user, None, "User", None),
+        keys=keys,
+        known_hosts=known,
+        verify=verify and not insecure,
+        connect_timeout=float(
+            pick("connect_timeout", spec.connect_timeout, "connect_timeout", "ConnectTimeout", 10.0)
+        ),
+        jump=True,
+        origins=tuple(origins.items()),
+    )
