@@ -18,6 +18,7 @@ from rollgate.core.inventory import JumpSpec, Node, SshConfig, parse_jump
 DEFAULT_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 INVENTORY = "inventory"
+MAX_JUMPS = 8  # jump hosts in one route, a loop of ProxyJump lines included
 # what Rollgate reads of an ssh config's Host block
 CONFIG_NAMES = (
     *("Hostname", "Port", "User", "IdentityFile", "UserKnownHostsFile", "ProxyJump"),
@@ -180,6 +181,14 @@ def route(node: Node, *, insecure: bool = False) -> Route:
         hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", where))})
     elif jumps:
         hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", INVENTORY))})
+    # as OpenSSH does, the first jump host's own ProxyJump (in its Host block) comes first
+    for _ in range(MAX_JUMPS):
+        if not jumps:
+            break
+        before = str(read_config(path, jumps[0].host).get("ProxyJump", "none"))
+        if before.lower() == "none" or len(jumps) >= MAX_JUMPS:
+            break
+        jumps = (*(parse_jump(h) for h in before.split(",")), *jumps)
     return Route(hop, tuple(_jump_hop(j, ssh, path, insecure) for j in jumps), str(path or ""))
 
 

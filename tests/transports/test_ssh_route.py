@@ -22,6 +22,9 @@ Host bastion
   User jump
   Port 2222
   IdentityFile ~/.ssh/bastion_ed25519
+  ProxyJump outer
+Host loop-*
+  ProxyJump loop-a
 """
 
 
@@ -44,7 +47,8 @@ def test_the_ssh_config_fills_what_the_inventory_leaves_unset(tmp_path: Path) ->
     assert (hop.host, hop.port, hop.user) == ("fra-ctl1.mgmt.example.net", 2200, "ops")
     assert hop.keys == ("~/.ssh/cloud_ed25519",)
     assert hop.known_hosts == "~/.ssh/cloud_known_hosts"
-    [jump] = way.jumps
+    outer, jump = way.jumps  # the bastion's own ProxyJump first, as OpenSSH chains it
+    assert (outer.host, outer.port, outer.user) == ("outer", 22, None)
     assert (jump.host, jump.port, jump.user) == ("bastion.example.net", 2222, "jump")
     assert jump.keys == ("~/.ssh/bastion_ed25519",) and jump.known_hosts is None
     assert set(way.from_config()) == {
@@ -86,3 +90,8 @@ def test_a_jump_host_with_its_own_settings_and_config_false(tmp_path: Path) -> N
     off = route(Node(bare.name, bare.address, bare.site, bare.roles, bare.az,
                      type(bare.ssh)(**{**bare.ssh.__dict__, "config": False})))  # fmt: skip
     assert (off.node.host, off.node.port, off.node.user, off.jumps) == ("fra-ctl1", 22, None, ())
+
+
+def test_a_loop_of_proxy_jumps_stops_at_the_limit(tmp_path: Path) -> None:
+    way = route(node(tmp_path, "jump_host: loop-b"))
+    assert len(way.jumps) == 8 and {j.host for j in way.jumps} == {"loop-a", "loop-b"}
