@@ -378,7 +378,7 @@ async def _mysqldump(sh: Shell, argv: list[str]) -> int:
         if folder not in sh.node.files:
             sh.err(f"mysqldump: Can't create/write to file '{target}' (Errcode: 2 - No such file)")
             return 2
-        sh.node.files[target] = _dump_text(sh, names)
+        sh.node.files[target] = _dump_text(sh, names, "--add-drop-database" in argv)
     sh.err(f"-- dump of {' '.join(names)} written to {target or 'stdout'}")
     return 0
 
@@ -386,8 +386,9 @@ async def _mysqldump(sh: Shell, argv: list[str]) -> int:
 LAB_DUMP = "-- MySQL dump (rollgate lab)"
 
 
-def _dump_text(sh: Shell, names: list[str]) -> str:
-    """A dump the lab's mysql can restore: each dumped service's database state."""
+def _dump_text(sh: Shell, names: list[str], drop: bool) -> str:
+    """A dump the lab's mysql can restore: each dumped service's database state, its tables,
+    and whether it drops each database before recreating it (--add-drop-database)."""
     services = sorted({name.split("_")[0] for name in names})
     state = {}
     for service in services:
@@ -398,6 +399,8 @@ def _dump_text(sh: Shell, names: list[str]) -> str:
             db.migrated,
             db.online_pending,
             db.previous_pending,
+            sorted(db.tables() | set(db.stale)),
+            drop,
         ]
     return f"{LAB_DUMP} of {' '.join(names)}\n{json.dumps(state)}\n"
 
@@ -412,10 +415,16 @@ async def _mysql(sh: Shell, argv: list[str]) -> int:
     if len(lines) < 2 or not lines[0].startswith(LAB_DUMP):
         sh.err("ERROR 1064 (42000) at line 1: You have an error in your SQL syntax")
         return 1
-    for service, (schema, expanded, migrated, online, previous) in json.loads(lines[1]).items():
+    for service, row in json.loads(lines[1]).items():
+        schema, expanded, migrated, online, previous, *rest = row
+        dumped, drop = (set(rest[0]), bool(rest[1])) if rest else (set(), False)
         db = sh.db(service)
+        present = db.tables() | set(db.stale)
         db.schema, db.expanded = find_release(schema), find_release(expanded) if expanded else None
         db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
+        # MySQL: with --databases a dump says CREATE DATABASE IF NOT EXISTS and drops only the
+        # tables it holds; only --add-drop-database drops the database first
+        db.stale = () if drop else tuple(sorted(present - dumped))
     return 0
 
 

@@ -5,8 +5,8 @@ revision (the upstream heads of core/upstream.py for the release its schema is a
 from __future__ import annotations
 
 from rollgate.core.lab.shell import Shell
-from rollgate.core.lab.world import APT, Database
-from rollgate.core.releases import Release
+from rollgate.core.lab.world import APT, Database, added_table
+from rollgate.core.releases import CATALOGUE, Release
 from rollgate.core.upstream import DEPENDENT_CONTRACT, facts
 
 
@@ -38,6 +38,16 @@ def _duration(argv: list[str]) -> str:
     return "quick" if {"version", "current", "db_version"} & set(argv) else "db"
 
 
+def _tables_clash(sh: Shell, db: Database, code: Release) -> bool:
+    """A migration to `code` creates its releases' tables: one a restore left in place
+    already exists, and the migration fails as MySQL fails it."""
+    made = {added_table(db.service, r) for r in CATALOGUE[db.supports.index + 1 : code.index + 1]}
+    clash = sorted(made & set(db.stale))
+    if clash:
+        sh.err(f"ERROR 1050 (42S01) at line 1: Table '{clash[0]}' already exists")
+    return bool(clash)
+
+
 def _moves(sh: Shell, service: str) -> bool:
     """False under the lab fault schema-noop: the tool says it migrated and moved nothing."""
     return sh.world.faults.schema_moves(service)
@@ -52,6 +62,8 @@ def _expand(sh: Shell, service: str) -> int:
     if code.index > db.schema.index and not _moves(sh, service):
         sh.say(f"Database expanded for {code.id}")
     elif code.index > db.schema.index:
+        if _tables_clash(sh, db, code):
+            return 1
         db.expanded = code
         db.migrated = False
         sh.say(f"Database expanded for {code.id}")
@@ -108,6 +120,8 @@ def _sync(sh: Shell, service: str, online: int) -> int:
     if code.index > db.schema.index and not _moves(sh, service):
         sh.say(f"Running upgrade to {code.id} ... done")
     elif code.index > db.schema.index:
+        if _tables_clash(sh, db, code):
+            return 1
         db.schema, db.expanded = code, None
         db.online_pending = online
         sh.say(f"Running upgrade to {code.id} ... done")

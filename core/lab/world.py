@@ -95,10 +95,22 @@ class Database:
     migrated: bool = False  # glance: data migrated after expand
     online_pending: int = 0  # online data migration batches still to run
     previous_pending: int = 0  # the previous release's online migrations (cinder rule)
+    # tables a newer schema created that a restore left in place (a dump without
+    # --add-drop-database drops and recreates only the tables it holds)
+    stale: tuple[str, ...] = ()
 
     @property
     def supports(self) -> Release:
         return self.expanded or self.schema
+
+    def tables(self) -> set[str]:
+        """The tables the schema (and an expansion in progress) has: each release's
+        migrations add one, named after it."""
+        return {added_table(self.service, r) for r in CATALOGUE[: self.supports.index + 1]}
+
+
+def added_table(service: str, release: Release) -> str:
+    return f"{service}_{release.id.replace('.', '_')}_added"
 
 
 @dataclass
@@ -360,6 +372,7 @@ class World:
                 db.migrated,
                 db.online_pending,
                 db.previous_pending,
+                list(db.stale),
             ]
             for (site, svc), db in self.databases.items()
         ]
@@ -386,11 +399,12 @@ class World:
         lab_node.kolla = dict(node.get("kolla", {}))
 
     def _restore_databases(self, rows: list[list[Any]], by_id: dict[str, Release]) -> None:
-        for site, svc, schema, expanded, migrated, online, previous in rows:
+        for site, svc, schema, expanded, migrated, online, previous, *stale in rows:
             db = self.databases[(site, svc)]
             db.schema = by_id[schema]
             db.expanded = by_id[expanded] if expanded else None
             db.migrated, db.online_pending, db.previous_pending = migrated, online, previous
+            db.stale = tuple(stale[0]) if stale else ()
 
     def save(self, node: LabNode | None = None, service: Any = None) -> None:
         """Keep what changed, so a lab restarted after a crash finds the cloud as it was.

@@ -112,6 +112,12 @@ async def test_a_dump_restores_the_database_and_the_archive_restores_the_configu
         )
         assert status == 0, said
         assert world.database(key1, "keystone").schema.id == "2025.1"
+        # the target's migrations added a table; the restore dropped the database, so
+        # upgrading again after the way back does not find it "already exists"
+        assert world.database(key1, "keystone").stale == ()
+        again = "keystone-manage db_sync --expand"
+        assert await run_command(world, key1, again, lambda s, line: said.append(line)) == 0
+        assert world.database(key1, "keystone").expanded.id == "2025.2"  # type: ignore[union-attr]
         ctl = world.nodes["one-ctl1"]
         conf = "/etc/nova/nova.conf"
         kept = ctl.files[conf]
@@ -119,5 +125,36 @@ async def test_a_dump_restores_the_database_and_the_archive_restores_the_configu
         archive = "/var/backups/rollgate/small-nova-etc-2025.1-t.tgz"
         assert await run_command(world, ctl, f"tar -xzf {archive} -C /", said.append) == 0
         assert ctl.files[conf] == kept
+    finally:
+        await h.lab.close()
+
+
+async def test_a_dump_without_drop_database_leaves_the_new_tables_and_the_retry_fails(
+    tmp_path: Path,
+) -> None:
+    """The lab's MySQL as the manual says: with --databases alone a dump recreates only the
+    tables it holds; the table the target's migration added stays while the schema goes
+    back, and the next expand fails on it."""
+    h = await make(tmp_path)
+    try:
+        world = h.lab.world
+        key1 = world.nodes["key1"]
+        said: list[str] = []
+
+        async def sh(command: str) -> int:
+            return await run_command(world, key1, command, lambda s, line: said.append(line))
+
+        dump = "/var/backups/rollgate/by-hand.sql"
+        assert await sh("install -d -m 0700 /var/backups/rollgate") == 0
+        assert await sh(f"mysqldump --result-file={dump} --databases keystone") == 0
+        for package in key1.packages:  # the target's keystone installed
+            key1.packages[package] = world.target
+        assert await sh("keystone-manage db_sync --expand") == 0, said
+        assert await sh(f"mysql < {dump}") == 0
+        assert world.database(key1, "keystone").stale == ("keystone_2025_2_added",)
+        assert await sh("keystone-manage db_sync --expand") == 1
+        assert said[-1] == (
+            "ERROR 1050 (42S01) at line 1: Table 'keystone_2025_2_added' already exists"
+        )
     finally:
         await h.lab.close()
