@@ -58,6 +58,8 @@ async def run_command(world: World, node: LabNode, command: str, out: Out) -> in
 
 
 async def _simple_command(world: World, node: LabNode, argv: list[str], out: Out) -> int:
+    if argv[:1] == ["!"]:  # `! COMMAND`: its status negated
+        return 0 if await _simple_command(world, node, argv[1:], out) else 1
     while argv and argv[0] == "sudo":  # the lab's logins may run anything as root
         argv = argv[1:]
         while argv and argv[0].startswith("-"):
@@ -519,11 +521,28 @@ async def _install(sh: Shell, argv: list[str]) -> int:
 
 
 async def _test(sh: Shell, argv: list[str]) -> int:
-    """`test -s FILE`: the file exists and is not empty."""
+    """`test -s FILE` (exists, not empty), `test -e FILE` (exists), `test ! -e FILE`."""
     if argv[1:2] == ["-s"] and len(argv) == 3:
         return 0 if sh.node.files.get(argv[2]) else 1
-    sh.err("test: the lab knows test -s FILE only")
+    if argv[1:2] == ["-e"] and len(argv) == 3:
+        return 0 if argv[2] in sh.node.files else 1
+    if argv[1:3] == ["!", "-e"] and len(argv) == 4:
+        return 1 if argv[3] in sh.node.files else 0
+    sh.err("test: the lab knows test -s FILE, test -e FILE and test ! -e FILE")
     return 2
+
+
+async def _mv(sh: Shell, argv: list[str]) -> int:
+    """`mv [-f] SRC DST`: DST holds what SRC held; SRC is gone."""
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if len(paths) != 2:
+        sh.err("mv: the lab knows mv SRC DST")
+        return 1
+    if paths[0] not in sh.node.files:
+        sh.err(f"mv: cannot stat '{paths[0]}': No such file or directory")
+        return 1
+    sh.node.files[paths[1]] = sh.node.files.pop(paths[0])
+    return 0
 
 
 async def _crudini(sh: Shell, argv: list[str]) -> int:
@@ -591,7 +610,8 @@ async def _grep(sh: Shell, argv: list[str]) -> int:
         return 2
     pattern, path = words
     if path not in sh.node.files:
-        sh.err(f"grep: {path}: No such file or directory")
+        if "s" not in flags:  # -s: no message for a missing file
+            sh.err(f"grep: {path}: No such file or directory")
         return 2
     try:
         regex = re.compile(
@@ -643,6 +663,7 @@ async def _sed(sh: Shell, argv: list[str]) -> int:
 _COMMANDS: dict[str, Handler] = {
     "printf": _printf,
     "cp": _cp,
+    "mv": _mv,
     "cat": _cat,
     "grep": _grep,
     "sed": _sed,

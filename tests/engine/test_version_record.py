@@ -72,3 +72,36 @@ async def test_a_node_whose_restarts_cannot_be_allowed_again_is_named() -> None:
     assert [(e.node, e.ok) for e in allowed] == [("key1", False)]
     summary = "\n".join(end_summary(h.plan, h.engine.state))
     assert "package restarts still blocked (policy-rc.d) on key1" in summary
+
+
+async def test_a_policy_rc_d_the_node_already_had_is_kept_and_put_back() -> None:
+    """A site's own policy-rc.d is set aside before Rollgate's blocks restarts, and is back,
+    unchanged, when restarts are allowed again: both at the plan's own step (key1, finished)
+    and at the clean-up of a run that ends part-way (its resume writes Rollgate's again)."""
+    site_policy = "#!/bin/sh\n# site policy: no restarts of haproxy by packages\nexit 0\n"
+    h = await make()
+    try:
+        for node in h.lab.world.nodes.values():
+            node.files["/usr/sbin/policy-rc.d"] = site_policy
+        assert await drive(h, lambda g: None) == "complete"
+        files = [n.files for n in h.lab.world.nodes.values()]
+    finally:
+        await h.lab.close()
+    assert all(f.get("/usr/sbin/policy-rc.d") == site_policy for f in files)
+    assert not any("/usr/sbin/policy-rc.d.rollgate-saved" in f for f in files)
+    # while the packages were installed, Rollgate's own blocked the restarts
+    installs = [e for e in h.events(ev.StepFinished) if e.step.endswith("upgrade-packages")]
+    assert installs and all(e.outcome == "ok" for e in installs)
+
+
+async def test_a_run_that_ends_part_way_puts_the_site_policy_back() -> None:
+    site_policy = "#!/bin/sh\n# site policy\nexit 0\n"
+    h = await make(recipe={"actions": {"package-source": None}})
+    try:
+        h.lab.world.nodes["key1"].files["/usr/sbin/policy-rc.d"] = site_policy
+        assert await drive(h, abort_at_failure) == "aborted"
+        files = h.lab.world.nodes["key1"].files
+    finally:
+        await h.lab.close()
+    assert [(e.node, e.ok) for e in h.events(ev.CleanupDone)] == [("key1", True)]
+    assert files.get("/usr/sbin/policy-rc.d") == site_policy

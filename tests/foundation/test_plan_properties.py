@@ -308,9 +308,12 @@ def test_apt_nodes_point_at_the_target_first_and_every_install_is_verified(
             phase = [s for s in mine if s.id.split("/")[:2] == install.id.split("/")[:2]]
             at = phase.index(install)
             actions = [s.action for s in phase]
-            assert install.command.startswith(  # the install blocks restarts itself
-                "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 "
-            )
+            # the install blocks restarts itself (a site's own policy-rc.d kept aside first),
+            # before apt-get runs
+            blocks = "\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d"
+            assert blocks in install.command
+            assert install.command.index(blocks) < install.command.index("apt-get install")
+            assert install.command.startswith("test ! -e /usr/sbin/policy-rc.d || ")
             restarts = [  # its own restarts, not the phase's final ones (the RPC pin)
                 j
                 for j, (a, st) in enumerate(zip(actions, phase, strict=True))
