@@ -244,6 +244,10 @@ class PolicySpec(StrictModel):
     # new process) before its check fails: nova-compute reports every 10 s and neutron agents
     # every 30 s by default, so one silent for five minutes is not coming back on its own
     heartbeat_timeout: float = Field(default=300, gt=0, le=7 * 86400)
+    # how long a network-bound build of the preparation may take (a virtualenv from PyPI,
+    # kolla-ansible and its dependencies, image pulls): minutes on a loaded mirror, whatever
+    # step_timeout says for the steps of the window
+    build_timeout: float = Field(default=3600, gt=0, le=7 * 86400)
     # seconds after a restart before what runs is read: a WSGI app loads for seconds, and a
     # process that dies in its first seconds must not be read as running
     start_grace: float = Field(default=15, ge=0, le=3600)

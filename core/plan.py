@@ -1183,6 +1183,7 @@ def _build_plan(inventory: Inventory, recipe: Recipe | None) -> Plan:
             "site_concurrency": policy.site_concurrency,
             "step_timeout": policy.step_timeout,
             "heartbeat_timeout": policy.heartbeat_timeout,
+            "build_timeout": policy.build_timeout,
             "start_grace": policy.start_grace,
             "transport_retries": policy.transport_retries,
         },

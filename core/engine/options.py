@@ -19,6 +19,9 @@ BUDGET_STAGES = ("batch", "network")
 # Phases of these tiers may run before the maintenance window opens (a method's preparation).
 BEFORE_WINDOW = ("prepare",)
 # waits for a restarted service's heartbeat or API: limited by policy.heartbeat_timeout
+# the preparation's network-bound builds (a virtualenv from PyPI, kolla-ansible and its
+# Ansible collections, image pulls): limited by policy.build_timeout, not step_timeout
+BUILD_ACTIONS = ("install-venv", "install-kolla", "install-deps", "pull")
 PLAN_GATE_KINDS = ("phase", "canary", "step", "downtime", "window")
 # Why the run must end early: aborted (running commands terminated), stopped (a gate was
 # rejected), paused (the driver leaves, the run stays resumable), error (a bug).
@@ -28,6 +31,7 @@ __all__ = [
     "AUTO_OPERATOR",
     "BEFORE_WINDOW",
     "BUDGET_STAGES",
+    "BUILD_ACTIONS",
     "DATA_PLANE_STAGES",
     "HALT_MODES",
     "HEARTBEAT_WAITS",

@@ -21,7 +21,7 @@ from rollgate.core.engine.checks import (
 )
 from rollgate.core.engine.gates import Gates, runtime
 from rollgate.core.engine.intake import Intake
-from rollgate.core.engine.options import HEARTBEAT_WAITS, EngineOptions
+from rollgate.core.engine.options import BUILD_ACTIONS, HEARTBEAT_WAITS, EngineOptions
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.executor import (
     LEFT_AS_FOUND,
@@ -238,8 +238,10 @@ class StepRunner:
                     self.unstoppable = True  # its job directory stays, to look at
                 outcome = "interrupted" if result.interrupted else "timed_out"
                 error = result.error or f"timed out after {timeout:g}s"
-                if result.timed_out and limit != "policy.step_timeout":
+                if result.timed_out and limit == "policy.heartbeat_timeout":
                     error += f" (no heartbeat within {timeout:g}s: {limit})"
+                elif result.timed_out and limit != "policy.step_timeout":
+                    error += f" ({limit})"
                 return outcome, None, error
             if result.exit_status is None:
                 return "failed", None, result.error or "no exit status"
@@ -306,15 +308,7 @@ class StepRunner:
         )
 
     def timeout(self, step: Step) -> tuple[float, str]:
-        """Seconds the step may take, and the policy setting that says so: a wait for a
-        restarted service's heartbeat has its own, shorter, limit."""
-        policy = self.plan.policy
-        timeout = float(policy.get("step_timeout", 1800))
-        if step.action in HEARTBEAT_WAITS and "heartbeat_timeout" in policy:
-            heartbeat = float(policy["heartbeat_timeout"])
-            if heartbeat < timeout:
-                return heartbeat, "policy.heartbeat_timeout"
-        return timeout, "policy.step_timeout"
+        return step_limit(self.plan.policy, step.action)
 
     async def _call(
         self,
@@ -416,3 +410,17 @@ class StepRunner:
             self.record.emit(
                 ev.OperatorNote, operator="rollgate", text=f"job directories not removed: {exc}"
             )
+
+
+def step_limit(policy: dict[str, Any], action: str) -> tuple[float, str]:
+    """Seconds a step of `action` may take, and the policy setting that says so: a wait for a
+    restarted service's heartbeat has its own, shorter, limit; a network-bound build of the
+    preparation its own, longer, one."""
+    timeout = float(policy.get("step_timeout", 1800))
+    if action in BUILD_ACTIONS:  # a plan made before build_timeout: an hour
+        return float(policy.get("build_timeout", 3600)), "policy.build_timeout"
+    if action in HEARTBEAT_WAITS and "heartbeat_timeout" in policy:
+        heartbeat = float(policy["heartbeat_timeout"])
+        if heartbeat < timeout:
+            return heartbeat, "policy.heartbeat_timeout"
+    return timeout, "policy.step_timeout"

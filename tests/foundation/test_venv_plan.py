@@ -185,3 +185,19 @@ def test_a_built_virtualenv_is_kept_and_one_built_otherwise_is_refused_not_delet
     refused = subprocess.run(["sh", "-c", install], capture_output=True, text=True)
     assert refused.returncode == 1 and "built with other requirements" in refused.stderr
     assert marker.read_text() == "nova>=1,<2 "  # nothing deleted
+
+
+def test_the_virtualenv_build_has_the_build_limit_and_says_its_progress() -> None:
+    """The build is network-bound: policy.build_timeout (an hour by default), not the
+    window's step_timeout (150 s in the acceptance inventory, which a fresh build on a
+    loaded machine overran); pip is not quiet, so the log shows what it collects."""
+    from rollgate.core.engine.steps import step_limit
+
+    p = plan()
+    assert p.policy["step_timeout"] == 150
+    builds = [s for s in p.steps if s.action == "install-venv"]
+    assert builds and all(
+        step_limit(p.policy, s.action) == (3600.0, "policy.build_timeout") for s in builds
+    )
+    assert all("--quiet" not in (s.command or "") for s in builds)
+    assert step_limit(p.policy, "db-backup") == (150.0, "policy.step_timeout")
