@@ -753,6 +753,7 @@ JUMP_OUTAGE = {
     "neutron": "the networking API and agents (existing traffic keeps flowing; new ports "
     "are not wired until their node's agents start on the new code)",
     "cinder": "the volume API and volume operations",
+    "horizon": "the dashboard",
 }
 
 
@@ -778,10 +779,33 @@ def _stop_for_jump(b: PhaseBuilder, roles: list[str]) -> None:
             f"not run two releases apart side by side (only nova does), so every {service} "
             f"service at {b.site.name} ({compress([n.name for n in nodes])}) stops now and "
             f"starts on {inv.upgrade.target.id} as its node is upgraded; down meanwhile: "
-            f"{JUMP_OUTAGE.get(service, service)}. Stop them?",
+            f"{JUMP_OUTAGE.get(service, service)}.{_shared_units(b, nodes, present)} "
+            "Stop them?",
         ),
     )
     _each_unit(b, nodes, present, "stop")
+
+
+def _shared_units(b: PhaseBuilder, nodes: list[Node], roles: list[str]) -> str:
+    """What else the stop takes down: services of other roles that run under the same unit
+    on the same node (Ubuntu runs keystone, placement-api, cinder-api and horizon under one
+    apache2), said in the gate."""
+    method = b.ctx.method
+    hit: dict[tuple[str, str], list[str]] = {}  # (unit, other service) -> nodes
+    for node in nodes:
+        units = {method.unit(r) for r in roles if node.has(r)}
+        for other in node.roles:
+            spec = ROLES.get(other)
+            if other in roles or spec is None or method.unit(other) not in units:
+                continue
+            names = hit.setdefault((method.unit(other), spec.service), [])
+            if node.name not in names:
+                names.append(node.name)
+    return "".join(
+        f" Stopping {unit} also stops {service} on {compress(names)} (it runs under {unit} "
+        f"there): down too: {JUMP_OUTAGE.get(service, service)}."
+        for (unit, service), names in sorted(hit.items())
+    )
 
 
 def _backup(b: PhaseBuilder, node: Node, role: str) -> None:

@@ -502,6 +502,32 @@ def test_a_skip_level_jump_stops_what_cannot_run_two_releases_apart(data: dict[s
         moved = {s.service for s in steps if s.action == "upgrade-packages"} - {"nova", "horizon"}
         stopped_services = {st.steps[0].service for st in jumps}
         assert moved <= stopped_services | {"nova"}, (moved, stopped_services)
+    if plan.skip_level:
+        _jump_gates_name_every_service_their_stop_takes_down(data, plan)
+
+
+def _jump_gates_name_every_service_their_stop_takes_down(data: dict[str, Any], plan: Plan) -> None:
+    """A stop of apache2 for placement also stops cinder-api and horizon on the same node:
+    the downtime gate names each such service and its nodes (audit N5)."""
+    from rollgate.core.methods import method
+    from rollgate.core.roles import ROLES
+
+    inventory = parse_inventory(yaml.safe_dump(data, sort_keys=False), "gen.yaml")
+    mapping = method(inventory.method)
+    nodes = {n.name: n for n in inventory.nodes}
+    for phase in plan.phases:
+        for stage in (j for j in phase.stages if j.id.endswith("-jump")):
+            assert stage.gate is not None
+            service = stage.steps[0].service
+            for step in stage.steps:
+                unit = step.args.get("unit") or mapping.unit(step.role)
+                for other in nodes[step.node].roles:
+                    spec = ROLES.get(other)
+                    if spec is None or spec.service == service or mapping.unit(other) != unit:
+                        continue
+                    assert f"also stops {spec.service} on " in stage.gate.title, (
+                        step.node, other, stage.gate.title,
+                    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
