@@ -674,12 +674,15 @@ def _first(nodes: list[Node]) -> Node:
     return nodes[0]
 
 
-def _control_role_stages(b: PhaseBuilder, roles: list[str], schema: Any) -> None:
+def _control_role_stages(
+    b: PhaseBuilder, roles: list[str], schema: Any, *, stopped: bool = False
+) -> None:
     """One stage per (role, node): install the new code with restarts blocked; on the first
-    node, the target's own status check, then the schema; then restart the role's unit."""
+    node, the target's own status check, then the schema; then restart the role's unit.
+    `stopped`: every unit of the roles was stopped first (an offline upgrade)."""
     schema_done = False
-    jumped = (
-        bool(roles) and b.ctx.inventory.upgrade.skip_level and ROLES[roles[0]].service != "nova"
+    jumped = bool(roles) and (
+        stopped or (b.ctx.inventory.upgrade.skip_level and ROLES[roles[0]].service != "nova")
     )
     for role in roles:
         for node in b.site.with_role(role):
@@ -757,30 +760,38 @@ JUMP_OUTAGE = {
 }
 
 
-def _stop_for_jump(b: PhaseBuilder, roles: list[str]) -> None:
+def _stop_for_jump(b: PhaseBuilder, roles: list[str], offline: str = "") -> None:
     """In a skip-level (SLURP) upgrade, a service with no documented N/N+2 coexistence stops
     everywhere at the site before its first node moves (the TC's release-cadence resolution:
     "requiring some downtime during an upgrade"); each unit starts again, on the target's
-    code, when its node's stage restarts it. Nova rolls: it supports N and N-2 together."""
+    code, when its node's stage restarts it. Nova rolls: it supports N and N-2 together.
+    `offline`: why the service takes its offline path in any upgrade (glance)."""
     inv = b.ctx.inventory
     present = [r for r in roles if b.site.with_role(r)]
-    if not inv.upgrade.skip_level or not present:
+    if not (inv.upgrade.skip_level or offline) or not present:
         return
     service = ROLES[present[0]].service
     nodes = [n for n in b.site.nodes if any(n.has(r) for r in present)]
+    where = f"every {service} service at {b.site.name} ({compress([n.name for n in nodes])})"
+    if inv.upgrade.skip_level:
+        stage, title = f"{service}-jump", f"stop {service} for the skip-level jump"
+        why = (
+            f"skip-level {inv.upgrade.source.id} -> {inv.upgrade.target.id}: {service} does "
+            f"not run two releases apart side by side (only nova does), so {where} stops now"
+        )
+    else:
+        stage, title = f"{service}-offline", f"stop {service} for its offline upgrade"
+        why = f"{offline}, so {where} stops now"
     b.stage(
-        f"{service}-jump",
-        f"stop {service} for the skip-level jump",
+        stage,
+        title,
         "control",
         Gate(
-            f"gate:{b.id}/{service}-jump",
+            f"gate:{b.id}/{stage}",
             "downtime",
-            f"skip-level {inv.upgrade.source.id} -> {inv.upgrade.target.id}: {service} does "
-            f"not run two releases apart side by side (only nova does), so every {service} "
-            f"service at {b.site.name} ({compress([n.name for n in nodes])}) stops now and "
-            f"starts on {inv.upgrade.target.id} as its node is upgraded; down meanwhile: "
-            f"{JUMP_OUTAGE.get(service, service)}.{_shared_units(b, nodes, present)} "
-            "Stop them?",
+            f"{why} and starts on {inv.upgrade.target.id} as its node is upgraded; down "
+            f"meanwhile: {JUMP_OUTAGE.get(service, service)}."
+            f"{_shared_units(b, nodes, present)} Stop them?",
         ),
     )
     _each_unit(b, nodes, present, "stop")
@@ -846,6 +857,17 @@ def _image(b: PhaseBuilder) -> None:
     g1 = _first(nodes)
     b.stage("pre", "back up glance", "pre")
     _backup(b, g1, "glance-api")
+    if str(b.recipe.variables.get("glance_rolling", "no")) != "yes":
+        # glance's supported path: every glance-api stopped, `glance-manage db sync`, then
+        # each starts on the new code; its rolling path is EXPERIMENTAL upstream
+        def sync(node: Node, role: str) -> None:
+            b.add("db-sync", node, role)
+            schema_version(b, node, role)
+
+        _stop_for_jump(b, ["glance-api"], GLANCE_OFFLINE)
+        _control_role_stages(b, ["glance-api"], sync, stopped=True)
+        verify_api(b, "glance-api")
+        return
 
     def schema(node: Node, role: str) -> None:
         b.add("db-check", node, role)  # with the new code: which schema step comes next
@@ -859,6 +881,14 @@ def _image(b: PhaseBuilder) -> None:
     b.add("db-contract", g1, "glance-api")
     schema_version(b, g1, "glance-api")
     verify_api(b, "glance-api")
+
+
+GLANCE_OFFLINE = (
+    "glance's rolling (zero-downtime) database path is EXPERIMENTAL upstream and not supported "
+    'in production (glance admin guide, "Zero-Downtime Database Upgrades"); its supported '
+    "path is offline: `glance-manage db sync` with no glance-api running (recipe variable "
+    'glance_rolling: "yes" takes the rolling path)'
+)
 
 
 def _data_plane_host(b: PhaseBuilder, node: Node, reason: str) -> None:

@@ -237,11 +237,63 @@ async def check_status(executor: Executor, inv: Inventory) -> list[Finding]:
     return out
 
 
+async def check_trigger_privilege(executor: Executor, inv: Inventory) -> list[Finding]:
+    """Where the plan expands a schema with triggers (keystone; glance on its rolling path),
+    the database must let the service's user create them: with binary logging on, MySQL asks
+    for SUPER unless log_bin_trust_function_creators is on (keystone's upgrade guide: "either
+    grant your keystone user SUPER privileges, or run set global
+    log_bin_trust_function_creators=1"). Without it the expand fails inside the window."""
+    out = []
+    for site in inv.sites:
+        roles = ["keystone"]
+        variables = {**(inv.spec.recipe.variables if inv.spec.recipe else {})}
+        if str(variables.get("glance_rolling", "no")) == "yes":
+            roles.append("glance-api")
+        for role in roles:
+            nodes = site.with_role(role)
+            if not nodes:
+                continue
+            try:
+                probe = render_action(inv, nodes[0], role, "binlog-settings")
+            except RecipeError:
+                continue  # the method has no such probe (kolla runs its own migrations)
+            if probe is None:
+                continue
+            try:
+                result, lines = await run_probe(executor, nodes[0], probe[0], 30, local=probe[1])
+            except TransportError:
+                continue  # already reported as unreachable
+            said = (lines[-1] if lines else "").split()
+            target = f"{site.name}/{nodes[0].name}"
+            service = ROLES[role].service
+            if result.exit_status != 0 or len(said) != 2:
+                out.append(Finding(target, f"{service} triggers", False,
+                                   "could not read the database's binary logging settings",
+                                   blocking=False))  # fmt: skip
+            elif said == ["1", "0"]:
+                out.append(
+                    Finding(
+                        target,
+                        f"{service} triggers",
+                        False,
+                        "binary logging is on and log_bin_trust_function_creators is off: the "
+                        f"{service} expand creates triggers and fails (ERROR 1419) unless its "
+                        "database user has SUPER; run SET GLOBAL "
+                        "log_bin_trust_function_creators=1 before the window",
+                    )
+                )
+            else:
+                why = "binary logging off" if said[0] == "0" else "trusts function creators"
+                out.append(Finding(target, f"{service} triggers", True, f"allowed ({why})"))
+    return out
+
+
 async def preflight(executor: Executor, inv: Inventory) -> list[Finding]:
     per_node = await asyncio.gather(*(check_node(executor, inv, n) for n in inv.nodes))
     findings = [f for group in per_node for f in group]
     findings += await check_site_api(executor, inv)
     findings += await check_status(executor, inv)
+    findings += await check_trigger_privilege(executor, inv)
     return findings
 
 

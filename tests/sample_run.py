@@ -24,13 +24,13 @@ INVENTORY = ROOT / "sample_inventory" / "lab-two-sites.yaml"
 SHIPPED = ROOT / "sample_inventory" / "runs" / "lab-two-sites" / "journal.jsonl"
 FAULTS = [
     "fail:east-cmp04:systemctl restart nova-compute:1:1",
-    "fail:west-ctl1:glance-manage db contract",
+    "fail:west-ctl1:neutron-db-manage upgrade --contract",
 ]
 START = 1_795_903_200  # 2026-11-28T22:00:00Z, the demo's maintenance window
 
 
 def decide(gate: ev.GateOpened) -> ev.Command:
-    if gate.kind == "failure" and "glance-manage db contract" in gate.title:
+    if gate.kind == "failure" and "neutron-db-manage upgrade --contract" in gate.title:
         return ev.Command(
             "skip", "bob", "contract in next week's window with the DBA team", gate.gate
         )

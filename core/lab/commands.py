@@ -436,6 +436,15 @@ async def _query(sh: Shell, query: str) -> int:
     from rollgate.core.upstream import facts
 
     await sh.pause("quick")
+    settings = "SELECT @@log_bin, @@log_bin_trust_function_creators"
+    if query.strip().rstrip(";") == settings:
+        logging = sh.world.faults.binary_logging(sh.node.site)
+        trusted = sh.node.site in sh.world.trusts_function_creators
+        sh.say(f"{int(logging)}\t{int(trusted)}")
+        return 0
+    if query.replace(" ", "").rstrip(";") == "SETGLOBALlog_bin_trust_function_creators=1":
+        sh.world.trusts_function_creators.add(sh.node.site)
+        return 0
     if "FROM nova.services" not in query:
         sh.err("ERROR 1064 (42000) at line 1: the lab's database answers nova.services only")
         return 1

@@ -38,6 +38,12 @@ def _duration(argv: list[str]) -> str:
     return "quick" if {"version", "current", "db_version"} & set(argv) else "db"
 
 
+# expansions that create triggers to keep both schemas in sync while old and new code run
+# (keystone's upgrade guide: "create triggers to facilitate the live migration process";
+# glance's zero-downtime guide: "new columns, tables, indexes, or triggers are added")
+TRIGGERS = ("keystone", "glance")
+
+
 def _tables_clash(sh: Shell, db: Database, code: Release) -> bool:
     """A migration to `code` creates its releases' tables: one a restore left in place
     already exists, and the migration fails as MySQL fails it."""
@@ -63,6 +69,13 @@ def _expand(sh: Shell, service: str) -> int:
         sh.say(f"Database expanded for {code.id}")
     elif code.index > db.schema.index:
         if _tables_clash(sh, db, code):
+            return 1
+        if service in TRIGGERS and sh.world.refuses_triggers(sh.node.site):
+            sh.err(
+                "ERROR 1419 (HY000) at line 1: You do not have the SUPER privilege and binary "
+                "logging is enabled (you *might* want to use the less safe "
+                "log_bin_trust_function_creators variable)"
+            )
             return 1
         db.expanded = code
         db.migrated = False
@@ -187,6 +200,8 @@ async def glance_manage(sh: Shell, argv: list[str]) -> int:
             if db.expanded is not None:
                 return 5 if db.migrated else 4
             return 3 if code is not None and code.index > db.schema.index else 0
+        case ["db", "sync"]:  # the offline path: expand, migrate and contract at once
+            return _sync(sh, "glance", 0)
         case ["db", "expand"]:
             return _expand(sh, "glance")
         case ["db", "migrate"]:

@@ -153,6 +153,9 @@ class World:
         self.databases: dict[tuple[str, str], Database] = {}
         self.services: list[ServiceRecord] = []
         self.jobs: dict[str, LabJobs] = {}  # node -> its remote jobs (never saved)
+        # sites whose MySQL was told SET GLOBAL log_bin_trust_function_creators=1 (not saved:
+        # a SET GLOBAL is lost when the server restarts)
+        self.trusts_function_creators: set[str] = set()
         self.identity_site = inventory.identity_site
         # the oldest release any unit has run: a restart checks for units two releases behind
         # only when one can exist (else a thousand restarts would each walk a thousand nodes)
@@ -304,6 +307,11 @@ class World:
             if r in ROLES and ROLES[r].service == service
         ]
         return max(releases, key=lambda r: r.index) if releases else None
+
+    def refuses_triggers(self, site: str) -> bool:
+        """The site's MySQL logs binary and does not trust function creators: creating a
+        trigger needs SUPER, which a service's database user does not have."""
+        return self.faults.binary_logging(site) and site not in self.trusts_function_creators
 
     def record(self, site: str, host: str, binary: str) -> ServiceRecord | None:
         return self._records.get((site, host, binary))

@@ -80,7 +80,7 @@ async def test_pause_lets_running_steps_finish_and_starts_nothing_new() -> None:
 
 
 async def test_control_plane_failure_raises_a_gate_and_retry_reruns_the_step() -> None:
-    h = await make(faults=["fail:one-ctl1:glance-manage db expand:1:1"])
+    h = await make(faults=["fail:one-ctl1:glance-manage db sync:1:1"])
     gates: list[ev.GateOpened] = []
 
     def decide(gate: ev.GateOpened) -> ev.Command | None:
@@ -91,18 +91,20 @@ async def test_control_plane_failure_raises_a_gate_and_retry_reruns_the_step() -
 
     h.engine.options.auto_approve = False
     assert await drive(h, decide) == "complete"
-    assert len(gates) == 1 and "glance-manage db expand" in gates[0].title
+    assert len(gates) == 1 and "glance-manage db sync" in gates[0].title
     expand = [
         e
         for e in h.events(ev.StepFinished)
-        if e.step.endswith("glance.db-expand") and e.step.startswith("one/")
+        if e.step.endswith("glance.db-sync") and e.step.startswith("one/")
     ]
     assert [e.outcome for e in expand] == ["failed", "ok"]
     assert [e.attempt for e in expand] == [1, 2]
 
 
 async def test_skip_needs_a_reason_and_is_journalled(tmp_path: Path) -> None:
-    h = await make(tmp_path, faults=["fail:two-ctl1:glance-manage db contract"], auto_approve=False)
+    h = await make(
+        tmp_path, faults=["fail:two-ctl1:neutron-db-manage upgrade --contract"], auto_approve=False
+    )
     rejected: list[str] = []
 
     async def decide(gate: ev.GateOpened) -> ev.Command | None:
@@ -117,7 +119,9 @@ async def test_skip_needs_a_reason_and_is_journalled(tmp_path: Path) -> None:
     assert await drive(h, decide) == "complete with deviations"
     assert rejected == ["skipping needs a reason"]
     skipped = [e for e in h.events(ev.StepFinished) if e.outcome == "skipped"]
-    assert [e.step for e in skipped] == ["two/image/post/two-ctl1/glance.db-contract"]
+    assert [e.step for e in skipped] == [
+        "two/compute/neutron-contract/two-ctl1/neutron.db-contract"
+    ]
     assert skipped[0].error == "skipped: contract later in the week"
     journal = read_journal(tmp_path / "journal.jsonl")
     assert any(isinstance(e, ev.GateDecided) and e.operator == "carol" for e in journal.events)
@@ -154,10 +158,10 @@ async def test_compute_failures_within_budget_go_on_then_ask() -> None:
 
 
 async def test_abort_terminates_running_commands() -> None:
-    h = await make(faults=["hang:one-ctl1:glance-manage db expand"])
+    h = await make(faults=["hang:one-ctl1:glance-manage db sync"])
     h.plan.policy["step_timeout"] = 60
     run = asyncio.create_task(h.engine.run())
-    while not any(e.step.endswith("glance.db-expand") for e in h.events(ev.StepStarted)):
+    while not any(e.step.endswith("glance.db-sync") for e in h.events(ev.StepStarted)):
         await asyncio.sleep(0.005)
     await h.client.send(ev.Command("abort", "erin", "wrong window"))
     assert await asyncio.wait_for(run, 5) == "aborted"

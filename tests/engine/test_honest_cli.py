@@ -69,7 +69,7 @@ def list_runs_in(state: Path) -> list:  # type: ignore[type-arg]
 
 @pytest.mark.integration
 def test_markup_in_command_output_is_shown_as_is_in_a_run_and_its_resume(tmp_path: Path) -> None:
-    inventory = with_override(tmp_path, "glance:db-check", "[/bold] [database] check")
+    inventory = with_override(tmp_path, "glance:db-sync", "[/bold] [database] sync")
     journal = tmp_path / "j.jsonl"
     args = ["run", str(inventory), "--headless", "--auto-approve", "--lab-inprocess"]
     first = rollgate(tmp_path, *args, "--journal", str(journal))

@@ -211,7 +211,7 @@ async def test_resume_asks_an_open_failure_gate_again_and_never_reruns_the_step(
     tmp_path: Path,
 ) -> None:
     # the first driver stops with a control-plane failure gate open, undecided
-    first = await make(tmp_path, faults=["fail:one-ctl1:glance-manage db expand:1:1"])
+    first = await make(tmp_path, faults=["fail:one-ctl1:glance-manage db sync:1:1"])
 
     def leave(gate: ev.GateOpened) -> ev.Command | None:
         if gate.kind == "failure":

@@ -84,13 +84,13 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
             tmp_path,
             auto_approve=False,
             faults=[
-                "fail:one-ctl1:glance-manage db expand:1:1",
-                "fail:two-ctl1:glance-manage db contract",
+                "fail:one-ctl1:glance-manage db sync:1:1",
+                "fail:two-ctl1:neutron-db-manage upgrade --contract",
             ],
         )
 
         def decide(gate: ev.GateOpened) -> ev.Command:
-            if gate.kind == "failure" and "expand" in gate.title:
+            if gate.kind == "failure" and "db sync" in gate.title:
                 return ev.Command("retry", "kim", "", gate.gate)
             if gate.kind == "failure":
                 return ev.Command("skip", "kim", "contract on Monday", gate.gate)
@@ -106,17 +106,17 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
     assert report["outcome"] == "complete with deviations"
     assert [(n["node"], n["state"]) for n in report["not_upgraded"]] == [("two-ctl1", "skipped")]
     assert report["not_upgraded"][0]["why"] == [
-        "glance-manage db contract: skipped (contract on Monday)"
+        "neutron-db-manage upgrade --contract: skipped (contract on Monday)"
     ]
     assert {
-        "step": "two/image/post/two-ctl1/glance.db-contract",
-        "title": "glance-manage db contract",
+        "step": "two/compute/neutron-contract/two-ctl1/neutron.db-contract",
+        "title": "neutron-db-manage upgrade --contract",
         "node": "two-ctl1",
         "reason": "contract on Monday",
     } in report["deviations"]["skips"]
     assert {
-        "step": "one/image/glance-api@one-ctl1/one-ctl1/glance.db-expand",
-        "title": "glance-manage db expand",
+        "step": "one/image/glance-api@one-ctl1/one-ctl1/glance.db-sync",
+        "title": "glance-manage db sync",
         "node": "one-ctl1",
         "attempts": 2,
     } in report["deviations"]["retries"]
@@ -125,7 +125,12 @@ def test_report_names_failures_skips_retries_and_decisions(tmp_path: Path) -> No
     assert all(p["duration_s"] is not None for p in report["phases"])
     assert json.loads(json.dumps(report)) == report
     out = rollgate(tmp_path, "report", str(journal), "--format", "md")
-    assert out.returncode == 0 and "| Image (glance) | two | ok with deviations |" in out.stdout
-    assert "skipped glance-manage db contract on two-ctl1: contract on Monday" in out.stdout
-    assert "two/image/post" not in out.stdout.split("## Deviations")[1]  # titles, not ids
+    assert (
+        out.returncode == 0
+        and "| Compute (placement, nova, neutron) | two | ok with deviations |" in out.stdout
+    )
+    assert (
+        "skipped neutron-db-manage upgrade --contract on two-ctl1: contract on Monday" in out.stdout
+    )
+    assert "two/compute/neutron" not in out.stdout.split("## Deviations")[1]  # titles, not ids
     assert redact("mysql --password=hunter2 ok") == "mysql --password=******** ok"

@@ -147,8 +147,8 @@ async def test_space_pauses_and_resumes() -> None:
 
 async def test_failure_gate_retry_then_skip_with_reason() -> None:
     faults = [
-        "fail:one-ctl1:glance-manage db contract:1:1",
-        "fail:two-ctl1:glance-manage db contract",
+        "fail:one-ctl1:neutron-db-manage upgrade --contract:1:1",
+        "fail:two-ctl1:neutron-db-manage upgrade --contract",
     ]
     async with console(faults, auto_approve=True) as (session, app, pilot):
 

@@ -1,0 +1,79 @@
+"""Schema expansions that create triggers (keystone's, glance's rolling one) need the
+database to let the service's user create them: on MySQL with binary logging only with SUPER
+or log_bin_trust_function_creators (keystone's upgrade guide). The lab's MySQL refuses as
+MySQL does; `check` says so before the window; glance takes its supported offline path."""
+
+from __future__ import annotations
+
+from rollgate.core import events as ev
+from rollgate.core.lab.commands import run_command
+from rollgate.core.preflight import preflight
+from tests.engine.conftest import abort_at_failure, drive, make
+
+
+async def test_a_binary_logging_database_fails_keystones_expand_in_the_window() -> None:
+    """The world rule: without the setting the expand fails with MySQL's error (the run
+    stops at a failure gate inside the window); SET GLOBAL lets the next one pass."""
+    h = await make(faults=["binlog:hub"])
+    try:
+        assert await drive(h, abort_at_failure) == "aborted"
+        failed = next(e for e in h.events(ev.StepFinished) if e.outcome == "failed")
+        world = h.lab.world
+        key1 = world.nodes["key1"]
+        said: list[str] = []
+        trust = "mysql -N -B -e 'SET GLOBAL log_bin_trust_function_creators=1'"
+        assert await run_command(world, key1, trust, lambda s, line: said.append(line)) == 0
+        again = await run_command(
+            world, key1, "keystone-manage db_sync --expand", lambda s, line: said.append(line)
+        )
+    finally:
+        await h.lab.close()
+    assert failed.step == "hub/identity/keystone@key1/key1/keystone.db-expand"
+    output = [line for e in h.events(ev.StepOutput) if e.step == failed.step for line in e.lines]
+    assert output[-1].startswith("ERROR 1419 (HY000) at line 1: You do not have the SUPER")
+    assert again == 0, said
+
+
+async def test_check_blocks_before_the_window_and_passes_once_trusted() -> None:
+    h = await make(faults=["binlog:hub"])
+    try:
+        executor = h.lab.executor()
+        findings = await preflight(executor, h.inventory)
+        blocked = [f for f in findings if f.check == "keystone triggers"]
+        h.lab.world.trusts_function_creators.add("hub")
+        allowed = [f for f in await preflight(executor, h.inventory)
+                   if f.check == "keystone triggers"]  # fmt: skip
+    finally:
+        await h.lab.close()
+    assert [(f.target, f.ok, f.blocking) for f in blocked] == [("hub/key1", False, True)]
+    assert "SET GLOBAL log_bin_trust_function_creators=1" in blocked[0].detail
+    assert [(f.ok, f.detail) for f in allowed] == [(True, "allowed (trusts function creators)")]
+
+
+async def test_glance_takes_its_offline_path_unless_the_inventory_opts_in_to_rolling() -> None:
+    """glance's rolling path is EXPERIMENTAL upstream: by default every glance-api stops
+    behind a downtime gate, `glance-manage db sync` runs once, each node starts on the new
+    code; `glance_rolling: "yes"` keeps the expand/migrate/contract path, whose expand then
+    needs the trigger privilege too."""
+    h = await make(faults=["binlog:one"])
+    try:
+        assert await drive(h, lambda g: None) == "complete"  # no glance expand: no triggers
+    finally:
+        await h.lab.close()
+    glance = [s for s in h.plan.steps if s.service == "glance" and s.site == "one"]
+    actions = [s.action for s in glance]
+    assert "db-sync" in actions and "db-expand" not in actions and "db-contract" not in actions
+    stop = next(st for p in h.plan.phases for st in p.stages if st.id == "one/image/glance-offline")
+    assert stop.gate is not None and stop.gate.kind == "downtime"
+    assert "EXPERIMENTAL upstream" in stop.gate.title and "the image API" in stop.gate.title
+    assert actions.index("stop") < actions.index("db-sync") < actions.index("restart")
+
+    rolling = await make(faults=["binlog:one"], recipe={"variables": {"glance_rolling": "yes"}})
+    try:
+        rolled = [s.action for s in rolling.plan.steps if s.service == "glance"]
+        assert await drive(rolling, abort_at_failure) == "aborted"
+    finally:
+        await rolling.lab.close()
+    assert "db-expand" in rolled and "stop" not in rolled
+    failed = next(e for e in rolling.events(ev.StepFinished) if e.outcome == "failed")
+    assert failed.step.endswith("glance.db-expand")
