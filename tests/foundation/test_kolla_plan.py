@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from rollgate.core.inventory import InventoryError, parse_inventory
 from rollgate.core.plan import Plan, Step, build_plan
+from rollgate.core.releases import CATALOGUE, find_release
 from tests.foundation.test_plan_properties import SETTINGS, inventories
 
 ACTIONS = {"install-deps", "pull", "prechecks", "mariadb-backup", "upgrade", "--version"}
@@ -26,6 +27,9 @@ PREPARE = [
 def kolla_inventories(draw: st.DrawFn) -> dict[str, Any]:
     data = draw(inventories())
     data["method"] = "kolla"
+    # one release at a time: the kolla method refuses a SLURP jump (its own test below)
+    source = find_release(data["upgrade"]["from"])
+    data["upgrade"]["to"] = CATALOGUE[source.index + 1].id
     for i, site in enumerate(data["sites"].values()):
         site["nodes"].append(
             {"name": f"deploy{i}", "address": f"10.200.0.{i + 1}", "roles": ["deployment"]}
@@ -198,3 +202,19 @@ def test_a_compute_on_a_nova_controller_is_refused_for_kolla() -> None:
         parse_inventory(_inventory(nodes), "k.yaml")
     message = str(caught.value.problems[0])
     assert "aio runs nova-compute beside nova-api, nova-conductor: kolla upgrades both" in message
+
+
+def test_a_skip_level_kolla_upgrade_is_refused_with_what_kolla_needs_first() -> None:
+    """kolla-ansible's SLURP upgrade needs RabbitMQ stepped through its versions
+    (`kolla-ansible rabbitmq-upgrade`) and the target's ansible-core: not planned, so refused
+    at validation, naming the one-release-at-a-time way."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "sample_inventory" / "lab-kolla.yaml").read_text()
+    slurp = text.replace("from: flamingo", 'from: "2025.1"', 1)
+    with pytest.raises(InventoryError) as refused:
+        parse_inventory(slurp, "slurp.yaml")
+    said = str(refused.value)
+    assert "does not plan a skip-level (SLURP) upgrade (2025.1 -> 2026.1)" in said
+    assert "kolla-ansible rabbitmq-upgrade VERSION" in said
+    assert "upgrade one release at a time (2025.1 -> 2025.2, then on)" in said

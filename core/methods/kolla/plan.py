@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rollgate.core.errors import UserError
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
 from rollgate.core.plan import (
@@ -32,7 +33,7 @@ from rollgate.core.plan import (
     verify_compute_api,
 )
 from rollgate.core.plan_checks import schema_version, verify_api
-from rollgate.core.releases import kolla_ansible_major
+from rollgate.core.releases import CATALOGUE, find_release, kolla_ansible_major
 from rollgate.core.roles import AGENT_ORDER, API_SERVICE_TYPES, ROLES
 
 DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
@@ -312,8 +313,22 @@ BUILDERS = {
 
 def check_inventory(spec: Any, target: Any, problem: Any) -> None:
     """kolla runs from one deploy host per site, and upgrades a host's nova controller and
-    compute in one play: a node with both cannot be batched apart from the control plane."""
-    del target
+    compute in one play: a node with both cannot be batched apart from the control plane.
+    A skip-level (SLURP) jump is refused: kolla's needs steps this plan does not make."""
+    try:
+        source = find_release(spec.upgrade.from_)
+    except UserError:
+        source = None  # the inventory's own check names a release it does not know
+    if source is not None and target.index - source.index > 1:
+        problem(
+            ("upgrade", "to"),
+            f"the kolla method does not plan a skip-level (SLURP) upgrade ({source.id} -> "
+            f"{target.id}): kolla-ansible's SLURP upgrade needs RabbitMQ moved through each version "
+            "its target allows first (`kolla-ansible rabbitmq-upgrade VERSION`; the upgrade's "
+            "rabbitmq-version-check stops otherwise) and the target's ansible-core, which "
+            f"Rollgate does not plan; upgrade one release at a time ({source.id} -> "
+            f"{CATALOGUE[source.index + 1].id}, then on)",
+        )
     for name, site in spec.sites.items():
         deploy = [n for n in site.nodes if DEPLOY in n.roles]
         if len(deploy) != 1:
