@@ -246,6 +246,22 @@ class StepOutput(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BackupTaken(Event):
+    """A database backup, with what a restore needs: the file on the node and its sha256
+    (or, where the method keeps it elsewhere, where), the release it was taken from and the
+    databases it holds."""
+
+    step: str
+    node: str
+    service: str
+    file: str  # "" when the method keeps the backup elsewhere (`where` says)
+    sha256: str
+    source: str
+    databases: tuple[str, ...] = ()
+    where: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class BackupPulled(Event):
     """A backup file copied from a node into the run directory, its sha256 checked."""
 

@@ -49,6 +49,10 @@ def describe(event: ev.Event, plan: Plan | None = None) -> str | None:
             return f"aborted by {o}" + (f" — {r}" if r else "")
         case ev.RunFinished(outcome=o, error=e):
             return f"run {o}" + (f" — {e}" if e else "")
+        case ev.BackupTaken(node=n, service=sv, file=f, sha256=h, source=src) if f:
+            return f"backup of {sv} ({src}) on {n}: {f} (sha256 {h[:16]}…)"
+        case ev.BackupTaken(node=n, service=sv, source=src, where=w):
+            return f"backup of {sv} ({src}) taken from {n}: {w}"
         case ev.BackupPulled(node=n, remote=r, local=loc, size=z, sha256=h):
             return f"backup {r} of {n} copied to {loc} ({z} bytes, sha256 {h[:16]}…)"
         case ev.NotificationFailed(channel=c, about=a, error=e):

@@ -822,7 +822,18 @@ def _shared_units(b: PhaseBuilder, nodes: list[Node], roles: list[str]) -> str:
 def _backup(b: PhaseBuilder, node: Node, role: str) -> None:
     """Back up the service's database and configuration (keystone: its keys too) and, when
     the recipe says pull_backups: "yes", copy each file to the run directory."""
-    b.add("db-backup", node, role)
+    service = ROLES[role].service
+    b.add(
+        "db-backup",
+        node,
+        role,
+        args={
+            "backup": {
+                "databases": list(b.recipe.databases.get(service, [service])),
+                "source": b.ctx.inventory.upgrade.source.id,
+            }
+        },
+    )
     b.add("keys-backup", node, role)  # keystone's only
     if str(b.recipe.variables.get("pull_backups", "no")) == "yes":
         for action in ("pull-dump", "pull-etc", "pull-keys"):

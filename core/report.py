@@ -412,6 +412,19 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
             "auto_approved": sum(1 for g in state.gates if g.operator == "auto-approve"),
         },
         "notes": [{"time": _iso(t), "operator": o, "text": redact(x)} for t, o, x in state.notes],
+        "backups": [
+            {
+                "node": e.node,
+                "service": e.service,
+                "file": e.file,
+                "sha256": e.sha256,
+                "source": e.source,
+                "databases": list(e.databases),
+                "where": e.where,
+            }
+            for e in events
+            if isinstance(e, ev.BackupTaken)
+        ],
     }
 
 
@@ -535,6 +548,13 @@ def to_markdown(r: dict[str, Any]) -> str:
         for x in d["interrupted_decisions"]
     ]
     lines += [f"- {d['auto_approved']} gates approved automatically (--auto-approve)"]
+    lines += ["", "## Backups (what a restore needs)", ""]
+    lines += [
+        f"- {b['service']} on {b['node']}, taken at {b['source']} "
+        f"({', '.join(b['databases'])}): "
+        + (f"`{b['file']}` sha256 `{b['sha256']}`" if b["file"] else b["where"])
+        for b in r.get("backups", [])
+    ] or ["None taken."]
     counts: dict[str, int] = {}
     for status in r["nodes"].values():
         counts[status] = counts.get(status, 0) + 1
@@ -731,6 +751,17 @@ def to_html(r: dict[str, Any]) -> str:
         )
     )
     parts.append(f"<p>{d['auto_approved']} gates approved automatically (--auto-approve).</p>")
+    parts.append("<h2>Backups (what a restore needs)</h2>")
+    parts.append(
+        _table(
+            ["service", "node", "taken at", "databases", "file or place", "sha256"],
+            [
+                [b["service"], b["node"], b["source"], ", ".join(b["databases"]),
+                 b["file"] or b["where"], b["sha256"]]
+                for b in r.get("backups", [])
+            ],
+        )
+    )  # fmt: skip
     parts.append("<h2>Notes</h2>")
     parts.append(
         _table(

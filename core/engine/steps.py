@@ -7,6 +7,7 @@ node. Steps a stopped driver left running are followed to their end here too."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -260,6 +261,8 @@ class StepRunner:
                 if outcome in ("ok", "warning")
                 else (result.error or f"exit status {result.exit_status}")
             )
+            if outcome == "ok" and "backup" in step.args and not self.options.dry_run:
+                self._backed_up(step)
             if outcome == "ok" and receiver is not None:
                 wrong = receiver.finish()
                 if wrong:
@@ -289,6 +292,24 @@ class StepRunner:
         reached: checks of the whole site do not fail again for them."""
         words = ("skipped", "failed", "unreachable")
         return frozenset(n for n, node in self.state.nodes.items() if node.status in words)
+
+    def _backed_up(self, step: Step) -> None:
+        """Journal what a restore needs of the backup the step took: the dump's path and
+        sha256 (`sha256sum`'s line, the step's last output), or where the method keeps it."""
+        backup = step.args["backup"]
+        lines = self._printed.get(step.id, [])
+        found = SHA256_LINE.match(lines[-1].strip()) if lines else None
+        self.record.emit(
+            ev.BackupTaken,
+            step=step.id,
+            node=step.node,
+            service=step.service,
+            file=found.group(2) if found else "",
+            sha256=found.group(1) if found else "",
+            source=str(backup.get("source", "")),
+            databases=tuple(backup.get("databases", ())),
+            where=str(backup.get("where", "")) or ("" if found else "not said by the step"),
+        )
 
     def _pulled(self, step: Step, receiver: BackupReceiver) -> None:
         assert receiver.remote is not None and receiver.expected is not None
@@ -410,6 +431,9 @@ class StepRunner:
             self.record.emit(
                 ev.OperatorNote, operator="rollgate", text=f"job directories not removed: {exc}"
             )
+
+
+SHA256_LINE = re.compile(r"^([0-9a-f]{64}) [ *](\S+)$")  # sha256sum's "HASH  FILE"
 
 
 def step_limit(policy: dict[str, Any], action: str) -> tuple[float, str]:

@@ -158,3 +158,36 @@ async def test_a_dump_without_drop_database_leaves_the_new_tables_and_the_retry_
         )
     finally:
         await h.lab.close()
+
+
+async def test_each_backup_is_journalled_with_what_a_restore_needs(tmp_path: Path) -> None:
+    """The file on the node, its sha256 as the node computed it, the release it was taken
+    at and its databases: in the journal, and in the change record."""
+    import hashlib
+
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report, to_markdown
+
+    h = await make(tmp_path)
+    try:
+        assert await drive(h, lambda g: None) == "complete"
+        files = {n: node.files for n, node in h.lab.world.nodes.items()}
+    finally:
+        await h.lab.close()
+    taken = h.events(ev.BackupTaken)
+    backups = [s for s in h.plan.steps if s.action == "db-backup"]
+    assert len(taken) == len(backups) and {e.step for e in taken} == {s.id for s in backups}
+    nova = next(e for e in taken if e.service == "nova")
+    assert nova.file == "/var/backups/rollgate/small-nova-2025.1-t.sql"
+    assert nova.sha256 == hashlib.sha256(files[nova.node][nova.file].encode()).hexdigest()
+    assert (nova.source, nova.databases, nova.where) == (
+        "2025.1", ("nova_api", "nova", "nova_cell0"), "",
+    )  # fmt: skip
+    h.engine.journal.close()  # type: ignore[union-attr]
+    client = open_journal_client(str(tmp_path / "journal.jsonl"))
+    report = build_report(client.plan, client.header, client.all_events())
+    assert {
+        "node": nova.node, "service": "nova", "file": nova.file, "sha256": nova.sha256,
+        "source": "2025.1", "databases": ["nova_api", "nova", "nova_cell0"], "where": "",
+    } in report["backups"]  # fmt: skip
+    assert f"`{nova.file}` sha256 `{nova.sha256}`" in to_markdown(report)

@@ -77,6 +77,10 @@ async def test_the_documented_procedure_upgrades_every_container_of_the_lab() ->
     assert any(p.endswith(".tar.gz") for p in deploy.files)  # /etc/kolla backed up
     backups = [p for n in world.nodes.values() for p in n.files if "mariadb_backup" in p]
     assert len(backups) == 2  # one per site, before its first service
+    # the journal says where each is, since it stays on the database host
+    taken = [e for e in engine.history if isinstance(e, ev.BackupTaken)]
+    assert len(taken) == 2 and all(e.file == "" and e.source == "2025.2" for e in taken)
+    assert all(e.where.startswith("the mariadb_backup volume on the database host") for e in taken)
 
 
 async def _lab() -> tuple[Inventory, World]:

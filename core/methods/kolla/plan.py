@@ -133,7 +133,15 @@ def _site_first(b: Any) -> None:
                 "hint": f"enable_mariabackup is not on in {config}/globals.yml, and kolla's "
                 "mariadb-backup would then back nothing up and still exit 0: set it to "
                 '"yes" and run kolla-ansible reconfigure -t mariadb, or recipe.variables.'
-                'db_backup: "no" to go on without a backup'
+                'db_backup: "no" to go on without a backup',
+                "backup": {
+                    "databases": ["every database (--full)"],
+                    "source": b.ctx.inventory.upgrade.source.id,
+                    # kolla's mariadb-backup writes into a Docker volume on the host that
+                    # ran it; nothing copies it off (docs/kolla-method.md)
+                    "where": "the mariadb_backup volume on the database host kolla-ansible "
+                    "ran the backup on (kolla's mariadb-backup; not copied off by Rollgate)",
+                },
             },
         )
     _deploy(b, "upgrade-service", "kolla", kolla_tags=",".join(INFRA_TAGS))
@@ -323,8 +331,9 @@ def check_inventory(spec: Any, target: Any, problem: Any) -> None:
         problem(
             ("upgrade", "to"),
             f"the kolla method does not plan a skip-level (SLURP) upgrade ({source.id} -> "
-            f"{target.id}): kolla-ansible's SLURP upgrade needs RabbitMQ moved through each version "
-            "its target allows first (`kolla-ansible rabbitmq-upgrade VERSION`; the upgrade's "
+            f"{target.id}): kolla-ansible's SLURP upgrade needs RabbitMQ moved through each "
+            "version its target allows first (`kolla-ansible rabbitmq-upgrade VERSION`; the "
+            "upgrade's "
             "rabbitmq-version-check stops otherwise) and the target's ansible-core, which "
             f"Rollgate does not plan; upgrade one release at a time ({source.id} -> "
             f"{CATALOGUE[source.index + 1].id}, then on)",
