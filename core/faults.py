@@ -20,6 +20,7 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   stale-restart:NODE:UNIT       restarting UNIT exits 0 but leaves its old process running
   dies-after:NODE:UNIT:SECONDS  UNIT's next start dies SECONDS (lab seconds) later
   schema-noop:SERVICE           SERVICE's schema tools exit 0 as if they migrated, moving nothing
+  disk:NODE:BYTES               NODE's disk has BYTES free (df), whatever its files hold
   binlog:SITE                   the site's MySQL has binary logging on and
                                 log_bin_trust_function_creators off: a migration that creates
                                 triggers (keystone's expand, glance's) fails (ERROR 1419)
@@ -60,6 +61,7 @@ class Faults:
     dies: dict[tuple[str, str], float] = field(default_factory=dict)  # (node, unit) -> seconds
     schema_noop: set[str] = field(default_factory=set)  # services whose migrations move nothing
     binlog: set[str] = field(default_factory=set)  # sites whose MySQL logs binary, untrusting
+    disk: dict[str, int] = field(default_factory=dict)  # node -> bytes free
 
     def api_delay(self, site: str) -> float:
         return self.api_slow.get(site, self.api_slow.get("*", 0.0))
@@ -82,6 +84,9 @@ class Faults:
             if key in self.dies:
                 return self.dies.pop(key)
         return None
+
+    def disk_free(self, node: str) -> int | None:
+        return self.disk.get(node, self.disk.get("*"))
 
     def binary_logging(self, site: str) -> bool:
         return site in self.binlog or "*" in self.binlog
@@ -118,7 +123,7 @@ class Faults:
 KINDS = (
     "unreachable", "fail", "warn", "hang", "slow", "api-error", "api-slow", "api-hang",
     "cinder-pending", "crash", "hold", "conffile", "target-blocker", "unpinned",
-    "stale-restart", "dies-after", "schema-noop", "binlog",
+    "stale-restart", "dies-after", "schema-noop", "binlog", "disk",
 )  # fmt: skip
 
 
@@ -183,6 +188,11 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 if not (math.isfinite(seconds) and 0 <= seconds <= 86400):
                     raise ValueError
                 faults.dies[(node_of(parts[0]), parts[1])] = seconds
+            elif kind == "disk" and len(parts) == 2:
+                free = int(parts[1])
+                if free < 0:
+                    raise ValueError
+                faults.disk[node_of(parts[0])] = free
             elif kind == "binlog" and len(parts) == 1:
                 if parts[0] not in site_names and parts[0] != "*":
                     raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")

@@ -294,6 +294,9 @@ async def preflight(executor: Executor, inv: Inventory) -> list[Finding]:
     findings += await check_site_api(executor, inv)
     findings += await check_status(executor, inv)
     findings += await check_trigger_privilege(executor, inv)
+    from rollgate.core.backup_check import check_backups
+
+    findings += await check_backups(executor, inv)
     return findings
 
 

@@ -375,6 +375,9 @@ async def _mysqldump(sh: Shell, argv: list[str]) -> int:
     await sh.pause("backup")
     target = next((a.split("=", 1)[1] for a in argv if a.startswith("--result-file=")), None)
     names = argv[argv.index("--databases") + 1 :] if "--databases" in argv else ["all"]
+    if target == "/dev/null":  # --no-data to nowhere: the credentials were good
+        sh.err(f"-- dump of {' '.join(names)} discarded")
+        return 0
     if target is not None:
         folder = target.rsplit("/", 1)[0]
         if folder not in sh.node.files:
@@ -442,6 +445,12 @@ async def _query(sh: Shell, query: str) -> int:
         trusted = sh.node.site in sh.world.trusts_function_creators
         sh.say(f"{int(logging)}\t{int(trusted)}")
         return 0
+    if query.startswith("SELECT table_schema, COALESCE(SUM(data_length + index_length), 0)"):
+        for (site, service), _db in sorted(sh.world.databases.items()):
+            if site == sh.node.site:
+                for name in sh.world.inventory_databases(service):
+                    sh.say(f"{name}\t{DATABASE_BYTES}")
+        return 0
     if query.replace(" ", "").rstrip(";") == "SETGLOBALlog_bin_trust_function_creators=1":
         sh.world.trusts_function_creators.add(sh.node.site)
         return 0
@@ -454,6 +463,28 @@ async def _query(sh: Shell, query: str) -> int:
         known = facts(sh.world.record_version(record).id)
         version = known.nova_service_version if known else 0
         sh.say(f"{record.host}\t{record.binary}\t{version}")
+    return 0
+
+
+DATABASE_BYTES = 50 * 1024 * 1024  # each lab database's data and indexes
+DISK_BYTES = 200 * 1024**3  # each lab node's disk
+
+
+async def _df(sh: Shell, argv: list[str]) -> int:
+    """`df -P -B1 PATH`: the node's disk, DISK_BYTES less what its files hold (a directory
+    that was never made does not exist, as df says)."""
+    path = next((a for a in argv[1:] if not a.startswith("-")), "/")
+    made = path in ("/", "/var", "/var/backups", "/var/tmp") or any(
+        f.startswith(path.rstrip("/") + "/") for f in sh.node.files
+    )
+    if not made:
+        sh.err(f"df: {path}: No such file or directory")
+        return 1
+    used = sum(len(text) for text in sh.node.files.values())
+    free = sh.world.faults.disk_free(sh.node.name)
+    free = DISK_BYTES - used if free is None else free
+    sh.say("Filesystem     1-blocks      Used   Available Capacity Mounted on")
+    sh.say(f"/dev/vda1 {DISK_BYTES} {DISK_BYTES - free} {free} 1% /")
     return 0
 
 
@@ -673,6 +704,7 @@ _COMMANDS: dict[str, Handler] = {
     "printf": _printf,
     "cp": _cp,
     "mv": _mv,
+    "df": _df,
     "cat": _cat,
     "grep": _grep,
     "sed": _sed,

@@ -308,6 +308,12 @@ class World:
         ]
         return max(releases, key=lambda r: r.index) if releases else None
 
+    def inventory_databases(self, service: str) -> list[str]:
+        """The MySQL databases a service keeps (its recipe's `databases`)."""
+        from rollgate.core.recipes import load_recipe
+
+        return list(load_recipe("apt").databases.get(service, [service]))
+
     def refuses_triggers(self, site: str) -> bool:
         """The site's MySQL logs binary and does not trust function creators: creating a
         trigger needs SUPER, which a service's database user does not have."""

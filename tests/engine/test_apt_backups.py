@@ -191,3 +191,26 @@ async def test_each_backup_is_journalled_with_what_a_restore_needs(tmp_path: Pat
         "source": "2025.1", "databases": ["nova_api", "nova", "nova_cell0"], "where": "",
     } in report["backups"]  # fmt: skip
     assert f"`{nova.file}` sha256 `{nova.sha256}`" in to_markdown(report)
+
+
+async def test_check_tries_the_dump_credentials_and_the_room_before_the_window() -> None:
+    """`rollgate check`: `mysqldump --no-data` of each service's databases on the node that
+    dumps them, and the databases' size (information_schema) against `df` of the backup
+    directory (its nearest existing parent before the first backup made it)."""
+    from rollgate.core.backup_check import check_backups
+
+    h = await make(faults=["fail:one-ctl1:mysqldump --host=localhost --no-data", "disk:key1:1000"])
+    try:
+        findings = await check_backups(h.lab.executor(), h.inventory)
+    finally:
+        await h.lab.close()
+    by = {(f.target, f.check): f for f in findings}
+    assert by[("two-ctl1", "nova backup")].ok
+    refused = by[("one-ctl1", "glance backup")]
+    assert not refused.ok and refused.blocking
+    assert refused.detail.startswith("mysqldump --no-data failed: the backup would fail")
+    room = by[("two-ctl1", "backup room")]
+    assert room.ok and room.detail.startswith("360.0 MiB needed in /var/backups/rollgate (")
+    assert "free on /var/backups's disk" in room.detail  # the directory is not made yet
+    full = by[("key1", "backup room")]
+    assert not full.ok and full.detail.startswith("too little room: 60.0 MiB needed")

@@ -62,6 +62,10 @@ def inventory(sshd: Sshd, work: Path, extra: str = "", installed: int = 27) -> P
         "verify-version": f"echo 2:{installed}.0.0-0ubuntu1",
         "running-version": "echo apache2 keystone 2:28.0.0-0ubuntu1 pid 4242",
         "keystone:schema-version": "echo e8725d6fa226",
+        # no MySQL here: the backup's pre-flight reads say what a database server would
+        "backup-credentials": "true",
+        "database-sizes": "printf 'keystone\\t1\\n'",
+        "binlog-settings": "printf '0\\t0\\n'",
     }  # fmt: skip
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
     path = work / "inventory.yaml"
