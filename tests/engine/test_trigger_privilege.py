@@ -5,7 +5,10 @@ MySQL does; `check` says so before the window; glance takes its supported offlin
 
 from __future__ import annotations
 
+import dataclasses
+
 from rollgate.core import events as ev
+from rollgate.core.inventory import RecipeOverrides
 from rollgate.core.lab.commands import run_command
 from rollgate.core.preflight import preflight
 from tests.engine.conftest import abort_at_failure, drive, make
@@ -77,3 +80,43 @@ async def test_glance_takes_its_offline_path_unless_the_inventory_opts_in_to_rol
     assert "db-expand" in rolled and "stop" not in rolled
     failed = next(e for e in rolling.events(ev.StepFinished) if e.outcome == "failed")
     assert failed.step.endswith("glance.db-expand")
+
+
+async def test_check_reads_nova_rpc_pin_on_every_nova_node_before_the_window() -> None:
+    """With rpc_pin "check" a nova node without [upgrade_levels] compute=auto would stop the
+    compute phase inside the window, after keystone and glance moved: `check` blocks on it
+    first; with "set" it says the plan writes it; a node without crudini is named."""
+    from rollgate.core.methods.apt.preflight import check_node
+
+    h = await make(faults=["unpinned:one-cmp2"])
+    try:
+        executor = h.lab.executor()
+        nodes = {n.name: n for n in h.inventory.nodes}
+        pinned = await check_node(executor, h.inventory, nodes["one-cmp1"])
+        unpinned = await check_node(executor, h.inventory, nodes["one-cmp2"])
+    finally:
+        await h.lab.close()
+    assert [(f.check, f.ok) for f in pinned if f.check == "nova RPC pin"] == [
+        ("nova RPC pin", True)
+    ]
+    [pin] = [f for f in unpinned if f.check == "nova RPC pin"]
+    assert not pin.ok and pin.blocking
+    assert pin.detail.startswith("[upgrade_levels] compute is not set, not auto: the compute")
+
+
+async def test_check_names_a_nova_node_without_crudini() -> None:
+    """The lab's shell answers a command it does not have with 127, as sh does: a node whose
+    crudini is missing (here: the recipe names one nobody installed) is named."""
+    from rollgate.core.methods.apt.preflight import check_node
+
+    h = await make(recipe={"actions": {"nova:rpc-pin": "no-such-crudini --get nova.conf x y"}})
+    try:
+        node = next(n for n in h.inventory.nodes if n.name == "one-cmp1")
+        inventory = dataclasses.replace(h.inventory, spec=h.inventory.spec.model_copy(
+            update={"recipe": RecipeOverrides(actions={"nova:rpc-pin": "no-such-crudini x"})}
+        ))  # fmt: skip
+        found = await check_node(h.lab.executor(), inventory, node)
+    finally:
+        await h.lab.close()
+    [crudini] = [f for f in found if f.check == "crudini"]
+    assert not crudini.ok and "apt-get install crudini" in crudini.detail

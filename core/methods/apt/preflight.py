@@ -5,11 +5,59 @@ from __future__ import annotations
 from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.apt.mapping import PACKAGES
+from rollgate.core.plan import render_action
 from rollgate.core.preflight import Finding, run_probe
+from rollgate.core.recipes import load_recipe
 from rollgate.core.roles import ROLES
 
 
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
+    return [*await _held(executor, inv, node), *await _rpc_pin(executor, inv, node)]
+
+
+async def _rpc_pin(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
+    """A nova node's [upgrade_levels] compute, read as the plan reads it, before the window:
+    with rpc_pin "check" the compute phase stops at a node without compute=auto (after
+    keystone and glance moved); with "set" the plan writes it with crudini, which must be
+    there."""
+    role = next((r for r in node.roles if r in ROLES and ROLES[r].service == "nova"), None)
+    if role is None:
+        return []
+    probe = render_action(inv, node, role, "rpc-pin")
+    if probe is None:
+        return []
+    result, lines = await run_probe(executor, node, probe[0], 30, local=probe[1])
+    said = " ".join(lines).strip()
+    if result.exit_status == 127 or "crudini: not found" in said or "command not found" in said:
+        return [Finding(node.name, "crudini", False, "crudini is not installed: the plan reads "
+                        "and sets nova's RPC pin with it; apt-get install crudini")]  # fmt: skip
+    value = lines[-1].strip() if result.exit_status == 0 and lines else ""
+    mode = str(recipe_variables(inv).get("rpc_pin", "check"))
+    if value == "auto":
+        return [Finding(node.name, "nova RPC pin", True, "[upgrade_levels] compute = auto")]
+    if mode == "set":
+        return [Finding(node.name, "nova RPC pin", True, f"{value or 'not set'}: the plan sets "
+                        "compute = auto before nova restarts", notable=True)]  # fmt: skip
+    return [
+        Finding(
+            node.name,
+            "nova RPC pin",
+            False,
+            f"[upgrade_levels] compute is {value or 'not set'}, not auto: the compute phase "
+            "would stop at its check inside the window (after keystone and glance moved); set "
+            "compute = auto in /etc/nova/nova.conf, or recipe.variables.rpc_pin: set",
+        )
+    ]
+
+
+def recipe_variables(inv: Inventory) -> dict[str, object]:
+    return {
+        **load_recipe(inv.method).variables,
+        **(inv.spec.recipe.variables if inv.spec.recipe else {}),
+    }
+
+
+async def _held(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
     """`apt-mark showhold` on the node; a held package the upgrade installs fails the check
     (apt-get -y stops: "Held packages were changed and -y was used without
     --allow-change-held-packages")."""
