@@ -304,3 +304,43 @@ async def test_ovn_moves_ovn_controller_with_each_compute(plugin: str) -> None:
     checked = {e.step.rsplit(":", 1)[-1] for e in engine.history if isinstance(e, ev.StepFinished)
                and "container-check" in e.step and "one-cmp" in e.step}  # fmt: skip
     assert "ovn_controller" in checked and "openvswitch_vswitchd" not in checked
+
+
+def _globals_say(line: str) -> Any:
+    def edit(world: World) -> None:
+        for node in world.nodes.values():
+            if "deployment" in node.roles:
+                node.files["/etc/kolla/globals.yml"] += line + "\n"
+
+    return edit
+
+
+async def test_without_container_healthchecks_the_checks_read_state_and_image() -> None:
+    """enable_container_healthchecks: "no" leaves containers without .State.Health: the
+    plan's healthy check fails on every container (the world's rule); the plan built with
+    container_healthchecks: "no" compares running state and image only, and completes."""
+    off = _globals_say('enable_container_healthchecks: "no"')
+    outcome, engine, _ = await _run(world_edit=off)
+    assert outcome == "aborted"
+    failed = _failed(engine)[0]
+    assert ".container-check:" in failed.step and "not running healthy" in failed.error
+    outcome, engine, world = await _run(
+        {"variables": {"container_healthchecks": "no"}}, world_edit=off
+    )
+    assert outcome == "complete", [f"{e.step}: {e.error}" for e in _failed(engine)]
+    assert world.all_upgraded()
+
+
+async def test_check_compares_the_plans_kolla_settings_with_globals_yml() -> None:
+    from rollgate.core.methods.kolla.preflight import check_node
+
+    inventory, world = await _lab()
+    _globals_say('neutron_plugin_agent: "ovn"\nkolla_container_engine: podman')(world)
+    from rollgate.core.lab.inprocess import LabExecutor
+
+    deploy = next(n for n in inventory.nodes if n.has("deployment"))
+    found = await check_node(LabExecutor(world), inventory, deploy)
+    [settings] = [f for f in found if f.check == "kolla settings"]
+    assert not settings.ok and settings.blocking
+    assert "neutron_plugin_agent is ovn there, the plan has openvswitch" in settings.detail
+    assert "kolla_container_engine is podman there, the plan has docker" in settings.detail

@@ -608,13 +608,18 @@ class _Run:
 # ---------------------------------------------------------------- the container engine
 
 
-def _plugin(sh: Shell) -> str:
-    """The site's neutron_plugin_agent, as its deploy host's globals.yml sets it."""
+def _site_global(sh: Shell, key: str, default: str) -> str:
+    """A setting of the site's globals.yml (its deploy host's), or kolla's default."""
     for node in sh.world.nodes.values():
         if node.site == sh.node.site and "deployment" in node.roles:
             found = _passwords(node.files.get(f"{CONFIG}/globals.yml"))
-            return str(found.get("neutron_plugin_agent", "openvswitch"))
-    return "openvswitch"
+            return str(found.get(key, default))
+    return default
+
+
+def _plugin(sh: Shell) -> str:
+    """The site's neutron_plugin_agent, as its deploy host's globals.yml sets it."""
+    return _site_global(sh, "neutron_plugin_agent", "openvswitch")
 
 
 def _containers(sh: Shell) -> dict[str, str]:
@@ -695,6 +700,10 @@ async def _inspect(sh: Shell, argv: list[str]) -> int:
             ".Config.Image": _image(name, release),
             ".Name": f"/{name}",
         }
+        # kolla ties each container's healthcheck to enable_container_healthchecks: without
+        # one, docker keeps no .State.Health and a template that reads it fails
+        if _site_global(sh, "enable_container_healthchecks", "yes").lower() in ("no", "false"):
+            del fields[".State.Health.Status"]
         if fmt is None:
             sh.say(f'[{{"Name": "/{name}", "Config": {{"Image": "{fields[".Config.Image"]}"}}}}]')
             continue

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
 from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.kolla.ansible_inventory import parse_ini
@@ -84,6 +86,7 @@ async def _deploy_host_findings(
     if result.exit_status != 0:
         out.append(Finding(node.name, "globals.yml", False, f"cannot read {config}/globals.yml"))
         return out
+    out += _settings_match(node, "\n".join(lines), variables, config)
     on = any(
         re.fullmatch(r"enable_mariabackup:\s*[\"']?(yes|true)[\"']?\s*", line, re.IGNORECASE)
         for line in lines
@@ -136,3 +139,45 @@ async def _inventory_match(executor: Executor, inv: Inventory, node: Node, path:
             "; ".join(problems) + ": give Rollgate the same hosts kolla-ansible uses",
         )
     return Finding(node.name, "kolla inventory", True, f"{path}: the same {len(ours)} hosts")
+
+
+# globals.yml setting -> (the recipe variable the plan was built with, kolla's default)
+SETTINGS = {
+    "neutron_plugin_agent": ("neutron_plugin_agent", "openvswitch"),
+    "kolla_container_engine": ("container_engine", "docker"),
+    "enable_container_healthchecks": ("container_healthchecks", "yes"),
+}
+
+
+def _word(value: object) -> str:
+    text = str(value).strip().strip("\"'").lower()
+    return {"true": "yes", "false": "no"}.get(text, text)
+
+
+def _settings_match(node: Node, text: str, variables: dict[str, str], config: str) -> list[Finding]:
+    """The plan is built offline from the inventory: what kolla will really do comes from
+    globals.yml. The switch each compute moves, the container engine the checks call and
+    whether containers have healthchecks must be the same in both, else the plan's steps
+    and checks do not fit the cloud."""
+    try:
+        found = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return [Finding(node.name, "kolla settings", False, f"{config}/globals.yml is not YAML")]
+    if not isinstance(found, dict):
+        found = {}
+    wrong = []
+    for key, (variable, default) in SETTINGS.items():
+        theirs = _word(found.get(key, default))
+        ours = _word(variables.get(variable, default))
+        if theirs != ours:
+            wrong.append(f"{key} is {theirs} there, the plan has {ours} (recipe.variables."
+                         f"{variable}: {theirs} in the inventory)")  # fmt: skip
+    if wrong:
+        differ = f"{config}/globals.yml and the plan differ: " + "; ".join(wrong)
+        return [Finding(node.name, "kolla settings", False, differ)]
+    said = f"neutron_plugin_agent {_word(found.get('neutron_plugin_agent', 'openvswitch'))}, " + (
+        f"{_word(found.get('kolla_container_engine', 'docker'))}"
+    )
+    if _word(found.get("enable_container_healthchecks", "yes")) == "no":
+        said += "; no healthchecks: the container checks compare running state and image only"
+    return [Finding(node.name, "kolla settings", True, f"as globals.yml: {said}")]
