@@ -753,25 +753,29 @@ JUMP_OUTAGE = {
     "keystone": "authentication for the whole cloud",
     "glance": "the image API",
     "placement": "scheduling (placement API)",
-    "neutron": "the networking API and agents (existing traffic keeps flowing; new ports "
-    "are not wired until their node's agents start on the new code)",
+    "neutron": "the networking API and the agents of the controllers and network nodes "
+    "(existing traffic keeps flowing; the computes' agents keep running the source release "
+    "until their own batch, as neutron's skip-level multinode jobs run them)",
     "cinder": "the volume API and volume operations",
     "horizon": "the dashboard",
 }
 
 
-def _stop_for_jump(b: PhaseBuilder, roles: list[str], offline: str = "") -> None:
+def _stop_for_jump(
+    b: PhaseBuilder, roles: list[str], offline: str = "", keep: frozenset[str] = frozenset()
+) -> None:
     """In a skip-level (SLURP) upgrade, a service with no documented N/N+2 coexistence stops
     everywhere at the site before its first node moves (the TC's release-cadence resolution:
     "requiring some downtime during an upgrade"); each unit starts again, on the target's
     code, when its node's stage restarts it. Nova rolls: it supports N and N-2 together.
-    `offline`: why the service takes its offline path in any upgrade (glance)."""
+    `offline`: why the service takes its offline path in any upgrade (glance); `keep`: nodes
+    whose units keep running until their own stage (the computes' neutron agents)."""
     inv = b.ctx.inventory
     present = [r for r in roles if b.site.with_role(r)]
     if not (inv.upgrade.skip_level or offline) or not present:
         return
     service = ROLES[present[0]].service
-    nodes = [n for n in b.site.nodes if any(n.has(r) for r in present)]
+    nodes = [n for n in b.site.nodes if any(n.has(r) for r in present) and n.name not in keep]
     where = f"every {service} service at {b.site.name} ({compress([n.name for n in nodes])})"
     if inv.upgrade.skip_level:
         stage, title = f"{service}-jump", f"stop {service} for the skip-level jump"
@@ -1120,7 +1124,12 @@ def _compute(b: PhaseBuilder) -> None:
         schema_version(b, node, role)
 
     _control_role_stages(b, controllers, nova_schema)
-    _stop_for_jump(b, ["neutron-server", *AGENT_ORDER])
+    # the computes' agents keep running the source release until their own batch: neutron
+    # runs its skip-level multinode grenade jobs so (grenade upgrades only the controller;
+    # the subnode's compute and agents stay on the old release), and stopping them would
+    # leave every new port on a not-yet-upgraded compute unwired for hours
+    computes = frozenset(n.name for n in site.nodes if n.has("nova-compute"))
+    _stop_for_jump(b, ["neutron-server", *AGENT_ORDER], keep=computes)
     if servers:
         _neutron(b, servers)
     reason = f"rollgate: upgrading {inv.cloud} to {inv.upgrade.target.id}"

@@ -101,7 +101,13 @@ def drive(cloud: Cloud, run_id: str, drill: bool, limit: float) -> dict[str, Any
     deadline = time.monotonic() + limit
     killed = answered = stopped = resumed = False
     last_line = ""
+    looked = 0.0
     while time.monotonic() < deadline:
+        if time.monotonic() - looked > 5:  # at each stage: no new code before its restart
+            early = checks.new_code_before_its_restart(cloud, journal_events(run_id))
+            if early:
+                raise SetupError("new code under an old process: " + "; ".join(early[:4]))
+            looked = time.monotonic()
         now = status(run_id)
         line = f"{now.get('state')} {now.get('progress')}"
         if line != last_line:
@@ -235,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         say("resources: a project, a user and its token, an image, three servers, a volume")
         before = checks.create_resources(conn)
         figures["cloud built s"] = round(time.monotonic() - started, 1)
+        say("rollgate check (it must find the cloud ready: nothing blocks)")
+        checked = rollgate("check", str(INVENTORY), check=False)
+        figures["check exit"] = checked.returncode
+        if checked.returncode != 0:
+            raise SetupError(f"rollgate check exited {checked.returncode}:\n{checked.stdout}")
+        say(checked.stdout.strip().splitlines()[-1])
         probe = Probe(checks.connect).start()
         say("rollgate run (detached, --auto-approve)")
         run_started = time.monotonic()

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from tests.acceptance.cloud import Cloud, SetupError
-from tests.acceptance.layout import DISTS, PROGRAMS, SOURCE, TARGET, VENVS
+from tests.acceptance.layout import PROGRAMS, SOURCE, TARGET, VENVS
 
 Check = tuple[str, bool, str]
 
@@ -162,6 +162,28 @@ def schema_heads(cloud: Cloud) -> Check:
     )
 
 
+def new_code_before_its_restart(cloud: Cloud, events: list[dict[str, Any]]) -> list[str]:
+    """Programs whose processes have the 2026.1 virtualenv mapped before the run started
+    that program's own restart (or start): new code under an old process, or a worker
+    respawned from a switched link."""
+    begun = {e.get("step", "") for e in events if e.get("type") == "step-started"}
+    off = []
+    for node, programs in PROGRAMS.items():
+        for p in programs:
+            mine = (f"/{node}/", f".restart:{p.name}", f".start:{p.name}")
+            if any(mine[0] in s and s.endswith(mine[1:]) for s in begun):
+                continue  # its restart began: from here on it runs the target
+            pid = cloud.on(node, f"supervisorctl pid {p.name}", check=False).stdout.strip()
+            if not pid.isdigit() or pid == "0":
+                continue
+            pids = [pid, *cloud.on(node, f"pgrep -P {pid}", check=False).stdout.split()]
+            for q in pids:
+                mapped = cloud.on(node, f"cat /proc/{q}/maps", check=False).stdout
+                if str(VENVS / TARGET) + "/" in mapped:
+                    off.append(f"{node}:{p.name} pid {q} maps {VENVS / TARGET} before its restart")
+    return off
+
+
 def processes_on_target(cloud: Cloud) -> Check:
     """Every program's processes (supervisor's pid and its children: gunicorn's workers)
     have the 2026.1 virtualenv in their memory maps or command line, and nothing of 2025.2."""
@@ -193,14 +215,14 @@ def after_upgrade(
     results: list[Check] = []
     # every service runs the target's code: its links, its processes, its APIs
     links = []
-    for node, dists in DISTS.items():
-        for dist in dists:
-            target = cloud.on(node, f"readlink /openstack/active/{dist}").stdout.strip()
-            links.append(target == str(VENVS / TARGET) or f"{node}:{dist}->{target}")
+    for node, programs in PROGRAMS.items():
+        for p in programs:
+            target = cloud.on(node, f"readlink /openstack/active/{p.name}").stdout.strip()
+            links.append(target == str(VENVS / TARGET) or f"{node}:{p.name}->{target}")
     bad = [x for x in links if x is not True]
     results.append(
         (
-            "every service's link is the 2026.1 virtualenv",
+            "every program's link is the 2026.1 virtualenv",
             not bad,
             f"{len(links)} links" if not bad else f"{bad}",
         )

@@ -10,7 +10,6 @@ from typing import Any
 from tests.acceptance.cloud import Cloud, SetupError, wait_port
 from tests.acceptance.layout import (
     DB_ADDRESS,
-    DISTS,
     ENDPOINTS,
     NODES,
     PROGRAMS,
@@ -22,7 +21,10 @@ SERVICE_USERS = ("glance", "placement", "nova", "neutron", "cinder")
 
 
 def link(cloud: Cloud, node: str, release: str) -> None:
-    links = " && ".join(f"ln -sfn {VENVS / release} /openstack/active/{d}" for d in DISTS[node])
+    """Each program's own link to the release's virtualenv."""
+    links = " && ".join(
+        f"ln -sfn {VENVS / release} /openstack/active/{p.name}" for p in PROGRAMS[node]
+    )
     if links:
         cloud.on(node, f"mkdir -p /openstack/active && {links}")
 

@@ -39,10 +39,11 @@ NODE_DIRS = (
 
 @dataclass(frozen=True)
 class Program:
-    """A supervisor program: what it runs (from the service's active virtualenv link)."""
+    """A supervisor program: what it runs, through its own link /openstack/active/NAME to
+    the virtualenv it runs from (moved at its restart: docs/venv-method.md)."""
 
     name: str
-    dist: str  # the link under /openstack/active it runs through
+    dist: str  # the PyPI distribution whose version is its service's
     command: str
     port: int = 0  # an API's port (0: no port)
 
@@ -50,7 +51,7 @@ class Program:
 def _api(name: str, dist: str, port: int) -> Program:
     """An API under gunicorn, configured by the gunicorn.conf.py in its working directory
     (configs.py): oslo.config reads the program's arguments as its own, so it gets none."""
-    return Program(name, dist, f"/openstack/active/{dist}/bin/gunicorn", port)
+    return Program(name, dist, f"/openstack/active/{name}/bin/gunicorn", port)
 
 
 # an API's WSGI application (each project's wsgi module)
@@ -77,19 +78,19 @@ PROGRAMS: dict[str, tuple[Program, ...]] = {
         _api("placement-api", "openstack-placement", 8778),
         _api("neutron-server", "neutron", 9696),
         _api("nova-api", "nova", 8774),
-        Program("nova-conductor", "nova", "/openstack/active/nova/bin/nova-conductor"),
-        Program("nova-scheduler", "nova", "/openstack/active/nova/bin/nova-scheduler"),
+        Program("nova-conductor", "nova", "/openstack/active/nova-conductor/bin/nova-conductor"),
+        Program("nova-scheduler", "nova", "/openstack/active/nova-scheduler/bin/nova-scheduler"),
         _api("cinder-api", "cinder", 8776),
-        Program("cinder-scheduler", "cinder", "/openstack/active/cinder/bin/cinder-scheduler"),
-        Program("cinder-volume", "cinder", "/openstack/active/cinder/bin/cinder-volume"),
+        Program(
+            "cinder-scheduler", "cinder", "/openstack/active/cinder-scheduler/bin/cinder-scheduler"
+        ),
+        Program("cinder-volume", "cinder", "/openstack/active/cinder-volume/bin/cinder-volume"),
     ),
     **{
-        name: (Program("nova-compute", "nova", "/openstack/active/nova/bin/nova-compute"),)
+        name: (Program("nova-compute", "nova", "/openstack/active/nova-compute/bin/nova-compute"),)
         for name in COMPUTES
     },
 }
-# what each node's release virtualenv must carry (the links it has)
-DISTS = {node: sorted({p.dist for p in programs}) for node, programs in PROGRAMS.items()}
 ENDPOINTS = {  # service type -> (name, URL)
     "identity": ("keystone", f"http://{CONTROLLER}:5000/v3"),
     "image": ("glance", f"http://{CONTROLLER}:9292"),

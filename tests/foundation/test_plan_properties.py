@@ -502,12 +502,22 @@ def test_a_skip_level_jump_stops_what_cannot_run_two_releases_apart(data: dict[s
             stopped = {(s.node, s.command) for s in stage.steps}
             for s in steps:
                 if s.service == service and s.action == "restart" and "/refresh-" not in s.id:
+                    if service == "neutron" and _on_a_compute(data, s.node):
+                        # the computes' agents keep running until their own batch (neutron's
+                        # skip-level multinode jobs run them two releases behind the servers)
+                        assert (s.node, s.command.replace("restart", "stop")) not in stopped
+                        continue
                     assert (s.node, s.command.replace("restart", "stop")) in stopped, s.id
         moved = {s.service for s in steps if s.action == "upgrade-packages"} - {"nova", "horizon"}
         stopped_services = {st.steps[0].service for st in jumps}
         assert moved <= stopped_services | {"nova"}, (moved, stopped_services)
     if plan.skip_level:
         _jump_gates_name_every_service_their_stop_takes_down(data, plan)
+
+
+def _on_a_compute(data: dict[str, Any], node: str) -> bool:
+    inventory = parse_inventory(yaml.safe_dump(data, sort_keys=False), "gen.yaml")
+    return any(n.name == node and n.has("nova-compute") for n in inventory.nodes)
 
 
 def _jump_gates_name_every_service_their_stop_takes_down(data: dict[str, Any], plan: Plan) -> None:

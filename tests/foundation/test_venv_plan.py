@@ -68,9 +68,27 @@ def test_each_service_switches_then_runs_the_targets_checks_and_schema_before_it
     assert "/proc/$q/maps" in steps[running].command
     assert "/venvs/2026.1/bin/keystone-status upgrade check" in steps[check].command
     assert "/venvs/2026.1/bin/keystone-manage db_sync --expand" in steps[expand].command
-    assert steps[restart].command == "supervisorctl restart keystone"
-    # the switch is a link renamed over the old one (never half-switched)
-    assert "ln -sfn" in steps[switch].command and "mv -T" in steps[switch].command
+    # the program's own link moves in the same command as its restart, after the schema
+    # (a link renamed over the old one: never half-switched); nothing moves it earlier
+    assert steps[restart].command == (
+        "install -d /openstack/active && ln -sfn /var/cache/rollgate-acceptance/venvs/2026.1 "
+        "/openstack/active/keystone.new && mv -T /openstack/active/keystone.new "
+        "/openstack/active/keystone && supervisorctl restart keystone"
+    )
+    assert "ln " not in steps[switch].command
+
+
+def test_no_program_moves_to_the_target_before_its_own_restart() -> None:
+    """Every link is moved only by its own program's restart or start (second review N2: a
+    shared link switched before the schema let old processes load new code)."""
+    steps = plan().steps
+    for step in steps:
+        if "ln -sfn" not in (step.command or ""):
+            continue
+        assert step.action in ("restart", "start"), step.id
+        unit = step.id.rsplit(":", 1)[1]
+        assert f"/openstack/active/{unit}.new " in step.command, step.id
+        assert step.command.endswith(f" {unit}"), step.id
 
 
 def test_previous_migrations_run_from_the_old_virtualenv_and_new_ones_from_the_target() -> None:
@@ -94,7 +112,7 @@ def test_systemd_is_the_other_service_manager(tmp_path: Path) -> None:
     text = INVENTORY.read_text().replace("service_manager: supervisor", "service_manager: systemd")
     (tmp_path / "inv.yaml").write_text(text)
     steps = build_plan(load_inventory(tmp_path / "inv.yaml")).steps
-    assert "systemctl restart keystone" in {s.command for s in steps}
+    assert any(s.command.endswith("&& systemctl restart keystone") for s in steps)
     (tmp_path / "bad.yaml").write_text(
         text.replace("service_manager: systemd", "service_manager: runit")
     )
