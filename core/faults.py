@@ -138,6 +138,11 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 raise UserError(f"fault {spec!r}: no node {name!r} in the inventory")
             return name
 
+        def site_of(name: str, spec: str = spec) -> str:
+            if name != "*" and name not in site_names:
+                raise UserError(f"fault {spec!r}: no site {name!r} in the inventory")
+            return name
+
         try:
             if kind == "unreachable" and len(parts) == 1:
                 faults.unreachable.add(node_of(parts[0]))
@@ -162,20 +167,15 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                     raise ValueError
                 faults.slow[node_of(parts[0])] = factor
             elif kind == "api-error" and len(parts) == 1:
-                if parts[0] not in site_names and parts[0] != "*":
-                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
-                faults.api_errors.add(parts[0])
+                faults.api_errors.add(site_of(parts[0]))
             elif kind == "api-slow" and len(parts) == 2:
-                if parts[0] not in site_names and parts[0] != "*":
-                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
+                site_of(parts[0])
                 seconds = float(parts[1])
                 if not (math.isfinite(seconds) and 0 <= seconds <= 600):
                     raise ValueError
                 faults.api_slow[parts[0]] = seconds
             elif kind == "api-hang" and len(parts) == 2 and parts[1]:
-                if parts[0] not in site_names and parts[0] != "*":
-                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
-                faults.api_hangs.add((parts[0], parts[1]))
+                faults.api_hangs.add((site_of(parts[0]), parts[1]))
             elif kind in ("crash", "hold", "conffile") and len(parts) == 2 and parts[1]:
                 pair = (node_of(parts[0]), parts[1])
                 {"crash": faults.crash, "hold": faults.held, "conffile": faults.conffiles}[
@@ -194,9 +194,7 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                     raise ValueError
                 faults.disk[node_of(parts[0])] = free
             elif kind == "binlog" and len(parts) == 1:
-                if parts[0] not in site_names and parts[0] != "*":
-                    raise UserError(f"fault {spec!r}: no site {parts[0]!r} in the inventory")
-                faults.binlog.add(parts[0])
+                faults.binlog.add(site_of(parts[0]))
             elif kind == "schema-noop" and len(parts) == 1 and parts[0]:
                 faults.schema_noop.add(parts[0])
             elif kind == "target-blocker" and len(parts) == 1 and parts[0]:

@@ -76,7 +76,24 @@ class SecretSpec(StrictModel):
         return self
 
 
-class JumpSpec(StrictModel):
+class LoginSettings(StrictModel):
+    """What a login names, checked alike wherever it is written: a login name, key and
+    known_hosts paths on one line."""
+
+    @field_validator("user", check_fields=False)
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not USER_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid login name: use letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("key", "known_hosts", check_fields=False)
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else _safe_text(v, "path")
+
+
+class JumpSpec(LoginSettings):
     """One jump host (bastion): what it leaves unset comes from the inventory's ssh settings,
     then from the ssh config's block for it."""
 
@@ -95,20 +112,8 @@ class JumpSpec(StrictModel):
             raise ValueError(f"{v!r} is not a host name or address")
         return v
 
-    @field_validator("user")
-    @classmethod
-    def _user(cls, v: str | None) -> str | None:
-        if v is not None and not USER_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid login name: use letters, digits, '_', '.', '-'")
-        return v
 
-    @field_validator("key", "known_hosts")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        return None if v is None else _safe_text(v, "path")
-
-
-class SshOptions(StrictModel):
+class SshOptions(LoginSettings):
     """SSH settings; every field optional so that sites and nodes can override a few."""
 
     user: str | None = None
@@ -135,18 +140,6 @@ class SshOptions(StrictModel):
         if self.config is True:
             raise ValueError("config takes a path, or false to read no ssh config")
         return self
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, v: str | None) -> str | None:
-        if v is not None and not USER_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid login name: use letters, digits, '_', '.', '-'")
-        return v
-
-    @field_validator("key", "known_hosts")
-    @classmethod
-    def _path(cls, v: str | None) -> str | None:
-        return None if v is None else _safe_text(v, "path")
 
     @field_validator("jump_host")
     @classmethod

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from rollgate.core.executor import TransportError
 from rollgate.core.inventory import Node, load_inventory
 from rollgate.core.journal import read_journal
 from rollgate.core.transports.ssh import SshExecutor
-from tests.api_helpers import lab_api, openstack_section
 from tests.conftest import worker_index
+from tests.real_node_helpers import headless_run, keystone_inventory
 from tests.sshd_helpers import NetNs, Sshd, need_netns
 
 pytestmark = pytest.mark.integration
@@ -103,6 +102,16 @@ async def run_on(node: Node, ssh: SshExecutor, command: str = "echo reached $(id
     return " ".join(lines)
 
 
+async def logged_in(node: Node) -> str:
+    """Reach the node (its command prints `reached LOGIN`) and say how it was logged in to."""
+    ssh = SshExecutor()
+    try:
+        assert await run_on(node, ssh) == "reached root"
+        return ssh.logins[node.name]
+    finally:
+        await ssh.close()
+
+
 async def failure(node: Node) -> str:
     ssh = SshExecutor()
     try:
@@ -127,33 +136,10 @@ async def test_the_node_is_not_reachable_without_the_jump_host(
 
 
 def inventory_for_a_run(behind: Behind, work: Path, ssh: str) -> Path:
-    """One keystone node behind the jump host; every action is `true` but the backup, which
-    leaves a file on the node (the same file system: only the network is apart)."""
-    actions = {
-        "db-backup": f"echo backed up > {work / 'backup-ran'}",
-        **{a: "true" for a in ("keystone:keys-backup", "status-check", "keystone:doctor",
-                               "package-source", "upgrade-packages", "keystone:db-expand",
-                               "restart", "verify-running", "keystone:db-contract",
-                               "keystone:db-check")},
-        "record-version": "echo 2:27.0.0-0ubuntu1",
-        "verify-version": "echo 2:28.0.0-0ubuntu1",
-        "running-version": "echo apache2 keystone 2:28.0.0-0ubuntu1 pid 4242",
-        "keystone:schema-version": "echo e8725d6fa226",
-    }  # fmt: skip
-    lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
-    path = work / "inventory.yaml"
-    path.write_text(
-        "cloud: bastion\n"
-        'upgrade: {from: "2025.1", to: "2025.2"}\n'
-        f"ssh: {ssh}\n"
-        "shared: {identity: {site: one}}\n"
-        f"sites:\n  one:\n    nodes:\n      - {{name: k1, address: {behind.node.addresses[0]}, "
-        "roles: [keystone]}\n"
-        "policy: {gates: none, step_timeout: 60, transport_retries: 1, start_grace: 0}\n"
-        + openstack_section(work)
-        + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
-    )
-    return path
+    """One keystone node behind the jump host; its backup leaves a file on the node (the
+    same file system: only the network is apart)."""
+    backup = f"echo backed up > {work / 'backup-ran'}"
+    return keystone_inventory(work, "bastion", ssh, behind.node.addresses[0], backup)
 
 
 def test_a_run_through_the_jump_host_with_the_inventory_settings_alone(
@@ -170,14 +156,7 @@ def test_a_run_through_the_jump_host_with_the_inventory_settings_alone(
         f"known_hosts: {behind.jump.known_hosts}}}}}",
     )
     journal = tmp_path / "journal.jsonl"
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state"), "HOME": str(bare_home)}
-    env.pop("SSH_AUTH_SOCK", None)
-    with lab_api(inventory, tmp_path):
-        done = subprocess.run(
-            [sys.executable, "-P", "-m", "rollgate", "run", str(inventory), "--headless",
-             "--auto-approve", "--journal", str(journal)],
-            env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    done = headless_run(inventory, tmp_path, journal, {"HOME": str(bare_home)})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (tmp_path / "backup-ran").read_text() == "backed up\n"
     events = read_journal(journal).events
@@ -196,12 +175,7 @@ async def test_the_jump_host_takes_the_inventory_key_and_known_hosts(
         f"{{user: root, port: {behind.node.port}, key: {behind.jump.work / 'client_key'}, "
         f"known_hosts: {behind.known_hosts}, jump_host: 'root@{behind.jump_at}'}}",
     )
-    ssh = SshExecutor()
-    try:
-        assert await run_on(node, ssh) == "reached root"
-        said = ssh.logins["k1"]
-    finally:
-        await ssh.close()
+    said = await logged_in(node)
     assert said == (
         f"as root@{behind.node.addresses[0]}:{behind.node.port} via root@{behind.jump_at}, "
         f"key {behind.jump.work / 'client_key'}"
@@ -226,12 +200,7 @@ async def test_the_ssh_config_alone_is_honoured_and_said(
         f"  UserKnownHostsFile {behind.jump.known_hosts}\n"
     )
     node = node_with(behind, tmp_path, "{}", address="node-behind")
-    ssh = SshExecutor()
-    try:
-        assert await run_on(node, ssh) == "reached root"
-        said = ssh.logins["k1"]
-    finally:
-        await ssh.close()
+    said = await logged_in(node)
     assert said.startswith(
         f"as root@{behind.node.addresses[0]}:{behind.node.port} via root@{behind.jump_at}, "
         f"key {behind.node.work / 'client_key'}; from {config}: "
@@ -278,12 +247,7 @@ async def test_keys_from_the_agent_and_an_empty_or_locked_agent_in_one_line(
             f"{{user: root, port: {behind.node.port}, known_hosts: {behind.known_hosts}, "
             f"jump_host: 'root@{behind.jump_at}'}}",
         )
-        ssh = SshExecutor()
-        try:
-            assert await run_on(node, ssh) == "reached root"
-            said = ssh.logins["k1"]
-        finally:
-            await ssh.close()
+        said = await logged_in(node)
         assert said.endswith(", the agent's key root@" + os.uname().nodename), said
 
         client = await asyncssh.connect_agent(str(sock))

@@ -21,7 +21,7 @@ from rollgate.core.journal import read_journal
 from rollgate.core.preflight import preflight
 from rollgate.core.transports.real import RealExecutor
 from rollgate.core.transports.ssh import SshExecutor
-from tests.api_helpers import lab_api, openstack_section
+from tests.real_node_helpers import headless_run, keystone_inventory
 from tests.sshd_helpers import Sshd, login_user, running_sshd
 
 pytestmark = pytest.mark.integration
@@ -52,36 +52,12 @@ def inventory(sshd: Sshd, work: Path, extra: str = "", installed: int = 27) -> P
     """One keystone node, logged in to as USER with become; the backup records who ran it.
     The version probe says keystone `installed` (27: the source release, for check; 28: the
     target, for a run's verification)."""
-    actions = {
-        "db-backup": f"id -u > {work / 'backup-ran-as'}",
-        **{a: "true" for a in ("keystone:keys-backup", "status-check", "keystone:doctor",
-                               "package-source", "upgrade-packages", "keystone:db-expand",
-                               "restart", "verify-running", "keystone:db-contract",
-                               "keystone:db-check")},
-        "record-version": "echo 2:27.0.0-0ubuntu1",
-        "verify-version": f"echo 2:{installed}.0.0-0ubuntu1",
-        "running-version": "echo apache2 keystone 2:28.0.0-0ubuntu1 pid 4242",
-        "keystone:schema-version": "echo e8725d6fa226",
-        # no MySQL here: the backup's pre-flight reads say what a database server would
-        "backup-credentials": "true",
-        "database-sizes": "printf 'keystone\\t1\\n'",
-        "binlog-settings": "printf '0\\t0\\n'",
-    }  # fmt: skip
-    lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
-    path = work / "inventory.yaml"
-    path.write_text(
-        "cloud: sudo\n"
-        'upgrade: {from: "2025.1", to: "2025.2"}\n'
-        f"ssh: {{user: {USER}, port: {sshd.port}, key: {sshd.work / 'client_key'}, "
-        f"known_hosts: {sshd.known_hosts}, become: true{extra}}}\n"
-        "shared: {identity: {site: one}}\n"
-        f"sites:\n  one:\n    nodes:\n      - {{name: k1, address: {sshd.addresses[0]}, "
-        "roles: [keystone]}\n"
-        "policy: {gates: none, step_timeout: 60, transport_retries: 1, start_grace: 0}\n"
-        + openstack_section(work)
-        + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
+    ssh = (
+        f"{{user: {USER}, port: {sshd.port}, key: {sshd.work / 'client_key'}, "
+        f"known_hosts: {sshd.known_hosts}, become: true{extra}}}"
     )
-    return path
+    backup = f"id -u > {work / 'backup-ran-as'}"
+    return keystone_inventory(work, "sudo", ssh, sshd.addresses[0], backup, installed)
 
 
 async def test_check_says_the_sudo_problem_once_and_nothing_else_misreads_it(
@@ -128,14 +104,8 @@ def test_a_run_with_the_password_from_the_environment_runs_as_root_and_keeps_it_
 ) -> None:
     path = inventory(sshd, tmp_path, ", become_password: {env: ROLLGATE_TEST_SUDO}", 28)
     state = tmp_path / "state"
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(state), "ROLLGATE_TEST_SUDO": PASSWORD}
     journal = tmp_path / "journal.jsonl"
-    with lab_api(path, tmp_path):
-        done = subprocess.run(
-            [sys.executable, "-P", "-m", "rollgate", "run", str(path), "--headless",
-             "--auto-approve", "--journal", str(journal)],
-            env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    done = headless_run(path, tmp_path, journal, {"ROLLGATE_TEST_SUDO": PASSWORD})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (tmp_path / "backup-ran-as").read_text() == "0\n"  # as root, through sudo -S
     kept = [journal, *state.rglob("*")]
@@ -150,13 +120,7 @@ def test_a_run_without_the_password_fails_the_step_as_sudo_refusing_not_as_its_e
     exit status, and the node is not called unreachable."""
     path = inventory(sshd, tmp_path, installed=28)
     journal = tmp_path / "journal.jsonl"
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state")}
-    with lab_api(path, tmp_path):
-        done = subprocess.run(
-            [sys.executable, "-P", "-m", "rollgate", "run", str(path), "--headless",
-             "--auto-approve", "--journal", str(journal)],
-            env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    done = headless_run(path, tmp_path, journal)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     events = read_journal(journal).events
     first = next(e for e in events if isinstance(e, ev.StepFinished))
