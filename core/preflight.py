@@ -114,7 +114,14 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
         spec = ROLES.get(role)
         if spec is None:
             continue
-        probe = render_action(inv, node, role, "verify-version")
+        # what runs now, as the plan records it before anything moves (the check after an
+        # install reads the new code instead: the virtualenv method's target virtualenv)
+        try:
+            probe = render_action(inv, node, role, "record-version")
+        except RecipeError:
+            probe = None
+        if probe is None:
+            probe = render_action(inv, node, role, "verify-version")
         if probe is None:
             unprobed.append(role)
             continue

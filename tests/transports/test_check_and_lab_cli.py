@@ -100,7 +100,7 @@ def test_check_probes_versions_the_way_the_recipe_would(tmp_path: Path) -> None:
     inventory = lab_inventory_file(tmp_path)
     text = inventory.read_text().replace(
         "lab:",
-        "recipe:\n  actions:\n    verify-version: rpm -q --qf '%{VERSION}' {{package}}\nlab:",
+        "recipe:\n  actions:\n    record-version: rpm -q --qf '%{VERSION}' {{package}}\nlab:",
     )
     inventory.write_text(text)
     code, out = check(tmp_path, inventory)
