@@ -19,7 +19,7 @@ from tests.foundation.test_plan_properties import SETTINGS, inventories
 ACTIONS = {"install-deps", "pull", "prechecks", "mariadb-backup", "upgrade", "--version"}
 PREPARE = [
     "config-backup", "install-kolla", "kolla-version", "install-deps", "merge-passwords",
-    "set-release", "pull", "prechecks",
+    "settings-check", "set-release", "pull", "prechecks",
 ]  # fmt: skip
 
 
@@ -218,3 +218,33 @@ def test_a_skip_level_kolla_upgrade_is_refused_with_what_kolla_needs_first() -> 
     assert "does not plan a skip-level (SLURP) upgrade (2025.1 -> 2026.1)" in said
     assert "kolla-ansible rabbitmq-upgrade VERSION" in said
     assert "upgrade one release at a time (2025.1 -> 2025.2, then on)" in said
+
+
+@pytest.mark.parametrize(
+    ("globals_yml", "said"),
+    [
+        ("neutron_plugin_agent: ovn\n", ["neutron_plugin_agent is ovn in GLOBALS, the plan has "
+                                         "openvswitch"]),
+        ("enable_container_healthchecks: no\nkolla_container_engine: 'podman'\n",
+         ["kolla_container_engine is podman in GLOBALS, the plan has docker",
+          "enable_container_healthchecks is no in GLOBALS, the plan has yes"]),
+        ("---\nkolla_base_distro: ubuntu\n", []),  # kolla's defaults: the plan's
+    ],
+)  # fmt: skip
+def test_the_settings_check_script_reads_globals_yml_as_sh_runs_it(
+    tmp_path: Any, globals_yml: str, said: list[str]
+) -> None:
+    """The preparation's settings-check, rendered and run by the real sh against a
+    globals.yml: each setting that differs is said, absent ones are kolla's defaults."""
+    import subprocess
+
+    from rollgate.core.recipes import load_recipe, render
+
+    (tmp_path / "globals.yml").write_text(globals_yml)
+    values = {"kolla_config_dir": str(tmp_path), "neutron_plugin_agent": "openvswitch",
+              "container_engine": "docker", "container_healthchecks": "yes"}  # fmt: skip
+    command = render(load_recipe("kolla").actions["settings-check"].run, values)  # type: ignore[union-attr]
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+    where = str(tmp_path / "globals.yml")
+    assert done.stdout.splitlines() == [line.replace("GLOBALS", where) for line in said]
+    assert done.returncode == (1 if said else 0), done.stderr

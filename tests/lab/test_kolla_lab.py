@@ -320,7 +320,8 @@ async def test_without_container_healthchecks_the_checks_read_state_and_image() 
     plan's healthy check fails on every container (the world's rule); the plan built with
     container_healthchecks: "no" compares running state and image only, and completes."""
     off = _globals_say('enable_container_healthchecks: "no"')
-    outcome, engine, _ = await _run(world_edit=off)
+    # the preparation's own comparison would stop it first: without it, the world's rule
+    outcome, engine, _ = await _run({"actions": {"settings-check": None}}, world_edit=off)
     assert outcome == "aborted"
     failed = _failed(engine)[0]
     assert ".container-check:" in failed.step and "not running healthy" in failed.error
@@ -344,3 +345,15 @@ async def test_check_compares_the_plans_kolla_settings_with_globals_yml() -> Non
     assert not settings.ok and settings.blocking
     assert "neutron_plugin_agent is ovn there, the plan has openvswitch" in settings.detail
     assert "kolla_container_engine is podman there, the plan has docker" in settings.detail
+
+
+async def test_the_preparation_stops_when_globals_yml_and_the_plan_differ() -> None:
+    """A plan built for openvswitch on a cloud whose globals.yml says ovn stops in the
+    preparation, before the window, naming the setting (not at a container check later)."""
+    outcome, engine, _ = await _run(world_edit=_globals_say('neutron_plugin_agent: "ovn"'))
+    assert outcome == "aborted"
+    failed = _failed(engine)[0]
+    assert failed.step.endswith("kolla.settings-check") and "/prepare/" in failed.step
+    said = [line for e in engine.history if isinstance(e, ev.StepOutput)
+            and e.step == failed.step for line in e.lines]  # fmt: skip
+    assert "neutron_plugin_agent is ovn in /etc/kolla/globals.yml, the plan has openvswitch" in said

@@ -148,7 +148,13 @@ def test_the_preparation_runs_for_real_on_the_real_sample_files(
         if "expect_line" in step.args:
             assert last == step.args["expect_line"], (step.id, last)
         ran.append(step.action)
-    assert ran == ["config-backup", "kolla-version", "merge-passwords", "set-release"]
+    assert ran == [
+        "config-backup",
+        "kolla-version",
+        "merge-passwords",
+        "settings-check",
+        "set-release",
+    ]
     merged = yaml.safe_load((config / "passwords.yml").read_text())
     assert set(sample) <= set(merged)
     assert all(merged[key] not in (None, "") for key in sample)  # generated where new

@@ -737,7 +737,28 @@ def _images(sh: Shell, argv: list[str]) -> int:
     return 0
 
 
+async def _settings_check(sh: Shell, argv: list[str]) -> int:
+    """The recipe's settings-check script (`rollgate-kolla-settings GLOBALS AGENT ENGINE
+    HEALTHCHECKS`), as the shell runs it: each setting of globals.yml (kolla's default when
+    absent) against the plan's."""
+    await sh.pause("quick")
+    path, *wanted = argv[1:5]
+    found = _passwords(sh.node.files.get(path))
+    status = 0
+    for (key, default), want in zip(
+        (("neutron_plugin_agent", "openvswitch"), ("kolla_container_engine", "docker"),
+         ("enable_container_healthchecks", "yes")), wanted, strict=True,
+    ):  # fmt: skip
+        have = str(found.get(key, default))
+        have = {"true": "yes", "false": "no"}.get(have.lower(), have)
+        if have != want:
+            sh.say(f"{key} is {have} in {path}, the plan has {want}")
+            status = 1
+    return status
+
+
 COMMANDS: dict[str, Handler] = {
+    "rollgate-kolla-settings": _settings_check,
     "docker": _engine,
     "podman": _engine,
     "python3": _python3,

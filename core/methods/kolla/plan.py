@@ -192,6 +192,17 @@ def prepare(b: Any) -> None:
     _deploy(b, "install-deps", "kolla")
     _deploy(b, "merge-passwords", "kolla")
     b.add(
+        "settings-check",
+        d,
+        DEPLOY,
+        service="kolla",
+        args={
+            "hint": "set the inventory's recipe.variables to what globals.yml says "
+            "(neutron_plugin_agent, container_engine, container_healthchecks): the plan was "
+            "built from them"
+        },
+    )
+    b.add(
         "set-release",
         d,
         DEPLOY,
