@@ -14,7 +14,7 @@ from rollgate.core.words import STEP_OK
 if TYPE_CHECKING:
     from rollgate.core.executor import Executor
     from rollgate.core.inventory import Inventory, InventorySpec, Node
-    from rollgate.core.lab import LabHandler
+    from rollgate.core.lab import LabHandler, World
     from rollgate.core.plan import Plan
     from rollgate.core.preflight import Finding
     from rollgate.core.releases import Release
@@ -74,6 +74,11 @@ class Apt(Method):
         from rollgate.core.methods.apt.lab import COMMANDS
 
         return COMMANDS
+
+    def lab_seed(self, world: World) -> None:
+        from rollgate.core.methods.apt.lab import seed
+
+        seed(world)
 
     def cleanups(self, plan: Plan, state: RunState) -> list[Cleanup]:
         """A run that ends part-way removes the policy-rc.d its installs wrote on each node

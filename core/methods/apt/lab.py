@@ -3,7 +3,7 @@ the installed version, with the real tools' messages and exit codes."""
 
 from __future__ import annotations
 
-from rollgate.core.lab import APT, Shell, package_version, systemctl
+from rollgate.core.lab import APT, Shell, World, package_version, systemctl
 from rollgate.core.lab import LabHandler as Handler
 from rollgate.core.releases import CATALOGUE, package_source
 from rollgate.core.roles import ROLES
@@ -195,3 +195,15 @@ COMMANDS: dict[str, Handler] = {
     "apt-get": _apt_get,
     "dpkg-query": _dpkg_query,
 }
+
+
+# what an Ubuntu node that can take the Cloud Archive has: add-apt-repository
+# (software-properties-common) and the archive's key (ubuntu-cloud-keyring)
+ADD_APT_REPOSITORY = "/usr/bin/add-apt-repository"
+CLOUD_KEYRING = "/usr/share/keyrings/ubuntu-cloud-keyring.gpg"
+
+
+def seed(world: World) -> None:
+    for node in world.nodes.values():
+        node.files.setdefault(ADD_APT_REPOSITORY, "#!/usr/bin/python3\n")
+        node.files.setdefault(CLOUD_KEYRING, "(the Cloud Archive's public key)\n")

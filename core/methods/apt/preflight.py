@@ -12,7 +12,35 @@ from rollgate.core.roles import ROLES
 
 
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
-    return [*await _held(executor, inv, node), *await _rpc_pin(executor, inv, node)]
+    return [
+        *await _held(executor, inv, node),
+        *await _rpc_pin(executor, inv, node),
+        *await _archive_tools(executor, inv, node),
+    ]
+
+
+async def _archive_tools(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
+    """The pocket switch runs `add-apt-repository` (software-properties-common); apt trusts
+    the Cloud Archive with ubuntu-cloud-keyring's key. Read before the window, where the
+    plan's own package-source step uses them."""
+    role = next((r for r in node.roles if r in ROLES), None)
+    probe = render_action(inv, node, role, "package-source") if role else None
+    if probe is None or "add-apt-repository" not in probe[0]:
+        return []
+    out = []
+    result, _ = await run_probe(executor, node, "test -e /usr/bin/add-apt-repository", 30)
+    if result.exit_status != 0:
+        out.append(Finding(node.name, "add-apt-repository", False, "not installed: the plan "
+                           "switches the package source with it; apt-get install "
+                           "software-properties-common"))  # fmt: skip
+    keyring = "/usr/share/keyrings/ubuntu-cloud-keyring.gpg"
+    result, _ = await run_probe(executor, node, f"test -e {keyring}", 30)
+    if result.exit_status != 0:
+        out.append(Finding(node.name, "cloud archive keyring", False, f"{keyring} is not there: "
+                           "apt will not trust the Cloud Archive without its key; apt-get "
+                           "install ubuntu-cloud-keyring before the window",
+                           blocking=False))  # fmt: skip
+    return out
 
 
 async def _rpc_pin(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:

@@ -1,7 +1,7 @@
-"""Schema expansions that create triggers (keystone's, glance's rolling one) need the
-database to let the service's user create them: on MySQL with binary logging only with SUPER
-or log_bin_trust_function_creators (keystone's upgrade guide). The lab's MySQL refuses as
-MySQL does; `check` says so before the window; glance takes its supported offline path."""
+"""What `check` reads before the window so the window does not fail on it, each with the
+lab behaving as the real thing: the trigger privilege a schema expansion needs (keystone's
+upgrade guide; the lab's MySQL refuses as MySQL does), glance's supported offline path, nova's
+RPC pin and crudini, and the tools the Cloud Archive switch needs."""
 
 from __future__ import annotations
 
@@ -120,3 +120,27 @@ async def test_check_names_a_nova_node_without_crudini() -> None:
         await h.lab.close()
     [crudini] = [f for f in found if f.check == "crudini"]
     assert not crudini.ok and "apt-get install crudini" in crudini.detail
+
+
+async def test_check_names_a_node_that_cannot_switch_to_the_cloud_archive() -> None:
+    """The pocket switch runs add-apt-repository, and apt trusts the Cloud Archive with
+    ubuntu-cloud-keyring's key: a node without the tool blocks, one without the key is
+    warned about, before the window."""
+    from rollgate.core.methods.apt.preflight import check_node
+
+    h = await make()
+    try:
+        files = h.lab.world.nodes["one-cmp3"].files
+        del files["/usr/bin/add-apt-repository"]
+        del files["/usr/share/keyrings/ubuntu-cloud-keyring.gpg"]
+        nodes = {n.name: n for n in h.inventory.nodes}
+        bare = await check_node(h.lab.executor(), h.inventory, nodes["one-cmp3"])
+        whole = await check_node(h.lab.executor(), h.inventory, nodes["one-cmp2"])
+    finally:
+        await h.lab.close()
+    by = {f.check: f for f in bare}
+    assert not by["add-apt-repository"].ok and by["add-apt-repository"].blocking
+    assert "apt-get install software-properties-common" in by["add-apt-repository"].detail
+    keyring = by["cloud archive keyring"]
+    assert not keyring.ok and not keyring.blocking
+    assert not {"add-apt-repository", "cloud archive keyring"} & {f.check for f in whole}
