@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from rollgate.core.executor import Executor, TransportError
 from rollgate.core.inventory import Inventory, Node
-from rollgate.core.plan import render_action
+from rollgate.core.plan import render_action, site_variables
 from rollgate.core.preflight import Finding, run_probe
 from rollgate.core.recipes import RecipeError, load_recipe
 from rollgate.core.roles import ROLES
@@ -16,12 +16,8 @@ from rollgate.core.roles import ROLES
 MARGIN = 1.2  # a dump is about the size of the data; a fifth more for safety
 
 
-def backup_dir(inv: Inventory) -> str:
-    variables = {
-        **load_recipe(inv.method).variables,
-        **(inv.spec.recipe.variables if inv.spec.recipe else {}),
-    }
-    return str(variables.get("backup_dir") or "/var/backups/rollgate")
+def backup_dir(inv: Inventory, site: str) -> str:
+    return str(site_variables(inv, site).get("backup_dir") or "/var/backups/rollgate")
 
 
 async def check_backups(executor: Executor, inv: Inventory) -> list[Finding]:
@@ -75,7 +71,7 @@ async def _check_node(
             )
             continue
         out.append(Finding(node.name, f"{service} backup", True, "credentials work"))
-        databases += [a for a in shlex.split(probe[0])[1:] if not a.startswith("-")]
+        databases += load_recipe(inv.method).databases.get(service, [service])
     if not databases:
         return out
     out.append(await _room(executor, inv, node, roles[0], set(databases)))
@@ -96,7 +92,7 @@ async def _room(
         return Finding(node.name, check, False, "not checked: the database's sizes could not "
                        "be read", blocking=False)  # fmt: skip
     needed = int(sum(int(sizes.get(d, "0") or 0) for d in databases) * MARGIN)
-    where = PurePosixPath(backup_dir(inv))
+    where = PurePosixPath(backup_dir(inv, node.site))
     for place in (where, *where.parents):
         result, lines = await run_probe(executor, node, f"df -P -B1 {shlex.quote(str(place))}", 30)
         fields = lines[-1].split() if lines else []

@@ -670,6 +670,13 @@ def render_action(
     return render(found.run, values), found.on == "deploy-host"
 
 
+def site_variables(inventory: Inventory, site: str) -> dict[str, Any]:
+    """The recipe variables a site's steps are rendered with: the method's, then the
+    inventory's, then the site's."""
+    ctx = PlanContext(inventory, load_recipe(inventory.method))
+    return ctx.recipe_for(inventory.site(site)).variables
+
+
 def _first(nodes: list[Node]) -> Node:
     return nodes[0]
 

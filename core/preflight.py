@@ -10,7 +10,7 @@ from typing import Any
 from rollgate.core.executor import BecomeFailed, CommandResult, Executor, TransportError
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods import method
-from rollgate.core.plan import render_action
+from rollgate.core.plan import render_action, site_variables
 from rollgate.core.recipes import RecipeError, load_recipe
 from rollgate.core.releases import release_for_major
 from rollgate.core.roles import ROLES
@@ -70,18 +70,13 @@ async def check_job_dir(executor: Executor, inv: Inventory, node: Node) -> Findi
     )
 
 
-def _reached(executor: Executor, node: Node) -> str:
+def _reached(executor: Executor, node: Node) -> tuple[str, bool]:
     """How the node was reached (login, jump hosts, key, ssh config), where the executor
-    can say it."""
-    logins: dict[str, str] = getattr(getattr(executor, "ssh", None), "logins", {})
-    how = logins.get(node.name)
-    return f" ({how})" if how else ""
-
-
-def _beyond_inventory(how: str) -> bool:
-    """Whether the login used what the inventory does not name (an ssh config, the agent,
-    a default key) or a jump host: then `check` shows how, for every node."""
-    return any(word in how for word in (" via ", "; from ", "the agent's key", "default key"))
+    can say it, and whether that went beyond what the inventory names (then `check` shows
+    it for every such node)."""
+    ssh = getattr(executor, "ssh", None)
+    how = getattr(ssh, "logins", {}).get(node.name)
+    return (f" ({how})" if how else "", node.name in getattr(ssh, "beyond_inventory", ()))
 
 
 async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
@@ -90,12 +85,12 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
         await run_probe(executor, node, "true", 30)
     except BecomeFailed as exc:  # reached, but nothing can run as root: said once
         return [
-            Finding(node.name, "reachable", True, "ssh ok" + _reached(executor, node)),
+            Finding(node.name, "reachable", True, "ssh ok" + _reached(executor, node)[0]),
             Finding(node.name, "sudo", False, str(exc).split(": ", 1)[-1]),
         ]
     except TransportError as exc:
         return [Finding(node.name, "reachable", False, str(exc).split(": ", 1)[-1])]
-    how = _reached(executor, node)
+    how, beyond = _reached(executor, node)
     out.append(
         Finding(
             node.name,
@@ -104,7 +99,7 @@ async def check_node(executor: Executor, inv: Inventory, node: Node) -> list[Fin
             ("ssh ok, host key verified" if node.ssh.verify_host_keys else "ssh ok")
             + (", sudo ok" if node.ssh.become else "")
             + how,
-            notable=_beyond_inventory(how),
+            notable=beyond,
         )
     )
     out.append(await check_job_dir(executor, inv, node))
@@ -253,8 +248,7 @@ async def check_trigger_privilege(executor: Executor, inv: Inventory) -> list[Fi
     out = []
     for site in inv.sites:
         roles = ["keystone"]
-        variables = {**(inv.spec.recipe.variables if inv.spec.recipe else {})}
-        if str(variables.get("glance_rolling", "no")) == "yes":
+        if str(site_variables(inv, site.name).get("glance_rolling", "no")) == "yes":
             roles.append("glance-api")
         for role in roles:
             nodes = site.with_role(role)

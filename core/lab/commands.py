@@ -578,15 +578,7 @@ async def _test(sh: Shell, argv: list[str]) -> int:
 
 async def _mv(sh: Shell, argv: list[str]) -> int:
     """`mv [-f] SRC DST`: DST holds what SRC held; SRC is gone."""
-    paths = [a for a in argv[1:] if not a.startswith("-")]
-    if len(paths) != 2:
-        sh.err("mv: the lab knows mv SRC DST")
-        return 1
-    if paths[0] not in sh.node.files:
-        sh.err(f"mv: cannot stat '{paths[0]}': No such file or directory")
-        return 1
-    sh.node.files[paths[1]] = sh.node.files.pop(paths[0])
-    return 0
+    return _copy(sh, argv, keep=False)
 
 
 async def _crudini(sh: Shell, argv: list[str]) -> int:
@@ -621,14 +613,21 @@ async def _crudini(sh: Shell, argv: list[str]) -> int:
 
 async def _cp(sh: Shell, argv: list[str]) -> int:
     """`cp SRC DST`: DST holds what SRC holds."""
+    return _copy(sh, argv, keep=True)
+
+
+def _copy(sh: Shell, argv: list[str], *, keep: bool) -> int:
+    """cp (`keep`) or mv of one file to another, with their messages."""
+    tool = argv[0]
     paths = [a for a in argv[1:] if not a.startswith("-")]
     if len(paths) != 2:
-        sh.err("cp: the lab knows cp SRC DST")
+        sh.err(f"{tool}: the lab knows {tool} SRC DST")
         return 1
     if paths[0] not in sh.node.files:
-        sh.err(f"cp: cannot stat '{paths[0]}': No such file or directory")
+        sh.err(f"{tool}: cannot stat '{paths[0]}': No such file or directory")
         return 1
-    sh.node.files[paths[1]] = sh.node.files[paths[0]]
+    files = sh.node.files
+    files[paths[1]] = files[paths[0]] if keep else files.pop(paths[0])
     return 0
 
 

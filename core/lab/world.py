@@ -312,7 +312,7 @@ class World:
         """The MySQL databases a service keeps (its recipe's `databases`)."""
         from rollgate.core.recipes import load_recipe
 
-        return list(load_recipe("apt").databases.get(service, [service]))
+        return list(load_recipe(self.inventory.method).databases.get(service, [service]))
 
     def refuses_triggers(self, site: str) -> bool:
         """The site's MySQL logs binary and does not trust function creators: creating a

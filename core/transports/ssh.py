@@ -90,6 +90,9 @@ class SshExecutor:
         self._jump_locks: dict[tuple[object, ...], asyncio.Lock] = {}
         self._keys = KeyRing()
         self.logins: dict[str, str] = {}  # node -> how it was logged in to (for check)
+        # nodes reached with what the inventory does not name: a jump host, the ssh config,
+        # the agent's or a default key (check says how, for each of them)
+        self.beyond_inventory: set[str] = set()
         # node -> the password `sudo -S` is given (kept in memory only)
         self._become_passwords = dict(become_passwords or {})
 
@@ -103,21 +106,34 @@ class SshExecutor:
                 self._connections.pop(node.name, None)
             way = route(node, insecure=self.insecure)
             tunnel = await self._through(node, way) if way.jumps else None
-            await self._make_room()
-            try:
-                conn, client = await self._open(node, way.node, tunnel)
-            except TransportError:
-                raise
-            except BaseException as exc:
-                raise self._explain(node, way, way.node, exc) from None
-            finally:
-                self._opening -= 1
+            conn, client = await self._open_counted(node, way, way.node, tunnel)
             self.logins[node.name] = self._said_login(way, client)
+            if way.jumps or way.from_config() or (client.used and not client.used.named):
+                self.beyond_inventory.add(node.name)
             self._connections[node.name] = conn
             self.peak_connections = max(
                 self.peak_connections, len(self._connections) + len(self._jumps)
             )
             return conn
+
+    async def _open_counted(
+        self,
+        node: Node,
+        way: Route,
+        hop: Hop,
+        tunnel: asyncssh.SSHClientConnection | None,
+    ) -> tuple[asyncssh.SSHClientConnection, ChoosingClient]:
+        """Open the hop's connection once it fits under the cap; a failure in one line that
+        names the hop."""
+        await self._make_room()
+        try:
+            return await self._open(node, hop, tunnel)
+        except TransportError:
+            raise
+        except BaseException as exc:
+            raise self._explain(node, way, hop, exc) from None
+        finally:
+            self._opening -= 1
 
     async def _open(
         self, node: Node, hop: Hop, tunnel: asyncssh.SSHClientConnection | None
@@ -169,15 +185,7 @@ class SshExecutor:
                 conn = self._jumps.get(chain)
                 if conn is None or conn.is_closed():  # never opened, or dropped: (re)open
                     self._jumps.pop(chain, None)
-                    await self._make_room()
-                    try:
-                        conn, _ = await self._open(node, hop, tunnel)
-                    except TransportError:
-                        raise
-                    except BaseException as exc:
-                        raise self._explain(node, way, hop, exc) from None
-                    finally:
-                        self._opening -= 1
+                    conn, _ = await self._open_counted(node, way, hop, tunnel)
                     self._jumps[chain] = conn
             tunnel = conn
         assert tunnel is not None
@@ -190,7 +198,7 @@ class SshExecutor:
         text = f"as {way.node.login}"
         if way.jumps:
             text += " via " + " then ".join(h.login for h in way.jumps)
-        text += f", {client.used or 'no key'}"
+        text += f", {client.used.label if client.used else 'no key'}"
         settings = way.from_config()
         if settings:
             text += f"; from {way.config}: {', '.join(settings)}"
@@ -272,7 +280,7 @@ class SshExecutor:
                 retryable=False,
             )
         if isinstance(exc, asyncssh.PermissionDenied):
-            offered = [o.removeprefix("key ") for o in getattr(exc, "offered", [])]
+            offered = [o.label.removeprefix("key ") for o in getattr(exc, "offered", [])]
             return TransportError(
                 node.name,
                 (

@@ -5,7 +5,7 @@ that logged in is remembered, so `check` can say which it was."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncssh
@@ -20,6 +20,7 @@ DEFAULT_KEY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")
 class Offered:
     label: str  # "key FILE", "the agent's key COMMENT", "default key ~/.ssh/id_ed25519"
     pair: asyncssh.SSHKeyPair
+    named: bool = True  # a key file the inventory or the ssh config named (not found by us)
 
 
 class ChoosingClient(asyncssh.SSHClient):
@@ -27,8 +28,8 @@ class ChoosingClient(asyncssh.SSHClient):
 
     def __init__(self, keys: list[Offered]):
         self._keys = list(keys)
-        self.offered: list[str] = []
-        self.used: str | None = None
+        self.offered: list[Offered] = []
+        self.used: Offered | None = None
 
     def public_key_auth_supported(self) -> bool:
         return bool(self._keys)
@@ -37,7 +38,7 @@ class ChoosingClient(asyncssh.SSHClient):
         if not self._keys:
             return None
         key = self._keys.pop(0)
-        self.offered.append(key.label)
+        self.offered.append(key)
         return [key.pair]
 
     def auth_completed(self) -> None:
@@ -61,7 +62,11 @@ class KeyRing:
             path = Path("~/.ssh", name).expanduser()
             if path.is_file():
                 try:
-                    found.append(self._file(node, hop, path, f"default key ~/.ssh/{name}"))
+                    found.append(
+                        replace(
+                            self._file(node, hop, path, f"default key ~/.ssh/{name}"), named=False
+                        )
+                    )
                 except TransportError:
                     continue  # OpenSSH passes over a default key it cannot use, so do we
         if not found:
@@ -130,7 +135,8 @@ class KeyRing:
                 "ssh-add -l says which; ssh-add -X unlocks)"
             )
         self._agent_keys = [
-            Offered(f"the agent's key {(k.get_comment() or k.algorithm.decode())}", k) for k in keys
+            Offered(f"the agent's key {(k.get_comment() or k.algorithm.decode())}", k, named=False)
+            for k in keys
         ]
         return list(self._agent_keys)
 

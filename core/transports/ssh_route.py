@@ -117,16 +117,8 @@ def _lookup(path: str, stamp: tuple[int, int], host: str) -> dict[str, Any]:
     """What the ssh config says for `host` (as `ssh HOST` would read it)."""
     del stamp  # part of the cache key: an edited file is read again
     config = SSHClientConfig.load(None, [path], False, False, False, _local_user(), (), host, ())
-    names = [
-        "Hostname",
-        "Port",
-        "User",
-        "IdentityFile",
-        "UserKnownHostsFile",
-        "ProxyJump",
-        "ConnectTimeout",
-    ]
-    return {n: config.get(n) for n in names if config.get(n) not in (None, (), [])}
+    found = {n: config.get(n) for n in CONFIG_NAMES}
+    return {n: v for n, v in found.items() if v not in (None, (), [])}
 
 
 def read_config(path: Path | None, host: str) -> dict[str, Any]:
@@ -135,101 +127,99 @@ def read_config(path: Path | None, host: str) -> dict[str, Any]:
     return _lookup(str(path), _stamp(path), host)
 
 
+class _Sources:
+    """Where a hop's settings come from, in order: the hop's own (a jump's), the inventory's
+    ssh settings, the ssh config's block for the host; each choice remembered for `check`."""
+
+    def __init__(self, ssh: SshConfig, path: Path | None, host: str, inherits: tuple[str, ...]):
+        self.ssh = ssh
+        self.inherits = inherits
+        self.said = read_config(path, host)
+        self.where = f"ssh config {path}" if path else ""
+        self.origins: dict[str, str] = {}
+        if "Hostname" in self.said:
+            self.origins["address"] = self.where
+
+    def host(self, written: str) -> str:
+        return str(self.said.get("Hostname", written))
+
+    def pick(self, setting: str, own: object, option: str, default: object) -> Any:
+        if own is not None:
+            self.origins[setting] = INVENTORY
+            return own
+        if setting in self.inherits and _is_set(self.ssh, setting):
+            self.origins[setting] = INVENTORY
+            return getattr(self.ssh, setting)
+        if option in self.said:
+            self.origins[setting] = self.where
+            return self.said[option]
+        return default
+
+    def keys(self, own: str | None) -> tuple[str, ...]:
+        found = self.pick("key", own, "IdentityFile", ())
+        return (found,) if isinstance(found, str) else tuple(map(str, found))
+
+    def known_hosts(self, own: str | None) -> str | None:
+        found = self.pick("known_hosts", own, "UserKnownHostsFile", None)
+        if isinstance(found, list | tuple):  # OpenSSH reads several; the first is kept
+            return str(found[0]) if found else None
+        return found
+
+
+# what a jump host takes from the inventory's ssh settings when it does not say it itself
+# (its login and port are its own or its block's, as OpenSSH's: a bastion's user is rarely
+# the nodes')
+JUMP_INHERITS = ("key", "known_hosts", "connect_timeout")
+
+
 def route(node: Node, *, insecure: bool = False) -> Route:
     """The way to `node`: its own hop, and the jump hosts before it."""
     ssh = node.ssh
     path = config_file(ssh)
-    where = f"ssh config {path}" if path else ""
-    said = read_config(path, node.address)
-    origins: dict[str, str] = {}
-
-    def pick(setting: str, given: object, option: str, default: object) -> Any:
-        if _is_set(ssh, setting):
-            origins[setting] = INVENTORY
-            return given
-        if option in said:
-            origins[setting] = where
-            return said[option]
-        return default
-
-    host = str(said.get("Hostname", node.address))
-    if "Hostname" in said:
-        origins["address"] = where
-    keys: tuple[str, ...] = ()
-    if ssh.key:
-        keys, origins["key"] = (ssh.key,), INVENTORY
-    elif "IdentityFile" in said:
-        keys, origins["key"] = tuple(map(str, said["IdentityFile"])), where
-    known = pick("known_hosts", ssh.known_hosts, "UserKnownHostsFile", None)
-    if isinstance(known, list | tuple):
-        known = str(known[0]) if known else None
+    given = _Sources(ssh, path, node.address, ("user", "port", *JUMP_INHERITS))
     hop = Hop(
         name=node.name,
-        host=host,
-        port=int(pick("port", ssh.port, "Port", 22)),
-        user=pick("user", ssh.user, "User", None),
-        keys=keys,
-        known_hosts=known,
+        host=given.host(node.address),
+        port=int(given.pick("port", None, "Port", 22)),
+        user=given.pick("user", None, "User", None),
+        keys=given.keys(None),
+        known_hosts=given.known_hosts(None),
         verify=ssh.verify_host_keys and not insecure,
-        connect_timeout=float(pick("connect_timeout", ssh.connect_timeout, "ConnectTimeout", 10.0)),
+        connect_timeout=float(given.pick("connect_timeout", None, "ConnectTimeout", 10.0)),
         jump=False,
-        origins=tuple(origins.items()),
     )
     jumps: tuple[JumpSpec, ...] = ssh.jump
-    if not jumps and "ProxyJump" in said and str(said["ProxyJump"]).lower() != "none":
-        jumps = tuple(parse_jump(h) for h in str(said["ProxyJump"]).split(","))
-        hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", where))})
-    elif jumps:
-        hop = Hop(**{**hop.__dict__, "origins": (*hop.origins, ("jump", INVENTORY))})
+    if jumps:
+        given.origins["jump"] = INVENTORY
+    elif str(given.said.get("ProxyJump", "none")).lower() != "none":
+        jumps = tuple(parse_jump(h) for h in str(given.said["ProxyJump"]).split(","))
+        given.origins["jump"] = given.where
     # as OpenSSH does, the first jump host's own ProxyJump (in its Host block) comes first
-    for _ in range(MAX_JUMPS):
-        if not jumps:
-            break
+    while jumps and len(jumps) < MAX_JUMPS:
         before = str(read_config(path, jumps[0].host).get("ProxyJump", "none"))
-        if before.lower() == "none" or len(jumps) >= MAX_JUMPS:
+        if before.lower() == "none":
             break
         jumps = (*(parse_jump(h) for h in before.split(",")), *jumps)
+    hop = Hop(**{**hop.__dict__, "origins": tuple(given.origins.items())})
     return Route(hop, tuple(_jump_hop(j, ssh, path, insecure) for j in jumps), str(path or ""))
 
 
 def _jump_hop(spec: JumpSpec, ssh: SshConfig, path: Path | None, insecure: bool) -> Hop:
-    """A jump host's hop: its own settings, then the inventory's key, known_hosts, host key
-    checking and timeout, then the ssh config's block for it."""
-    said = read_config(path, spec.host)
-    where = f"ssh config {path}" if path else ""
-    origins: dict[str, str] = {}
-
-    def pick(setting: str, own: object, inherited: str | None, option: str, default: object) -> Any:
-        if own is not None:
-            origins[setting] = INVENTORY
-            return own
-        if inherited is not None and _is_set(ssh, inherited):
-            origins[setting] = INVENTORY
-            return getattr(ssh, inherited)
-        if option in said:
-            origins[setting] = where
-            return said[option]
-        return default
-
-    if "Hostname" in said:
-        origins["address"] = where
-    key = pick("key", spec.key, "key", "IdentityFile", ())
-    keys = (key,) if isinstance(key, str) else tuple(map(str, key))
-    known = pick("known_hosts", spec.known_hosts, "known_hosts", "UserKnownHostsFile", None)
-    if isinstance(known, list | tuple):
-        known = str(known[0]) if known else None
+    """A jump host's hop: its own settings, then the inventory's key, known_hosts and
+    timeout, then the ssh config's block for it."""
+    given = _Sources(ssh, path, spec.host, JUMP_INHERITS)
     verify = spec.verify_host_keys if spec.verify_host_keys is not None else ssh.verify_host_keys
     return Hop(
         name=spec.host,
-        host=str(said.get("Hostname", spec.host)),
-        port=int(pick("port", spec.port, None, "Port", 22)),
-        user=pick("user", spec.user, None, "User", None),
-        keys=keys,
-        known_hosts=known,
+        host=given.host(spec.host),
+        port=int(given.pick("port", spec.port, "Port", 22)),
+        user=given.pick("user", spec.user, "User", None),
+        keys=given.keys(spec.key),
+        known_hosts=given.known_hosts(spec.known_hosts),
         verify=verify and not insecure,
         connect_timeout=float(
-            pick("connect_timeout", spec.connect_timeout, "connect_timeout", "ConnectTimeout", 10.0)
+            given.pick("connect_timeout", spec.connect_timeout, "ConnectTimeout", 10.0)
         ),
         jump=True,
-        origins=tuple(origins.items()),
+        origins=tuple(given.origins.items()),
     )

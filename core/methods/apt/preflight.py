@@ -5,9 +5,8 @@ from __future__ import annotations
 from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.apt.mapping import PACKAGES
-from rollgate.core.plan import render_action
+from rollgate.core.plan import render_action, site_variables
 from rollgate.core.preflight import Finding, run_probe
-from rollgate.core.recipes import load_recipe
 from rollgate.core.roles import ROLES
 
 
@@ -60,7 +59,7 @@ async def _rpc_pin(executor: Executor, inv: Inventory, node: Node) -> list[Findi
         return [Finding(node.name, "crudini", False, "crudini is not installed: the plan reads "
                         "and sets nova's RPC pin with it; apt-get install crudini")]  # fmt: skip
     value = lines[-1].strip() if result.exit_status == 0 and lines else ""
-    mode = str(recipe_variables(inv).get("rpc_pin", "check"))
+    mode = str(site_variables(inv, node.site).get("rpc_pin", "check"))
     if value == "auto":
         return [Finding(node.name, "nova RPC pin", True, "[upgrade_levels] compute = auto")]
     if mode == "set":
@@ -76,13 +75,6 @@ async def _rpc_pin(executor: Executor, inv: Inventory, node: Node) -> list[Findi
             "compute = auto in /etc/nova/nova.conf, or recipe.variables.rpc_pin: set",
         )
     ]
-
-
-def recipe_variables(inv: Inventory) -> dict[str, object]:
-    return {
-        **load_recipe(inv.method).variables,
-        **(inv.spec.recipe.variables if inv.spec.recipe else {}),
-    }
 
 
 async def _held(executor: Executor, inv: Inventory, node: Node) -> list[Finding]:
