@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rollgate.core import cloud_checks as checks
+from rollgate.core.cloud_scope import scope_result
 from rollgate.core.executor import (
     LEFT_AS_FOUND,
     CommandResult,
@@ -32,6 +33,7 @@ UNAVAILABLE = (502, 503, 504)
 ACTION_SERVICE = {
     "wait-agents-up": "network",
     "verify-cloud": "identity",
+    "verify-scope": "compute",
 }
 
 
@@ -211,6 +213,8 @@ class CloudAdapter:
             return checks.verify_cloud(conn, site.region, interface, args, out)
         if action == "wait-agents-up":
             return self._agents_up(conn, args, out, timeout)
+        if action == "verify-scope":
+            return self._scope(site, args, out)
         host, binary = args["host"], args.get("binary", "nova-compute")
         if action in ("disable-service", "enable-service") and binary.startswith("cinder-"):
             volume = conn.block_storage
@@ -302,6 +306,12 @@ class CloudAdapter:
             self.poll_interval,
             lambda: f"{', '.join(sorted(wanted))} on {host}: no heartbeat after the restart",
         )
+
+    def _scope(self, site: Site, args: dict[str, Any], out: OutputCallback) -> CommandResult:
+        """Every service and agent the region's APIs list against the site's nodes and its
+        `unmanaged:` declarations (the step's args): one the plan would not upgrade fails."""
+        roles = {n.name: n.roles for n in site.nodes}
+        return scope_result(site.region, self._status(site), roles, args, out)
 
     def _status(self, site: Site) -> dict[str, dict[str, str]]:
         conn = self._connection(site)

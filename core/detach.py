@@ -174,5 +174,5 @@ def check_can_start(
             from rollgate.core.plan import build_plan
 
             plan = build_plan(inventory)
-            if not (plan.phases and plan.phases[0].tier == "prepare"):
+            if not any(p.tier == "prepare" for p in plan.phases):
                 raise UserError(f"{reason}; start inside it, or add --outside-window to run anyway")

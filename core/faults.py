@@ -24,6 +24,9 @@ Specs (NODE may be `*` for every node; CMD is the start of a command, after any 
   binlog:SITE                   the site's MySQL has binary logging on and
                                 log_bin_trust_function_creators off: a migration that creates
                                 triggers (keystone's expand, glance's) fails (ERROR 1419)
+  unlisted:SITE:HOST:BINARY     the site's APIs list BINARY (nova-compute, cinder-volume, a
+                                neutron agent) on HOST, running the source release, which the
+                                inventory does not have (or does not give that role)
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class Faults:
     schema_noop: set[str] = field(default_factory=set)  # services whose migrations move nothing
     binlog: set[str] = field(default_factory=set)  # sites whose MySQL logs binary, untrusting
     disk: dict[str, int] = field(default_factory=dict)  # node -> bytes free
+    # (site, host, binary): a service the site's APIs list beyond the inventory
+    unlisted: list[tuple[str, str, str]] = field(default_factory=list)
 
     def api_delay(self, site: str) -> float:
         return self.api_slow.get(site, self.api_slow.get("*", 0.0))
@@ -123,7 +128,15 @@ class Faults:
 KINDS = (
     "unreachable", "fail", "warn", "hang", "slow", "api-error", "api-slow", "api-hang",
     "cinder-pending", "crash", "hold", "conffile", "target-blocker", "unpinned",
-    "stale-restart", "dies-after", "schema-noop", "binlog", "disk",
+    "stale-restart", "dies-after", "schema-noop", "binlog", "disk", "unlisted",
+)  # fmt: skip
+
+
+# the binaries the lab's APIs can list for a host (its apt packages' names)
+LISTED_BINARIES = (
+    "nova-compute", "nova-conductor", "nova-scheduler", "cinder-volume", "cinder-scheduler",
+    "cinder-backup", "neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent",
+    "neutron-metadata-agent",
 )  # fmt: skip
 
 
@@ -193,6 +206,13 @@ def parse_faults(specs: list[str], node_names: set[str], site_names: set[str]) -
                 if free < 0:
                     raise ValueError
                 faults.disk[node_of(parts[0])] = free
+            elif kind == "unlisted" and len(parts) == 3 and parts[1]:
+                if parts[2] not in LISTED_BINARIES:
+                    raise UserError(
+                        f"fault {spec!r}: the lab lists {', '.join(LISTED_BINARIES)}, "
+                        f"not {parts[2]!r}"
+                    )
+                faults.unlisted.append((site_of(parts[0]), parts[1], parts[2]))
             elif kind == "binlog" and len(parts) == 1:
                 faults.binlog.add(site_of(parts[0]))
             elif kind == "schema-noop" and len(parts) == 1 and parts[0]:

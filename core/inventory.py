@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from rollgate.core.cloud_scope import Declared
 from rollgate.core.releases import UpgradePath
 from rollgate.core.roles import ROLES
 from rollgate.core.yamlsource import (
@@ -215,6 +216,22 @@ class NodeSpec(StrictModel):
         return v
 
 
+class UnmanagedSpec(StrictModel):
+    """A host (or some of its services) the site's APIs list that Rollgate leaves alone, and
+    why: shown, journalled and reported as not upgraded by Rollgate."""
+
+    host: str
+    reason: str = Field(min_length=3)
+    binaries: list[str] = Field(default_factory=list)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid host name: use letters, digits, '.', '_', '-'")
+        return v
+
+
 class SiteSpec(StrictModel):
     region: str | None = None
     priority: int = 100
@@ -222,6 +239,7 @@ class SiteSpec(StrictModel):
     openstack: OpenStackOptions | None = None
     recipe: RecipeOverrides | None = None
     nodes: list[NodeSpec] = Field(min_length=1)
+    unmanaged: list[UnmanagedSpec] = Field(default_factory=list)
 
 
 class PolicySpec(StrictModel):
@@ -466,6 +484,7 @@ class Site:
     priority: int
     nodes: tuple[Node, ...]
     openstack: OpenStackConfig
+    unmanaged: tuple[Declared, ...] = ()  # what its APIs list that Rollgate leaves alone
 
     def with_role(self, role: str) -> list[Node]:
         return [n for n in self.nodes if role in n.roles]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from rollgate.core import hostrange
+from rollgate.core.cloud_scope import Declared
 from rollgate.core.errors import UserError
 from rollgate.core.inventory import (
     HOSTNAME_RE,
@@ -98,10 +99,16 @@ class _Resolution:
         if source is None or target is None:
             return None
         try:
-            return validate_path(source, target)
+            path = validate_path(source, target)
         except ReleaseError as exc:
             self.problem(("upgrade",), str(exc))
             return None
+        from rollgate.core.lifecycle import refusal
+
+        if why := refusal(path):
+            self.problem(("upgrade", "to"), why)
+            return None
+        return path
 
     def _release(self, path: Path, text: str) -> Release | None:
         try:
@@ -143,7 +150,24 @@ class _Resolution:
             changes = {k: v for k, v in site.openstack.model_dump().items() if v is not None}
             api = OpenStackConfig(**{**api.__dict__, **changes})
         region = site.region or api.region or name
-        return Site(name, region, site.priority, tuple(nodes), api)
+        return Site(
+            name, region, site.priority, tuple(nodes), api, self._unmanaged(where, site, nodes)
+        )
+
+    def _unmanaged(self, where: Path, site: SiteSpec, nodes: list[Node]) -> tuple[Declared, ...]:
+        """The site's `unmanaged:` entries; a node of the inventory can only have some of its
+        services declared (the plan upgrades the rest)."""
+        names = {n.name for n in nodes}
+        out = []
+        for i, entry in enumerate(site.unmanaged):
+            if entry.host in names and not entry.binaries:
+                self.problem(
+                    (*where, "unmanaged", i, "host"),
+                    f"{entry.host} is a node of this site: Rollgate upgrades it; name the "
+                    "binaries it leaves alone (binaries: [...]), or remove the node",
+                )
+            out.append(Declared(entry.host, entry.reason, tuple(entry.binaries)))
+        return tuple(out)
 
     def _nodes(self, site: str, where: Path, spec: NodeSpec, ssh: SshConfig) -> list[Node]:
         """The nodes one entry names (a host range names many), each checked."""

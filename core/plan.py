@@ -37,6 +37,7 @@ from rollgate.core.plan_checks import (
     after_restart,
     running_version,
     schema_version,
+    scope_phase,
     service_versions,
     verify_api,
     verify_phase,
@@ -399,6 +400,7 @@ def plan_digest(plan: Plan) -> str:
 
 
 TIER_TITLES = {
+    "scope": "Scope (the cloud against the inventory)",
     "prepare": "Prepare (before the window)",
     "identity": "Identity (keystone)",
     "image": "Image (glance)",
@@ -562,7 +564,10 @@ class PhaseBuilder:
         if not self.stages:
             return None
         gate = None
-        if "phase" in self.ctx.gates and self.tier != "verify":  # reading back asks nothing
+        if "phase" in self.ctx.gates and self.tier not in (
+            "scope",
+            "verify",
+        ):  # reading asks nothing
             gate = Gate(f"gate:{self.id}", "phase", f"start {title} at {self.site.name}?")
         return Phase(
             self.id,
@@ -1231,7 +1236,7 @@ def build_plan(inventory: Inventory, recipe: Recipe | None = None) -> Plan:
 def _build_plan(inventory: Inventory, recipe: Recipe | None) -> Plan:
     ctx = PlanContext(inventory, recipe or load_recipe(inventory.method))
     # every method's plan ends with the whole cloud read back, unless it reads it its own way
-    builders = {"verify": verify_phase, **(ctx.method.builders or BUILDERS)}
+    builders = {"scope": scope_phase, "verify": verify_phase, **(ctx.method.builders or BUILDERS)}
     phases: list[Phase] = []
     for tier in TIERS:
         if tier not in builders:

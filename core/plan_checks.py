@@ -249,6 +249,46 @@ def service_versions(b: PhaseBuilder, node: Node, role: str, *, deviation: bool 
     b.add("service-versions", node, role, args=args)
 
 
+# a site with a node of these roles has services its region's APIs list by host (or the APIs
+# that list them): its listing is compared with the inventory
+SCOPED_ROLES = frozenset(ROLES) - {"keystone", "horizon"}
+
+
+def scope_args(site: Any) -> dict[str, Any]:
+    """What a scope check carries: the site's `unmanaged:` declarations (journalled with the
+    plan, so a replay shows what was left alone and why)."""
+    return {
+        "unmanaged": [
+            {"host": d.host, "reason": d.reason, "binaries": list(d.binaries)}
+            for d in site.unmanaged
+        ],
+        "site_check": True,
+    }
+
+
+def scope_step(b: PhaseBuilder, *, deviation: bool = False) -> None:
+    """Every service and agent the site's APIs list is on a node of the inventory with a role
+    that upgrades it, or declared unmanaged (core/cloud_scope.py)."""
+    nodes = [n for n in b.site.nodes if any(r in ROLES for r in n.roles)]
+    if not any(r in SCOPED_ROLES for n in nodes for r in n.roles):
+        return  # an identity or dashboard site only: its region lists no services by host
+    first = next((n for n in nodes if any(n.has(r) for r in API_SERVICE_TYPES)), nodes[0])
+    role = next(r for r in first.roles if r in ROLES)
+    args: dict[str, Any] = scope_args(b.site)
+    if deviation:
+        args["deviation"] = True
+    title = f"the services {b.site.region} lists are the inventory's (or declared unmanaged)"
+    b.cloud("verify-scope", first, role, title, None, **args)
+
+
+def scope_phase(b: PhaseBuilder) -> None:
+    """The first phase, per site: the cloud's services against the inventory, before anything
+    moves. One the APIs list that the plan would not upgrade fails it (a failure gate
+    --auto-approve never answers), unless the inventory declares it unmanaged."""
+    b.stage("scope", f"compare {b.site.name}'s services with the inventory", "pre")
+    scope_step(b)
+
+
 def verify_phase(b: PhaseBuilder) -> None:
     """The last phase, per site: every API the site's catalog lists answers (microversioned
     ones at the target's newest), every service record and agent the APIs list is up, every
@@ -276,6 +316,7 @@ def verify_phase(b: PhaseBuilder) -> None:
         deviation=True,
         site_check=True,
     )
+    scope_step(b, deviation=True)  # nothing appeared during the run that it did not upgrade
     for node in nodes:
         running_version(b, node, [r for r in node.roles if r in ROLES], deviation=True)
     controllers = [

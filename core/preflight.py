@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -289,10 +290,47 @@ async def check_trigger_privilege(executor: Executor, inv: Inventory) -> list[Fi
     return out
 
 
+def _keep(lines: list[str], stream: str, line: str) -> None:
+    lines.append(line)
+
+
+async def check_scope(executor: Executor, inv: Inventory) -> list[Finding]:
+    """Every service and agent each region's APIs list is on a node of the inventory with a
+    role the plan upgrades, or declared under the site's `unmanaged:` (core/cloud_scope.py)."""
+    from rollgate.core.cloud_scope import DECLARED
+    from rollgate.core.plan_checks import SCOPED_ROLES, scope_args
+
+    out = []
+    marker = DECLARED.split("{", 1)[0]
+    for site in inv.sites:
+        if not any(r in SCOPED_ROLES for n in site.nodes for r in n.roles):
+            continue  # as the plan: an identity or dashboard site lists nothing by host
+        lines: list[str] = []
+        try:
+            result = await executor.cloud(
+                site,
+                "verify-scope",
+                scope_args(site),
+                on_output=functools.partial(_keep, lines),
+                timeout=60,
+            )
+        except TransportError as exc:
+            out.append(Finding(site.name, "scope", False, str(exc).split(": ", 1)[-1]))
+            continue
+        for line in lines:
+            if marker in line:
+                out.append(Finding(site.name, "unmanaged", True, line, notable=True))
+        ok = result.exit_status == 0
+        said = (lines[-1] if lines else "") if ok else (result.error or "failed")
+        out.append(Finding(site.name, "scope", ok, said, notable=True))
+    return out
+
+
 async def preflight(executor: Executor, inv: Inventory) -> list[Finding]:
     per_node = await asyncio.gather(*(check_node(executor, inv, n) for n in inv.nodes))
     findings = [f for group in per_node for f in group]
     findings += await check_site_api(executor, inv)
+    findings += await check_scope(executor, inv)
     findings += await check_status(executor, inv)
     findings += await check_trigger_privilege(executor, inv)
     from rollgate.core.backup_check import check_backups

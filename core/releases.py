@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -182,7 +183,9 @@ def validate_path(source: Release, target: Release) -> UpgradePath:
     if target in _next_hops(source):
         return UpgradePath(source, target)
     hops = " -> ".join(r.id for r in shortest_path(source, target))
+    slurps = [r for r in CATALOGUE if r.slurp]
+    pairs = ", ".join(f"{a.id} -> {b.id}" for a, b in itertools.pairwise(slurps))
     raise ReleaseError(
         f"{source.id} -> {target.id} is not a supported upgrade; upgrade one step at a time "
-        f"instead: {hops}"
+        f"instead: {hops} (skip-level upgrades go from a SLURP release to the next: {pairs})"
     )

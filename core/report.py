@@ -127,6 +127,24 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
     return out
 
 
+def declared_unmanaged(plan: Plan) -> list[str]:
+    """What the inventory declared `unmanaged:` (the plan's scope checks carry it): hosts and
+    services the APIs list that Rollgate leaves on whatever release they run."""
+    from rollgate.core.cloud_scope import DECLARED
+
+    out: list[str] = []
+    for step in plan.steps:
+        if step.action != "verify-scope" or step.args.get("deviation"):
+            continue
+        for d in step.args.get("unmanaged", ()):
+            what = f" {', '.join(d['binaries'])}" if d.get("binaries") else ""
+            out.append(
+                f"{d['host']}{what} ({step.site}): "
+                + DECLARED.format(reason=redact(str(d["reason"])))
+            )
+    return out
+
+
 def version_changes(state: RunState) -> list[dict[str, Any]]:
     """Each package's version on each node before the run moved it, what the install put on
     disk, and what its running process runs (as the run's checks read them), grouped:
@@ -253,6 +271,7 @@ def end_summary(
         lines.append("versions before -> after (as the running processes report them):")
         lines += _version_lines(changes)
     lines += method_notes(plan, state)
+    lines += declared_unmanaged(plan)
     missing = not_upgraded(plan, state)
     if missing:
         lines.append(f"{len(missing)} node(s) not upgraded:")
@@ -345,6 +364,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "outages": outages(state),
         "versions": version_changes(state),
         "method_notes": method_notes(plan, state),
+        "unmanaged": declared_unmanaged(plan),
         "start": _iso(state.started),
         "end": _iso(state.finished),
         "duration_s": round(state.finished - state.started, 1)
@@ -486,6 +506,9 @@ def to_markdown(r: dict[str, Any]) -> str:
         for n in missing
     ] or ["None: every node finished every step ok."]
     lines += ["", *r.get("method_notes", [])] if r.get("method_notes") else []
+    if r.get("unmanaged"):
+        lines += ["", "## Not upgraded by Rollgate (declared unmanaged)", ""]
+        lines += [f"- {line}" for line in r["unmanaged"]]
     lines += ["", "## Final verification and outages", ""]
     lines += [
         f"- deviation: {f['title']} on {f['node']}: {f['error']}"
@@ -634,6 +657,9 @@ def to_html(r: dict[str, Any]) -> str:
     if r.get("error"):
         parts.append(f"<p class=bad>Engine error: {e(r['error'])}</p>")
     parts += [f"<p class=bad>{e(note)}</p>" for note in r.get("method_notes", [])]
+    if r.get("unmanaged"):
+        parts.append("<h2>Not upgraded by Rollgate (declared unmanaged)</h2>")
+        parts += [f"<p>{e(line)}</p>" for line in r["unmanaged"]]
     parts.append("<h2>Nodes not upgraded</h2>")
     parts.append(
         _table(

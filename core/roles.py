@@ -8,8 +8,9 @@ from dataclasses import dataclass
 # Upgrade tiers in the order of DOMAIN.md §1, after a method's own preparation (kolla: install
 # the target's deployment tool, merge passwords, pull images), which can run before the
 # maintenance window and which no role belongs to.
+# First, each site's services are compared with the inventory (`scope`, reading only).
 # Last, the whole cloud is read back (every API, every program's running code): `verify`.
-TIERS = ("prepare", "identity", "image", "compute", "block-storage", "dashboard", "verify")
+TIERS = ("scope", "prepare", "identity", "image", "compute", "block-storage", "dashboard", "verify")
 
 
 @dataclass(frozen=True)

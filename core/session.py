@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from rollgate.core import events as ev
-from rollgate.core.engine import BEFORE_WINDOW, Engine, EngineOptions
+from rollgate.core.engine import Engine, EngineOptions
 from rollgate.core.engine.client import EngineClient
 from rollgate.core.errors import UserError
 from rollgate.core.estimate import past_pace
@@ -91,7 +91,7 @@ def _check_window(window: Window | None, options: RunOptions, plan: Plan) -> Non
     its preparation runs, and the run stops, paused, at the window's gate."""
     if window is None or options.outside_window or not options.refuse_outside_window:
         return
-    if plan.phases and plan.phases[0].tier in BEFORE_WINDOW:
+    if any(p.tier == "prepare" for p in plan.phases):
         return
     if reason := window.outside():
         raise UserError(f"{reason}; start inside it, or add --outside-window to run anyway")
@@ -357,6 +357,9 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
         notices: list[str] = []
         if options.resume:
             notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")
+        from rollgate.core.lifecycle import warnings as lifecycle_warnings
+
+        notices += [f"warning: {line}" for line in lifecycle_warnings(inventory.upgrade)]
         async with open_executor(inventory, options, notices) as (executor, effective):
             engine = Engine(
                 plan,

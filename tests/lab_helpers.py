@@ -28,8 +28,10 @@ def lab_inventory_text(
     faults: list[str] | None = None,
     extra_policy: str = "",
     kolla: bool = False,
+    unmanaged: str = "",
 ) -> str:
-    """`kolla`: the kolla method (2025.2 -> 2026.1), with a deploy host at each site."""
+    """`kolla`: the kolla method (2025.2 -> 2026.1), with a deploy host at each site;
+    `unmanaged`: site one's `unmanaged:` entries (YAML flow list items)."""
     net = random_net()
     port = random.SystemRandom().randrange(20000, 60000)
     method, upgrade = (
@@ -60,6 +62,7 @@ sites:
                 neutron-server, cinder-scheduler, cinder-api, cinder-volume, horizon]
       - {{name: "cmp[1:{computes}]", address: "{net}.[10:{9 + computes}]",
           roles: [nova-compute, neutron-l2-agent]}}
+    unmanaged: [{unmanaged}]
 policy:
   gates: none
   batch_size: 50

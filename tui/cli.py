@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report:report", "The change record of a run (md, html, json)."),
     "check": ("check:check", "Pre-flight every node and site; changes nothing."),
     "lab": ("lab:lab", "Serve the simulated cloud of a lab inventory."),
+    "import": ("importing:import_", "Write an inventory from kolla-ansible's or OSA's."),
+    "discover": ("discover:discover", "Print a cloud, as its APIs list it, as an inventory."),
     "attach": ("control:attach", "Open the console on a running run's engine."),
     "status": ("control:status", "How a run stands (--json for scripts)."),
     "approve": ("control:approve", "Approve a run's open gate."),

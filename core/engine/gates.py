@@ -274,9 +274,10 @@ class Gates:
         )
 
     async def window_over(self, phase: Phase) -> None:
-        """Past the window's end no new phase starts until an operator approves going on."""
+        """Past the window's end no new phase starts until an operator approves going on
+        (reading the cloud against the inventory changes nothing: it is not asked)."""
         window = self.options.window
-        if window is None or self.record.clock() <= window.end:
+        if window is None or self.record.clock() <= window.end or phase.tier == "scope":
             return
         if self._past_window_approved():
             return  # approved once for the rest of the run

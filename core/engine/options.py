@@ -17,7 +17,7 @@ DATA_PLANE_STAGES = ("canary", "batch", "network")
 # them: a failed canary opens a failure gate at once, and batches never start after it.
 BUDGET_STAGES = ("batch", "network")
 # Phases of these tiers may run before the maintenance window opens (a method's preparation).
-BEFORE_WINDOW = ("prepare",)
+BEFORE_WINDOW = ("scope", "prepare")  # reading the cloud and preparing: outside the window too
 # waits for a restarted service's heartbeat or API: limited by policy.heartbeat_timeout
 # the preparation's network-bound builds (a virtualenv from PyPI, kolla-ansible and its
 # Ansible collections, image pulls): limited by policy.build_timeout, not step_timeout

@@ -52,7 +52,8 @@ class Scheduler:
             phases = list(wave)
             if not window_asked and any(p.tier not in BEFORE_WINDOW for p in phases):
                 window_asked = True  # a preparation may run before the window; no more
-                await self.gates.window_start(prepared=self.plan.phases[0].tier in BEFORE_WINDOW)
+                prepared = any(p.tier == "prepare" for p in self.plan.phases)
+                await self.gates.window_start(prepared=prepared)
                 self.intake.check()
             limit = asyncio.Semaphore(self.plan.policy.get("site_concurrency", 1))
             await self._all(self._phase(p, limit) for p in phases)

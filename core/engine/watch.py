@@ -172,7 +172,7 @@ def watched(plan: Plan, state: RunState, identity_site: str) -> dict[str, dict[s
     moved: list[tuple[tuple[str, str], str]] = []
     busy: set[tuple[str, str]] = set()
     for phase in plan.phases:
-        if phase.tier == "verify":
+        if phase.tier in ("scope", "verify"):  # they read; they move nothing
             continue
         finished = state.phases.get(phase.id) in MOVED_WORDS
         for step in phase.steps:

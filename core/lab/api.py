@@ -191,9 +191,12 @@ class LabApi:
             kind = SERVICE_TYPES.get(service)
             if kind is not None and not serving(self.world, site, kind):
                 raise ApiError(503, f"Service Unavailable: no {API_ROLES[kind]} runs at {site}")
-            handler = {"compute": self.compute, "volume": self.volume, "network": self.network}.get(
-                service
-            )
+            handler = {
+                "compute": self.compute,
+                "volume": self.volume,
+                "network": self.network,
+                "placement": self.placement,
+            }.get(service)
             if handler is None:
                 return 200, {}, self.version_doc(site, service, rest)
             return handler(site, method, rest, query, payload)
@@ -252,7 +255,31 @@ class LabApi:
                     }
                 },
             )
+        if method == "GET" and parts[:1] == ["v3"] and len(parts) == 2:
+            return self.identity_list(parts[1])
         raise ApiError(404, f"identity: no route for {method} {'/'.join(parts)}")
+
+    def identity_list(self, what: str) -> tuple[int, dict, Any]:
+        """Regions, services and endpoints as keystone lists them (from the catalog)."""
+        catalog = self.catalog()
+        if what == "regions":
+            regions: list[dict[str, Any]] = [
+                {"id": r, "description": "", "parent_region_id": None, "links": {}}
+                for r in sorted(self.regions.values())
+            ]
+            return 200, {}, {"regions": regions, "links": {}}
+        if what == "services":
+            services = [{"id": e["id"], "type": e["type"], "name": e["name"], "enabled": True}
+                        for e in catalog]  # fmt: skip
+            return 200, {}, {"services": services, "links": {}}
+        if what == "endpoints":
+            endpoints = [
+                {**ep, "service_id": e["id"], "enabled": True}
+                for e in catalog
+                for ep in e["endpoints"]
+            ]
+            return 200, {}, {"endpoints": endpoints, "links": {}}
+        raise ApiError(404, f"identity: no route for GET v3/{what}")
 
     def catalog(self) -> list[dict[str, Any]]:
         """Identity in every region; each other service in the regions whose site runs it."""
@@ -431,6 +458,7 @@ class LabApi:
                 {
                     "id": i,
                     "hypervisor_hostname": n.name,
+                    "host_ip": n.address or None,
                     "state": "up",
                     "status": "enabled",
                     "running_vms": n.instances,
@@ -440,6 +468,22 @@ class LabApi:
             ]
             return 200, {}, {"hypervisors": hypervisors}
         raise ApiError(404, f"compute: no route for {method} {'/'.join(rest)}")
+
+    def placement(
+        self, site: str, method: str, rest: list[str], query: dict[str, str], payload: Any
+    ) -> tuple[int, dict, Any]:
+        if not rest:
+            return 200, {}, self.version_doc(site, "placement", rest)
+        if rest == ["resource_providers"] and method == "GET":
+            providers: list[dict[str, Any]] = [
+                {"uuid": f"{i:08x}-0000-4000-8000-{i:012x}", "name": n.name, "generation": 1,
+                 "parent_provider_uuid": None, "root_provider_uuid": f"{i:08x}-0000-4000-8000-"
+                 f"{i:012x}", "links": []}
+                for i, n in enumerate(self.world.nodes.values())
+                if n.site == site and "nova-compute" in n.units
+            ]  # fmt: skip
+            return 200, {}, {"resource_providers": providers}
+        raise ApiError(404, f"placement: no route for {method} {'/'.join(rest)}")
 
     def _one(self, site: str, host: str, binary: str) -> Any:
         record = self.world.record(site, host, binary)

@@ -47,6 +47,8 @@ async def _cloud_action(
         return _verify_cloud(world, site, args, out)
     if action == "wait-agents-up":
         return await _agents_up(world, site, args, out)
+    if action == "verify-scope":
+        return _scope(world, site, args, out)
     if action == "wait-service-up":
         action = "wait-compute-up"
     record = world.record(site, args["host"], args.get("binary", "nova-compute"))
@@ -88,6 +90,19 @@ async def _cloud_action(
                 return CommandResult(0)
             await world.poll()
     return CommandResult(1, error=f"unknown cloud action {action!r}")
+
+
+def _scope(world: World, site: str, args: dict[str, Any], out: OutputCallback) -> CommandResult:
+    """What the site's service records list against the inventory (core/cloud_scope.py)."""
+    from rollgate.core.cloud_scope import scope_result
+
+    listed: dict[str, set[str]] = {}
+    for record in world.services:
+        if record.site == site:
+            listed.setdefault(record.host, set()).add(record.binary)
+    spec = world.inventory.site(site)
+    roles = {n.name: n.roles for n in spec.nodes}
+    return scope_result(spec.region, listed, roles, args, out)
 
 
 async def _agents_up(

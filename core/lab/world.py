@@ -201,11 +201,33 @@ class World:
                 lab_node.files["/etc/nova/nova.conf"] = f"[DEFAULT]\nmy_ip = {node.address}\n{pin}"
             self.nodes[node.name] = lab_node
             self.by_address[node.address] = lab_node
+        self._add_unlisted(faults.unlisted)
         self._records = {(r.site, r.host, r.binary): r for r in self.services}
         method(inventory.method).lab_seed(self)  # what the method's hosts hold before any run
         for db in self.databases.values():
             if db.service == "cinder":
                 db.previous_pending = faults.cinder_pending
+
+    def _add_unlisted(self, unlisted: list[tuple[str, str, str]]) -> None:
+        """The fault unlisted:SITE:HOST:BINARY: a service the site's APIs list, running the
+        source's code on a host the inventory does not have (no SSH: nothing reaches it)
+        or with a role the inventory does not give that host."""
+        from rollgate.core.cloud_scope import ROLE_OF_BINARY
+
+        for site, host, binary in unlisted:
+            role = ROLE_OF_BINARY[binary]
+            node = self.nodes.get(host)
+            if node is None:
+                node = self.nodes[host] = LabNode(host, site, "", ())
+                node.pocket = node.lists = self.source
+            if role not in node.roles:
+                node.roles = (*node.roles, role)
+            node.packages.setdefault(APT.package(role), self.source)
+            node.units.setdefault(APT.unit(role), Unit(APT.unit(role), self.source))
+            if not any(r.host == host and r.binary == binary for r in self.services):
+                self.services.append(ServiceRecord(len(self.services) + 1, host, binary, site))
+            if role == "nova-compute" and not node.instances:
+                node.instances = 1
 
     # ---------------------------------------------------------------- time
 
@@ -394,7 +416,8 @@ class World:
     def restore(self, data: dict[str, Any]) -> None:
         by_id = {r.id: r for r in CATALOGUE}
         for name, node in data["nodes"].items():
-            self._restore_node(self.nodes[name], node, by_id)
+            if name in self.nodes:  # a host of a fault no longer given is not restored
+                self._restore_node(self.nodes[name], node, by_id)
         self._restore_databases(data["databases"], by_id)
         for record in self.services:
             record.disabled_reason = data["services"].get(str(record.id))

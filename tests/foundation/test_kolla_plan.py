@@ -61,8 +61,11 @@ def option(argv: list[str], name: str) -> str | None:
 def test_each_site_prepares_first_in_kollas_order(data: dict[str, Any]) -> None:
     inv, plan = plan_of(data)
     prepares = [p for p in plan.phases if p.tier == "prepare"]
+    scopes = [p for p in plan.phases if p.tier == "scope"]  # reading only, before anything
     assert sorted(p.site for p in prepares) == sorted(s.name for s in inv.sites)
-    assert all(p.wave == 0 for p in prepares) and plan.phases[: len(prepares)] == tuple(prepares)
+    assert plan.phases[: len(scopes)] == tuple(scopes)
+    assert all(p.wave == scopes[0].wave + 1 for p in prepares) if scopes else True
+    assert plan.phases[len(scopes) : len(scopes) + len(prepares)] == tuple(prepares)
     for phase in prepares:
         assert [s.action for s in phase.steps] == PREPARE
         assert all(s.node == f"deploy{list(data['sites']).index(phase.site)}" for s in phase.steps)

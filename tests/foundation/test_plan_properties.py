@@ -132,13 +132,18 @@ def test_phases_follow_the_tier_order(data: dict[str, Any]) -> None:
     plan = plan_of(data)
     waves = [p.wave for p in plan.phases]
     assert waves == sorted(waves)
-    assert plan.phases[0].tier == "identity" and plan.phases[0].site == "hub"
+    # every site's services are compared with the inventory first, then keystone upgrades
+    scopes = [p for p in plan.phases if p.tier == "scope"]
+    assert plan.phases[: len(scopes)] == tuple(scopes)
+    assert all(len(p.steps) == 1 and p.steps[0].action == "verify-scope" for p in scopes)
+    first = plan.phases[len(scopes)]
+    assert first.tier == "identity" and first.site == "hub"
     assert sum(p.tier == "identity" for p in plan.phases) == 1
     if "dashboard" in data["shared"]:
         assert [p.site for p in plan.phases if p.tier == "dashboard"] == ["hub"]
     for phase in plan.phases:
         assert phase.tier == TIERS[phase.wave]
-        if phase.tier == "verify":  # the last phase reads every role back
+        if phase.tier in ("scope", "verify"):  # the last phase reads every role back
             assert phase is plan.phases[-1] or plan.phases[-1].tier == "verify"
             continue
         assert all(ROLES[s.role].tier == phase.tier for s in phase.steps)
@@ -259,9 +264,10 @@ def test_digest_is_stable_across_runs_and_key_order(
 def test_gates_sit_where_the_policy_asks(data: dict[str, Any]) -> None:
     plan = plan_of(data)
     gates = data["policy"]["gates"]
-    # the final verification phase runs with no gate: it changes nothing
+    # the scope check and the final verification run with no gate: they change nothing
     assert all(
-        (p.gate is not None) == ("phase" in gates and p.tier != "verify") for p in plan.phases
+        (p.gate is not None) == ("phase" in gates and p.tier not in ("scope", "verify"))
+        for p in plan.phases
     )
     assert all((s.gate is not None) == ("step" in gates) for s in plan.steps)
     canary_gates = [  # a skip-level downtime gate is always there (its own property)

@@ -51,7 +51,11 @@ def test_supported_paths(src: str, dst: str, skip: bool) -> None:
 def test_unsupported_paths_suggest_the_fast_forward(src: str, dst: str, hops: str) -> None:
     with pytest.raises(ReleaseError) as caught:
         validate_path(find_release(src), find_release(dst))
-    assert str(caught.value).endswith(f"upgrade one step at a time instead: {hops}")
+    assert (
+        f"upgrade one step at a time instead: {hops} (skip-level upgrades go from a SLURP "
+        "release to the next: 2023.1 -> 2024.1, 2024.1 -> 2025.1, 2025.1 -> 2026.1)"
+        in str(caught.value)
+    )
 
 
 def test_non_slurp_cannot_skip() -> None:

@@ -131,7 +131,7 @@ def test_the_preparation_runs_for_real_on_the_real_sample_files(
     old["a_password_the_new_release_dropped"] = "kept"
     (config / "passwords.yml").write_text(yaml.safe_dump(old))
     plan = _plan(tmp_path)
-    prepare = [s for s in plan.phases[0].steps]
+    prepare = next(p for p in plan.phases if p.tier == "prepare").steps
     env = {**os.environ, "PATH": f"{kolla_venv / 'bin'}:{os.environ['PATH']}"}
     ran = []
     for step in prepare:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 def rollgate(tmp_path: Path, *args: str, **popen: object) -> subprocess.Popen[str]:
-    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+    # wide enough that a row's detail is one line
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "600"}
     return subprocess.Popen(
         [sys.executable, "-P", "-m", "rollgate", *args],
         env=env,
@@ -29,11 +30,22 @@ def rollgate(tmp_path: Path, *args: str, **popen: object) -> subprocess.Popen[st
 
 
 def test_check_passes_on_a_healthy_lab(tmp_path: Path) -> None:
-    out, err = rollgate(tmp_path, "check", str(lab_inventory_file(tmp_path))).communicate(
-        timeout=120
+    """A compute the APIs list beyond the inventory, declared unmanaged: shown, not blocking."""
+    inventory = lab_inventory_file(
+        tmp_path, unmanaged="{host: cmp9, reason: 'retired next month, CHG-77'}"
     )
+    out, err = rollgate(
+        tmp_path, "check", str(inventory), "--fault", "unlisted:one:cmp9:nova-compute"
+    ).communicate(timeout=120)
     assert "5/5 nodes reachable with verified host keys" in out, out + err
-    assert out.rstrip().endswith("0 blocking, 0 warnings: ready to run")
+    # the lab's source, 2025.1, is unmaintained since 2026-10-02: a warning, not a blocker
+    assert out.rstrip().endswith("0 blocking, 1 warnings: ready to run")
+    assert "2025.1 (Epoxy) is unmaintained since 2026-10-02" in out
+    declared = [line for line in out.splitlines() if "unmanaged" in line and "✔" in line]
+    assert (
+        declared
+        and "cmp9 nova-compute: not upgraded by Rollgate (declared: retired" in (declared[0])
+    ), out
 
 
 def test_check_reports_an_unreachable_node_and_a_failing_status_check(tmp_path: Path) -> None:
@@ -45,12 +57,24 @@ def test_check_reports_an_unreachable_node_and_a_failing_status_check(tmp_path: 
         "unreachable:cmp2",
         "--fault",
         "fail:ctl1:cinder-status upgrade check:2",
+        "--fault",
+        "unlisted:one:cmp9:nova-compute",
+        "--fault",
+        "unlisted:one:cmp1:cinder-volume",
     )
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, out + err
     rows = [line for line in out.splitlines() if "✘ blocks" in line]
     assert any("cmp2" in r and "connection refused" in r for r in rows), out
     assert any("cinder-status" in r and "failure (exit 2)" in r for r in rows), out
+    scope = [r for r in rows if " scope " in r]
+    assert (
+        scope
+        and "RegionOne lists 2 service(s) the inventory does not upgrade: cmp1 "
+        "cinder-volume (the inventory does not give it cinder-volume); cmp9 nova-compute "
+        "(a host the inventory does not have)"
+        in scope[0]
+    ), out
     assert "4/5 nodes reachable" in out
 
 
@@ -125,3 +149,27 @@ def test_unverified_host_keys_are_warned_about_on_a_lab_check(tmp_path: Path) ->
     assert "WARNING: SSH host keys are NOT verified" in out, out + err
     assert "with host keys NOT verified" in out
     assert "with verified host keys" not in out and "host key verified" not in out
+
+
+def test_discover_prints_the_cloud_as_its_apis_list_it(tmp_path: Path) -> None:
+    """The skeleton comes from the APIs: a compute the inventory does not have is in it, with
+    the address its hypervisor reports; what the APIs cannot say is marked TODO."""
+    import yaml
+
+    inventory = lab_inventory_file(tmp_path, faults=["unlisted:one:cmp9:nova-compute"])
+    out_file = tmp_path / "found.yaml"
+    proc = rollgate(tmp_path, "discover", str(inventory), "-o", str(out_file))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "5 hosts in 2 regions; fill in its TODOs" in out
+    found = yaml.safe_load(out_file.read_text())
+    one = found["sites"]["regionone"]
+    nodes = {n["name"]: n for n in one["nodes"]}
+    assert sorted(nodes) == ["cmp1", "cmp2", "cmp3", "cmp9", "ctl1"]
+    assert nodes["cmp1"]["roles"] == ["neutron-l2-agent", "nova-compute"]
+    assert nodes["cmp1"]["address"].endswith(".10") and nodes["cmp9"]["address"] == "TODO"
+    assert nodes["ctl1"]["roles"] == ["cinder-scheduler", "cinder-volume", "nova-conductor",
+                                      "nova-scheduler"]  # fmt: skip
+    assert found["shared"]["identity"]["site"] in found["sites"]
+    assert found["upgrade"] == {"from": "2025.1", "to": "TODO"}
+    assert "add the API roles it serves" in out_file.read_text()

@@ -336,7 +336,7 @@ async def test_the_footer_keeps_help_and_quit_at_80_columns() -> None:
 
 async def test_the_pipeline_shows_whole_state_words_and_how_each_gate_went() -> None:
     async with console() as (session, app, pilot):
-        first = session.plan.phases[0].id
+        first = next(p.id for p in session.plan.phases if p.gate)  # scope phases have none
         table = app.w_pipeline
 
         def cell(column: int) -> str:
@@ -350,9 +350,12 @@ async def test_the_pipeline_shows_whole_state_words_and_how_each_gate_went() -> 
 
 
 async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
-    async with console() as (_session, app, pilot):
+    async with console() as (session, app, pilot):
         await wait_for(pilot, lambda: app.state.gate is not None)  # nothing ran yet
-        await wait_for(pilot, lambda: bool(app._shown_steps))  # the steps table is drawn
+        # the scope check ran already: the phase after it, the one at the gate
+        gated = next(i for i, p in enumerate(session.plan.phases) if p.gate)
+        app.w_pipeline.move_cursor(row=gated)
+        await wait_for(pilot, lambda: any(s.command for s in app._shown_steps))
         table = app.w_steps
         table.focus()
         table.move_cursor(row=0)

@@ -58,6 +58,12 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool, ask_become_pa
             return await preflight(executor, effective)
 
     findings = asyncio.run(main())
+    from rollgate.core.lifecycle import warnings
+    from rollgate.core.preflight import Finding
+
+    findings += [
+        Finding(inv.cloud, "release", False, line, blocking=False) for line in warnings(inv.upgrade)
+    ]
     table = Table("node / site", "check", "result", "detail")
     for f in findings:
         mark = (

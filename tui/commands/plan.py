@@ -19,9 +19,13 @@ import click
 def plan(inventory: str, fmt: str, detail: bool) -> int:
     """Build the plan for INVENTORY and print it; nothing is run."""
     from rollgate.core.inventory import load_inventory
+    from rollgate.core.lifecycle import warnings
     from rollgate.core.plan import build_plan, plan_json_pieces
 
-    the_plan = build_plan(load_inventory(inventory))
+    inv = load_inventory(inventory)
+    for line in warnings(inv.upgrade):  # stderr: the JSON on stdout stays a plan
+        click.echo(f"warning: {inventory}: {line}", err=True)
+    the_plan = build_plan(inv)
     if fmt == "json":  # one line, a phase at a time: a plan of 20,000 nodes is 200 MB of JSON
         out = click.get_binary_stream("stdout")
         out.writelines(plan_json_pieces(the_plan))

@@ -24,10 +24,16 @@ def validate(inventory: str) -> int:
             "past; update window: before the run (a run outside it needs --outside-window)",
             err=True,
         )
+    from rollgate.core.lifecycle import skip_level_pairs, warnings
+
+    for line in warnings(inv.upgrade):
+        click.echo(f"warning: {inventory}: {line}", err=True)
     computes = sum(1 for n in inv.nodes if n.has("nova-compute"))
     click.echo(
         f"{inventory}: ok: cloud {inv.cloud}, {inv.upgrade.describe()}, {len(inv.sites)} sites, "
         f"{len(inv.nodes)} nodes ({computes} computes), {len(plan.phases)} phases, "
         f"{len(plan.steps)} steps, plan {plan.digest[:12]}"
     )
+    if inv.upgrade.skip_level:
+        click.echo(f"  skip-level: the supported pairs are {', '.join(skip_level_pairs())}")
     return 0
