@@ -549,6 +549,20 @@ class PhaseBuilder:
             packages=packages,
         )
         hooks.after_install(self, node, role, roles)
+        if self._installed_all(node):
+            hooks.after_node_installed(self, node, role)
+
+    def _installed_all(self, node: Node) -> bool:
+        """This phase is the node's last with a role to install, and each of its roles of
+        this phase is installed: nothing of the node's own is left to move."""
+        tiers = [TIERS.index(ROLES[r].tier) for r in node.roles if r in ROLES]
+        if not tiers or max(tiers) != TIERS.index(self.tier):
+            return False
+        return all(
+            (node.name, r) in self.upgraded
+            for r in node.roles
+            if r in ROLES and ROLES[r].tier == self.tier
+        )
 
     def restarted(self, node: Node, role: str) -> None:
         """The node's own services run the new code: undo what blocked their restarts."""

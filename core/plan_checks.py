@@ -319,6 +319,7 @@ def verify_phase(b: PhaseBuilder) -> None:
     scope_step(b, deviation=True)  # nothing appeared during the run that it did not upgrade
     for node in nodes:
         running_version(b, node, [r for r in node.roles if r in ROLES], deviation=True)
+        b.ctx.method.hooks.verify_node(b, node, next(r for r in node.roles if r in ROLES))
     controllers = [
         n for n in nodes if any(n.has(r) for r in ("nova-conductor", "nova-scheduler", "nova-api"))
     ]

@@ -127,6 +127,23 @@ def not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
     return out
 
 
+def moved_beyond(plan: Plan, state: RunState) -> dict[str, dict[str, str]]:
+    """node -> {package: version} of what the installs moved beyond the packages the plan
+    named (apt's dist-upgrade: libraries, plugins, Open vSwitch, libvirt ...)."""
+    named: dict[str, set[str]] = {}
+    for step in plan.steps:
+        if step.action == "upgrade-packages":
+            named.setdefault(step.node, set()).update(step.args.get("packages", ()))
+    out: dict[str, dict[str, str]] = {}
+    for name, node in state.nodes.items():
+        if name not in named:
+            continue
+        extra = {p: v for p, v in node.installed.items() if p not in named[name]}
+        if extra:
+            out[name] = dict(sorted(extra.items()))
+    return out
+
+
 def declared_unmanaged(plan: Plan) -> list[str]:
     """What the inventory declared `unmanaged:` (the plan's scope checks carry it): hosts and
     services the APIs list that Rollgate leaves on whatever release they run."""
@@ -149,10 +166,11 @@ def version_changes(state: RunState) -> list[dict[str, Any]]:
     """Each package's version on each node before the run moved it, what the install put on
     disk, and what its running process runs (as the run's checks read them), grouped:
     [{package, before, installed, after, nodes: [...]}], most nodes first. `after` is what
-    runs: "not read" when no check read it from the process."""
+    runs: "not read" when no check read it from the process. A package only an install's
+    output named (apt's dist-upgrade: no process of its own) is moved_beyond's."""
     groups: dict[tuple[str, str, str, str], list[str]] = {}
     for name, node in state.nodes.items():
-        for package in {*node.packages, *node.installed}:
+        for package in node.packages:
             before, after = node.packages.get(package, (None, None))
             installed = node.installed.get(package)
             key = (package, before or "not read", installed or "not read", after or "not read")
@@ -272,6 +290,11 @@ def end_summary(
         lines += _version_lines(changes)
     lines += method_notes(plan, state)
     lines += declared_unmanaged(plan)
+    beyond = moved_beyond(plan, state)
+    if beyond:
+        count = sum(len(v) for v in beyond.values())
+        lines.append(f"{count} packages beyond the named ones moved on {len(beyond)} nodes "
+                     "(the whole node from the pocket; the report lists them)")  # fmt: skip
     missing = not_upgraded(plan, state)
     if missing:
         lines.append(f"{len(missing)} node(s) not upgraded:")
@@ -365,6 +388,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "versions": version_changes(state),
         "method_notes": method_notes(plan, state),
         "unmanaged": declared_unmanaged(plan),
+        "moved_beyond": moved_beyond(plan, state),
         "start": _iso(state.started),
         "end": _iso(state.finished),
         "duration_s": round(state.finished - state.started, 1)
@@ -509,6 +533,12 @@ def to_markdown(r: dict[str, Any]) -> str:
     if r.get("unmanaged"):
         lines += ["", "## Not upgraded by Rollgate (declared unmanaged)", ""]
         lines += [f"- {line}" for line in r["unmanaged"]]
+    if r.get("moved_beyond"):
+        lines += ["", "## Packages moved beyond the named ones", ""]
+        lines += [
+            f"- {node}: " + ", ".join(f"{p} {v}" for p, v in packages.items())
+            for node, packages in r["moved_beyond"].items()
+        ]
     lines += ["", "## Final verification and outages", ""]
     lines += [
         f"- deviation: {f['title']} on {f['node']}: {f['error']}"
@@ -660,6 +690,14 @@ def to_html(r: dict[str, Any]) -> str:
     if r.get("unmanaged"):
         parts.append("<h2>Not upgraded by Rollgate (declared unmanaged)</h2>")
         parts += [f"<p>{e(line)}</p>" for line in r["unmanaged"]]
+    if r.get("moved_beyond"):
+        parts.append("<h2>Packages moved beyond the named ones</h2>")
+        parts.append(
+            _table(
+                ["node", "package", "installed"],
+                [[n, p, v] for n, pk in r["moved_beyond"].items() for p, v in pk.items()],
+            )
+        )
     parts.append("<h2>Nodes not upgraded</h2>")
     parts.append(
         _table(

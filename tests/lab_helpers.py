@@ -43,6 +43,10 @@ def lab_inventory_text(
         else ""
         for i, site in enumerate(("hub", "one"))
     }
+    kolla_recipe = (
+        "recipe:\n  variables:\n    kolla_services: "
+        '"cinder,glance,heat,horizon,keystone,neutron,nova,octavia,placement"\n'
+    )
     return f"""
 cloud: t-{net.replace(".", "-")}
 method: {method}
@@ -63,7 +67,7 @@ sites:
       - {{name: "cmp[1:{computes}]", address: "{net}.[10:{9 + computes}]",
           roles: [nova-compute, neutron-l2-agent]}}
     unmanaged: [{unmanaged}]
-policy:
+{kolla_recipe if kolla else ""}policy:
   gates: none
   batch_size: 50
   step_timeout: 20

@@ -17,11 +17,29 @@ NOT_RUNNING_WORDS = ("stale", "not-running", "not-installed", "unknown")
 _REVISION = re.compile(r"^\s*([0-9a-z_]+)(?:\s+\(.*\))?\s*$")
 
 # Steps whose every line of output is read (the others: their last line only)
-MULTI_LINE = ("expect_running", "expect_revisions", "expect_service_version")
+MULTI_LINE = ("expect_running", "expect_revisions", "expect_service_version",
+              "expect_every_match")  # fmt: skip
+
+
+# installs whose every "Setting up" line is recorded (what moved beyond the named packages)
+INSTALLS = ("upgrade-packages", "upgrade-node")
 
 
 def reads_all_lines(step: Step) -> bool:
-    return any(key in step.args for key in MULTI_LINE)
+    """Its check reads every line, or (an install) every line is what it moved."""
+    return step.action in INSTALLS or any(key in step.args for key in MULTI_LINE)
+
+
+def wrong_lines(step: Step, lines: list[str]) -> str:
+    """`expect_every_match`: it printed something, and every line matches the pattern."""
+    if not lines:
+        return f"{step.node} printed nothing to read"
+    pattern = re.compile(str(step.args["expect_every_match"]))
+    bad = [line.strip() for line in lines if not pattern.fullmatch(line.strip())]
+    if not bad:
+        return ""
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return f"{step.node}: {len(bad)} line(s) say otherwise: {'; '.join(bad[:3])}{more}"
 
 
 def release_word(service: str, version: str) -> tuple[str | None, str]:
@@ -181,6 +199,8 @@ def wrong_output(step: Step, lines: list[str], left_out: frozenset[str] = frozen
         return wrong_revisions(step, lines)
     if "expect_service_version" in step.args:
         return wrong_service_versions(step, lines, left_out)
+    if "expect_every_match" in step.args:
+        return wrong_lines(step, lines)
     printed = lines[-1] if lines else ""
     if "expect" in step.args:
         return wrong_release(step, printed)

@@ -14,6 +14,7 @@ from typing import Any
 from rollgate.core import events as ev
 from rollgate.core.backup_pull import BackupReceiver
 from rollgate.core.engine.checks import (
+    INSTALLS,
     NOT_RUNNING_WORDS,
     reads_all_lines,
     running,
@@ -40,6 +41,10 @@ from rollgate.core.transports.remote_job import job_name, run_dir
 from rollgate.core.words import STEP_DEVIATION, STEP_FAILED, STEP_NOT_NEEDED, STEP_OK
 
 Outcome = tuple[str, int | None, str]  # (outcome word, exit status, error)
+
+
+# dpkg's line for a package an install configured: "Setting up PKG (VERSION) ..."
+SETTING_UP = re.compile(r"^Setting up (\S+) \(([^)]+)\)")
 
 
 class StepRunner:
@@ -138,6 +143,13 @@ class StepRunner:
                 installed=printed,
                 reachable=True,
             )
+        if step.action in INSTALLS:  # what moved beyond the named packages
+            named = set(step.args.get("packages", ()))
+            for line in lines:
+                moved = SETTING_UP.match(line)
+                if moved and moved.group(1) not in named:
+                    emit(ev.NodeStatus, node=step.node, package=moved.group(1),
+                         installed=moved.group(2))  # fmt: skip
         if step.action == "running-version" and lines:  # the probe ran and said
             for found in running(step, lines):  # what the processes run (or that they do not)
                 word = found.version or found.said.split()[0].rstrip(":")

@@ -11,6 +11,7 @@ import yaml
 from rollgate.core.errors import UserError
 from rollgate.core.importers import Imported, as_bool
 from rollgate.core.methods.kolla.ansible_inventory import read_ini, read_yaml
+from rollgate.core.methods.kolla.mapping import MODELLED_PROJECTS, enabled_services
 
 # kolla's group -> the Rollgate role of the hosts in it (ansible/inventory/multinode: each
 # service's group is a child of its project's, which is a child of control, network...)
@@ -44,15 +45,11 @@ OVN_GROUPS = {
     "neutron-ovn-metadata-agent": "neutron-metadata-agent",
     "ovn-database": "ovsdb",
 }
-# the project whose enable_<project> turns a role's containers on, and kolla's default
+# the project whose enable_<project> turns a role's containers on
 PROJECT = {
     "keystone": "keystone", "glance": "glance", "placement": "placement", "nova": "nova",
     "neutron": "neutron", "cinder": "cinder", "horizon": "horizon",
 }  # fmt: skip
-DEFAULT_ENABLED = {"keystone", "glance", "placement", "nova", "neutron", "horizon", "heat"}
-# globals.yml switches of OpenStack services (enable_<name>) whose default is on; others off
-ON_BY_DEFAULT = DEFAULT_ENABLED | {"cinder_backup"}
-MODELLED = set(PROJECT.values())
 
 
 def read_inventory(path: Path) -> tuple[dict[str, set[str]], dict[str, dict[str, str]]]:
@@ -78,19 +75,6 @@ def read_globals(path: Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: globals.yml holds no settings")
     return data
-
-
-def enabled_services(settings: dict[str, Any]) -> list[str]:
-    """The OpenStack projects globals.yml turns on (kolla's defaults where it says nothing)."""
-    on = set(DEFAULT_ENABLED)
-    for key, value in settings.items():
-        if key.startswith("enable_") and key.count("_") == 1:
-            name = key.removeprefix("enable_")
-            if as_bool(value, name in ON_BY_DEFAULT):
-                on.add(name)
-            else:
-                on.discard(name)
-    return sorted(on)
 
 
 def import_kolla(multinode: Path, globals_path: Path | None) -> tuple[Imported, dict[str, Any]]:
@@ -138,7 +122,7 @@ def import_kolla(multinode: Path, globals_path: Path | None) -> tuple[Imported, 
         "container_engine": str(settings.get("kolla_container_engine", "docker")),
         "kolla_services": ",".join(services),
     }
-    outside = [s for s in services if s not in MODELLED]
+    outside = [s for s in services if s not in MODELLED_PROJECTS]
     if outside:
         found.unplaced.append(
             f"services {', '.join(outside)}: enabled in globals.yml, outside Rollgate's roles; "

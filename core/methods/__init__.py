@@ -56,6 +56,14 @@ class PlanHooks:
         """After the node's own services restarted on the new code (once per node per phase
         that installed on it; at the phase's end for controllers)."""
 
+    def after_node_installed(self, builder: PhaseBuilder, node: Node, role: str) -> None:
+        """Once per node per run, right after its last install (every role's code is in
+        place, its phase's restarts still to come): the rest of the node."""
+
+    def verify_node(self, builder: PhaseBuilder, node: Node, role: str) -> None:
+        """In the final verification, the method's own read-back of the node (steps added
+        here are deviations when they find something, as the rest of that phase)."""
+
 
 @dataclass(frozen=True)
 class Cleanup:

@@ -62,8 +62,9 @@ def test_plan_json_is_the_documented_schema_and_deterministic() -> None:
     assert first == second
     assert first["format"] == "rollgate.plan/1"
     assert first["upgrade"] == {"from": "2025.1", "to": "2026.1", "skip_level": True}
-    assert [p["id"] for p in first["phases"]][:5] == [
-        "central/scope", "east/scope", "west/scope", "central/identity", "east/image"
+    # central runs keystone alone: its region lists no services by host to compare
+    assert [p["id"] for p in first["phases"]][:4] == [
+        "east/scope", "west/scope", "central/identity", "east/image"
     ]  # fmt: skip
     step = first["phases"][0]["stages"][0]["steps"][0]
     assert set(step) >= {"id", "action", "node", "executor", "command", "exit_codes"}

@@ -232,6 +232,17 @@ def test_a_skip_level_kolla_upgrade_is_refused_with_what_kolla_needs_first() -> 
          ["kolla_container_engine is podman in GLOBALS, the plan has docker",
           "enable_container_healthchecks is no in GLOBALS, the plan has yes"]),
         ("---\nkolla_base_distro: ubuntu\n", []),  # kolla's defaults: the plan's
+        # the enabled services: kolla's defaults, then each enable_<service> (the last wins;
+        # a Jinja value keeps the default; enable_mariabackup is no service)
+        ("enable_cinder: 'yes'  # block storage\nenable_mariabackup: yes\n"
+         'enable_heat: "{{ enable_openstack_core | bool }}"\nenable_octavia: no\n',
+         ["the enabled services are cinder,glance,heat,horizon,keystone,neutron,nova,placement "
+          "in GLOBALS, the plan has glance,heat,horizon,keystone,neutron,nova,placement "
+          "(recipe.variables.kolla_services)"]),
+        ("enable_heat: true\nenable_heat: False\n",
+         ["the enabled services are glance,horizon,keystone,neutron,nova,placement in GLOBALS, "
+          "the plan has glance,heat,horizon,keystone,neutron,nova,placement "
+          "(recipe.variables.kolla_services)"]),
     ],
 )  # fmt: skip
 def test_the_settings_check_script_reads_globals_yml_as_sh_runs_it(
@@ -244,10 +255,35 @@ def test_the_settings_check_script_reads_globals_yml_as_sh_runs_it(
     from rollgate.core.recipes import load_recipe, render
 
     (tmp_path / "globals.yml").write_text(globals_yml)
+    from rollgate.core.methods.kolla.mapping import SITE_ORDER
+
     values = {"kolla_config_dir": str(tmp_path), "neutron_plugin_agent": "openvswitch",
-              "container_engine": "docker", "container_healthchecks": "yes"}  # fmt: skip
+              "container_engine": "docker", "container_healthchecks": "yes",
+              "kolla_service_list": "glance,heat,horizon,keystone,neutron,nova,placement",
+              "kolla_known_services": ",".join(SITE_ORDER)}  # fmt: skip
     command = render(load_recipe("kolla").actions["settings-check"].run, values)  # type: ignore[union-attr]
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     where = str(tmp_path / "globals.yml")
     assert done.stdout.splitlines() == [line.replace("GLOBALS", where) for line in said]
     assert done.returncode == (1 if said else 0), done.stderr
+
+
+def test_with_ovn_the_central_databases_move_after_every_ovn_controller() -> None:
+    """OVN's order: ovn-controller on every chassis (with its compute batch), then northd and
+    the NB/SB databases (kolla's ovn-db play), before nova's final pass."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "sample_inventory" / "kolla-site.yaml").read_text()
+    text = text.replace("rabbitmq, memcached]", "rabbitmq, memcached, ovsdb]").replace(
+        'kolla_services: "', 'neutron_plugin_agent: ovn\n    kolla_services: "'
+    )
+    plan = build_plan(parse_inventory(text, "ovn.yaml"))
+    compute = next(p for p in plan.phases if p.tier == "compute")
+    stages = [s.id.split("/")[-1] for s in compute.stages]
+    assert stages.index("ovn-db") > max(i for i, s in enumerate(stages) if s.startswith("batch"))
+    assert stages.index("ovn-db") < stages.index("nova-final")
+    [step] = next(s for s in compute.stages if s.id.endswith("/ovn-db")).steps
+    assert step.command and step.command.endswith("--tags ovn-db")
+    # and the enabled services no role models move after the modelled ones, in one run
+    rest = next(s for p in plan.phases for s in p.stages if s.id.endswith("/kolla-rest"))
+    assert (rest.steps[0].command or "").endswith("--tags heat")

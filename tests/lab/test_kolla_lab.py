@@ -81,6 +81,29 @@ async def test_the_documented_procedure_upgrades_every_container_of_the_lab() ->
     taken = [e for e in engine.history if isinstance(e, ev.BackupTaken)]
     assert len(taken) == 2 and all(e.file == "" and e.source == "2025.2" for e in taken)
     assert all(e.where.startswith("the mariadb_backup volume on the database host") for e in taken)
+    # heat and octavia have no Rollgate role: kolla-ansible moved them after the others, and
+    # the final verification read every container of every node at the target
+    controls = [n for n in world.nodes.values() if "nova-api" in n.roles]
+    assert all(n.kolla.get("heat") == n.kolla.get("octavia") == "2026.1" for n in controls)
+    read = [e for e in engine.history if isinstance(e, ev.StepFinished)
+            and e.step.endswith("containers-at-target")]  # fmt: skip
+    assert len(read) == len([n for n in world.nodes.values() if set(n.roles) - {"deployment"}])
+    assert all(e.outcome == "ok" for e in read)
+
+
+async def test_a_service_left_on_the_source_images_is_a_deviation_naming_it() -> None:
+    """globals.yml enables designate, which the inventory does not list (and a preparation
+    that does not compare): kolla-ansible never moves it, and the final verification says so
+    for each control host."""
+    outcome, engine, _ = await _run(
+        {"actions": {"settings-check": None}}, world_edit=_globals_say('enable_designate: "yes"')
+    )
+    assert outcome == "complete with deviations"
+    found = {e.step.split("/")[3]: e.error for e in engine.history
+             if isinstance(e, ev.StepFinished) and e.outcome == "deviation"}  # fmt: skip
+    assert set(found) == {"key1", "key2", "one-ctl1", "one-ctl2"}  # kolla's control hosts
+    said = "2 line(s) say otherwise: designate_api quay.io/openstack.kolla/designate-api:2025.2"
+    assert said in found["one-ctl1"]
 
 
 async def _lab() -> tuple[Inventory, World]:
@@ -348,6 +371,10 @@ async def test_check_compares_the_plans_kolla_settings_with_globals_yml() -> Non
     assert not settings.ok and settings.blocking
     assert "neutron_plugin_agent is ovn there, the plan has openvswitch" in settings.detail
     assert "kolla_container_engine is podman there, the plan has docker" in settings.detail
+    _globals_say('enable_designate: "yes"\nenable_mariabackup: "no"')(world)
+    [settings] = [f for f in await check_node(LabExecutor(world), inventory, deploy)
+                  if f.check == "kolla settings"]  # fmt: skip
+    assert "it enables designate, which the inventory does not list" in settings.detail
 
 
 async def test_the_preparation_stops_when_globals_yml_and_the_plan_differ() -> None:

@@ -3,6 +3,8 @@ the installed version, with the real tools' messages and exit codes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rollgate.core.lab import APT, Shell, World, package_version, systemctl
 from rollgate.core.lab import LabHandler as Handler
 from rollgate.core.releases import CATALOGUE, package_source
@@ -26,8 +28,11 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
         node.lists = pocket  # the lists now know what the configured source carries
         sh.say("Reading package lists... Done")
         return 0
+    if "dist-upgrade" in argv:
+        return await _dist_upgrade(sh, argv)
     if "install" not in argv or "--only-upgrade" not in argv:
-        sh.err("E: the lab's apt-get supports `update` and `install --only-upgrade -y PKG...`")
+        sh.err("E: the lab's apt-get supports `update`, `install --only-upgrade -y PKG...` and "
+               "`[-s] dist-upgrade -y`")  # fmt: skip
         return 100
     packages, words = [], iter(argv[argv.index("install") + 1 :])
     for word in words:
@@ -51,34 +56,83 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
             sh.say(f"Package {package} is not installed, so not upgraded.")
             continue
         old = node.packages[package]
-        service = service_of(package)
         if known.index <= old.index:
-            sh.say(f"{package} is already the newest version ({package_version(service, old)}).")
+            version = package_version(service_of(package), old)
+            sh.say(f"{package} is already the newest version ({version}).")
             continue
-        await sh.pause("apt-install", 1.0 / max(1, len(packages)))
-        if sh.world.faults.edited_conffile(node.name, package) and not _keeps_conffiles(argv):
-            return _conffile_prompt(sh, package, service_of(package))
-        node.packages[package] = known
-        node.installed_at[package] = sh.world.now()
-        sh.say(
-            f"Unpacking {package} ({package_version(service, known)}) over "
-            f"({package_version(service, old)}) ..."
-        )
-        sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
-        # debhelper's postinst restarts the package's units unless policy-rc.d forbids it;
-        # needrestart restarts them anyway unless suspended (it calls systemctl itself)
-        if not node.restarts_blocked or sh.env.get("NEEDRESTART_SUSPEND") != "1":
-            for unit in sorted(
-                {APT.unit(r) for r in node.roles if r in ROLES and APT.package(r) == package}
-            ):
-                if await systemctl(sh, ["systemctl", "restart", unit]) != 0:
-                    sh.err(
-                        f"dpkg: error processing package {package} (--configure): installed "
-                        f"{package} package post-installation script subprocess returned "
-                        "error exit status 1"
-                    )
-                    sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
-                    return 100
+        status = await _unpack(sh, package, known, argv, 1.0 / max(1, len(packages)))
+        if status:
+            return status
+    return 0
+
+
+def _upgradable(sh: Shell) -> list[str]:
+    """The node's installed packages whose candidate (what the lists know) is newer."""
+    known = sh.node.lists or sh.world.source
+    return sorted(p for p, r in sh.node.packages.items() if r.index < known.index)
+
+
+async def _dist_upgrade(sh: Shell, argv: list[str]) -> int:
+    """`apt-get [-s] dist-upgrade -y`: every installed package to its candidate (held ones
+    kept back); -s only says what it would do (an Inst line each)."""
+    node = sh.node
+    known = node.lists or sh.world.source
+    sh.say("Reading package lists...")
+    sh.say("Building dependency tree...")
+    sh.say("Calculating upgrade...")
+    moving = _upgradable(sh)
+    held = [p for p in moving if sh.world.faults.is_held(node.name, p)]
+    moving = [p for p in moving if p not in held]
+    if held:
+        sh.say("The following packages have been kept back:")
+        sh.say("  " + " ".join(held))
+    simulate = "-s" in argv or "--simulate" in argv
+    for package in moving:
+        service = service_of(package)
+        if simulate:
+            old, new = node.packages[package], known
+            sh.say(f"Inst {package} [{package_version(service, old)}] "
+                   f"({package_version(service, new)} Ubuntu:{node.series}-updates/"
+                   f"{new.name})")  # fmt: skip
+            continue
+        status = await _unpack(sh, package, known, argv, 1.0 / max(1, len(moving)))
+        if status:
+            return status
+    sh.say(f"{len(moving)} upgraded, 0 newly installed, 0 to remove and {len(held)} not "
+           "upgraded.")  # fmt: skip
+    return 0
+
+
+async def _unpack(sh: Shell, package: str, known: Any, argv: list[str], share: float) -> int:
+    """Install `known`'s version of one package: its conffiles, then its units restarted by
+    its scripts unless policy-rc.d and needrestart's suspension forbid it (0, or apt's 100)."""
+    node = sh.node
+    old = node.packages[package]
+    service = service_of(package)
+    await sh.pause("apt-install", share)
+    if sh.world.faults.edited_conffile(node.name, package) and not _keeps_conffiles(argv):
+        return _conffile_prompt(sh, package, service)
+    node.packages[package] = known
+    node.installed_at[package] = sh.world.now()
+    sh.say(
+        f"Unpacking {package} ({package_version(service, known)}) over "
+        f"({package_version(service, old)}) ..."
+    )
+    sh.say(f"Setting up {package} ({package_version(service, known)}) ...")
+    # debhelper's postinst restarts the package's units unless policy-rc.d forbids it;
+    # needrestart restarts them anyway unless suspended (it calls systemctl itself)
+    if not node.restarts_blocked or sh.env.get("NEEDRESTART_SUSPEND") != "1":
+        for unit in sorted(
+            {APT.unit(r) for r in node.roles if r in ROLES and APT.package(r) == package}
+        ):
+            if await systemctl(sh, ["systemctl", "restart", unit]) != 0:
+                sh.err(
+                    f"dpkg: error processing package {package} (--configure): installed "
+                    f"{package} package post-installation script subprocess returned "
+                    "error exit status 1"
+                )
+                sh.err("E: Sub-process /usr/bin/dpkg returned an error code (1)")
+                return 100
     return 0
 
 
@@ -203,7 +257,22 @@ ADD_APT_REPOSITORY = "/usr/bin/add-apt-repository"
 CLOUD_KEYRING = "/usr/share/keyrings/ubuntu-cloud-keyring.gpg"
 
 
+# Packages of the Cloud Archive's pocket a node carries beyond its services' own (what a
+# list of named packages leaves behind): the oslo libraries every service imports, Open
+# vSwitch where an L2 agent runs, libvirt on a hypervisor
+POCKET_EXTRAS = {
+    "": ("python3-oslo.messaging",),
+    "neutron-l2-agent": ("openvswitch-switch",),
+    "nova-compute": ("libvirt-daemon-system",),
+}
+
+
 def seed(world: World) -> None:
     for node in world.nodes.values():
         node.files.setdefault(ADD_APT_REPOSITORY, "#!/usr/bin/python3\n")
         node.files.setdefault(CLOUD_KEYRING, "(the Cloud Archive's public key)\n")
+        if not any(r in ROLES for r in node.roles):
+            continue  # a database or deploy host: no OpenStack packages
+        for role in ("", *node.roles):
+            for package in POCKET_EXTRAS.get(role, ()):
+                node.packages.setdefault(package, world.source)

@@ -10,6 +10,13 @@ from rollgate.core.methods import PlanHooks
 from rollgate.core.releases import SERVICES
 from rollgate.core.roles import ROLES
 
+# each line apt-get -s dist-upgrade prints when nothing is left behind: "Inst PKG [old] (new
+# ...)" names a package that would move; a held one is not an Inst line but "kept back", and
+# the summary counts it as "N not upgraded"
+LEFT_BEHIND_OK = (
+    r"(?!Inst )(?!The following packages have been kept back)(?!.* and [1-9]\d* not upgraded).*"
+)
+
 
 class AptHooks(PlanHooks):
     def before_first_install(self, builder: Any, node: Any, role: str) -> None:
@@ -33,6 +40,15 @@ class AptHooks(PlanHooks):
 
     def after_restarts(self, builder: Any, node: Any, role: str) -> None:
         builder.add("allow-restarts", node, role)
+
+    def after_node_installed(self, builder: Any, node: Any, role: str) -> None:
+        builder.add("upgrade-node", node, role)
+
+    def verify_node(self, builder: Any, node: Any, role: str) -> None:
+        """apt's simulation of a dist-upgrade lists nothing to install: no package whose
+        candidate comes from the target pocket is left at an older version."""
+        builder.add("left-behind", node, role, args={"expect_every_match": LEFT_BEHIND_OK,
+                                                      "deviation": True})  # fmt: skip
 
 
 def _versioned(builder: Any, roles: list[str]) -> list[tuple[str, str]]:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from rollgate.core.methods import Method, Problem
 from rollgate.core.methods.kolla.mapping import CONTAINERS, IMAGES
-from rollgate.core.methods.kolla.plan import BUILDERS, VALUE_NAMES, check_inventory, plan_values
+from rollgate.core.methods.kolla.plan import (
+    BUILDERS,
+    VALUE_NAMES,
+    KollaHooks,
+    check_inventory,
+    plan_values,
+)
 
 if TYPE_CHECKING:
     from rollgate.core.executor import Executor
@@ -24,6 +30,7 @@ class Kolla(Method):
     units = CONTAINERS
     plan_value_names = VALUE_NAMES
     builders = BUILDERS
+    hooks = KollaHooks()
 
     def check_inventory(self, spec: InventorySpec, target: Release, problem: Problem) -> None:
         check_inventory(spec, target, problem)

@@ -33,8 +33,13 @@ from rollgate.core.lab import LabHandler as Handler
 from rollgate.core.methods.kolla.ansible_inventory import match_hosts, parse_ini
 from rollgate.core.methods.kolla.mapping import (
     CONTAINER_TAGS,
+    EXTRA_CONTAINERS,
     INFRA_TAGS,
     NETWORK_TAG,
+    ON_BY_DEFAULT,
+    OVN_DB_CONTAINERS,
+    SITE_ORDER,
+    enabled_services,
     host_containers,
 )
 from rollgate.core.releases import CATALOGUE, Release, kolla_ansible_major
@@ -47,6 +52,8 @@ PULLED = "/var/lib/kolla-lab/pulled"  # on each host: the releases whose images 
 BACKUPS = "/var/lib/docker/volumes/mariadb_backup/_data"
 BASE_PASSWORDS = ("database_password", "rabbitmq_password", "keystone_admin_password",
                   "nova_database_password", "neutron_database_password")  # fmt: skip
+# the projects outside Rollgate's roles a lab cloud runs (on its control hosts)
+LAB_EXTRAS = ("heat", "octavia")
 CONTROL_ROLES = frozenset(
     {"keystone", "glance-api", "placement-api", "nova-conductor", "nova-scheduler", "nova-api",
      "neutron-server", "cinder-scheduler", "cinder-api", "horizon"}
@@ -80,6 +87,11 @@ def seed(world: World) -> None:
     virtualenv with its collections, /etc/kolla with globals pinning the source release, its
     merged passwords and the site's inventory."""
     source = world.source
+    # globals.yml enables the projects the world runs, and octavia, which no role models (and
+    # heat, kolla's default): their containers are on the control hosts
+    projects = {ROLES[r].service for n in world.nodes.values() for r in n.roles if r in ROLES}
+    enables = "".join(f'enable_{p}: "yes"\n' for p in sorted(projects & {"cinder"}))
+    enables += "".join(f'enable_{p}: "yes"\n' for p in LAB_EXTRAS if p not in ON_BY_DEFAULT)
     for node in world.nodes.values():
         if "deployment" not in node.roles:
             continue
@@ -94,7 +106,7 @@ def seed(world: World) -> None:
             f'openstack_release: "{source.id}"\n'
             f'kolla_internal_vip_address: "{node.address}"\n'
             'neutron_plugin_agent: "openvswitch"\n'
-            'enable_mariabackup: "yes"\n'
+            'enable_mariabackup: "yes"\n' + enables
         )
         node.files[f"{CONFIG}/passwords.yml"] = "".join(
             f"{key}: {world.rng.getrandbits(64):016x}\n" for key in password_keys(source)
@@ -475,6 +487,11 @@ class _Run:
             ("neutron", {"neutron"}, self._with(svc["neutron"]), svc["neutron"]),
             ("horizon", {"horizon"}, self._with(svc["horizon"]), svc["horizon"]),
         ]  # fmt: skip
+        ovn = next(i for i, p in enumerate(plays) if p[0] == "ovn-controller")
+        plays.insert(ovn + 1, ("ovn-db", {"ovn", "ovn-db"}, self._with(["ovsdb"]), []))
+        enabled = enabled_services(self.globals)
+        plays += [(p, {p}, self._with(CONTROL_ROLES), []) for p in SITE_ORDER
+                  if p in enabled and p in EXTRA_CONTAINERS]  # fmt: skip
         return plays
 
     def _switch(self) -> str:
@@ -551,7 +568,7 @@ class _Run:
         """Run one play on `hosts`; (host, message) when it fails."""
         world, release = self.world, self.release
         await self.sh.pause("restart", 0.5)
-        if name in (*INFRA_TAGS, "openvswitch", "ovn-controller"):
+        if name in (*INFRA_TAGS, "openvswitch", "ovn-controller", "ovn-db", *EXTRA_CONTAINERS):
             for node in hosts:
                 node.kolla[name] = release.id
                 world.save(node)
@@ -608,13 +625,17 @@ class _Run:
 # ---------------------------------------------------------------- the container engine
 
 
-def _site_global(sh: Shell, key: str, default: str) -> str:
-    """A setting of the site's globals.yml (its deploy host's), or kolla's default."""
+def _site_globals(sh: Shell) -> str | None:
+    """The site's globals.yml (its deploy host's)."""
     for node in sh.world.nodes.values():
         if node.site == sh.node.site and "deployment" in node.roles:
-            found = _passwords(node.files.get(f"{CONFIG}/globals.yml"))
-            return str(found.get(key, default))
-    return default
+            return node.files.get(f"{CONFIG}/globals.yml")
+    return None
+
+
+def _site_global(sh: Shell, key: str, default: str) -> str:
+    """A setting of the site's globals.yml (its deploy host's), or kolla's default."""
+    return str(_passwords(_site_globals(sh)).get(key, default))
 
 
 def _plugin(sh: Shell) -> str:
@@ -633,6 +654,41 @@ def _containers(sh: Shell) -> dict[str, str]:
     return out
 
 
+def _other_containers(sh: Shell) -> dict[str, str]:
+    """The node's containers of no Rollgate role -> the play that deploys them: the enabled
+    projects outside the model on a control host, OVN's databases on an ovsdb host."""
+    out: dict[str, str] = {}
+    if set(sh.node.roles) & CONTROL_ROLES:
+        settings = _passwords(_site_globals(sh))
+        for project in enabled_services(settings):
+            for container in EXTRA_CONTAINERS.get(project, ()):
+                out[container] = project
+    if "ovsdb" in sh.node.roles and _plugin(sh) == "ovn":
+        out.update(dict.fromkeys(OVN_DB_CONTAINERS, "ovn-db"))
+    return out
+
+
+async def _ps(sh: Shell, argv: list[str]) -> int:
+    """`docker ps --format '{{.Names}} {{.Image}}'`: every running container of the node."""
+    fmt = argv[argv.index("--format") + 1] if "--format" in argv[:-1] else None
+    rows = []
+    for name, role in _containers(sh).items():
+        tag = CONTAINER_TAGS.get(name)
+        if tag is not None:
+            rows.append((name, sh.node.kolla.get(tag, sh.world.source.id)))
+        elif sh.world.unit_up(sh.node, APT.unit(role)):
+            rows.append((name, sh.node.packages[APT.package(role)].id))
+    for name, play in _other_containers(sh).items():
+        rows.append((name, sh.node.kolla.get(play, sh.world.source.id)))
+    for name, release in sorted(rows):
+        image = _image(name, release)
+        if fmt is None:
+            sh.say(f"{image}   {name}")
+        else:
+            sh.say(fmt.replace("{{.Names}}", name).replace("{{.Image}}", image))
+    return 0
+
+
 async def _engine(sh: Shell, argv: list[str]) -> int:
     """`docker|podman exec|inspect|images`: kolla's containers, from the node's world."""
     verb = argv[1] if len(argv) > 1 else ""
@@ -642,7 +698,9 @@ async def _engine(sh: Shell, argv: list[str]) -> int:
         return await _inspect(sh, argv)
     if verb == "images":
         return _images(sh, argv)
-    sh.err(f"{argv[0]}: the lab's engine supports exec, inspect and images")
+    if verb == "ps":
+        return await _ps(sh, argv)
+    sh.err(f"{argv[0]}: the lab's engine supports exec, inspect, images and ps")
     return 125
 
 
@@ -743,17 +801,23 @@ async def _settings_check(sh: Shell, argv: list[str]) -> int:
     absent) against the plan's."""
     await sh.pause("quick")
     path, *wanted = argv[1:5]
+    want = argv[5] if len(argv) > 5 else ""
     found = _passwords(sh.node.files.get(path))
     status = 0
-    for (key, default), want in zip(
+    for (key, default), wanted_value in zip(
         (("neutron_plugin_agent", "openvswitch"), ("kolla_container_engine", "docker"),
          ("enable_container_healthchecks", "yes")), wanted, strict=True,
     ):  # fmt: skip
         have = str(found.get(key, default))
         have = {"true": "yes", "false": "no"}.get(have.lower(), have)
-        if have != want:
-            sh.say(f"{key} is {have} in {path}, the plan has {want}")
+        if have != wanted_value:
+            sh.say(f"{key} is {have} in {path}, the plan has {wanted_value}")
             status = 1
+    on = ",".join(enabled_services(found))
+    if on != want:
+        sh.say(f"the enabled services are {on or 'none'} in {path}, the plan has "
+               f"{want or 'none'} (recipe.variables.kolla_services)")  # fmt: skip
+        status = 1
     return status
 
 

@@ -53,6 +53,64 @@ CONTAINER_TAGS = {
 INFRA_TAGS = ("common", "loadbalancer", "mariadb", "memcached", "rabbitmq")
 
 
+# kolla's services with an `enable_<name>` switch, in site.yml's order (ansible/site.yml's
+# "Apply role" plays, less the infrastructure and network plays the plan runs itself): what
+# globals.yml can turn on, each deployed (and upgraded) by the play of its name
+SITE_ORDER = (
+    "opensearch", "letsencrypt", "collectd", "valkey", "prometheus", "etcd", "keystone",
+    "glance", "ironic", "cinder", "placement", "nova", "neutron", "heat", "horizon", "magnum",
+    "mistral", "manila", "gnocchi", "ceilometer", "aodh", "barbican", "cyborg", "designate",
+    "trove", "watcher", "grafana", "cloudkitty", "tacker", "octavia", "blazar", "masakari",
+    "skyline",
+)  # fmt: skip
+# the projects Rollgate's roles upgrade (their plays run in the plan's own phases)
+MODELLED_PROJECTS = frozenset(
+    {"keystone", "glance", "placement", "nova", "neutron", "cinder", "horizon"}
+)
+# enable_<project> switches kolla turns on by default (enable_openstack_core); others are off
+ON_BY_DEFAULT = frozenset({"keystone", "glance", "placement", "nova", "neutron", "horizon", "heat"})
+# the main containers of projects Rollgate has no role for, on their hosts (the lab's)
+EXTRA_CONTAINERS = {
+    "heat": ("heat_api", "heat_engine"),
+    "octavia": ("octavia_api", "octavia_worker"),
+    "designate": ("designate_api", "designate_central"),
+    "barbican": ("barbican_api", "barbican_worker"),
+    "magnum": ("magnum_api", "magnum_conductor"),
+}
+# OVN's central databases and northd (kolla's ovn-db play), on the ovn-database hosts
+OVN_DB_CONTAINERS = ("ovn_northd", "ovn_nb_db", "ovn_sb_db")
+
+
+def _on(value: object, default: bool) -> bool:
+    text = str(value).strip().strip("'\"").lower()
+    if isinstance(value, bool):
+        return value
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    return default  # a Jinja expression: kolla's default decides
+
+
+def enabled_services(settings: dict[str, object]) -> list[str]:
+    """The services of SITE_ORDER globals.yml turns on (`enable_<name>`, kolla's defaults
+    where it says nothing), sorted; enable_mariabackup and the like are not services."""
+    on = set(ON_BY_DEFAULT)
+    for key, value in settings.items():
+        name = str(key).removeprefix("enable_")
+        if str(key).startswith("enable_") and name in SITE_ORDER:
+            if _on(value, name in ON_BY_DEFAULT):
+                on.add(name)
+            else:
+                on.discard(name)
+    return sorted(on)
+
+
+def listed_services(text: str) -> list[str]:
+    """recipe.variables.kolla_services as a sorted list ("a, b" or "a,b")."""
+    return sorted({s.strip() for s in str(text).split(",") if s.strip()})
+
+
 def host_containers(role: str, plugin: str = "openvswitch") -> tuple[str, ...]:
     """The containers `role` runs on a host, with kolla's neutron plugin `plugin`."""
     if plugin == "ovn" and role in OVN_HOST_CONTAINERS:

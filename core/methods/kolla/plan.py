@@ -24,7 +24,15 @@ from typing import Any
 
 from rollgate.core.errors import UserError
 from rollgate.core.inventory import Inventory, Node
-from rollgate.core.methods.kolla.mapping import INFRA_TAGS, NETWORK_TAG, host_containers
+from rollgate.core.methods import PlanHooks
+from rollgate.core.methods.kolla.mapping import (
+    INFRA_TAGS,
+    MODELLED_PROJECTS,
+    NETWORK_TAG,
+    SITE_ORDER,
+    host_containers,
+    listed_services,
+)
 from rollgate.core.plan import (
     agents_up,
     compute_back,
@@ -41,7 +49,8 @@ DEPLOY = "deployment"  # the role of the host kolla-ansible runs on
 # The values kolla's commands get besides core/plan.py's (recipe overrides may use them)
 VALUE_NAMES = frozenset(
     {"kolla_venv", "kolla_major", "kolla_pip_spec", "release_sed", "release_line",
-     "mariabackup_on", "kolla_tags", "kolla_limit", "kolla_skip"}
+     "mariabackup_on", "kolla_tags", "kolla_limit", "kolla_skip", "kolla_service_list",
+     "kolla_known_services"}
 )  # fmt: skip
 
 
@@ -58,6 +67,8 @@ def plan_values(inventory: Inventory, variables: Mapping[str, Any]) -> dict[str,
         "kolla_venv": f"{variables.get('kolla_venv_root', '/opt/kolla-ansible')}/{target.id}",
         "kolla_major": str(major),
         "kolla_pip_spec": f"kolla-ansible>={major},<{major + 1}",
+        "kolla_service_list": ",".join(listed_services(str(variables.get("kolla_services", "")))),
+        "kolla_known_services": ",".join(SITE_ORDER),
         "release_sed": f"s/^#? *openstack_release:.*/{line}/",
         "release_line": line,
         "mariabackup_on": MARIABACKUP_ON,
@@ -234,6 +245,28 @@ def block_storage(b: Any) -> None:
         b.stage("cinder-pre", "finish the previous release's cinder migrations", "pre")
         b.add("previous-migrations", b.site.with_role(present[0])[0], present[0])
     _service(b, "cinder", roles, "cinder-api")
+    _the_rest(b)
+
+
+def unmodelled(variables: Mapping[str, Any]) -> list[str]:
+    """The enabled projects (recipe.variables.kolla_services) no Rollgate role models, in
+    kolla's site.yml order (one it does not know, after those)."""
+    listed = [s for s in listed_services(str(variables.get("kolla_services", "")))
+              if s not in MODELLED_PROJECTS]  # fmt: skip
+    known = [s for s in SITE_ORDER if s in listed]
+    return known + sorted(set(listed) - set(known))
+
+
+def _the_rest(b: Any) -> None:
+    """The enabled services outside Rollgate's roles (heat, octavia ...), after the modelled
+    ones, in one kolla-ansible run with their tags, as site.yml orders them: nothing of the
+    cloud stays on the source's images."""
+    rest = unmodelled(b.recipe.variables)
+    if not rest or not b.site.with_role(DEPLOY):
+        return
+    _site_first(b)
+    b.stage("kolla-rest", f"the rest of kolla's services: {', '.join(rest)}", "control")
+    _deploy(b, "upgrade-service", "kolla", kolla_tags=",".join(rest))
 
 
 def dashboard(b: Any) -> None:
@@ -282,6 +315,12 @@ def compute(b: Any) -> None:
         if site.with_role("neutron-server"):
             verify_api(b, "neutron-server")
     _compute_batches(b, computes, tags)
+    if _plugin(b) == "ovn" and any("ovsdb" in n.roles for n in site.nodes):
+        # OVN: the controllers first, then northd and the central databases (OVN's upgrade
+        # order; kolla's site.yml runs ovn-db after ovn-controller)
+        b.stage("ovn-db", "OVN's northd and central databases, after every ovn-controller",
+                "post")  # fmt: skip
+        _deploy(b, "upgrade-service", "ovn-db", kolla_tags="ovn-db")
     if nova_ctl or computes:
         b.stage(
             "nova-final",
@@ -322,6 +361,22 @@ def _compute_batches(b: Any, computes: list[Node], tags: str) -> None:
             compute_back(b, node)
 
 
+class KollaHooks(PlanHooks):
+    def verify_node(self, builder: Any, node: Any, role: str) -> None:
+        """Every container on the node runs the target's image, whatever Rollgate models
+        (`docker|podman ps`: its name and image, one line each)."""
+        target = builder.ctx.inventory.upgrade.target.id
+        builder.add(
+            "containers-at-target",
+            node,
+            role,
+            args={
+                "expect_every_match": rf"\S+ \S+:{target.replace('.', '[.]')}(-\S+)?",
+                "deviation": True,
+            },
+        )
+
+
 BUILDERS = {
     "prepare": prepare,
     "identity": identity,
@@ -351,6 +406,17 @@ def check_inventory(spec: Any, target: Any, problem: Any) -> None:
             f"Rollgate does not plan; upgrade one release at a time ({source.id} -> "
             f"{CATALOGUE[source.index + 1].id}, then on)",
         )
+    listed = set(listed_services(str(spec.recipe.variables.get("kolla_services", ""))
+                                 if spec.recipe else ""))  # fmt: skip
+    if listed:
+        projects = {ROLES[r].service for site in spec.sites.values() for n in site.nodes
+                    for r in n.roles if r in ROLES}  # fmt: skip
+        if missing := sorted(projects - listed):
+            problem(
+                ("recipe", "variables", "kolla_services"),
+                f"kolla_services does not list {', '.join(missing)}, which nodes of the "
+                "inventory run: list every project globals.yml enables",
+            )
     for name, site in spec.sites.items():
         deploy = [n for n in site.nodes if DEPLOY in n.roles]
         if len(deploy) != 1:

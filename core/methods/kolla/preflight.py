@@ -11,6 +11,7 @@ import yaml
 from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, Node
 from rollgate.core.methods.kolla.ansible_inventory import parse_ini
+from rollgate.core.methods.kolla.mapping import enabled_services, listed_services
 from rollgate.core.methods.kolla.plan import DEPLOY, plan_values
 from rollgate.core.plan import PlanContext
 from rollgate.core.preflight import Finding, run_probe
@@ -154,6 +155,25 @@ def _word(value: object) -> str:
     return {"true": "yes", "false": "no"}.get(text, text)
 
 
+def services_differ(settings: dict[str, object], listed: str) -> str:
+    """Where the inventory's kolla_services and globals.yml's enabled projects differ ("" when
+    they agree): the plan upgrades the listed ones, kolla runs the enabled ones."""
+    enabled = enabled_services(settings)
+    ours = listed_services(listed)
+    if ours == enabled:
+        return ""
+    extra, missing = sorted(set(ours) - set(enabled)), sorted(set(enabled) - set(ours))
+    said = []
+    if missing:
+        said.append(f"it enables {', '.join(missing)}, which the inventory does not list")
+    if extra:
+        said.append(f"it does not enable {', '.join(extra)}, which the inventory lists")
+    return (
+        f'{" and ".join(said)} (recipe.variables.kolla_services: "{",".join(enabled)}" '
+        "makes the plan upgrade every enabled service)"
+    )
+
+
 def _settings_match(node: Node, text: str, variables: dict[str, str], config: str) -> list[Finding]:
     """The plan is built offline from the inventory: what kolla will really do comes from
     globals.yml. The switch each compute moves, the container engine the checks call and
@@ -172,6 +192,8 @@ def _settings_match(node: Node, text: str, variables: dict[str, str], config: st
         if theirs != ours:
             wrong.append(f"{key} is {theirs} there, the plan has {ours} (recipe.variables."
                          f"{variable}: {theirs} in the inventory)")  # fmt: skip
+    if services := services_differ(found, variables.get("kolla_services", "")):
+        wrong.append(services)
     if wrong:
         differ = f"{config}/globals.yml and the plan differ: " + "; ".join(wrong)
         return [Finding(node.name, "kolla settings", False, differ)]
