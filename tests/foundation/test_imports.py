@@ -22,7 +22,9 @@ def test_import_kolla_writes_an_inventory_that_validates(tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "10 hosts from" in done.stdout and "2025.2 (Flamingo) -> 2026.1" in done.stdout
-    inv = load_inventory(out)  # what `rollgate validate` reads
+    validated = rollgate(tmp_path / "state", "validate", str(out))
+    assert validated.returncode == 0 and ": ok: cloud kolla," in validated.stdout, validated.stderr
+    inv = load_inventory(out)
     assert inv.method == "kolla" and inv.upgrade.source.id == "2025.2"  # globals' release
     nodes = {n.name: n for n in inv.nodes}
     assert sorted(nodes) == [

@@ -100,6 +100,15 @@ def test_lab_serves_until_interrupted_and_says_how_to_reach_it(tmp_path: Path) -
     text = "".join(lines)
     assert "ssh -i " in text and "UserKnownHostsFile=" in text
     assert "OS_CLIENT_CONFIG_FILE=" in text and "compute service list" in text
+    # what it says works: discover reads the served lab as any cloud of clouds.yaml
+    config = text.split("OS_CLIENT_CONFIG_FILE=", 1)[1].split()[0]
+    found = subprocess.run(
+        [sys.executable, "-P", "-m", "rollgate", "discover", "--os-cloud", "rollgate-lab"],
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": config}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert all(f"- name: cmp{i}" in found.stdout for i in (1, 2, 3)), found.stdout
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "lab stopped" in out
