@@ -27,6 +27,7 @@ class Imported:
     variables: dict[str, str] = field(default_factory=dict)  # the method recipe's variables
     left_out: dict[str, set[str]] = field(default_factory=dict)  # host -> roles not upgraded
     why_left_out: str = ""
+    bystanders: dict[str, str] = field(default_factory=dict)  # host -> why it has no roles
 
     def add(self, host: str, role: str) -> None:
         self.hosts.setdefault(host, set()).add(role)
@@ -106,6 +107,8 @@ def inventory_text(
             unmanaged.append({"host": host, "binaries": binaries, "reason": found.why_left_out})
         said = ", ".join(sorted(found.left_out[host], key=ROLE_ORDER.index))
         found.unplaced.append(f"{host}: {said}: {found.why_left_out}")
+    for host, why in sorted(found.bystanders.items()):
+        unmanaged.append({"host": host, "reason": why})
     if unmanaged:
         data["sites"][site]["unmanaged"] = unmanaged
     if found.variables:

@@ -116,7 +116,11 @@ def import_kolla(multinode: Path, globals_path: Path | None) -> tuple[Imported, 
     unused = sorted(groups["all"] - set(found.hosts))
     if unused:
         found.unplaced.append(f"hosts {', '.join(unused)}: in no group of a service Rollgate "
-                              "upgrades (monitoring, storage without cinder ...)")  # fmt: skip
+                              "upgrades (monitoring, storage without cinder ...); declared "
+                              "unmanaged")  # fmt: skip
+    for host in unused:
+        found.bystanders[host] = ("in kolla's inventory with no service Rollgate upgrades; "
+                                  "kolla-ansible's own runs move its containers")  # fmt: skip
     found.variables = {
         "neutron_plugin_agent": plugin,
         "container_engine": str(settings.get("kolla_container_engine", "docker")),

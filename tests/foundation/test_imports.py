@@ -51,6 +51,9 @@ def test_import_kolla_writes_an_inventory_that_validates(tmp_path: Path) -> None
     )
     text = out.read_text()
     assert "# not placed: hosts mon01: in no group of a service Rollgate upgrades" in text
+    # kolla's inventory and Rollgate's must hold the same hosts (check compares them): the
+    # monitoring host is declared, with why
+    assert [(d.host, d.binaries) for d in site.unmanaged] == [("mon01", ())]
     assert "services heat, octavia: enabled in globals.yml, outside Rollgate's roles" in text
 
 

@@ -13,7 +13,7 @@ import pytest
 from rollgate.core import events as ev
 from rollgate.core.engine import Engine, EngineOptions
 from rollgate.core.engine.client import EngineClient
-from rollgate.core.inventory import Inventory, load_inventory
+from rollgate.core.inventory import Inventory, load_inventory, parse_inventory
 from rollgate.core.lab import Lab
 from rollgate.core.lab.commands import run_command
 from rollgate.core.lab.inprocess import LabExecutor
@@ -310,6 +310,29 @@ async def test_check_reads_the_deploy_hosts_and_says_what_the_preparation_will_d
     )
     assert not by[("one-deploy", "database backup")].ok
     assert "kolla-ansible reconfigure" in by[("one-deploy", "database backup")].detail
+
+
+async def test_a_monitoring_host_of_kollas_inventory_is_known_when_declared() -> None:
+    """kolla's inventory holds a host with no service Rollgate upgrades: check blocks until
+    the site declares it unmanaged (as `rollgate import kolla` writes it)."""
+    from rollgate.core.methods.kolla.preflight import check_node
+
+    inventory, world = await _lab()
+    files = world.nodes["one-deploy"].files
+    files["/etc/kolla/multinode"] += "[monitoring]\nmon01 ansible_host=127.45.1.99\n"
+    deploy = inventory.node("one-deploy")
+
+    async def match(inv: Inventory) -> Any:
+        found = await check_node(LabExecutor(world), inv, deploy)
+        return next(f for f in found if f.check == "kolla inventory")
+
+    assert "/etc/kolla/multinode has mon01, which Rollgate's site one does not" in (
+        (await match(inventory)).detail
+    )
+    text = KOLLA.read_text().replace(
+        "  one:\n", "  one:\n    unmanaged: [{host: mon01, reason: prometheus only}]\n", 1
+    )
+    assert (await match(parse_inventory(text, "kolla.yaml"))).ok
 
 
 @pytest.mark.parametrize("plugin", ["ovn"])

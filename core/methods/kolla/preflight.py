@@ -119,7 +119,8 @@ async def _inventory_match(executor: Executor, inv: Inventory, node: Node, path:
         return Finding(node.name, "kolla inventory", False, f"cannot read {path}")
     groups = parse_ini("\n".join(lines))
     site = inv.site(node.site)
-    ours = {n.name for n in site.nodes if not n.has(DEPLOY)}
+    # a host the site declares unmanaged (kolla's monitoring hosts) is Rollgate's to know of
+    ours = {n.name for n in site.nodes if not n.has(DEPLOY)} | {d.host for d in site.unmanaged}
     theirs = groups["all"] - {n.name for n in site.nodes if n.has(DEPLOY)}
     computes = {n.name for n in site.with_role("nova-compute")}
     problems = []
