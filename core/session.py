@@ -359,7 +359,8 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
             notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")
         from rollgate.core.lifecycle import warnings as lifecycle_warnings
 
-        notices += [f"warning: {line}" for line in lifecycle_warnings(inventory.upgrade)]
+        lifecycle = lifecycle_warnings(inventory.upgrade)
+        notices += [f"warning: {line}" for line in lifecycle]
         async with open_executor(inventory, options, notices) as (executor, effective):
             engine = Engine(
                 plan,
@@ -382,6 +383,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
                         inventory.spec.notify, str(header["run_id"]), inventory.cloud
                     ),
                     time_scale=lab_time_scale(inventory, options),
+                    notes=tuple(lifecycle),
                 ),
                 journal=journal,
                 history=history,

@@ -170,6 +170,9 @@ class Engine:
             auto_approve=options.auto_approve,
             host=options.host,
         )
+        if not self.resumed:
+            for text in options.notes:
+                self.record.emit(ev.OperatorNote, operator="rollgate", text=text)
         await self._drive()
         outcome = self._outcome()
         self.intake.lifecycle = FINISHING

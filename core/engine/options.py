@@ -64,5 +64,8 @@ class EngineOptions:
     # (policy.start_grace), are scaled with it. None: the inventory's lab.time_scale when it
     # has a lab, else 1 (a real cloud)
     time_scale: float | None = None
+    # said once when the run starts (not again on resume), journalled as notes by "rollgate":
+    # the release lifecycle's warnings, so the console, a replay and the report carry them
+    notes: tuple[str, ...] = ()
     watch_interval: float = 10.0  # how often services already moved are probed (0: never)
     watch_probe_timeout: float = 60.0  # a site's probes slower than this are not judged

@@ -54,3 +54,20 @@ def test_validate_warns_of_an_end_of_life_source(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "the source release 2024.2 (Dalmatian) is end of life since 2026-04-29" in done.stderr
     assert ": ok: cloud lab-two-sites, 2024.2 (Dalmatian) -> 2025.1 (Epoxy)" in done.stdout
+
+
+def test_a_run_says_it_once_and_journals_it(tmp_path: Path) -> None:
+    """The warning is a note of the run (by "rollgate"): the console's log, a replay and the
+    report carry it, not only the terminal that started the run."""
+    import json
+
+    small = Path(__file__).parents[1] / "engine" / "small.yaml"
+    journal = tmp_path / "j.jsonl"
+    done = rollgate(tmp_path / "state", "run", str(small), "--headless", "--auto-approve",
+                    "--dry-run", "--journal", str(journal))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("warning: the source release 2025.1 (Epoxy) is unmaintained")
+    report = json.loads(rollgate(tmp_path / "state", "report", str(journal), "--format",
+                                 "json").stdout)  # fmt: skip
+    [note] = report["notes"]
+    assert note["operator"] == "rollgate" and "2025.1 (Epoxy) is unmaintained" in note["text"]

@@ -82,3 +82,21 @@ def test_declared_hosts_are_in_the_plan_and_the_change_record(tmp_path: Path) ->
         assert "one-ctl1 is a node of this site: Rollgate upgrades it" in str(exc.problems[0])  # type: ignore[attr-defined]
     else:
         raise AssertionError("a whole node of the inventory declared unmanaged was accepted")
+
+
+async def test_skipping_the_scope_check_still_never_ends_complete() -> None:
+    """An operator skips the failed scope check: the upgrade runs, and the final verification
+    reads the region's services again, so the run ends with deviations naming the host."""
+    h = await make(faults=["unlisted:one:one-cmp9:nova-compute"])
+
+    def decide(gate: ev.GateOpened) -> ev.Command | None:
+        if gate.kind == "failure":
+            return ev.Command("skip", "tester", "cmp9 is being retired tonight", gate.gate)
+        return None
+
+    assert await drive(h, decide, timeout=60) == "complete with deviations"
+    found = [e for e in h.events(ev.StepFinished) if e.outcome == "deviation"]
+    scope = [e for e in found if e.step == "one/verify/verify/one-ctl1/verify-scope"]
+    assert scope and "one-cmp9 nova-compute (a host the inventory does not have)" in (
+        scope[0].error
+    )
