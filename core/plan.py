@@ -664,6 +664,9 @@ class PlanContext:
             "from": self.inventory.upgrade.source.id,
             "to": target.id,
             "to_pocket": package_source(target, series) or f"no-pocket-for-{target.name}",
+            # where a rollback's packages come back from (its inventory is turned around)
+            "from_pocket": package_source(self.inventory.upgrade.source, series)
+            or f"no-pocket-for-{self.inventory.upgrade.source.name}",
             "db_host": self.db_host(node),
             "service": service,
             "databases": self.recipe.databases.get(service, [service]),

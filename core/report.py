@@ -379,6 +379,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
         "run_id": header.get("run_id") or state.run_id,
         "operator": header.get("operator"),
         "dry_run": bool(header.get("dry_run")),
+        "rollback": header.get("rollback"),  # {run, site, phase}: this run undid another's
         "window": _window_record(header.get("window"), state),
         "outcome": run_outcome(state),
         "error": state.error,
@@ -503,11 +504,21 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2)
 
 
+def _what(r: dict[str, Any]) -> str:
+    """The record's title: an upgrade, or the rollback of another run's phases at a site."""
+    back = r.get("rollback")
+    if back:
+        phases = f"its {back['phase']} phase" if back.get("phase") else "its phases"
+        return (f"Rollback of {r['cloud']} at {back['site']}: {r['from']} -> {r['to']} "
+                f"(undoes {phases} of run {back['run']})")  # fmt: skip
+    return f"Upgrade of {r['cloud']}: {r['from']} -> {r['to']}" + (
+        " (skip-level)" if r["skip_level"] else ""
+    )
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     lines = [
-        ("# DRY RUN (nothing was executed): " if r.get("dry_run") else "# ")
-        + f"Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
-        + (" (skip-level)" if r["skip_level"] else ""),
+        ("# DRY RUN (nothing was executed): " if r.get("dry_run") else "# ") + _what(r),
         "",
         f"Run `{r['run_id']}` by {r['operator']}: **{r['outcome']}**, "
         f"{r['start']} -> {r['end']} ({r['duration_s']} s)",
@@ -667,11 +678,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 def to_html(r: dict[str, Any]) -> str:
     """The change record as one self-contained HTML page: tables, no external assets."""
     e = html.escape
-    title = (
-        ("DRY RUN (nothing was executed): " if r.get("dry_run") else "")
-        + f"Upgrade of {r['cloud']}: {r['from']} -> {r['to']}"
-        + (" (skip-level)" if r["skip_level"] else "")
-    )
+    title = ("DRY RUN (nothing was executed): " if r.get("dry_run") else "") + _what(r)
     word = str(r["outcome"])
     good = word.startswith("complete") and "deviations" not in word
     parts = [

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 # the target's deployment tool, merge passwords, pull images), which can run before the
 # maintenance window and which no role belongs to.
 # First, each site's services are compared with the inventory (`scope`, reading only).
+# A rollback (core/rollback.py) is a plan of one `rollback` phase per site, a run of its own.
 # Last, the whole cloud is read back (every API, every program's running code): `verify`.
-TIERS = ("scope", "prepare", "identity", "image", "compute", "block-storage", "dashboard", "verify")
+TIERS = ("scope", "prepare", "identity", "image", "compute", "block-storage", "dashboard", "verify",
+         "rollback")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import json
 import os
@@ -31,6 +32,7 @@ from rollgate.core.notify import Notifier
 from rollgate.core.plan import Plan, PlanJSON, build_plan, plan_record
 from rollgate.core.preflight import job_root
 from rollgate.core.recipes import load_recipe
+from rollgate.core.rollback import RollbackRequest
 from rollgate.core.runs import (
     RunLock,
     cloud_lock,
@@ -66,6 +68,8 @@ class RunOptions:
     control_group: str = ""  # --control-group: the run's socket is reachable by this group
     # --ask-become-pass: the sudo password asked at the start (in memory only, never shown)
     become_password: str | None = field(default=None, repr=False)
+    # `rollgate rollback`: this run undoes another's phases at a site (core/rollback.py)
+    rollback: RollbackRequest | None = None
 
 
 @dataclass
@@ -161,7 +165,8 @@ async def open_executor(
             faults=options.faults or None,
             serve=not options.lab_inprocess,
             persist=not options.lab_read_only,
-            restore=bool(options.resume),  # check sees the world a new run starts from
+            # check sees the world a new run starts from; a rollback, the world its run left
+            restore=bool(options.resume or options.rollback),
         )
         try:
             if options.lab_inprocess:
@@ -297,6 +302,8 @@ def _prepare(
             "plan_layout": layout,
             "plan": orjson.Fragment(plan_bytes),
         }
+        if options.rollback is not None:  # what it undoes, for resume, replay and the report
+            header["rollback"] = dataclasses.asdict(options.rollback)
         window = resolve_window(inventory.window, None)
         if window is not None:  # the change record says whether the run stayed inside it
             header["window"] = {"start": window.start, "end": window.end}
@@ -306,10 +313,27 @@ def _prepare(
     return history, header, journal_path, run_dir
 
 
+def plan_for(inventory: Inventory, options: RunOptions) -> Plan:
+    """The upgrade's plan, or a rollback's (a resumed rollback's, from its journal header)."""
+    request = options.rollback
+    if request is None and options.resume:
+        with contextlib.suppress(UserError, OSError, ValueError):
+            said = read_journal(resolve_journal(options.resume)).header.get("rollback")
+            if said:
+                request = RollbackRequest(**said)
+                options.rollback = request
+    if request is None:
+        return build_plan(inventory)
+    from rollgate.core.rollback import build_rollback_plan
+
+    contents = read_journal(resolve_journal(request.run))
+    return build_rollback_plan(inventory, contents.header, contents.events, request)
+
+
 @contextlib.asynccontextmanager
 async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterator[Session]:
     inventory = load_inventory(inventory_path)
-    plan = build_plan(inventory)
+    plan = plan_for(inventory, options)
     operator = options.operator or default_operator()
     # Lock first, then read: a run that ends while `--resume` reads its journal must not be
     # resumed as if it had not finished; and a refused start leaves nothing behind.
@@ -359,7 +383,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
             notices.append(f"resuming run {header.get('run_id')} from event {len(history)}")
         from rollgate.core.lifecycle import warnings as lifecycle_warnings
 
-        lifecycle = lifecycle_warnings(inventory.upgrade)
+        lifecycle = [] if options.rollback else lifecycle_warnings(inventory.upgrade)
         notices += [f"warning: {line}" for line in lifecycle]
         async with open_executor(inventory, options, notices) as (executor, effective):
             engine = Engine(

@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate:validate", "Check an inventory and print a summary."),
     "plan": ("plan:plan", "Print the upgrade plan as a tree or JSON."),
     "run": ("run:run", "Drive an upgrade in the console (or --headless)."),
+    "rollback": ("rollback:rollback", "Roll a site back to the release a run started from."),
     "runs": ("runs:runs", "List past and current runs."),
     "watch": ("watch:watch", "Follow a run another console drives, read-only."),
     "replay": ("replay:replay", "Replay a past run (read-only)."),

@@ -168,7 +168,20 @@ def dispatch(argv: list[str]) -> Handler | None:
 
 
 async def _printf(sh: Shell, argv: list[str]) -> int:
-    text = (argv[1] if len(argv) > 1 else "").replace("\\n", "\n")
+    """`printf FORMAT [ARG...]`: `%s` takes the next argument; the format is used again while
+    arguments remain (as POSIX printf)."""
+    fmt = (argv[1] if len(argv) > 1 else "").replace("\\n", "\n")
+    args = argv[2:]
+    text = fmt
+    if "%s" in fmt and args:
+        each = fmt.count("%s")
+        text = ""
+        for i in range(0, len(args), each):
+            chunk = args[i : i + each] + [""] * (each - len(args[i : i + each]))
+            piece = fmt
+            for value in chunk:
+                piece = piece.replace("%s", value, 1)
+            text += piece
     for line in text.rstrip("\n").split("\n"):
         sh.say(line)
     return 0
@@ -527,6 +540,8 @@ async def _tar(sh: Shell, argv: list[str]) -> int:
 
 
 async def _sha256sum(sh: Shell, argv: list[str]) -> int:
+    if argv[1:2] == ["-c"]:
+        return _sha256_check(sh, argv[2:])
     status = 0
     for path in (a for a in argv[1:] if a != "--"):
         if path not in sh.node.files:
@@ -536,6 +551,30 @@ async def _sha256sum(sh: Shell, argv: list[str]) -> int:
         digest = hashlib.sha256(sh.node.files[path].encode()).hexdigest()
         sh.say(f"{digest}  {path}")
     return status
+
+
+def _sha256_check(sh: Shell, lists: list[str]) -> int:
+    """`sha256sum -c LIST`: each "HASH  PATH" line of LIST checked, as coreutils says it."""
+    failed = 0
+    for listing in lists:
+        if listing not in sh.node.files:
+            sh.err(f"sha256sum: {listing}: No such file or directory")
+            return 1
+        for line in sh.node.files[listing].splitlines():
+            if not line.strip():
+                continue
+            digest, _, path = line.partition("  ")
+            if path not in sh.node.files:
+                sh.err(f"sha256sum: {path}: No such file or directory")
+                sh.say(f"{path}: FAILED open or read")
+                failed += 1
+                continue
+            ok = hashlib.sha256(sh.node.files[path].encode()).hexdigest() == digest.strip()
+            sh.say(f"{path}: {'OK' if ok else 'FAILED'}")
+            failed += not ok
+    if failed:
+        sh.err(f"sha256sum: WARNING: {failed} computed checksum did NOT match")
+    return 1 if failed else 0
 
 
 async def _base64(sh: Shell, argv: list[str]) -> int:

@@ -60,6 +60,18 @@ class PlanHooks:
         """Once per node per run, right after its last install (every role's code is in
         place, its phase's restarts still to come): the rest of the node."""
 
+    def rollback_code(
+        self,
+        builder: PhaseBuilder,
+        node: Node,
+        role: str,
+        roles: list[str],
+        before: Mapping[str, str],
+    ) -> None:
+        """A rollback, with the node's programs of `roles` stopped: put the source's code back
+        (`before`: package -> the version the run read before it moved anything). The builder's
+        inventory is turned around: its `to` is the source release."""
+
     def verify_node(self, builder: PhaseBuilder, node: Node, role: str) -> None:
         """In the final verification, the method's own read-back of the node (steps added
         here are deviations when they find something, as the rest of that phase)."""
@@ -89,6 +101,8 @@ class Method:
     # tier -> builder, for a method whose tool orchestrates the upgrade itself; None:
     # core/plan.py's per-node builders with this method's hooks
     builders: ClassVar[Mapping[str, Builder] | None] = None
+    # why `rollgate rollback` cannot undo this method's upgrade ("": it can)
+    rollback_refusal: ClassVar[str] = ""
 
     def package(self, role: str) -> str:
         return self.packages.get(role, role)

@@ -30,9 +30,10 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
         return 0
     if "dist-upgrade" in argv:
         return await _dist_upgrade(sh, argv)
-    if "install" not in argv or "--only-upgrade" not in argv:
-        sh.err("E: the lab's apt-get supports `update`, `install --only-upgrade -y PKG...` and "
-               "`[-s] dist-upgrade -y`")  # fmt: skip
+    pinning = "install" in argv and any("=" in a and not a.startswith("-") for a in argv)
+    if "install" not in argv or ("--only-upgrade" not in argv and not pinning):
+        sh.err("E: the lab's apt-get supports update, install --only-upgrade -y PKG..., "
+               "install -y [--allow-downgrades] PKG=VERSION..., [-s] dist-upgrade -y")  # fmt: skip
         return 100
     packages, words = [], iter(argv[argv.index("install") + 1 :])
     for word in words:
@@ -51,6 +52,9 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
             "E: Held packages were changed and -y was used without --allow-change-held-packages."
         )
         return 100
+    pinned = [p for p in packages if "=" in p]
+    if pinned:
+        return await _pinned(sh, pinned, argv)
     for package in packages:
         if package not in node.packages:
             sh.say(f"Package {package} is not installed, so not upgraded.")
@@ -61,6 +65,37 @@ async def _apt_get(sh: Shell, argv: list[str]) -> int:
             sh.say(f"{package} is already the newest version ({version}).")
             continue
         status = await _unpack(sh, package, known, argv, 1.0 / max(1, len(packages)))
+        if status:
+            return status
+    return 0
+
+
+async def _pinned(sh: Shell, pins: list[str], argv: list[str]) -> int:
+    """`apt-get install -y [--allow-downgrades] PKG=VERSION...`: each package to that version,
+    which the lists must know (only the pocket the last update saw, and the series' archive,
+    carry it); a lower one needs --allow-downgrades."""
+    node = sh.node
+    known = node.lists or sh.world.source
+    wanted = []
+    for pin in pins:
+        package, _, version = pin.partition("=")
+        service = service_of(package)
+        release = next((r for r in CATALOGUE if package_version(service, r) == version), None)
+        if package not in node.packages:
+            sh.err(f"E: Unable to locate package {package}")
+            return 100
+        if release is None or release != known:
+            sh.err(f"E: Version '{version}' for '{package}' was not found")
+            return 100
+        wanted.append((package, release))
+    down = [p for p, r in wanted if r.index < node.packages[p].index]
+    if down and "--allow-downgrades" not in argv:
+        sh.err("E: Packages were downgraded and -y was used without --allow-downgrades.")
+        return 100
+    for package, release in wanted:
+        if node.packages[package] == release:
+            continue
+        status = await _unpack(sh, package, release, argv, 1.0 / max(1, len(wanted)))
         if status:
             return status
     return 0

@@ -44,6 +44,28 @@ class AptHooks(PlanHooks):
     def after_node_installed(self, builder: Any, node: Any, role: str) -> None:
         builder.add("upgrade-node", node, role)
 
+    def rollback_code(
+        self, builder: Any, node: Any, role: str, roles: list[str], before: Any
+    ) -> None:
+        """The source's pocket back (once per node), then each of the roles' packages pinned
+        to the version read before the run moved it (restarts blocked until they restart)."""
+        from rollgate.core.errors import UserError
+
+        if node.name not in builder.ctx.sourced:
+            builder.ctx.sourced.add(node.name)
+            pocket = builder.ctx.values(node, role, {}).get("to_pocket")
+            builder.add("pocket-remove" if pocket == "archive" else "pocket-back", node, role)
+        packages = sorted({builder.ctx.method.package(r) for r in roles})
+        unknown = [p for p in packages if p not in before]
+        if unknown:
+            raise UserError(
+                f"no version of {', '.join(unknown)} on {node.name} was read before the run "
+                "moved it: a downgrade cannot be pinned; roll back by hand from the backups"
+            )
+        pins = [f"{p}={before[p]}" for p in packages]
+        builder.blocked.setdefault(node.name, (node, role))
+        builder.add("downgrade-packages", node, role, args={"pins": pins}, pins=pins)
+
     def verify_node(self, builder: Any, node: Any, role: str) -> None:
         """apt's simulation of a dist-upgrade lists nothing to install: no package whose
         candidate comes from the target pocket is left at an older version."""

@@ -31,6 +31,12 @@ class Kolla(Method):
     plan_value_names = VALUE_NAMES
     builders = BUILDERS
     hooks = KollaHooks()
+    rollback_refusal = (
+        "kolla-ansible does not support downgrades (its upgrade moves containers forward only); "
+        "restore the databases from kolla's mariadb-backup (docs: kolla-ansible "
+        "admin/mariadb-backup-and-restore) and deploy the source's openstack_release with the "
+        "source's kolla-ansible"
+    )
 
     def check_inventory(self, spec: InventorySpec, target: Release, problem: Problem) -> None:
         check_inventory(spec, target, problem)
