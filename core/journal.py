@@ -385,6 +385,19 @@ def split_header(path: Path, line: bytes) -> tuple[dict[str, Any], memoryview | 
     return header, memoryview(line)[start:end]
 
 
+def read_header(path: str | Path) -> dict[str, Any]:
+    """A journal's header alone (its first line), not its events."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            line = file.readline().rstrip(b"\n")
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    if not line:
+        raise JournalError(f"{path}: the journal is empty (the run never started)")
+    return parse_header(path, line)
+
+
 def parse_header(path: Path, line: bytes) -> dict[str, Any]:
     sealed = line.startswith(b'{"format":"' + JOURNAL_FORMAT.encode())
     if sealed and not seal_holds(line):

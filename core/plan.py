@@ -408,6 +408,7 @@ TIER_TITLES = {
     "block-storage": "Block Storage (cinder)",
     "dashboard": "Dashboard (horizon)",
     "verify": "Verify (the whole cloud read back)",
+    "rollback": "Roll back (a run of its own: core/rollback.py)",
 }
 
 
@@ -1256,7 +1257,7 @@ def _build_plan(inventory: Inventory, recipe: Recipe | None) -> Plan:
     builders = {"scope": scope_phase, "verify": verify_phase, **(ctx.method.builders or BUILDERS)}
     phases: list[Phase] = []
     for tier in TIERS:
-        if tier not in builders:
+        if tier not in builders or tier == "rollback":  # a rollback is a plan of its own
             continue
         if tier == "identity":
             sites = [inventory.site(inventory.identity_site)]

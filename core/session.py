@@ -27,7 +27,7 @@ from rollgate.core.errors import UserError
 from rollgate.core.estimate import past_pace
 from rollgate.core.executor import Executor
 from rollgate.core.inventory import Inventory, load_inventory
-from rollgate.core.journal import JournalWriteError, JournalWriter, read_journal
+from rollgate.core.journal import JournalWriteError, JournalWriter, read_header, read_journal
 from rollgate.core.notify import Notifier
 from rollgate.core.plan import Plan, PlanJSON, build_plan, plan_record
 from rollgate.core.preflight import job_root
@@ -318,7 +318,7 @@ def plan_for(inventory: Inventory, options: RunOptions) -> Plan:
     request = options.rollback
     if request is None and options.resume:
         with contextlib.suppress(UserError, OSError, ValueError):
-            said = read_journal(resolve_journal(options.resume)).header.get("rollback")
+            said = read_header(resolve_journal(options.resume)).get("rollback")
             if said:
                 request = RollbackRequest(**said)
                 options.rollback = request
@@ -333,18 +333,21 @@ def plan_for(inventory: Inventory, options: RunOptions) -> Plan:
 @contextlib.asynccontextmanager
 async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterator[Session]:
     inventory = load_inventory(inventory_path)
-    plan = plan_for(inventory, options)
+    # a resume reads its journal (is it a rollback's?) only under the cloud's lock
+    plan = None if options.resume else plan_for(inventory, options)
     operator = options.operator or default_operator()
     # Lock first, then read: a run that ends while `--resume` reads its journal must not be
     # resumed as if it had not finished; and a refused start leaves nothing behind.
     secrets = resolve_secrets(inventory.spec)  # a missing value refuses the start, exit 2
     sudo = become_passwords(inventory, options.become_password)  # masked wherever it shows
     secrets = Secrets({**secrets.values, **{f"become:{n}": v for n, v in sudo.items()}})
-    if not options.resume:  # a resume is checked once its first start is known
+    if plan is not None:  # a resume is checked once its first start is known
         _check_window(resolve_window(inventory.window, None), options, plan)
     lock: RunLock = cloud_lock(inventory.cloud)
     lock.acquire()
     try:
+        if plan is None:
+            plan = plan_for(inventory, options)
         history, header, journal_path, run_dir = _prepare(
             inventory_path, inventory, plan, operator, options
         )

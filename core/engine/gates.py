@@ -186,7 +186,7 @@ class Gates:
             choices=(
                 f"retry: run '{step.title}' on {step.node} again (attempt {state.attempts + 1})",
                 self.skip_choice(step.node, skipped or [step]),
-                self.abort_choice(),
+                self.abort_choice(step.site if _undoable(step) else ""),
             ),
         )
 
@@ -224,10 +224,18 @@ class Gates:
         )
         return f"skip (with a reason): {len(titles)} step(s) of {node} not run ({listed}); {left}"
 
-    def abort_choice(self) -> str:
+    def abort_choice(self, site: str = "") -> str:
+        """What abort does; with `site`, the way back from there too (core/rollback.py)."""
+        back = (
+            f", or take {site} back to the release it ran: `rollgate rollback "
+            f"{self.options.run_id} --site {site}`"
+            if site
+            else ""
+        )
         return (
             "abort: terminate every running command and stop the run; what is done stays "
             f"done; resume it later with `rollgate run INVENTORY --resume {self.options.run_id}`"
+            + back
         )
 
     async def warning(self, step: Step, status: int | None, why: str = "") -> Decision:
@@ -302,6 +310,13 @@ class Gates:
             g.kind == "window" and "past" in g.id and g.decision == "approve"
             for g in self.state.gates
         )
+
+
+def _undoable(step: Step) -> bool:
+    """A step of a phase `rollgate rollback` can undo (its id: SITE/TIER/...)."""
+    from rollgate.core.rollback import UNDOABLE
+
+    return step.id.split("/")[1] in UNDOABLE if step.id.count("/") >= 2 else False
 
 
 def plain_choices(kind: str, options: tuple[str, ...]) -> tuple[str, ...]:

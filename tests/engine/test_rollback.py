@@ -100,7 +100,9 @@ async def test_what_cannot_be_rolled_back_is_refused(tmp_path: Path) -> None:
         build_rollback_plan(kolla, header, events, RollbackRequest("up", "one"))
 
 
-def test_the_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
+def test_the_dry_run_prints_the_plan_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     text = SMALL.read_text().replace("time_scale: 0", f"time_scale: 0\n  state_dir: {tmp_path}/lab")
     inventory = tmp_path / "small.yaml"
     inventory.write_text(text)
@@ -127,3 +129,11 @@ def test_the_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None
     back = done.stdout.rsplit("journal: ", 1)[1].split()[0]
     report = rollgate(state, "report", back).stdout
     assert report.startswith("# Rollback of small at two: 2025.2 -> 2025.1 (undoes its phases")
+    # `rollgate run INVENTORY --resume ROLLBACK` rebuilds the rollback's plan from its header
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.journal import read_header
+    from rollgate.core.session import RunOptions, plan_for
+
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(state))
+    resumed = plan_for(load_inventory(inventory), RunOptions(resume=back))
+    assert resumed.digest == read_header(back)["plan_digest"]
