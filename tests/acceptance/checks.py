@@ -5,18 +5,27 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
-from tests.acceptance.cloud import Cloud, SetupError
-from tests.acceptance.layout import PROGRAMS, SOURCE, TARGET, VENVS
+from tests.acceptance.cloud import DATABASES, Cloud, SetupError
+from tests.acceptance.layout import (
+    COMPUTES_OF,
+    CONTROLLERS,
+    PROGRAMS,
+    SITES,
+    SOURCE,
+    TARGET,
+    VENVS,
+)
 
 Check = tuple[str, bool, str]
 
 
-def connect() -> Any:
+def connect(region: str = "RegionOne") -> Any:
     import openstack
 
-    return openstack.connect(cloud="rollgate-acceptance")
+    return openstack.connect(cloud="rollgate-acceptance", region_name=region)
 
 
 def _wait(what: str, probe: Any, timeout: float = 180) -> Any:
@@ -30,9 +39,10 @@ def _wait(what: str, probe: Any, timeout: float = 180) -> Any:
         time.sleep(1)
 
 
-def create_resources(conn: Any) -> dict[str, Any]:
-    """A project and a member with a token, a public image, three servers spread over the
-    computes (cmp01, cmp02, cmp01), a volume."""
+def create_resources(conns: dict[str, Any]) -> dict[str, Any]:
+    """A project and a member with a token (keystone's, shared); in each region a public
+    image, three servers spread over its first two computes, a volume."""
+    conn = conns["dc1"]
     project = conn.identity.create_project(name="acceptance", domain_id="default")
     user = conn.identity.create_user(
         name="demo",
@@ -49,7 +59,13 @@ def create_resources(conn: Any) -> dict[str, Any]:
         user_domain_name="Default",
         project_domain_name="Default",
     )
-    token = demo.auth_token
+    made: dict[str, Any] = {"token": demo.auth_token}
+    for site, region_conn in conns.items():
+        made[site] = _region_resources(region_conn, list(COMPUTES_OF[site])[:2])
+    return made
+
+
+def _region_resources(conn: Any, hosts: list[str]) -> dict[str, Any]:
     flavor = conn.compute.create_flavor(name="tiny", ram=64, vcpus=1, disk=1)
     image = conn.image.create_image(
         name="blob",
@@ -63,7 +79,7 @@ def create_resources(conn: Any) -> dict[str, Any]:
     )
     _wait("image active", lambda: conn.image.get_image(image.id).status == "active")
     servers = []
-    for i, host in enumerate(("cmp01", "cmp02", "cmp01"), 1):
+    for i, host in enumerate((hosts[0], hosts[1], hosts[0]), 1):
         servers.append(
             conn.compute.create_server(
                 name=f"before-{i}",
@@ -79,7 +95,6 @@ def create_resources(conn: Any) -> dict[str, Any]:
     conn.block_storage.wait_for_status(volume, status="available", wait=180)
     placed = {s.name: conn.compute.get_server(s.id).compute_host for s in servers}
     return {
-        "token": token,
         "flavor": flavor.id,
         "image": image.id,
         "volume": volume.id,
@@ -142,36 +157,50 @@ print(" ".join(sorted(h for h in heads if not any(h in under(o) for o in heads))
 
 
 def schema_heads(cloud: Cloud) -> Check:
-    """Each database's alembic_version rows are the 2026.1 code's heads."""
-    off = []
+    """Each database of each region's server has the 2026.1 code's heads in alembic_version."""
+    off, count = [], 0
     for database, (package, sub) in ALEMBIC.items():
         heads = subprocess.run(
             [str(VENVS / TARGET / "bin/python"), "-c", HEADS, package, sub],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         want = sorted(heads.stdout.split())
-        found = sorted(
-            r[0] for r in cloud.sql(f"SELECT version_num FROM {database}.alembic_version")
-        )
-        if not want or found != want:
-            off.append(f"{database}: {found} (heads {want or heads.stderr.strip()[-200:]})")
+        for site in SITES:
+            if database not in DATABASES[site]:
+                continue
+            count += 1
+            query = f"SELECT version_num FROM {database}.alembic_version"
+            found = sorted(r[0] for r in cloud.sql(query, site))
+            if not want or found != want:
+                off.append(f"{site} {database}: {found} "
+                           f"(heads {want or heads.stderr.strip()[-200:]})")  # fmt: skip
     return (
         "every database's schema at the 2026.1 code's alembic heads",
         not off,
-        f"{len(ALEMBIC)} databases" if not off else "; ".join(off),
+        f"{count} databases" if not off else "; ".join(off),
     )
 
 
-def new_code_before_its_restart(cloud: Cloud, events: list[dict[str, Any]]) -> list[str]:
+def new_code_before_its_restart(
+    cloud: Cloud, events: Callable[[], list[dict[str, Any]]]
+) -> list[str]:
     """Programs whose processes have the 2026.1 virtualenv mapped before the run started
     that program's own restart (or start): new code under an old process, or a worker
-    respawned from a switched link."""
-    begun = {e.get("step", "") for e in events if e.get("type") == "step-started"}
-    off = []
+    respawned from a switched link. Reading thirteen nodes takes seconds: the journal is read
+    again after, and a program whose restart began meanwhile is not counted."""
+
+    def begun() -> set[str]:
+        return {e.get("step", "") for e in events() if e.get("type") == "step-started"}
+
+    def restarted(node: str, program: str, steps: set[str]) -> bool:
+        mine = (f".restart:{program}", f".start:{program}")
+        return any(f"/{node}/" in s and s.endswith(mine) for s in steps)
+
+    before = begun()
+    off: list[tuple[str, str, str]] = []
     for node, programs in PROGRAMS.items():
         for p in programs:
-            mine = (f"/{node}/", f".restart:{p.name}", f".start:{p.name}")
-            if any(mine[0] in s and s.endswith(mine[1:]) for s in begun):
+            if restarted(node, p.name, before):
                 continue  # its restart began: from here on it runs the target
             pid = cloud.on(node, f"supervisorctl pid {p.name}", check=False).stdout.strip()
             if not pid.isdigit() or pid == "0":
@@ -180,8 +209,13 @@ def new_code_before_its_restart(cloud: Cloud, events: list[dict[str, Any]]) -> l
             for q in pids:
                 mapped = cloud.on(node, f"cat /proc/{q}/maps", check=False).stdout
                 if str(VENVS / TARGET) + "/" in mapped:
-                    off.append(f"{node}:{p.name} pid {q} maps {VENVS / TARGET} before its restart")
-    return off
+                    off.append((node, p.name, q))
+    after = begun() if off else before
+    return [
+        f"{node}:{name} pid {q} maps {VENVS / TARGET} before its restart"
+        for node, name, q in off
+        if not restarted(node, name, after)
+    ]
 
 
 def processes_on_target(cloud: Cloud) -> Check:
@@ -210,7 +244,7 @@ def processes_on_target(cloud: Cloud) -> Check:
 
 
 def after_upgrade(
-    cloud: Cloud, conn: Any, before: dict[str, Any], run_id: str, run_started: float
+    cloud: Cloud, conns: dict[str, Any], before: dict[str, Any], run_id: str, run_started: float
 ) -> list[Check]:
     results: list[Check] = []
     # every service runs the target's code: its links, its processes, its APIs
@@ -248,28 +282,32 @@ def after_upgrade(
     )
     results.append(processes_on_target(cloud))
     results.append(schema_heads(cloud))
-    for service in CODE_MAX:
-        api, new, old = (
-            _api_max_version(conn, service),
-            _code_max(TARGET, service),
-            _code_max(SOURCE, service),
-        )
-        results.append(
-            (
-                f"{service} API announces the 2026.1 code's newest microversion",
-                bool(api) and api == new,
-                f"API {api}, 2026.1 code {new}, 2025.2 code {old}",
+    for site, conn in conns.items():
+        region = SITES[site]
+        for service in CODE_MAX:
+            api, new, old = (
+                _api_max_version(conn, service),
+                _code_max(TARGET, service),
+                _code_max(SOURCE, service),
             )
-        )
-    # schemas at head; the target's status check
-    for name, command in (
-        ("keystone schema at head", "keystone-manage db_sync --check"),
-        ("glance schema at head", "glance-manage db check"),
-        ("nova-status upgrade check (2026.1)", "nova-status upgrade check"),
-        ("placement-status upgrade check (2026.1)", "placement-status upgrade check"),
-        ("cinder-status upgrade check (2026.1)", "cinder-status upgrade check"),
-    ):
-        done = cloud.on("ctl01", f"{VENVS / TARGET}/bin/{command}", check=False)
+            results.append(
+                (
+                    f"{region}: {service} API announces the 2026.1 code's newest microversion",
+                    bool(api) and api == new,
+                    f"API {api}, 2026.1 code {new}, 2025.2 code {old}",
+                )
+            )
+    # schemas at head; the target's status check, on each region's controller
+    checks = [("keystone schema at head", "key01", "keystone-manage db_sync --check")]
+    for site in SITES:
+        ctl, region = CONTROLLERS[site][0], SITES[site]
+        checks.append((f"{region}: glance schema at head", ctl, "glance-manage db check"))
+        for tool in ("nova-status", "placement-status", "cinder-status"):
+            checks.append(
+                (f"{region}: {tool} upgrade check (2026.1)", ctl, f"{tool} upgrade check")
+            )
+    for name, node, command in checks:
+        done = cloud.on(node, f"{VENVS / TARGET}/bin/{command}", check=False)
         results.append(
             (
                 name,
@@ -278,19 +316,34 @@ def after_upgrade(
                 + ("" if done.returncode == 0 else f": {done.stdout.strip()[-300:]}"),
             )
         )
-    # the resources survived
-    check = conn.session.get(
-        conn.endpoint_for("identity").rstrip("/") + "/auth/tokens",
-        headers={"X-Subject-Token": before["token"]},
-        raise_exc=False,
-    )
-    results.append(
-        (
-            "the token issued before the upgrade validates",
-            check.status_code == 200,
-            f"HTTP {check.status_code}",
+    # the resources survived: the token (keystone's, validated in each region's catalog)
+    for site, conn in conns.items():
+        check = conn.session.get(
+            conn.endpoint_for("identity").rstrip("/") + "/auth/tokens",
+            headers={"X-Subject-Token": before["token"]},
+            raise_exc=False,
         )
+        results.append(
+            (
+                f"{SITES[site]}: the token issued before the upgrade validates",
+                check.status_code == 200,
+                f"HTTP {check.status_code}",
+            )
+        )
+    for site, conn in conns.items():
+        results += region_resources(conn, SITES[site], before[site])
+    # the report names every step
+    report = subprocess.run(
+        ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
     )
+    results.append(_report_names_steps(report.stdout, run_id))
+    return results
+
+
+def region_resources(conn: Any, region: str, before: dict[str, Any]) -> list[Check]:
+    """The region's servers from before ACTIVE on their hosts; a new server boots; a new
+    volume is created."""
+    results: list[Check] = []
     moved = []
     for server_id, host in before["servers"].items():
         server = conn.compute.get_server(server_id)
@@ -298,7 +351,7 @@ def after_upgrade(
             moved.append(f"{server.name}: {server.status} on {server.compute_host}")
     results.append(
         (
-            "the three servers are ACTIVE on their hosts",
+            f"{region}: the three servers are ACTIVE on their hosts",
             not moved,
             "; ".join(moved) or ", ".join(sorted(before["servers"].values())),
         )
@@ -308,20 +361,15 @@ def after_upgrade(
             name="after", image_id=before["image"], flavor_id=before["flavor"], networks="none"
         )
         server = conn.compute.wait_for_server(server, status="ACTIVE", wait=180)
-        results.append(("a new server boots", True, f"on {server.compute_host}"))
+        results.append((f"{region}: a new server boots", True, f"on {server.compute_host}"))
     except Exception as exc:  # the check says what failed
-        results.append(("a new server boots", False, str(exc)[:300]))
+        results.append((f"{region}: a new server boots", False, str(exc)[:300]))
     try:
         volume = conn.block_storage.create_volume(name="after", size=1)
         conn.block_storage.wait_for_status(volume, status="available", wait=180)
-        results.append(("a new volume is created", True, volume.id))
+        results.append((f"{region}: a new volume is created", True, volume.id))
     except Exception as exc:
-        results.append(("a new volume is created", False, str(exc)[:300]))
-    # the report names every step
-    report = subprocess.run(
-        ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
-    )
-    results.append(_report_names_steps(report.stdout, run_id))
+        results.append((f"{region}: a new volume is created", False, str(exc)[:300]))
     return results
 
 

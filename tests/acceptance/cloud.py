@@ -18,6 +18,7 @@ from tests.acceptance.configs import Secrets, service_files, sshd_conf
 from tests.acceptance.layout import (
     CONSTRAINTS,
     DB_ADDRESS,
+    DB_NODES,
     EPMD_PORT,
     HERE,
     MEMCACHED_PORT,
@@ -26,21 +27,15 @@ from tests.acceptance.layout import (
     PROGRAMS,
     RABBIT_DIST_PORT,
     RABBIT_PORT,
+    SITES,
     SOURCE,
     STATE,
     VENVS,
 )
 
-DATABASES = (
-    "keystone",
-    "glance",
-    "placement",
-    "nova_api",
-    "nova",
-    "nova_cell0",
-    "neutron",
-    "cinder",
-)
+# each region's services' databases, on its own database server; keystone's on dc1's
+REGION_DATABASES = ("glance", "placement", "nova_api", "nova", "nova_cell0", "neutron", "cinder")
+DATABASES = {"dc1": ("keystone", *REGION_DATABASES), "dc2": REGION_DATABASES}
 
 
 class SetupError(RuntimeError):
@@ -121,7 +116,8 @@ class Cloud:
 
     def leftovers(self) -> list[str]:
         """Addresses and ports of this cloud still listening (there should be none)."""
-        ports = [(DB_ADDRESS, 3306), (DB_ADDRESS, RABBIT_PORT), ("127.0.0.1", EPMD_PORT)]
+        ports = [(a, 3306) for _, a in DB_NODES.values()]
+        ports += [(DB_ADDRESS, RABBIT_PORT), ("127.0.0.1", EPMD_PORT)]
         ports.append((DB_ADDRESS, MEMCACHED_PORT))
         ports += [(a, 2200) for a in NODES.values()]
         ports += [(NODES[n], p.port) for n, ps in PROGRAMS.items() for p in ps if p.port]
@@ -129,7 +125,16 @@ class Cloud:
 
     # ------------------------------------------------------------ MariaDB, RabbitMQ
     def start_mariadb(self) -> None:
-        data, run = STATE / "mariadb" / "data", STATE / "mariadb"
+        """One database server per region, each on its region's database node's address."""
+        for site in SITES:
+            self._start_mariadb(site)
+
+    def _socket(self, site: str) -> Path:
+        return STATE / f"mariadb-{site}" / "mysqld.sock"
+
+    def _start_mariadb(self, site: str) -> None:
+        address = DB_NODES[site][1]
+        data, run = STATE / f"mariadb-{site}" / "data", STATE / f"mariadb-{site}"
         data.mkdir(parents=True)
         subprocess.run(
             [
@@ -144,14 +149,14 @@ class Cloud:
             capture_output=True,
         )
         self.spawn(
-            "mariadb",
+            f"mariadb-{site}",
             [
                 "mariadbd",
                 "--no-defaults",
                 f"--datadir={data}",
                 f"--socket={run}/mysqld.sock",
                 f"--pid-file={run}/mysqld.pid",
-                f"--bind-address={DB_ADDRESS}",
+                f"--bind-address={address}",
                 "--port=3306",
                 "--user=root",
                 "--skip-name-resolve",
@@ -162,23 +167,23 @@ class Cloud:
             ],
             run / "mariadbd.out",
         )
-        wait_port(DB_ADDRESS, 3306, 60, "MariaDB", run / "error.log")
-        grants = "".join(f"CREATE DATABASE {d};" for d in DATABASES)
+        wait_port(address, 3306, 60, f"MariaDB of {site}", run / "error.log")
+        grants = "".join(f"CREATE DATABASE {d};" for d in DATABASES[site])
         grants += (
             f"CREATE USER 'openstack'@'%' IDENTIFIED BY '{self.secrets.db}';"
             "GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'%';FLUSH PRIVILEGES;"
         )
         subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={run}/mysqld.sock", "-uroot", "-e", grants],
+            ["mariadb", "--no-defaults", f"--socket={self._socket(site)}", "-uroot", "-e", grants],
             check=True,
             capture_output=True,
         )
 
-    def sql(self, query: str) -> list[list[str]]:
-        """Rows of a query, asked of MariaDB directly (as root on its socket), not through
-        any service: what the database holds."""
+    def sql(self, query: str, site: str = "dc1") -> list[list[str]]:
+        """Rows of a query, asked of the site's MariaDB directly (as root on its socket), not
+        through any service: what the database holds."""
         done = subprocess.run(
-            ["mariadb", "--no-defaults", f"--socket={STATE / 'mariadb'}/mysqld.sock", "-uroot",
+            ["mariadb", "--no-defaults", f"--socket={self._socket(site)}", "-uroot",
              "-N", "-B", "-e", query],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -238,6 +243,15 @@ class Cloud:
             "rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], base / "server.out", **env
         )
         wait_port(DB_ADDRESS, RABBIT_PORT, 120, "RabbitMQ", base / "server.out")
+        ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+        for site in SITES:  # a virtual host per region: each region's RPC its own
+            grant = [ctl, "set_permissions", "-p", site, "guest", ".*", ".*", ".*"]
+            for argv in ([ctl, "add_vhost", site], grant):
+                done = subprocess.run(
+                    argv, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+                )
+                if done.returncode != 0:
+                    raise SetupError(f"{' '.join(argv)}: {(done.stderr or done.stdout)[-300:]}")
 
     # ------------------------------------------------------------ nodes
     def make_ssh_keys(self) -> None:
@@ -329,8 +343,27 @@ class Cloud:
         return done
 
 
+# what makes up the cloud in `ps` (its programs run from the cached virtualenvs)
+CLOUD_PROCESSES = ("/var/cache/rollgate-acceptance/", "mariadbd", "beam.smp", "epmd",
+                   "memcached", "supervisord", "/var/tmp/rollgate-acceptance/")  # fmt: skip
+
+
+def cloud_rss_mb() -> float:
+    """The resident memory of every process of the cloud now (MiB): its programs, databases,
+    broker, supervisors and sshds."""
+    found = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True)
+    total = 0
+    for line in found.stdout.splitlines():
+        rss, _, args = line.strip().partition(" ")
+        if rss.isdigit() and any(mark in args for mark in CLOUD_PROCESSES):
+            total += int(rss)
+    return round(total / 1024, 1)
+
+
 def stop_leftovers() -> int:
-    """Stop the process groups a previous run started and could not stop (it was killed)."""
+    """Stop the process groups a previous run started and could not stop (it was killed),
+    and any program of the cloud that outlived its supervisord (each runs in a process group
+    of its own, from the cached virtualenvs): one left would join the new cloud's databases."""
     file = STATE / "process-groups"
     stopped = 0
     if file.is_file():
@@ -338,6 +371,11 @@ def stop_leftovers() -> int:
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.killpg(int(line), signal.SIGKILL)
                 stopped += 1
+    found = subprocess.run(["pgrep", "-f", f"{VENVS}/"], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+            stopped += 1
     return stopped
 
 

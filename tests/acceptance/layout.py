@@ -65,15 +65,49 @@ WSGI_APPS = {
 }
 
 
-CONTROLLER = "127.0.9.11"
-COMPUTES = {"cmp01": "127.0.9.21", "cmp02": "127.0.9.22"}
-NODES = {"db01": DB_ADDRESS, "ctl01": CONTROLLER, **COMPUTES}
+# Two regions sharing one keystone (its own node, at dc1, the identity site); each region its
+# own database server, controller and four computes; RabbitMQ (a vhost per region) and
+# memcached on dc1's database node
+SITES = {"dc1": "RegionOne", "dc2": "RegionTwo"}  # site -> region
+KEYSTONE = "127.0.9.10"
+DB_NODES = {"dc1": ("db01", DB_ADDRESS), "dc2": ("db02", "127.0.9.6")}
+CONTROLLERS = {"dc1": ("ctl01", "127.0.9.11"), "dc2": ("ctl02", "127.0.9.12")}
+CONTROLLER = CONTROLLERS["dc1"][1]
+COMPUTES_OF = {
+    "dc1": {f"cmp0{i}": f"127.0.9.2{i}" for i in range(1, 5)},
+    "dc2": {f"cmp0{i}": f"127.0.9.2{i}" for i in range(5, 9)},
+}
+COMPUTES = {**COMPUTES_OF["dc1"], **COMPUTES_OF["dc2"]}
+NODES = {
+    **{name: address for name, address in DB_NODES.values()},
+    "key01": KEYSTONE,
+    **{name: address for name, address in CONTROLLERS.values()},
+    **COMPUTES,
+}
+SITE_OF = {
+    "key01": "dc1",
+    **{DB_NODES[s][0]: s for s in SITES},
+    **{CONTROLLERS[s][0]: s for s in SITES},
+    **{c: s for s in SITES for c in COMPUTES_OF[s]},
+}
 
-# what each node runs, in the order they start
-PROGRAMS: dict[str, tuple[Program, ...]] = {
-    "db01": (),
-    "ctl01": (
-        _api("keystone", "keystone", 5000),
+
+def region_of(node: str) -> str:
+    return SITES[SITE_OF[node]]
+
+
+def controller_of(node: str) -> str:
+    """The address of the controller of the node's region."""
+    return CONTROLLERS[SITE_OF[node]][1]
+
+
+def db_of(node: str) -> str:
+    """The address of the database server of the node's region (keystone's: dc1's)."""
+    return DB_NODES[SITE_OF[node]][1]
+
+
+def _controller_programs() -> tuple[Program, ...]:
+    return (
         _api("glance-api", "glance", 9292),
         _api("placement-api", "openstack-placement", 8778),
         _api("neutron-server", "neutron", 9696),
@@ -85,17 +119,33 @@ PROGRAMS: dict[str, tuple[Program, ...]] = {
             "cinder-scheduler", "cinder", "/openstack/active/cinder-scheduler/bin/cinder-scheduler"
         ),
         Program("cinder-volume", "cinder", "/openstack/active/cinder-volume/bin/cinder-volume"),
-    ),
+    )
+
+
+# what each node runs, in the order they start
+PROGRAMS: dict[str, tuple[Program, ...]] = {
+    **{name: () for name, _ in DB_NODES.values()},
+    "key01": (_api("keystone", "keystone", 5000),),
+    **{name: _controller_programs() for name, _ in CONTROLLERS.values()},
     **{
         name: (Program("nova-compute", "nova", "/openstack/active/nova-compute/bin/nova-compute"),)
         for name in COMPUTES
     },
 }
-ENDPOINTS = {  # service type -> (name, URL)
-    "identity": ("keystone", f"http://{CONTROLLER}:5000/v3"),
-    "image": ("glance", f"http://{CONTROLLER}:9292"),
-    "placement": ("placement", f"http://{CONTROLLER}:8778"),
-    "compute": ("nova", f"http://{CONTROLLER}:8774/v2.1"),
-    "network": ("neutron", f"http://{CONTROLLER}:9696"),
-    "block-storage": ("cinderv3", f"http://{CONTROLLER}:8776/v3"),
-}
+IDENTITY_URL = f"http://{KEYSTONE}:5000/v3"
+
+
+def endpoints(site: str) -> dict[str, tuple[str, str]]:
+    """The region's catalog: service type -> (name, URL); identity is keystone's, shared."""
+    ctl = CONTROLLERS[site][1]
+    return {
+        "identity": ("keystone", IDENTITY_URL),
+        "image": ("glance", f"http://{ctl}:9292"),
+        "placement": ("placement", f"http://{ctl}:8778"),
+        "compute": ("nova", f"http://{ctl}:8774/v2.1"),
+        "network": ("neutron", f"http://{ctl}:9696"),
+        "block-storage": ("cinderv3", f"http://{ctl}:8776/v3"),
+    }
+
+
+ENDPOINTS = endpoints("dc1")

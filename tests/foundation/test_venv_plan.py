@@ -34,11 +34,13 @@ def index(steps: list[Step], node: str, action: str, start: int = 0) -> int:
 
 def test_the_target_virtualenv_is_installed_on_every_node_before_the_window() -> None:
     p = plan()
-    # the cloud is compared with the inventory first (reading only), then the preparation
-    assert [ph.tier for ph in p.phases[:2]] == ["scope", "prepare"]
-    first = p.phases[1]
+    # each region's services are compared with the inventory first (reading only), then each
+    # prepares
+    assert [ph.tier for ph in p.phases[:4]] == ["scope", "scope", "prepare", "prepare"]
+    first = p.phases[2]
     prepared = {s.node for s in first.steps if s.action == "install-venv"}
-    assert prepared == {"ctl01", "cmp01", "cmp02"}  # db01 runs no OpenStack service
+    # the database node runs no OpenStack service
+    assert prepared == {"key01", "ctl01", "cmp01", "cmp02", "cmp03", "cmp04"}
     install = next(s for s in first.steps if s.action == "install-venv")
     assert "/venvs/2026.1" in install.command and "constraints/2026.1" in install.command
     assert "'nova>=33,<34'" in install.command and "'keystone>=29,<30'" in install.command
@@ -50,17 +52,17 @@ def test_the_target_virtualenv_is_installed_on_every_node_before_the_window() ->
 
 def test_each_service_switches_then_runs_the_targets_checks_and_schema_before_its_restart() -> None:
     steps = plan().steps
-    switch = index(steps, "ctl01", "upgrade-packages")
+    switch = index(steps, "key01", "upgrade-packages")
     assert steps[switch].service == "keystone"
     assert (
-        index(steps, "ctl01", "record-version")
+        index(steps, "key01", "record-version")
         < switch
-        < index(steps, "ctl01", "verify-version", switch)
+        < index(steps, "key01", "verify-version", switch)
     )
-    check = index(steps, "ctl01", "status-check", switch)
-    expand = index(steps, "ctl01", "db-expand", switch)
-    restart = index(steps, "ctl01", "restart", switch)
-    running = index(steps, "ctl01", "running-version", switch)
+    check = index(steps, "key01", "status-check", switch)
+    expand = index(steps, "key01", "db-expand", switch)
+    restart = index(steps, "key01", "restart", switch)
+    running = index(steps, "key01", "running-version", switch)
     assert switch < check < expand < restart < running
     # what runs is read from the process, after the start grace, of each program restarted
     assert steps[running].args["settle"] and steps[running].args["expect_running"] == [
