@@ -86,18 +86,25 @@ async def test_one_phase_and_a_tampered_dump(tmp_path: Path) -> None:
     assert f"{dump}: FAILED" in said
 
 
-async def test_what_cannot_be_rolled_back_is_refused(tmp_path: Path) -> None:
-    h, header, events = await _upgraded(tmp_path)
+def test_what_cannot_be_rolled_back_is_refused(small_inventory: Any) -> None:
+    """Refused before anything is planned, in one line each: no journal events needed."""
+    from rollgate.core.plan import build_plan
+
+    header = {"run_id": "up", "inventory_digest": small_inventory.digest,
+              "plan": build_plan(small_inventory).to_dict()}  # fmt: skip
     with pytest.raises(UserError, match="no site 'nowhere' in run up"):
-        build_rollback_plan(h.inventory, header, events, RollbackRequest("up", "nowhere"))
+        build_rollback_plan(small_inventory, header, [], RollbackRequest("up", "nowhere"))
     with pytest.raises(UserError, match="the inventory changed since run up"):
-        changed = dataclasses.replace(h.inventory, digest="0" * 64)
-        build_rollback_plan(changed, header, events, RollbackRequest("up", "one"))
+        changed = dataclasses.replace(small_inventory, digest="0" * 64)
+        build_rollback_plan(changed, header, [], RollbackRequest("up", "one"))
     with pytest.raises(UserError, match="did not start any phase at two: nothing to roll back"):
-        build_rollback_plan(h.inventory, header, events[:5], RollbackRequest("up", "two"))
+        build_rollback_plan(small_inventory, header, [], RollbackRequest("up", "two"))
+    with pytest.raises(UserError, match="was a dry run: it changed nothing to roll back"):
+        build_rollback_plan(small_inventory, {**header, "dry_run": True}, [],
+                            RollbackRequest("up", "one"))  # fmt: skip
     kolla = parse_inventory((Path(__file__).with_name("kolla.yaml")).read_text(), "kolla.yaml")
     with pytest.raises(UserError, match="kolla-ansible does not support downgrades"):
-        build_rollback_plan(kolla, header, events, RollbackRequest("up", "one"))
+        build_rollback_plan(kolla, header, [], RollbackRequest("up", "one"))
 
 
 def test_the_dry_run_prints_the_plan_and_changes_nothing(
