@@ -225,3 +225,26 @@ def test_the_virtualenv_build_has_the_build_limit_and_says_its_progress() -> Non
     )
     assert all("--quiet" not in (s.command or "") for s in builds)
     assert step_limit(p.policy, "db-backup") == (150.0, "policy.step_timeout")
+
+
+TWO_REGIONS = Path(__file__).resolve().parents[2] / "sample_inventory/runs/two-regions"
+
+
+def test_the_shipped_two_region_run_upgraded_both_regions_under_one_keystone() -> None:
+    """The acceptance cloud's two regions (python -m tests.acceptance --record): keystone once
+    at dc1, each region's phases, each region's services compared with the inventory and read
+    back, the drill's gates answered."""
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report
+
+    client = open_journal_client(str(TWO_REGIONS))
+    report = build_report(client.plan, client.header, client.all_events())
+    assert report["outcome"] == "complete with deviations" and not report["not_upgraded"]
+    assert {p.site for p in client.plan.phases} == {"dc1", "dc2"}
+    assert [p.id for p in client.plan.phases if p.tier == "identity"] == ["dc1/identity"]
+    said = " ".join(line for e in client.all_events() if hasattr(e, "lines") for line in e.lines)
+    assert "RegionOne lists" in said and "RegionTwo lists" in said  # both regions read
+    assert [o["what"] for o in report["outages"]] == ["the image API"]  # the drill's only
+    failure = [g for g in report["gates"] if g["kind"] == "failure"]
+    assert failure and all(g["decision"] == "retry" for g in failure)
+    assert [x["step"] for x in report["steps"]] == [s.id for s in client.plan.steps]
