@@ -16,6 +16,29 @@ STAND_INS = ("keystone:keys-backup", "status-check", "keystone:doctor", "package
              "keystone:db-contract", "keystone:db-check")  # fmt: skip
 
 
+def assert_stood_in(path: Path, actions: dict[str, str]) -> None:
+    """The node is this machine: every command the plan would run on it must be one of the
+    test's stand-ins (a new recipe action, run for real, once upgraded this machine's
+    packages: apt-get dist-upgrade as root)."""
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+
+    # allow-restarts only removes a policy-rc.d Rollgate marked (the stood-in install writes
+    # none) and puts back one it kept aside: harmless here, and what the cleanup tests read
+    harmless = {"allow-restarts"}
+    real = sorted(
+        {
+            s.action
+            for s in build_plan(load_inventory(path)).steps
+            if s.executor == "ssh"
+            and s.action not in actions
+            and s.action not in harmless
+            and f"{s.service}:{s.action}" not in actions
+        }
+    )
+    assert not real, f"these steps would run on this machine for real; stand them in: {real}"
+
+
 def keystone_inventory(
     work: Path, cloud: str, ssh: str, address: str, backup: str, installed: int = 28
 ) -> Path:
@@ -32,6 +55,9 @@ def keystone_inventory(
         "backup-credentials": "true",
         "database-sizes": "printf 'keystone\\t1\\n'",
         "binlog-settings": "printf '0\\t0\\n'",
+        # never the machine's own apt: the node is this machine
+        "upgrade-node": "true",
+        "left-behind": "echo 0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.",
     }
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
     path = work / "inventory.yaml"
@@ -45,6 +71,7 @@ def keystone_inventory(
         + openstack_section(work)
         + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
     )
+    assert_stood_in(path, actions)
     return path
 
 

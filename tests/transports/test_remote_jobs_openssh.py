@@ -24,6 +24,7 @@ from rollgate.core.inventory import Node, load_inventory
 from rollgate.core.journal import read_journal
 from rollgate.core.transports.ssh import SshExecutor
 from tests.api_helpers import lab_api, openstack_section
+from tests.real_node_helpers import assert_stood_in
 from tests.sshd_helpers import Sshd, login_user, processes_with, running_sshd
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,9 @@ def inventory_file(
         "verify-version": "echo 2:28.0.0-0ubuntu1",  # keystone 28: the target, 2025.2
         "running-version": "echo apache2 keystone 2:28.0.0-0ubuntu1 pid 4242",
         "keystone:schema-version": "echo e8725d6fa226",  # 2025.2's expand head
+        # never the machine's own apt: the node is this machine
+        "upgrade-node": "true",
+        "left-behind": "echo 0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.",
     }  # fmt: skip
     lines = "".join(f"    {k}: {v!r}\n" for k, v in actions.items())
     path = work / "inventory.yaml"
@@ -74,6 +78,7 @@ def inventory_file(
         + openstack_section(work)  # the API's checks ask the lab's API (tests/api_helpers.py)
         + f"recipe:\n  variables: {{job_dir: {work / 'jobs'}}}\n  actions:\n{lines}"
     )
+    assert_stood_in(path, actions)
     return path
 
 
