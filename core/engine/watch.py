@@ -168,7 +168,16 @@ def watched(plan: Plan, state: RunState, identity_site: str) -> dict[str, dict[s
     """site -> {what is watched there: the phase that moved it}, from finished phases: an
     API once no phase still to finish has steps of its service's API role, a node's service
     records and agents ("@NODE:SERVICE") once no such phase has steps of that service on
-    that node (a compute being upgraded is down on purpose)."""
+    that node (a compute being upgraded is down on purpose). A phase still to finish also
+    holds what shares a unit with what it moves on a node (apt's apache2 runs keystone,
+    placement, cinder-api and horizon: cinder's phase stopping it stops placement's API)."""
+    from rollgate.core.methods import method
+
+    unit_of = method(plan.method).unit
+    sharing: dict[tuple[str, str], set[str]] = {}  # (node, unit) -> the roles it runs
+    for step in plan.steps:
+        if step.role in ROLES:
+            sharing.setdefault((step.node, unit_of(step.role)), set()).add(step.role)
     moved: list[tuple[tuple[str, str], str]] = []
     busy: set[tuple[str, str]] = set()
     for phase in plan.phases:
@@ -176,11 +185,12 @@ def watched(plan: Plan, state: RunState, identity_site: str) -> dict[str, dict[s
             continue
         finished = state.phases.get(phase.id) in MOVED_WORDS
         for step in phase.steps:
-            for key in _keys(step, identity_site):
-                if finished:
-                    moved.append((key, phase.id))
-                else:
-                    busy.add(key)
+            if finished:
+                moved += [(key, phase.id) for key in _keys(step, identity_site)]
+                continue
+            roles = sharing.get((step.node, unit_of(step.role)), set()) | {step.role}
+            for role in roles:
+                busy.update(_keys(step, identity_site, role))
     out: dict[str, dict[str, str]] = {}
     for (site, what), phase_id in moved:
         if (site, what) not in busy:
@@ -188,12 +198,14 @@ def watched(plan: Plan, state: RunState, identity_site: str) -> dict[str, dict[s
     return out
 
 
-def _keys(step: Step, identity_site: str) -> list[tuple[str, str]]:
-    """(site, what) a step's move stands for: its API and its node's service."""
+def _keys(step: Step, identity_site: str, role: str = "") -> list[tuple[str, str]]:
+    """(site, what) a step's move stands for (or, with `role`, that role's on the step's
+    node): its API and its node's service."""
+    role = role or step.role
     keys = []
-    kind = API_SERVICE_TYPES.get(step.role)
+    kind = API_SERVICE_TYPES.get(role)
     if kind is not None:
         keys.append((identity_site if kind == "identity" else step.site, f"the {kind} API"))
-    if step.role in ROLES:
-        keys.append((step.site, f"@{step.node}:{ROLES[step.role].service}"))
+    if role in ROLES:
+        keys.append((step.site, f"@{step.node}:{ROLES[role].service}"))
     return keys

@@ -239,3 +239,24 @@ def test_what_the_run_is_still_moving_is_not_watched() -> None:
     state.phases["dc1/compute"] = "ok"
     now = watched(plan, state, inventory.identity_site)["dc1"]
     assert now["@cmp02:nova"] == "dc1/compute" and now["the compute API"] == "dc1/compute"
+
+
+def test_what_shares_a_unit_with_what_a_phase_moves_is_not_watched_until_it_ends() -> None:
+    """apt runs placement, cinder-api and horizon under one apache2: cinder's phase stops it
+    (its skip-level downtime), so placement's API is watched only once that phase ended."""
+    from rollgate.core.engine.watch import watched
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+    from rollgate.core.state import RunState
+
+    demo = load_inventory(Path(__file__).parents[2] / "sample_inventory" / "lab-two-sites.yaml")
+    plan = build_plan(demo)
+    state = RunState.initial(plan)
+    state.phases.update({"central/identity": "ok", "east/image": "ok", "east/compute": "ok",
+                         "east/block-storage": "running"})  # fmt: skip
+    now = watched(plan, state, demo.identity_site)["east"]
+    assert "the compute API" in now and "the placement API" not in now
+    state.phases["east/block-storage"] = "ok"  # horizon's phase restarts apache2 too
+    assert "the placement API" not in watched(plan, state, demo.identity_site)["east"]
+    state.phases["east/dashboard"] = "ok"
+    assert "the placement API" in watched(plan, state, demo.identity_site)["east"]
