@@ -4,7 +4,6 @@ providers from its APIs (openstacksdk) and write them as an inventory skeleton."
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +11,7 @@ import yaml
 
 from rollgate.core.cloud_scope import ROLE_OF_BINARY
 from rollgate.core.errors import UserError
+from rollgate.core.importers import slug
 from rollgate.core.releases import CATALOGUE
 from rollgate.core.upstream import newest_microversion
 
@@ -126,10 +126,6 @@ def release_of(microversion: str | None) -> str | None:
     return None
 
 
-def _site_name(region: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", region).strip("-").lower() or "site"
-
-
 def skeleton(found: CloudFound) -> str:
     """The cloud as an inventory: every host with the roles its services show; what the APIs
     cannot say (SSH addresses, API roles of controllers, the method) marked TODO."""
@@ -160,12 +156,12 @@ def skeleton(found: CloudFound) -> str:
                          f"service: {', '.join(missing)}")  # fmt: skip
         notes += [f"{region.name}: could not read {u}" for u in region.unreadable]
         if nodes:
-            sites[_site_name(region.name)] = {
+            sites[slug(region.name, "site")] = {
                 "region": region.name,
                 "openstack": {"cloud": found.cloud},
                 "nodes": nodes,
             }
-    identity = _site_name(found.identity_region) if found.identity_region else TODO
+    identity = slug(found.identity_region, "site") if found.identity_region else TODO
     if identity != TODO and identity not in sites:  # keystone's hosts are not listed by host
         sites[identity] = {
             "region": found.identity_region,
@@ -174,7 +170,7 @@ def skeleton(found: CloudFound) -> str:
         }
         notes.append(f"{found.identity_region}: name the hosts that run keystone")
     inventory = {
-        "cloud": _site_name(found.cloud),
+        "cloud": slug(found.cloud, "cloud"),
         "upgrade": {"from": releases.pop() if len(releases) == 1 else TODO, "to": TODO},
         "method": TODO,
         "ssh": {"user": TODO, "become": True},

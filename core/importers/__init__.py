@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -122,13 +124,17 @@ def inventory_text(
     )
 
 
-def as_bool(value: Any, default: bool) -> bool:
-    """An Ansible boolean as globals.yml writes it; a Jinja expression keeps the default."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().strip("'\"").lower()
-    if text in ("yes", "true", "1", "on"):
-        return True
-    if text in ("no", "false", "0", "off"):
-        return False
-    return default
+def slug(text: str, fallback: str) -> str:
+    """A name the inventory accepts (letters, digits, . _ -), from a region's or a folder's."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or fallback
+
+
+def load_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (globals.yml, openstack_user_config.yml)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not {what}")
+    return data

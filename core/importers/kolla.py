@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 
 from rollgate.core.errors import UserError
-from rollgate.core.importers import Imported, as_bool
+from rollgate.core.importers import Imported, load_mapping
 from rollgate.core.methods.kolla.ansible_inventory import read_ini, read_yaml
-from rollgate.core.methods.kolla.mapping import MODELLED_PROJECTS, enabled_services
+from rollgate.core.methods.kolla.mapping import MODELLED_PROJECTS, ansible_bool, enabled_services
 
 # kolla's group -> the Rollgate role of the hosts in it (ansible/inventory/multinode: each
 # service's group is a child of its project's, which is a child of control, network...)
@@ -66,15 +66,7 @@ def read_inventory(path: Path) -> tuple[dict[str, set[str]], dict[str, dict[str,
 
 
 def read_globals(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read globals {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: globals.yml holds no settings")
-    return data
+    return load_mapping(path, "a globals.yml (it holds no settings)") if path else {}
 
 
 def import_kolla(multinode: Path, globals_path: Path | None) -> tuple[Imported, dict[str, Any]]:
@@ -90,7 +82,7 @@ def import_kolla(multinode: Path, globals_path: Path | None) -> tuple[Imported, 
         project = role.split("-")[0]
         if project in PROJECT and PROJECT[project] not in services:
             continue  # globals.yml turns it off: kolla deploys nothing of it
-        if role == "cinder-backup" and not as_bool(settings.get("enable_cinder_backup"), True):
+        if role == "cinder-backup" and not ansible_bool(settings.get("enable_cinder_backup"), True):
             continue
         if group not in groups:
             if project in PROJECT or role == "deployment":

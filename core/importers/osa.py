@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rollgate.core.errors import UserError
-from rollgate.core.importers import Imported
+from rollgate.core.importers import Imported, load_mapping
 
 # OSA's host group (openstack_user_config.yml, `<name>_hosts`; older releases wrote some with
 # dashes) -> the Rollgate roles of its hosts (OSA's env.d maps each group to its containers)
@@ -56,23 +54,15 @@ NOT_UPGRADED = ("repo_infra", "coordination", "log", "orchestration", "metering_
                 "unbound", "utility", "zookeeper")  # fmt: skip
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: not an OpenStack-Ansible configuration (no host groups)")
-    return data
-
-
 def read_config(path: Path) -> dict[str, dict[str, Any]]:
     """Every `*_hosts` group of openstack_user_config.yml and of conf.d/*.yml beside it
     (OSA merges them: a group in both gets the hosts of both)."""
     files = [path, *sorted((path.parent / "conf.d").glob("*.yml"))]
     groups: dict[str, dict[str, Any]] = {}
     for file in files:
-        for key, hosts in _load(file).items():
+        for key, hosts in load_mapping(
+            file, "an OpenStack-Ansible configuration (no host groups)"
+        ).items():
             if not str(key).endswith("_hosts") or not isinstance(hosts, dict):
                 continue
             name = str(key).removesuffix("_hosts").replace("-", "_")

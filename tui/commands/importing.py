@@ -24,7 +24,9 @@ def import_() -> None:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "cloud"
+    from rollgate.core.importers import slug
+
+    return slug(text, "cloud")
 
 
 def _finish(text: str, output: str | None, what: str) -> int:

@@ -81,7 +81,8 @@ EXTRA_CONTAINERS = {
 OVN_DB_CONTAINERS = ("ovn_northd", "ovn_nb_db", "ovn_sb_db")
 
 
-def _on(value: object, default: bool) -> bool:
+def ansible_bool(value: object, default: bool) -> bool:
+    """An Ansible boolean as globals.yml writes it; a Jinja expression keeps the default."""
     text = str(value).strip().strip("'\"").lower()
     if isinstance(value, bool):
         return value
@@ -99,7 +100,7 @@ def enabled_services(settings: dict[str, object]) -> list[str]:
     for key, value in settings.items():
         name = str(key).removeprefix("enable_")
         if str(key).startswith("enable_") and name in SITE_ORDER:
-            if _on(value, name in ON_BY_DEFAULT):
+            if ansible_bool(value, name in ON_BY_DEFAULT):
                 on.add(name)
             else:
                 on.discard(name)
