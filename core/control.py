@@ -33,9 +33,11 @@ from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import within
-from rollgate.core.plan import json_default
+from rollgate.core.plan import Plan, json_default
 from rollgate.core.problems import problem_records
+from rollgate.core.report import not_upgraded
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
+from rollgate.core.state import RunState
 
 SOCKET_NAME = "control.sock"
 log = logging.getLogger("rollgate.control")
@@ -86,7 +88,16 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
         "attached": attached,
         "driver": f"{state.operator}@{state.host}" if state.host else state.operator,
         "problems": problem_records(engine.plan, state, limit=PROBLEMS_SHOWN),
+        "not_upgraded": ended_not_upgraded(engine.plan, state),
     }
+
+
+def ended_not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:
+    """Once the run has ended, every node it left not upgraded, with why (the report's list);
+    while it runs, nothing (every node not reached yet would be in it)."""
+    if state.finished is None:
+        return []
+    return not_upgraded(plan, state)[:PROBLEMS_SHOWN]
 
 
 OPS = ("events", "send", "header", "status")

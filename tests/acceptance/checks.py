@@ -6,20 +6,53 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from tests.acceptance import layout
 from tests.acceptance.cloud import DATABASES, Cloud, SetupError
 from tests.acceptance.layout import (
     COMPUTES_OF,
     CONTROLLERS,
     PROGRAMS,
+    SITE_OF,
     SITES,
-    SOURCE,
     TARGET,
     VENVS,
+    Program,
 )
 
 Check = tuple[str, bool, str]
+
+
+def service_of(name: str) -> str:
+    """A program's, a distribution's, a database's or a status tool's service."""
+    head = name.removeprefix("openstack-").split("-")[0].split("_")[0]
+    return "nova" if head == "compute" else head
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the cloud runs once the harness's runs are over: each site's services on a release
+    (the upgrade: the target everywhere; the rollback drill: region two back on the source,
+    region one's cinder never reached), the nodes a drill left not upgraded on purpose (their
+    programs are not read), and the services no run restarted."""
+
+    default: str
+    releases: dict[tuple[str, str], str] = field(default_factory=dict)  # (site, service)
+    left: frozenset[str] = frozenset()
+    untouched: frozenset[tuple[str, str]] = frozenset()  # (site, service)
+
+    def of(self, site: str, name: str) -> str:
+        return self.releases.get((site, service_of(name)), self.default)
+
+    def all(self) -> set[str]:
+        return {self.default, *self.releases.values()}
+
+    def programs(self) -> list[tuple[str, Program, str]]:
+        """(node, program, release) of every program the checks read."""
+        return [(node, p, self.of(SITE_OF[node], p.dist)) for node, programs in PROGRAMS.items()
+                if node not in self.left for p in programs]  # fmt: skip
 
 
 def connect(region: str = "RegionOne") -> Any:
@@ -156,26 +189,32 @@ print(" ".join(sorted(h for h in heads if not any(h in under(o) for o in heads))
 """
 
 
-def schema_heads(cloud: Cloud) -> Check:
-    """Each database of each region's server has the 2026.1 code's heads in alembic_version."""
+def _heads(release: str, package: str, sub: str) -> tuple[list[str], str]:
+    done = subprocess.run(
+        [str(VENVS / release / "bin/python"), "-c", HEADS, package, sub],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return sorted(done.stdout.split()), done.stderr.strip()[-200:]
+
+
+def schema_heads(cloud: Cloud, expected: Expected) -> Check:
+    """Each database of each region's server has its release's code's heads in
+    alembic_version (keystone's: key01's release)."""
     off, count = [], 0
     for database, (package, sub) in ALEMBIC.items():
-        heads = subprocess.run(
-            [str(VENVS / TARGET / "bin/python"), "-c", HEADS, package, sub],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        want = sorted(heads.stdout.split())
         for site in SITES:
             if database not in DATABASES[site]:
                 continue
+            release = expected.of(site, database)
+            want, error = _heads(release, package, sub)
             count += 1
             query = f"SELECT version_num FROM {database}.alembic_version"
             found = sorted(r[0] for r in cloud.sql(query, site))
             if not want or found != want:
-                off.append(f"{site} {database}: {found} "
-                           f"(heads {want or heads.stderr.strip()[-200:]})")  # fmt: skip
+                off.append(f"{site} {database}: {found} ({release} heads {want or error})")
+    releases = "/".join(sorted(expected.all()))
     return (
-        "every database's schema at the 2026.1 code's alembic heads",
+        f"every database's schema at its release's alembic heads ({releases})",
         not off,
         f"{count} databases" if not off else "; ".join(off),
     )
@@ -218,96 +257,92 @@ def new_code_before_its_restart(
     ]
 
 
-def processes_on_target(cloud: Cloud) -> Check:
+def processes_on_release(cloud: Cloud, expected: Expected) -> Check:
     """Every program's processes (supervisor's pid and its children: gunicorn's workers)
-    have the 2026.1 virtualenv in their memory maps or command line, and nothing of 2025.2."""
+    have their release's virtualenv in their memory maps or command line, and no other."""
     off, seen = [], 0
-    for node, programs in PROGRAMS.items():
-        for p in programs:
-            pid = cloud.on(node, f"supervisorctl pid {p.name}", check=False).stdout.strip()
-            if not pid.isdigit() or pid == "0":
-                off.append(f"{node}:{p.name} has no process")
-                continue
-            pids = [pid, *cloud.on(node, f"pgrep -P {pid}", check=False).stdout.split()]
-            for q in pids:
-                mapped = cloud.on(
-                    node, f"cat /proc/{q}/maps; tr '\\0' ' ' < /proc/{q}/cmdline", check=False
-                ).stdout
-                seen += 1
-                if str(VENVS / TARGET) not in mapped or str(VENVS / SOURCE) + "/" in mapped:
-                    off.append(f"{node}:{p.name} pid {q} does not run from {VENVS / TARGET}")
+    known = expected.all() | {TARGET, layout.SOURCE}
+    others = {r: [str(VENVS / o) + "/" for o in known if o != r] for r in known}
+    for node, p, release in expected.programs():
+        pid = cloud.on(node, f"supervisorctl pid {p.name}", check=False).stdout.strip()
+        if not pid.isdigit() or pid == "0":
+            off.append(f"{node}:{p.name} has no process")
+            continue
+        pids = [pid, *cloud.on(node, f"pgrep -P {pid}", check=False).stdout.split()]
+        for q in pids:
+            mapped = cloud.on(
+                node, f"cat /proc/{q}/maps; tr '\\0' ' ' < /proc/{q}/cmdline", check=False
+            ).stdout
+            seen += 1
+            if str(VENVS / release) not in mapped or any(o in mapped for o in others[release]):
+                off.append(f"{node}:{p.name} pid {q} does not run from {VENVS / release}")
     return (
-        "every program's processes run the 2026.1 virtualenv's code",
+        "every program's processes run their release's virtualenv's code",
         not off and seen > 0,
         f"{seen} processes" if not off else "; ".join(off[:6]),
     )
 
 
-def after_upgrade(
-    cloud: Cloud, conns: dict[str, Any], before: dict[str, Any], run_id: str, run_started: float
+def after_run(
+    cloud: Cloud,
+    conns: dict[str, Any],
+    before: dict[str, Any],
+    run_ids: list[str],
+    run_started: float,
+    expected: Expected,
 ) -> list[Check]:
+    """What an operator checks once the runs (`run_ids`: the upgrade, and the rollback drill's
+    rollback) are over: every program on its release, running, restarted; schemas; APIs;
+    status checks; the resources from before; the reports."""
     results: list[Check] = []
-    # every service runs the target's code: its links, its processes, its APIs
-    links = []
-    for node, programs in PROGRAMS.items():
-        for p in programs:
-            target = cloud.on(node, f"readlink /openstack/active/{p.name}").stdout.strip()
-            links.append(target == str(VENVS / TARGET) or f"{node}:{p.name}->{target}")
-    bad = [x for x in links if x is not True]
-    results.append(
-        (
-            "every program's link is the 2026.1 virtualenv",
-            not bad,
-            f"{len(links)} links" if not bad else f"{bad}",
-        )
-    )
+    # every service runs its release's code: its links, its processes, its APIs
+    bad, count = [], 0
+    for node, p, release in expected.programs():
+        target = cloud.on(node, f"readlink /openstack/active/{p.name}").stdout.strip()
+        count += 1
+        if target != str(VENVS / release):
+            bad.append(f"{node}:{p.name}->{target}")
+    results.append(("every program's link is its release's virtualenv", not bad,
+                    f"{count} links" if not bad else f"{bad}"))  # fmt: skip
     stale = []
-    for node, programs in PROGRAMS.items():
-        for p in programs:
-            line = cloud.on(node, f"supervisorctl status {p.name}", check=False).stdout
-            if "RUNNING" not in line:
-                stale.append(f"{node}:{p.name} {line.strip()}")
-                continue
-            pid = cloud.on(node, f"supervisorctl pid {p.name}").stdout.strip()
-            age = float(cloud.on(node, f"ps -o etimes= -p {pid}").stdout.strip() or 0)
-            if age > time.monotonic() - run_started:
-                stale.append(f"{node}:{p.name} not restarted during the run")
-    count = sum(len(p) for p in PROGRAMS.values())
-    results.append(
-        (
-            "every program running, restarted during the upgrade",
-            not stale,
-            f"{count} programs" if not stale else "; ".join(stale),
-        )
-    )
-    results.append(processes_on_target(cloud))
-    results.append(schema_heads(cloud))
+    for node, p, _ in expected.programs():
+        line = cloud.on(node, f"supervisorctl status {p.name}", check=False).stdout
+        if "RUNNING" not in line:
+            stale.append(f"{node}:{p.name} {line.strip()}")
+            continue
+        pid = cloud.on(node, f"supervisorctl pid {p.name}").stdout.strip()
+        age = float(cloud.on(node, f"ps -o etimes= -p {pid}").stdout.strip() or 0)
+        if age > time.monotonic() - run_started and (SITE_OF[node], service_of(p.dist)) not in (
+            expected.untouched
+        ):
+            stale.append(f"{node}:{p.name} not restarted during the run")
+    results.append(("every program running, restarted during the run", not stale,
+                    f"{count} programs" if not stale else "; ".join(stale)))  # fmt: skip
+    results.append(processes_on_release(cloud, expected))
+    results.append(schema_heads(cloud, expected))
     for site, conn in conns.items():
         region = SITES[site]
         for service in CODE_MAX:
-            api, new, old = (
-                _api_max_version(conn, service),
-                _code_max(TARGET, service),
-                _code_max(SOURCE, service),
-            )
+            release = expected.of(site, service)
+            api, want = _api_max_version(conn, service), _code_max(release, service)
             results.append(
                 (
-                    f"{region}: {service} API announces the 2026.1 code's newest microversion",
-                    bool(api) and api == new,
-                    f"API {api}, 2026.1 code {new}, 2025.2 code {old}",
+                    f"{region}: {service} API announces the {release} code's newest microversion",
+                    bool(api) and api == want,
+                    f"API {api}, {release} code {want}",
                 )
             )
-    # schemas at head; the target's status check, on each region's controller
+    # schemas at head; the status check of each one's release, on each region's controller
     checks = [("keystone schema at head", "key01", "keystone-manage db_sync --check")]
     for site in SITES:
         ctl, region = CONTROLLERS[site][0], SITES[site]
         checks.append((f"{region}: glance schema at head", ctl, "glance-manage db check"))
         for tool in ("nova-status", "placement-status", "cinder-status"):
-            checks.append(
-                (f"{region}: {tool} upgrade check (2026.1)", ctl, f"{tool} upgrade check")
-            )
+            checks.append((f"{region}: {tool} upgrade check ({expected.of(site, tool)})", ctl,
+                           f"{tool} upgrade check"))  # fmt: skip
     for name, node, command in checks:
-        done = cloud.on(node, f"{VENVS / TARGET}/bin/{command}", check=False)
+        release = expected.of(SITE_OF[node], command)
+        done = cloud.on(node, f"{VENVS / release}/bin/{command}", check=False)
         results.append(
             (
                 name,
@@ -332,11 +367,12 @@ def after_upgrade(
         )
     for site, conn in conns.items():
         results += region_resources(conn, SITES[site], before[site])
-    # the report names every step
-    report = subprocess.run(
-        ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
-    )
-    results.append(_report_names_steps(report.stdout, run_id))
+    # each run's report names every step
+    for run_id in run_ids:
+        report = subprocess.run(
+            ["rollgate", "report", run_id, "--format", "json"], capture_output=True, text=True
+        )
+        results.append(_report_names_steps(report.stdout, run_id))
     return results
 
 
@@ -391,6 +427,34 @@ def outage_reported(run_id: str) -> Check:
     )
 
 
+def start_failure_named(run_id: str, node: str, cause: str, figures: dict[str, Any]) -> list[Check]:
+    """The start-failure drill: its gate named the node and showed what the program said
+    (`cause` in its last output); `status --json` and the report name the node, and only it,
+    as not upgraded."""
+    gates = figures.get("start-failure gates", [])
+    said = json.dumps(gates)
+    out: list[Check] = [
+        (
+            f"the start-failure gate names {node} and its last output says why",
+            bool(gates) and node in said and cause in said,
+            f"{len(gates)} gate(s); first: {gates[0] if gates else None}"[:400],
+        )
+    ]
+    status = subprocess.run(["rollgate", "status", run_id, "--json"], capture_output=True,
+                            text=True)  # fmt: skip
+    report = subprocess.run(["rollgate", "report", run_id, "--format", "json"],
+                            capture_output=True, text=True)  # fmt: skip
+    for name, text in (("status --json", status.stdout), ("the report", report.stdout)):
+        try:
+            left = json.loads(text).get("not_upgraded", [])
+        except ValueError:
+            left = None
+        names = sorted(str(n.get("node")) for n in left or [])
+        out.append((f"{name} names {node}, and only it, as not upgraded", names == [node],
+                    f"{names}: {[n.get('why') for n in left or []]}"[:400]))  # fmt: skip
+    return out
+
+
 def _report_names_steps(text: str, run_id: str) -> Check:
     from rollgate.core.client import open_journal_client
 
@@ -402,7 +466,7 @@ def _report_names_steps(text: str, run_id: str) -> Check:
     dumped = json.dumps(report)
     missing = [s.title for s in plan.steps if s.title not in dumped]
     return (
-        "the report names every step",
+        f"the report of {run_id} names every step",
         not missing,
         f"{len(plan.steps)} steps" if not missing else f"missing: {missing[:5]}",
     )

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.acceptance import layout
 from tests.acceptance.configs import Secrets, service_files, sshd_conf
 from tests.acceptance.layout import (
     CONSTRAINTS,
@@ -28,7 +29,6 @@ from tests.acceptance.layout import (
     RABBIT_DIST_PORT,
     RABBIT_PORT,
     SITES,
-    SOURCE,
     STATE,
     VENVS,
 )
@@ -292,7 +292,7 @@ class Cloud:
             "cinder/tmp",
         ):
             (root / "var/lib" / sub).mkdir(parents=True, exist_ok=True)
-        paste = VENVS / SOURCE / "etc"  # the paste files the old release's packages ship
+        paste = VENVS / layout.SOURCE / "etc"  # the paste files the old release's packages ship
         for src, dst in (
             ("nova/api-paste.ini", "etc/nova/api-paste.ini"),
             ("glance/glance-api-paste.ini", "etc/glance/glance-api-paste.ini"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.acceptance import layout
 from tests.acceptance.cloud import Cloud, SetupError, wait_port
 from tests.acceptance.layout import (
     COMPUTES_OF,
@@ -16,7 +17,6 @@ from tests.acceptance.layout import (
     NODES,
     PROGRAMS,
     SITES,
-    SOURCE,
     VENVS,
     endpoints,
 )
@@ -34,7 +34,7 @@ def link(cloud: Cloud, node: str, release: str) -> None:
 
 
 def bin_(tool: str) -> str:
-    return f"{VENVS / SOURCE}/bin/{tool}"
+    return f"{VENVS / layout.SOURCE}/bin/{tool}"
 
 
 def sync_schemas(cloud: Cloud) -> None:

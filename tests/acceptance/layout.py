@@ -15,6 +15,7 @@ CACHE = Path("/var/cache/rollgate-acceptance")  # the releases' virtualenvs, kep
 VENVS = CACHE / "venvs"
 CONSTRAINTS = CACHE / "constraints"  # copied from constraints/ (the nodes read them)
 SOURCE, TARGET = "2025.2", "2026.1"
+SKIP_LEVEL_SOURCE = "2025.1"  # `--skip-level`: the SLURP before TARGET, two releases back
 SSH_PORT = 2200
 DB_ADDRESS = "127.0.9.5"
 RABBIT_PORT = 5672
@@ -149,3 +150,10 @@ def endpoints(site: str) -> dict[str, tuple[str, str]]:
 
 
 ENDPOINTS = endpoints("dc1")
+
+
+def use_source(release: str) -> None:
+    """The release the cloud is built on (`--skip-level`: SKIP_LEVEL_SOURCE); read it as
+    `layout.SOURCE` at the time of use."""
+    global SOURCE
+    SOURCE = release

@@ -74,10 +74,12 @@ def test_each_service_switches_then_runs_the_targets_checks_and_schema_before_it
     # the program's own link moves in the same command as its restart, after the schema
     # (a link renamed over the old one: never half-switched); nothing moves it earlier
     assert steps[restart].command == (
-        "supervisorctl stop keystone || ! supervisorctl status keystone && install -d "
+        "{ supervisorctl stop keystone || ! supervisorctl status keystone; } && install -d "
         "/openstack/active && ln -sfn "
         "/var/cache/rollgate-acceptance/venvs/2026.1 /openstack/active/keystone.new && mv -T "
-        "/openstack/active/keystone.new /openstack/active/keystone && supervisorctl start keystone"
+        "/openstack/active/keystone.new /openstack/active/keystone && { supervisorctl start "
+        "keystone || { rc=$?; echo keystone did not start, its last output: >&2; supervisorctl "
+        "tail -3000 keystone 2>&1 | tail -n 20 >&2; exit $rc; }; }"
     )
     assert "ln " not in steps[switch].command
 
@@ -92,9 +94,9 @@ def test_no_program_moves_to_the_target_before_its_own_restart() -> None:
         assert step.action in ("restart", "start"), step.id
         unit = step.id.rsplit(":", 1)[1]
         assert f"/openstack/active/{unit}.new " in step.command, step.id
-        assert step.command.endswith(f"supervisorctl start {unit}"), step.id
+        assert f"&& {{ supervisorctl start {unit} || " in step.command, step.id
         if step.action == "restart":  # the program is stopped before its link moves
-            assert step.command.startswith(f"supervisorctl stop {unit} || "), step.id
+            assert step.command.startswith(f"{{ supervisorctl stop {unit} || "), step.id
 
 
 def test_previous_migrations_run_from_the_old_virtualenv_and_new_ones_from_the_target() -> None:
@@ -118,7 +120,11 @@ def test_systemd_is_the_other_service_manager(tmp_path: Path) -> None:
     text = INVENTORY.read_text().replace("service_manager: supervisor", "service_manager: systemd")
     (tmp_path / "inv.yaml").write_text(text)
     steps = build_plan(load_inventory(tmp_path / "inv.yaml")).steps
-    assert any((s.command or "").endswith("&& systemctl start keystone") for s in steps)
+    assert any(
+        "&& { systemctl start keystone || " in (s.command or "")
+        and "journalctl --no-pager -o cat -n 20 -u keystone" in (s.command or "")
+        for s in steps
+    )
     (tmp_path / "bad.yaml").write_text(
         text.replace("service_manager: systemd", "service_manager: runit")
     )

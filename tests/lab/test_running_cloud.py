@@ -181,6 +181,9 @@ async def test_status_json_after_an_abort_names_the_failed_node_and_step(tmp_pat
     assert record["exit_status"] == 1
     assert record["decision"] == "abort" and record["decided_by"] == "tester"
     assert set(record) >= {"title", "node_state", "error", "last_output", "comment"}
+    # the run has ended: the compute it left behind is named, with why
+    left = {n["node"]: n for n in status["not_upgraded"]}
+    assert "restart nova-compute" in " ".join(left["one-cmp2"]["why"]), left["one-cmp2"]
     assert read_journal(tmp_path / "journal.jsonl").events[-1].outcome == "aborted"  # type: ignore[attr-defined]
 
 

@@ -130,6 +130,7 @@ def _status(run: str) -> dict[str, Any]:
     except (UserError, EngineGone):
         pass
     from rollgate.core.client import open_journal_client
+    from rollgate.core.control import ended_not_upgraded
     from rollgate.core.problems import problem_records
     from rollgate.core.report import run_outcome
     from rollgate.core.runs import NO_DRIVER, driver_alive, recovered_copy
@@ -159,6 +160,7 @@ def _status(run: str) -> dict[str, Any]:
         "attached": [],
         "driver": state.operator,
         "problems": problem_records(journal.plan, state),
+        "not_upgraded": ended_not_upgraded(journal.plan, state),
         **({"recovered": str(copy)} if copy is not None else {}),
     }
 

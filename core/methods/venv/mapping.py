@@ -27,18 +27,21 @@ PROGRAMS: dict[str, str] = {role: role for role in DISTRIBUTIONS}
 EXTRAS = ("gunicorn", "PyMySQL", "python-memcached")
 
 # how each service manager restarts, starts, stops and reports a program (the recipe's
-# {{manager_*}} words); supervisorctl status exits non-zero unless the program is RUNNING
+# {{manager_*}} words); supervisorctl status exits non-zero unless the program is RUNNING;
+# manager_log: the program's last output (what a program that cannot start said)
 MANAGERS: dict[str, dict[str, list[str]]] = {
     "supervisor": {
         "manager_restart": ["supervisorctl", "restart"],
         "manager_start": ["supervisorctl", "start"],
         "manager_stop": ["supervisorctl", "stop"],
         "manager_status": ["supervisorctl", "status"],
+        "manager_log": ["supervisorctl", "tail", "-3000"],
     },
     "systemd": {
         "manager_restart": ["systemctl", "restart"],
         "manager_start": ["systemctl", "start"],
         "manager_stop": ["systemctl", "stop"],
         "manager_status": ["systemctl", "is-active"],
+        "manager_log": ["journalctl", "--no-pager", "-o", "cat", "-n", "20", "-u"],
     },
 }
