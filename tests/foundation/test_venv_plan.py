@@ -254,3 +254,44 @@ def test_the_shipped_two_region_run_upgraded_both_regions_under_one_keystone() -
     failure = [g for g in report["gates"] if g["kind"] == "failure"]
     assert failure and all(g["decision"] == "retry" for g in failure)
     assert [x["step"] for x in report["steps"]] == [s.id for s in client.plan.steps]
+
+
+def test_the_way_back_for_region_two_of_the_shipped_run_is_planned_for_the_virtualenvs() -> None:
+    """`rollgate rollback RUN --site dc2` of the shipped two-region run: the region's phases
+    undone the last first, each program restarted through its link on the 2025.2 virtualenv
+    and read back against 2025.2, every database restored from the run's own dump with the
+    sha256 the journal recorded; keystone (dc1's, shared) untouched."""
+    from rollgate.core import events as ev
+    from rollgate.core.journal import read_journal
+    from rollgate.core.rollback import RollbackRequest, build_rollback_plan
+
+    journal = read_journal(TWO_REGIONS / "journal.jsonl")
+    events = list(journal.events)
+    plan = build_rollback_plan(
+        load_inventory(INVENTORY), journal.header, events, RollbackRequest("two", "dc2")
+    )
+    assert (plan.source, plan.target) == ("2026.1", "2025.2")
+    tiers = [s.id.split("/")[-1].rsplit("-", 1)[0] for s in plan.phases[0].stages]
+    assert list(dict.fromkeys(tiers)) == ["block-storage", "compute", "image"]  # last first
+    steps = plan.steps
+    assert {s.node for s in steps} <= {"ctl02", "cmp05", "cmp06", "cmp07", "cmp08"}
+    restarts = [s for s in steps if s.action == "restart"]
+    assert restarts and all(
+        "ln -sfn /var/cache/rollgate-acceptance/venvs/2025.2 " in (s.command or "")
+        for s in restarts
+    )
+    for read in (s for s in steps if s.action == "running-version"):
+        assert read.args["target"] == "2025.2", read.id
+    dumps = {e.step: e for e in events if isinstance(e, ev.BackupTaken) and e.node == "ctl02"}
+    restores = [s for s in steps if s.action == "db-restore"]
+    assert sorted(s.service for s in restores) == sorted(d.service for d in dumps.values())
+    for step in restores:
+        taken = next(d for d in dumps.values() if d.service == step.service)
+        assert step.args["sha256"] == taken.sha256 and taken.sha256 in (step.command or "")
+        assert f"sha256sum -c {taken.file}.sha256" in (step.command or "")
+    # the programs go back stopped first: every stop of a tier before its first restart
+    first_restart = {t: next(i for i, s in enumerate(steps) if s.action == "restart"
+                             and f"/{t}-start/" in s.id) for t in ("compute", "image")}  # fmt: skip
+    for tier, at in first_restart.items():
+        stops = [i for i, s in enumerate(steps) if s.action == "stop" and f"/{tier}-stop/" in s.id]
+        assert stops and max(stops) < at, tier
