@@ -82,6 +82,8 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
             "title": gate.title,
             "options": list(gate.options),
             "choices": list(gate.choices),
+            "step": gate.step,
+            "failures": gate_failures(engine.plan, state, gate),
         },
         "progress": {"steps_done": done, "steps": len(state.steps)},
         "estimate": {"seconds_left": round(left, 1) if left is not None else None},
@@ -90,6 +92,21 @@ def status_of(engine: Engine, attached: list[str]) -> dict[str, Any]:
         "problems": problem_records(engine.plan, state, limit=PROBLEMS_SHOWN),
         "not_upgraded": ended_not_upgraded(engine.plan, state),
     }
+
+
+def gate_failures(plan: Plan, state: RunState, gate: Any) -> list[dict[str, Any]]:
+    """What a failure gate asks about, as the problem records give it (title, node, command,
+    exit status, last output lines): its step's, or for a phase's failure budget, each
+    undecided failure of that phase."""
+    if gate.kind not in ("failure", "interrupted"):
+        return []
+    if gate.step is not None:
+        return [p for p in problem_records(plan, state) if p["step"] == gate.step]
+    phase = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+    steps = {s.id for p in plan.phases if p.id == phase for s in p.steps}
+    return [
+        p for p in problem_records(plan, state) if p["step"] in steps and p["decision"] is None
+    ][:PROBLEMS_SHOWN]
 
 
 def ended_not_upgraded(plan: Plan, state: RunState) -> list[dict[str, Any]]:

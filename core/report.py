@@ -329,6 +329,53 @@ def problem_line(record: dict[str, Any]) -> str:
     return f"{record['node']}: {record['title']} {record['outcome']}{status}{error}{decided}"
 
 
+FAILED_TAIL = 5  # output lines kept per failed attempt
+
+
+def failed_attempts(plan: Plan, events: list[ev.Event]) -> list[dict[str, Any]]:
+    """Every attempt of a step that failed (a retried one too: each is in the record), with its
+    last output lines and what was decided at the gate that followed it, by whom and why."""
+    tails: dict[str, list[str]] = {}  # step -> its output since its attempt started
+    asked: dict[str, list[str]] = {}  # gate -> the steps it decides (a budget gate: a phase's)
+    waiting: dict[str, dict[str, Any]] = {}  # step -> its failure not decided yet
+    phase_of = {step.id: phase.id for phase in plan.phases for step in phase.steps}
+    out: list[dict[str, Any]] = []
+    for e in events:
+        if isinstance(e, ev.StepStarted):
+            tails[e.step] = []
+        elif isinstance(e, ev.StepOutput):
+            tail = tails.setdefault(e.step, [])
+            tail.extend(e.lines)
+            del tail[:-FAILED_TAIL]
+        elif isinstance(e, ev.StepFinished) and e.outcome in STEP_FAILED:
+            record = {
+                "step": e.step,
+                "attempt": e.attempt,
+                "outcome": e.outcome,
+                "exit_status": e.exit_status,
+                "error": redact(e.error),
+                "last_output": [redact(line) for line in tails.get(e.step, [])],
+                "decision": None,
+                "decided_by": None,
+                "comment": "",
+            }
+            out.append(record)
+            waiting[e.step] = record
+        elif isinstance(e, ev.GateOpened) and e.kind in ("failure", "interrupted"):
+            if e.step is not None:
+                asked[e.gate] = [e.step]
+            elif e.gate.startswith("gate:failures:"):  # a phase's failure budget spent
+                phase = e.gate.removeprefix("gate:failures:").rsplit(":", 1)[0]
+                asked[e.gate] = [s for s in waiting if phase_of.get(s) == phase]
+        elif isinstance(e, ev.GateDecided) and e.gate in asked:
+            for step in asked.pop(e.gate):
+                record = waiting.pop(step, {})
+                if record:
+                    record.update(decision=e.decision, decided_by=e.operator,
+                                  comment=redact(e.comment))  # fmt: skip
+    return out
+
+
 def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> dict[str, Any]:
     state = fold(plan, events)
     spans: dict[str, list[float | None]] = {}  # phase -> [first start, last finish]
@@ -415,15 +462,7 @@ def build_report(plan: Plan, header: dict[str, Any], events: list[ev.Event]) -> 
             for phase in plan.phases
             for step in phase.steps
         ],
-        "failures": [
-            {
-                **named(s.id),
-                "outcome": s.status,
-                "error": redact(s.error),
-                "last_output": [redact(line) for line in list(s.tail)[-5:]],
-            }
-            for s in state.failed_steps
-        ],
+        "failures": [{**named(f.pop("step")), **f} for f in failed_attempts(plan, events)],
         "gates": [
             {
                 "gate": g.id,
@@ -552,7 +591,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         ]
     lines += ["", "## Final verification and outages", ""]
     lines += [
-        f"- deviation: {f['title']} on {f['node']}: {f['error']}"
+        f"- deviation: {f['title']} on {f['node']}: {_without_node(f['error'], f['node'])}"
         + "".join(f"\n    - `{o}`" for o in f["last_output"])
         for f in _found(r)
     ]
@@ -597,7 +636,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     ]
     lines += ["", "## Failures", ""]
     lines += [
-        f"- {f['title']} on {f['node']}: {f['outcome']} — {f['error']}\n"
+        f"- {f['title']} on {f['node']} (attempt {f['attempt']}): {f['outcome']} — {f['error']}"
+        + f"; {_decided(f)}\n"
         + "".join(f"    - `{o}`\n" for o in f["last_output"])
         for f in r["failures"]
     ] or ["None."]
@@ -611,7 +651,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"- interrupted {x['title']} on {x['node']}: {x['decision']} by {x['operator']}"
         for x in d["interrupted_decisions"]
     ]
-    lines += [f"- {d['auto_approved']} gates approved automatically (--auto-approve)"]
+    if d["auto_approved"]:
+        lines += [f"- {d['auto_approved']} gates approved automatically (--auto-approve)"]
     lines += ["", "## Backups (what a restore needs)", ""]
     lines += [
         f"- {b['service']} on {b['node']}, taken at {b['source']} "
@@ -646,6 +687,22 @@ def _step_tables(steps: list[dict[str, Any]]) -> list[str]:
             lines += ["| " + " | ".join(STEP_HEADERS) + " |", "|---" * len(STEP_HEADERS) + "|"]
         lines.append("| " + " | ".join(_cell(v) for v in _step_row(x)) + " |")
     return lines or ["No steps."]
+
+
+def _without_node(error: str, node: str) -> str:
+    """A check's words without the node they begin with (the line names it already)."""
+    for lead in (f"on {node}: ", f"{node}: "):
+        if error.startswith(lead):
+            return error.removeprefix(lead)
+    return error
+
+
+def _decided(failure: dict[str, Any]) -> str:
+    """What was decided after a failed attempt, by whom and why."""
+    if not failure.get("decision"):
+        return "no decision (the run ended first)"
+    why = f" ({failure['comment']})" if failure.get("comment") else ""
+    return f"{failure['decision']} by {failure['decided_by']}{why}"
 
 
 def _cell(value: Any) -> str:
@@ -727,7 +784,15 @@ def to_html(r: dict[str, Any]) -> str:
     parts.append(
         _table(
             ["check", "node", "what it read", "last output"],
-            [[f["title"], f["node"], f["error"], " / ".join(f["last_output"])] for f in _found(r)],
+            [
+                [
+                    f["title"],
+                    f["node"],
+                    _without_node(f["error"], f["node"]),
+                    " / ".join(f["last_output"]),
+                ]
+                for f in _found(r)
+            ],
         )
     )
     parts.append("<h2>Outages after a phase</h2>")
@@ -802,8 +867,9 @@ def to_html(r: dict[str, Any]) -> str:
         parts.append("<p>None.</p>")
     for f in r["failures"]:
         parts.append(
-            f"<h3>{e(str(f['title']))} on {e(str(f['node']))}: {e(f['outcome'])}</h3>"
-            f"<p>{e(f['error'])}</p><pre>{e(chr(10).join(f['last_output']))}</pre>"
+            f"<h3>{e(str(f['title']))} on {e(str(f['node']))} (attempt {f['attempt']}): "
+            f"{e(f['outcome'])}</h3><p>{e(f['error'])}; {e(_decided(f))}</p>"
+            f"<pre>{e(chr(10).join(f['last_output']))}</pre>"
         )
     d = r["deviations"]
     parts.append("<h2>Deviations</h2>")
@@ -821,7 +887,8 @@ def to_html(r: dict[str, Any]) -> str:
             ],
         )
     )
-    parts.append(f"<p>{d['auto_approved']} gates approved automatically (--auto-approve).</p>")
+    if d["auto_approved"]:
+        parts.append(f"<p>{d['auto_approved']} gates approved automatically (--auto-approve).</p>")
     parts.append("<h2>Backups (what a restore needs)</h2>")
     parts.append(
         _table(

@@ -159,12 +159,26 @@ async def test_a_schema_tool_that_moves_nothing_fails_the_schema_check() -> None
 
 
 async def test_status_json_after_an_abort_names_the_failed_node_and_step(tmp_path: Path) -> None:
+    from rollgate.core.control import status_of
+
     h = await make(tmp_path, faults=["fail:one-cmp2:systemctl restart nova-compute:1"])
+    at_gate: list[dict[str, object]] = []
+
+    def look_then_abort(gate: ev.GateOpened) -> ev.Command | None:
+        if gate.kind == "failure":  # what `rollgate status --json` says at the open gate
+            at_gate.append(status_of(h.engine, []))
+        return abort_at_failure(gate)
+
     try:
-        assert await drive(h, abort_at_failure, timeout=60) == "aborted"
+        assert await drive(h, look_then_abort, timeout=60) == "aborted"
     finally:
         await h.lab.close()
     h.engine.journal.close()  # type: ignore[union-attr]
+    [failed_at_gate] = at_gate[0]["gate"]["failures"]  # type: ignore[index]
+    assert failed_at_gate["node"] == "one-cmp2" and failed_at_gate["exit_status"] == 1
+    assert failed_at_gate["command"] == "systemctl restart nova-compute"
+    assert failed_at_gate["title"] and failed_at_gate["last_output"] is not None
+    assert at_gate[0]["not_upgraded"] == []  # the run has not ended: nothing is called left
     env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path / "state")}
     shown = subprocess.run(
         [sys.executable, "-P", "-m", "rollgate", "status", str(tmp_path / "journal.jsonl"),
