@@ -283,3 +283,32 @@ def driver_alive(cloud: str) -> bool:
     finally:
         os.close(fd)  # closing releases the lock if we took it
     return False
+
+
+def resume_command(header: dict[str, Any], journal: Path | None = None) -> str:
+    """The command that resumes the run whose journal header is `header`, with its own
+    inventory path (a rollback: `rollgate rollback`, with the run it undoes and its site)."""
+    import shlex
+
+    run = str(header.get("run_id", ""))
+    ref = run or (str(journal) if journal else "RUN")
+    inventory = str(header.get("inventory") or "")
+    back = header.get("rollback") or {}
+    if back:
+        phase = f" --phase {shlex.quote(str(back['phase']))}" if back.get("phase") else ""
+        return (
+            f"rollgate rollback {shlex.quote(str(back.get('run')))} --site "
+            f"{shlex.quote(str(back.get('site')))}{phase} --resume {shlex.quote(ref)}"
+        )
+    where = shlex.quote(inventory) if inventory else "INVENTORY"
+    return f"rollgate run {where} --resume {shlex.quote(ref)}"
+
+
+def resume_command_of(run: str) -> str:
+    """resume_command() of a run named by id or journal path (INVENTORY when unreadable)."""
+    from rollgate.core.journal import JournalError, read_header
+
+    try:
+        return resume_command(read_header(resolve_journal(run)))
+    except (JournalError, UserError, OSError):
+        return f"rollgate run INVENTORY --resume {run}"

@@ -224,6 +224,12 @@ class Gates:
         )
         return f"skip (with a reason): {len(titles)} step(s) of {node} not run ({listed}); {left}"
 
+    @property
+    def resume_command(self) -> str:
+        return (
+            self.options.resume_command or f"rollgate run INVENTORY --resume {self.options.run_id}"
+        )
+
     def abort_choice(self, site: str = "") -> str:
         """What abort does; with `site`, the way back from there too (core/rollback.py)."""
         back = (
@@ -234,8 +240,7 @@ class Gates:
         )
         return (
             "abort: terminate every running command and stop the run; what is done stays "
-            f"done; resume it later with `rollgate run INVENTORY --resume {self.options.run_id}`"
-            + back
+            f"done; resume it later with `{self.resume_command}`" + back
         )
 
     async def warning(self, step: Step, status: int | None, why: str = "") -> Decision:

@@ -67,5 +67,7 @@ class EngineOptions:
     # said once when the run starts (not again on resume), journalled as notes by "rollgate":
     # the release lifecycle's warnings, so the console, a replay and the report carry them
     notes: tuple[str, ...] = ()
+    # what resumes this run, as its gates and end say it (core/runs.py resume_command)
+    resume_command: str = ""
     watch_interval: float = 10.0  # how often services already moved are probed (0: never)
     watch_probe_timeout: float = 60.0  # a site's probes slower than this are not judged

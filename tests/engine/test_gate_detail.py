@@ -56,6 +56,9 @@ def test_headless_prints_the_failure_and_the_choices_before_asking(tmp_path: Pat
     assert "  · retry: run the failed step of each of the 1 node(s) again" in text
     assert re.search(r"  · skip \(with a reason\): the \d+ step\(s\) those nodes have left", text)
     assert "  · abort: terminate every running command" in text
+    # the way to resume names this run's own inventory, not a placeholder
+    assert f"resume it later with `rollgate run {SMALL.resolve()} --resume " in text
+    assert "INVENTORY" not in text
 
 
 def test_headless_takes_a_note_at_a_gate_prompt(tmp_path: Path) -> None:

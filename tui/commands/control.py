@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rollgate.core.errors import UserError
+from rollgate.core.runs import resume_command_of
 
 if TYPE_CHECKING:
     from rollgate.core.socket_client import SocketClient
@@ -35,7 +36,7 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
     except EngineGone:
         raise UserError(
             f"no engine serves run {run} (it ended, or its engine was lost): `rollgate status "
-            f"{run}` says how it stands; resume it with `rollgate run INVENTORY --resume {run}`",
+            f"{run}` says how it stands; resume it with `{resume_command_of(run)}`",
             exit_code=1,
         ) from None
     client.plan, client.header = Plan.from_dict(header.pop("plan"), consume=True), header
@@ -51,7 +52,7 @@ def attach_console(run: str, *, hint: str = "") -> int:
     app = RollgateApp(
         client,
         operator=getpass.getuser(),
-        resume_hint=hint or f"rollgate run INVENTORY --resume {run}",
+        resume_hint=hint or resume_command_of(run),
     )
     with tuned_gc(console=True):
         app.run()
