@@ -296,10 +296,10 @@ def drills_of(args: argparse.Namespace) -> set[str]:
 
 def newest_rollback(of_run: str) -> str:
     """The id of the newest rollback run of `of_run` (rollgate runs' directories)."""
-    from rollgate.core.journal import read_journal
+    from rollgate.core.journal import read_header
     from rollgate.core.runs import list_runs
 
-    found = [r for r in list_runs() if (read_journal(r.journal).header.get("rollback") or {})
+    found = [r for r in list_runs() if (read_header(r.path).get("rollback") or {})
              .get("run") == of_run]  # fmt: skip
     if not found:
         raise SetupError(f"no rollback run of {of_run} in `rollgate runs`")

@@ -98,7 +98,11 @@ def test_the_command_line_drives_a_detached_run_to_the_end(tmp_path: Path) -> No
     assert not control_socket(run_dir).exists()  # nothing left listening
     after = rollgate(tmp_path, "approve", run_id)
     assert after.returncode == 1 and "no engine serves run" in after.stderr
-    assert "complete" in rollgate(tmp_path, "runs").stdout
+    listed = rollgate(tmp_path, "runs").stdout.splitlines()
+    assert listed[0].startswith("RUN ID") and "complete" in listed[1]
+    [record] = json.loads(rollgate(tmp_path, "runs", "--json").stdout)
+    assert (record["run_id"], record["state"]) == (run_id, "complete")
+    assert record["journal"] == str(run_dir / "journal.jsonl")
 
 
 def test_a_detached_run_survives_its_console_being_killed(tmp_path: Path) -> None:

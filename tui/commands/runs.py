@@ -6,7 +6,8 @@ import click
 
 
 @click.command()
-def runs() -> int:
+@click.option("--json", "as_json", is_flag=True, help="One JSON array: a record per run.")
+def runs(as_json: bool) -> int:
     """List runs (id, cloud, from -> to, started, state) under the state directory."""
     from rich.console import Console
     from rich.table import Table
@@ -15,11 +16,22 @@ def runs() -> int:
     from rollgate.core.runs import list_runs, runs_dir
 
     found = list_runs()
+    if as_json:  # for scripts: every field, the journal's path too
+        import json
+
+        records = [
+            {"run_id": r.run_id, "cloud": r.cloud, "from": r.source, "to": r.target,
+             "started": r.started, "state": r.state, "journal": str(r.path)}
+            for r in found
+        ]  # fmt: skip
+        click.echo(json.dumps(records, indent=2))
+        return 0
     if not found:
         click.echo(f"no runs yet under {runs_dir()}")
         return 0
     console = Console()
-    if not console.is_terminal:  # piped: one whole line per run, for grep and scripts
+    if not console.is_terminal:  # piped: a header, then one whole line per run, for grep
+        click.echo("RUN ID  CLOUD  FROM -> TO  STARTED  STATE")
         for r in found:
             click.echo(f"{r.run_id}  {r.cloud}  {r.source} -> {r.target}  {r.started}  {r.state}")
         return 0
