@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pwd
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,8 +282,14 @@ class ControlServer:
             (g for g in self.engine.state.gates if g.id == command.gate and g.decision), None
         )
         if decided is not None:
-            return f"that gate was already decided: {decided.decision} by {decided.operator}" + (
-                f" ({decided.comment})" if decided.comment else ""
+            when = (
+                time.strftime(" at %H:%M:%S UTC", time.gmtime(decided.decided))
+                if decided.decided
+                else ""
+            )
+            return (
+                f"that gate was already decided: {decided.decision} by {decided.operator}{when}"
+                + (f" ({decided.comment})" if decided.comment else "")
             )
         return error
 

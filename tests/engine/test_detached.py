@@ -89,12 +89,22 @@ def test_the_command_line_drives_a_detached_run_to_the_end(tmp_path: Path) -> No
     refused = rollgate(tmp_path, "retry", run_id)
     assert refused.returncode == 1
     assert "this gate takes approve, reject, not retry" in refused.stderr
+    # a second decision of the same gate (a colleague a second late) says who was first
+    rollgate(tmp_path, "approve", run_id, "--name", "ann")
+    late = SocketClient(control_socket(run_dir), None, {}, name="bob")
+    from rollgate.core.client import CommandRejected
+    from rollgate.core.events import Command
+
+    with pytest.raises(CommandRejected, match=r"already decided: approve by \S+ \(ann\) at "
+                       r"\d\d:\d\d:\d\d UTC"):  # fmt: skip
+        asyncio.run(late.send(Command("approve", "bob", "", first["gate"]["id"])))
     final = drive_by_command_line(tmp_path, run_id)
     assert final["state"] == "complete"
     journal = read_journal(run_dir / "journal.jsonl")
     decided = [e for e in journal.events if type(e).__name__ == "GateDecided"]
     login = os.environ.get("USER") or __import__("getpass").getuser()
-    assert decided and all(e.operator == f"{login} (bot)" for e in decided)  # peer + name
+    assert decided[0].operator == f"{login} (ann)"
+    assert all(e.operator == f"{login} (bot)" for e in decided[1:])  # peer + name
     assert not control_socket(run_dir).exists()  # nothing left listening
     after = rollgate(tmp_path, "approve", run_id)
     assert after.returncode == 1 and "no engine serves run" in after.stderr
