@@ -182,3 +182,22 @@ def test_discover_prints_the_cloud_as_its_apis_list_it(tmp_path: Path) -> None:
     assert found["shared"]["identity"]["site"] in found["sites"]
     assert found["upgrade"] == {"from": "2025.1", "to": "TODO"}
     assert "add the API roles it serves" in out_file.read_text()
+
+
+def test_check_says_one_finding_of_many_nodes_once_with_every_node() -> None:
+    """333 nodes behind one jump host whose key is unknown: one row naming them all (as
+    ranges, with the count), not 333 rows of the same words."""
+    from rollgate.core.hostrange import compress
+    from rollgate.core.preflight import Finding
+    from rollgate.tui.commands.check import grouped
+
+    same = "the host key of the jump host bastion:22 cannot be checked"
+    findings = [Finding(f"cmp{i:03}", "reachable", False, same) for i in range(1, 334)]
+    findings.insert(5, Finding("ctl1", "reachable", False, "connection refused"))
+    findings.append(Finding("ctl2", "reachable", True, same))  # not the same result
+    rows = grouped(findings)
+    assert [(compress(targets), f.detail, f.ok) for targets, f in rows] == [
+        ("cmp[001:333]", same, False),
+        ("ctl1", "connection refused", False),
+        ("ctl2", same, True),
+    ]

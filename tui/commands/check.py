@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import click
 
 from rollgate.tui.commands.options import ask_become_pass, asked_become_password
+
+if TYPE_CHECKING:
+    from rollgate.core.preflight import Finding
+
+
+def grouped(findings: list[Finding]) -> list[tuple[list[str], Finding]]:
+    """Findings that say the same thing (check, result, detail) of several targets, once with
+    every target (333 nodes behind one unknown jump host: one row, not 333), in first-seen
+    order."""
+    rows: dict[tuple[str, bool, bool, str], tuple[list[str], Finding]] = {}
+    for f in findings:
+        key = (f.check, f.ok, f.blocking, f.detail)
+        rows.setdefault(key, ([], f))[0].append(f.target)
+    return list(rows.values())
 
 
 @click.command()
@@ -58,6 +73,7 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool, ask_become_pa
             return await preflight(executor, effective)
 
     findings = asyncio.run(main())
+    from rollgate.core.hostrange import compress
     from rollgate.core.lifecycle import warnings
     from rollgate.core.preflight import Finding
 
@@ -65,14 +81,18 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool, ask_become_pa
         Finding(inv.cloud, "release", False, line, blocking=False) for line in warnings(inv.upgrade)
     ]
     table = Table("node / site", "check", "result", "detail")
-    for f in findings:
+    table.columns[0].overflow = "fold"  # every node named, however long the list
+    for targets, f in grouped(
+        [f for f in findings
+         if not f.ok or f.notable or f.check == "API" or f.check.endswith("-status")]
+    ):  # fmt: skip
         mark = (
             "[green]✔ ok[/green]"
             if f.ok
             else ("[red]✘ blocks[/red]" if f.blocking else "[yellow]! warn[/yellow]")
         )
-        if not f.ok or f.notable or f.check == "API" or f.check.endswith("-status"):
-            table.add_row(Text(f.target), Text(f.check), mark, Text(f.detail))
+        who = targets[0] if len(targets) == 1 else f"{compress(targets)} ({len(targets)})"
+        table.add_row(Text(who), Text(f.check), mark, Text(f.detail))
     console.print(table)
     reachable = sum(1 for f in findings if f.check == "reachable" and f.ok)
     keys = "host keys NOT verified" if insecure else "verified host keys"
