@@ -78,6 +78,22 @@ def test_plan_tree_summarises_large_batches() -> None:
     assert len(out.stdout.splitlines()) < 1000  # 6,755 steps, 320 computes: batches summarised
 
 
+def test_plan_detail_piped_never_wraps_a_command() -> None:
+    """Commands are copied from `plan --detail`: each is on one line, whole, however long."""
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+    from rollgate.core.secrets import mask
+
+    out = rollgate("plan", str(SMALL_INVENTORY), "--detail")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    commands = {mask(s.command) for s in build_plan(load_inventory(SMALL_INVENTORY)).steps
+                if s.command and s.action == "db-backup"}  # fmt: skip
+    assert commands and max(len(c) for c in commands) > 200  # longer than any terminal line
+    for command in commands:
+        assert any(command in line for line in lines), command
+
+
 def test_help_lists_commands() -> None:
     out = rollgate("--help")
     assert out.returncode == 0

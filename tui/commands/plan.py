@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+WIDE = 100_000  # --detail: as wide as any command (lines are not padded to it)
+
 
 @click.command()
 @click.argument("inventory", type=click.Path(dir_okay=False))
@@ -35,5 +37,9 @@ def plan(inventory: str, fmt: str, detail: bool) -> int:
 
     from rollgate.core.plantree import plan_tree
 
-    Console().print(plan_tree(the_plan, detail=detail))
+    tree = plan_tree(the_plan, detail=detail)
+    if detail:  # a command is copied whole: never wrapped or cut (the terminal folds it)
+        Console(width=WIDE, soft_wrap=True).print(tree, crop=False)
+    else:
+        Console().print(tree)
     return 0
