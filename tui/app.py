@@ -32,8 +32,9 @@ from rollgate.core.estimate import remaining_seconds
 from rollgate.core.narrate import describe, exit_code
 from rollgate.core.plan import Step
 from rollgate.core.report import end_summary, run_outcome
+from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, apply, touched_by
-from rollgate.core.words import GLYPHS, WORDS
+from rollgate.core.words import GLYPHS, STEP_DEVIATION, STEP_FAILED, WORDS
 from rollgate.themes import STYLESHEET, THEMES
 from rollgate.tui.gc_policy import screen_built
 from rollgate.tui.keys_footer import KeysFooter
@@ -347,7 +348,7 @@ class RollgateApp(App[int]):
             TextScreen(
                 "ENGINE LOST",
                 f"The run's engine stopped answering ({why}); the run is not being driven.\n\n"
-                f"Resume it with:\n{self.resume_hint}\n\nEscape closes this.",
+                f"Resume it with:\n{self.resume_hint}",
             )
         )
 
@@ -364,7 +365,6 @@ class RollgateApp(App[int]):
             len(lines),
         )  # fmt: skip
         lines[details:details] = [f"the change record: rollgate report {run_id}", ""]
-        lines += ["", "Escape closes this (up/down scroll)."]
         self.push_screen(TextScreen(f"run {run_outcome(self.state)}", "\n".join(lines)))
 
     def _log_line(self, event: ev.Event) -> str | None:
@@ -849,6 +849,14 @@ class RollgateApp(App[int]):
             if step.node == name:
                 st = self.state.steps[step.id]
                 lines.append(f"{GLYPHS.get(st.status, '?')} {st.status:<11} {step.title}")
+                if st.status in (*STEP_FAILED, STEP_DEVIATION):  # what ran, and why it failed
+                    lines.append(
+                        f"      runs: {mask(step.command) if step.command else step.action}"
+                    )
+                    exit_word = f"exit {st.exit_status}: " if st.exit_status is not None else ""
+                    lines.append(f"      {exit_word}{st.error}" if st.error or exit_word else "")
+                    lines += [f"      | {t}" for t in list(st.tail)[-8:]]
+                    continue
                 lines += [f"      {t}" for t in list(st.tail)[-3:]]
         self.push_screen(TextScreen(f"node {name}", "\n".join(lines[:400])))
 

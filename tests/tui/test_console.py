@@ -98,7 +98,7 @@ async def close_end_screen(app: RollgateApp, pilot: object, title: str) -> str:
     """Wait for the end-of-run page, check its title, close it; returns its text."""
     await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
     assert str(app.screen.query("Label").first().render()) == title
-    text = str(app.screen.query_one("#body").render())
+    text = str(app.screen.query_one("#page").render())
     await pilot.press("escape")  # type: ignore[attr-defined]
     await wait_for(pilot, lambda: not isinstance(app.screen, TextScreen))
     return text
@@ -194,7 +194,7 @@ async def test_node_detail_search_and_theme() -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         assert "node one-cmp2" in str(app.screen.query("Label").first().render())
-        assert "disable nova-compute on one-cmp2" in str(app.screen.query_one("#body").render())
+        assert "disable nova-compute on one-cmp2" in str(app.screen.query_one("#page").render())
         await pilot.press("escape", "slash", *"one-cmp3", "enter")
         await wait_for(
             pilot,
@@ -367,7 +367,7 @@ async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
         assert app.state.steps[step.id].status == "pending"
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
-        body = str(app.screen.query_one("#body").render())
+        body = str(app.screen.query_one("#page").render())
         assert f"runs: {step.command}" in body and "state pending" in body
 
 
@@ -385,7 +385,7 @@ async def test_d_at_a_failure_gate_opens_the_failed_nodes_detail() -> None:
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
         assert "node one-cmp3" in str(app.screen.query("Label").first().render())
-        body = str(app.screen.query_one("#body").render())
+        body = str(app.screen.query_one("#page").render())
         assert "failed" in body and "restart nova-compute" in body
 
 

@@ -91,7 +91,7 @@ async def test_replay_help_lists_the_timeline_keys_and_the_footer_fits_80_column
             await wait_for(pilot, lambda: app.screen is app.screen_stack[0])
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
-        text = str(app.screen.query_one("#body").render())
+        text = str(app.screen.query_one("#page").render())
         for key in ("play / pause", "next / previous gate", "next / previous failure",
                     "go to a time", "start / end of the run"):  # fmt: skip
             assert key in text

@@ -133,3 +133,57 @@ def test_console_at_80x24_at_a_failure_gate(recorded, snap_compare) -> None:
 def test_the_end_of_run_summary_at_80x24(recorded, snap_compare) -> None:
     events = recorded[1]
     assert snap_compare(app_at(recorded, len(events)), terminal_size=(80, 24), run_before=settle)
+
+
+SIZES = [(80, 24), (120, 40), (200, 60)]
+size_ids = [f"{w}x{h}" for w, h in SIZES]
+
+
+def failure_gate(recorded) -> int:
+    return index_of(recorded[1], lambda e: isinstance(e, ev.GateOpened) and e.kind == "failure")
+
+
+@pytest.mark.parametrize("size", SIZES[1:], ids=size_ids[1:])
+def test_the_failure_gate_at(recorded, snap_compare, size) -> None:
+    """The gate names the failed step, its command and its last output (80x24: above)."""
+    assert snap_compare(app_at(recorded, failure_gate(recorded)), terminal_size=size,
+                        run_before=settle)  # fmt: skip
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_node_detail_of_the_failed_node_scrolled_to_its_end(recorded, snap_compare, size) -> None:
+    """`d` at a failure gate opens the failed node; End reaches its last step (the page
+    scrolls: the failed step's command and output are reachable at any size)."""
+
+    async def open_and_scroll(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("d")
+        await pilot.pause(0.2)
+        await pilot.press("end")
+        await pilot.pause(0.2)
+
+    app = app_at(recorded, failure_gate(recorded))
+    assert snap_compare(app, terminal_size=size, run_before=open_and_scroll)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_the_end_page_scrolled_to_its_end(recorded, snap_compare, size) -> None:
+    async def scroll(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("end")
+        await pilot.pause(0.2)
+
+    events = recorded[1]
+    assert snap_compare(app_at(recorded, len(events)), terminal_size=size, run_before=scroll)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_ids)
+def test_help_scrolled_to_its_end(recorded, snap_compare, size) -> None:
+    async def scroll(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        await pilot.press("end")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app_at(recorded, 3), terminal_size=size, run_before=scroll)

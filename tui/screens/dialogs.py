@@ -92,6 +92,8 @@ class TextScreen(ModalScreen[None]):
     """A page of text (help, node detail); Escape or q closes it."""
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close")]
+    # the page takes the keys at once: up/down, page up/down, home/end scroll it
+    AUTO_FOCUS = "#dialog"
 
     def __init__(self, title: str, body: str):
         super().__init__()
@@ -101,8 +103,8 @@ class TextScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog"):  # a long page scrolls (up/down, page keys)
             yield Label(f"[b]{self.title_text}[/b]")
-            yield Static(self.body, markup=False, id="body")
-            yield Label("Escape closes")
+            yield Static(self.body, markup=False, id="page")
+            yield Label("Escape closes · up/down, PgUp/PgDn, Home/End scroll")
 
     def action_close(self) -> None:
         self.dismiss(None)
