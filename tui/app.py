@@ -37,6 +37,7 @@ from rollgate.core.state import RunState, apply, touched_by
 from rollgate.core.words import GLYPHS, STEP_DEVIATION, STEP_FAILED, WORDS
 from rollgate.themes import STYLESHEET, THEMES
 from rollgate.tui.gc_policy import screen_built
+from rollgate.tui.header_fit import Piece, fit
 from rollgate.tui.keys_footer import KeysFooter
 from rollgate.tui.phase_rows import PhaseRows
 from rollgate.tui.screens.dialogs import ConfirmScreen, LeaveScreen, PromptScreen, TextScreen
@@ -81,11 +82,24 @@ COMPACT_BELOW = (100, 32)  # a terminal narrower or lower than this gets the com
 COMPACT_GATE_LINES = 3
 
 
-def _gate_summary(summary: str, most: int = GATE_SUMMARY_LINES) -> str:
-    """The gate's detail for the gate bar, its last lines when long (node detail has all)."""
+def _gate_summary(summary: str, most: int = GATE_SUMMARY_LINES, room: int = 0) -> str:
+    """The gate's detail for the gate bar in at most `most` lines (each cut to `room`
+    columns when given). When it is longer, what a decision needs first: the failed step, its
+    command, its last output line, then the rest from the end; the first line says how many
+    are hidden and that node detail (d) has them all."""
     lines = summary.splitlines()
     if len(lines) > most:
-        lines = [f"… {len(lines) - most + 1} more lines (d: node detail)", *lines[-most + 1 :]]
+        stripped = [line.lstrip() for line in lines]
+        first = [i for i, t in enumerate(stripped) if t.startswith("✘")][:1]
+        command = [i for i, t in enumerate(stripped) if t.startswith("command:")][:1]
+        output = [i for i, t in enumerate(stripped) if t.startswith("|")][-1:]
+        wanted = [*first, *command, *output, *reversed(range(len(lines)))]
+        chosen = sorted(list(dict.fromkeys(wanted))[:most])
+        hidden = len(lines) - len(chosen)
+        lines = [lines[i] for i in chosen]
+        lines[0] += f"  (+{hidden} lines: d)"
+    if room:
+        lines = [line if len(line) <= room else line[: room - 1] + "…" for line in lines]
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -437,32 +451,38 @@ class RollgateApp(App[int]):
             if self.window is not None and self.clock() + left > self.window[1]:
                 late = f" (past the window's end by {_span(self.clock() + left - self.window[1])})"
         counts = s.counts()
-        text = Text.assemble(
-            (f"{plan.cloud}", "bold"),
-            f"  {plan.source} -> {plan.target}",
-            (" skip-level" if plan.skip_level else ""),
-            f"  run {s.run_id or '-'}  ",
-            (f"{GLYPHS.get(s.status, '')} {s.status}", "bold"),
-            elapsed,
-            window,
-            estimate,
-            (late, "bold red"),
-            (
+        lost = (self._engine_gone or self.client.driver_gone) and s.finished is None
+        first = [
+            Piece(f"{plan.cloud}", 60, "bold"),
+            Piece(
+                f"  {plan.source} -> {plan.target}" + (" skip-level" if plan.skip_level else ""), 50
+            ),
+            Piece(f"  run {s.run_id or '-'}", 10),
+            Piece(f"  {GLYPHS.get(s.status, '')} {s.status}", 90, "bold"),
+            Piece(elapsed, 40),
+            Piece(window, 80),
+            Piece(estimate, 75),
+            Piece(late, 85, "bold red"),
+            Piece(
                 f"  driven by {s.operator or '?'}" + (f"@{s.host}" if s.host else "")
                 if self.read_only
-                else f"  operator {self.operator}"
+                else f"  operator {self.operator}",
+                30,
             ),
-            (f"  {self.operator.upper()}" if self.read_only else "", "bold"),
-            f"  attached: {', '.join(self._attached)}" if len(self._attached) > 1 else "",
-            (
-                "  ENGINE LOST: it stopped without finishing; resume it"
-                if (self._engine_gone or self.client.driver_gone) and s.finished is None
-                else "",
+            Piece(f"  {self.operator.upper()}" if self.read_only else "", 70, "bold"),
+            Piece(
+                f"  attached: {', '.join(self._attached)}" if len(self._attached) > 1 else "", 20
+            ),
+            Piece(
+                "  ENGINE LOST: it stopped without finishing; resume it" if lost else "",
+                100,
                 "bold red",
             ),
-            "\n",
-            " ".join(f"{GLYPHS.get(k, '')} {k} {v}" for k, v in sorted(counts.items())),
-        )
+        ]
+        width = max(20, (self.w_header.size.width or self.size.width) - 2)  # its padding
+        text = fit(first, width)
+        text.append("\n")
+        text.append(" ".join(f"{GLYPHS.get(k, '')} {k} {v}" for k, v in sorted(counts.items())))
         if text != self._header_text:  # an idle console does no work
             self._header_text = text
             self.w_header.update(text, layout=False)  # two lines, always: no new layout
@@ -486,8 +506,8 @@ class RollgateApp(App[int]):
         options = "   ".join(keys.get(o, o) for o in gate.options)
         compact = self.has_class("compact")
         choices = list(gate.choices)
+        room = max(20, self.size.width - 6)
         if compact:  # one line each: the gate bar leaves room for the pipeline
-            room = max(20, self.size.width - 6)
             choices = [c if len(c) <= room else c[: room - 1] + "…" for c in choices]
         failed = self._gate_nodes()
         if failed:
@@ -497,7 +517,9 @@ class RollgateApp(App[int]):
             Text.assemble(
                 ("⏸ GATE ", "bold"),
                 f"({gate.kind}) {gate.title}\n",
-                _gate_summary(gate.summary, COMPACT_GATE_LINES if compact else GATE_SUMMARY_LINES),
+                _gate_summary(gate.summary, COMPACT_GATE_LINES, room)
+                if compact
+                else _gate_summary(gate.summary),
                 "" if self.read_only else "".join(f"· {c}\n" for c in choices),
                 ("" if self.read_only else options, "bold"),
             )
@@ -890,6 +912,7 @@ class RollgateApp(App[int]):
             # the phase at work in view (tab gives it the keys)
             self.call_after_refresh(self.set_focus, None)
         self._dirty = True
+        self._header_second = -1  # the header fits the new width at the next frame
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "pipeline":
