@@ -295,3 +295,36 @@ def test_the_way_back_for_region_two_of_the_shipped_run_is_planned_for_the_virtu
     for tier, at in first_restart.items():
         stops = [i for i, s in enumerate(steps) if s.action == "stop" and f"/{tier}-stop/" in s.id]
         assert stops and max(stops) < at, tier
+
+
+SKIP_LEVEL = Path(__file__).resolve().parents[2] / "sample_inventory/runs/skip-level"
+
+
+def test_the_shipped_skip_level_run_jumped_two_releases_on_real_services() -> None:
+    """python -m tests.acceptance --skip-level --record: 2025.1 -> 2026.1 in one run, each
+    downtime gate (a service with no N/N+2 coexistence stopped for its jump) approved, the
+    source's online migrations run from the 2025.1 virtualenv before the jump, every service
+    read back two releases on."""
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report
+
+    client = open_journal_client(str(SKIP_LEVEL))
+    report = build_report(client.plan, client.header, client.all_events())
+    assert report["skip_level"] and (report["from"], report["to"]) == ("2025.1", "2026.1")
+    assert report["outcome"] == "complete" and not report["not_upgraded"]
+    downtime = [g for g in report["gates"] if g["kind"] == "downtime"]
+    stopped = {g["title"].split(": ")[1].split()[0] for g in downtime}
+    assert stopped == {"keystone", "glance", "placement", "neutron", "cinder"}  # not nova
+    assert all(g["decision"] == "approve" for g in downtime)
+    steps = client.plan.steps
+    previous = [s for s in steps if s.action == "previous-migrations"]
+    assert previous and all("/venvs/2025.1/bin/" in (s.command or "") for s in previous)
+    jumps = [i for i, s in enumerate(steps) if "-jump/" in s.id]
+    for p in previous:  # each before its service stops for the jump (nova does not stop)
+        own = [i for i in jumps if steps[i].service == p.service and steps[i].site == p.site]
+        assert (p.service == "nova") != bool(own) and steps.index(p) < min(own, default=1e9)
+    versions = {v["package"]: (v["before"], v["after"]) for v in report["versions"]}
+    assert len(versions) == 6 and all(
+        int(after.split(".")[0]) - int(before.split(".")[0]) == 2
+        for before, after in versions.values()
+    ), versions
