@@ -30,7 +30,7 @@ from rollgate.core.client import CommandRejected, EngineGone, RunClient
 from rollgate.core.errors import UserError
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.narrate import describe, exit_code
-from rollgate.core.plan import Step
+from rollgate.core.plan import Plan, Step
 from rollgate.core.report import end_summary, run_outcome
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, apply, touched_by
@@ -64,8 +64,10 @@ v      filter the site map by node name or state
 l      log of the node under the cursor only / everything
 n      add a note to the journal (any time; headless: type `note TEXT` at a prompt)
 t      next theme (dark, light, high contrast; remembered)
-q      quit, leaving the run paused (asks when a run is active; running steps finish,
-       nothing is terminated; says how to resume). ctrl+q and the palette's Quit ask too
+q      leave the console. Attached to an engine (the default): d detach (the run goes
+       on), p pause then detach, x abort, Escape stay. Driving it in the foreground: quit,
+       leaving the run paused (running steps finish, nothing is terminated; it says how to
+       resume). ctrl+q and the palette's Quit ask the same
 ?      this help             ctrl+p  command palette"""
 
 
@@ -80,6 +82,16 @@ _GATE_WORDS = {"approve": "✔ approved", "reject": "■ rejected", "": "⏸ ahe
 GATE_SUMMARY_LINES = 8  # the gate bar stays readable on a 24-line terminal
 COMPACT_BELOW = (100, 32)  # a terminal narrower or lower than this gets the compact layout
 COMPACT_GATE_LINES = 3
+
+
+def failed_nodes_of(plan: Plan, state: RunState, gate: Any) -> list[str]:
+    """The nodes a phase's failure-budget gate asks about: those with a failed step in its own
+    phase (another site's failed nodes are another gate's)."""
+    phase = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+    steps = next((p.steps for p in plan.phases if p.id == phase), ())
+    return list(dict.fromkeys(
+        s.node for s in steps if state.steps[s.id].status in STEP_FAILED
+    ))  # fmt: skip
 
 
 def _gate_summary(summary: str, most: int = GATE_SUMMARY_LINES, room: int = 0) -> str:
@@ -198,6 +210,7 @@ class RollgateApp(App[int]):
         self._sites_turn = True  # the next table frame draws the tables (first), not the site map
         self._sites_dirty = True  # the site map's per-site counts are to be drawn
         self._header_second = 0
+        self._gate_nodes_of: tuple[str, list[str]] = ("", [])  # gate id -> its failed nodes
         self._header_text = Text()
         self._log_buffer: list[str] = []
         self._log_all: list[str] = []
@@ -841,8 +854,9 @@ class RollgateApp(App[int]):
             return []
         if gate.step is not None and gate.step in self.state.steps:
             return [self.state.steps[gate.step].node]
-        bad = ("failed", "unreachable", "timed_out")
-        return [n.name for n in self.state.nodes.values() if n.status in bad]
+        if self._gate_nodes_of[0] != gate.id:  # nothing fails anew while its gate is open
+            self._gate_nodes_of = (gate.id, failed_nodes_of(self.client.plan, self.state, gate))
+        return self._gate_nodes_of[1]
 
     def action_node_detail(self) -> None:
         """The failed node of the open gate (the first, when several), else the site map's."""

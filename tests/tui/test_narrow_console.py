@@ -58,3 +58,23 @@ def test_a_short_gate_bar_keeps_the_failed_step_its_command_and_its_last_output(
         "  | Job for nova-compute.service failed",
     ]
     assert _gate_summary(GATE, 8) == GATE + "\n"  # room for all: all, in order
+
+
+def test_d_at_a_sites_failure_gate_opens_that_sites_failed_node() -> None:
+    """Two sites' computes failed; the gate of site two's phase is open: d is about two's
+    node, not the first failed node of the whole cloud."""
+    from types import SimpleNamespace
+
+    from rollgate.core.inventory import load_inventory
+    from rollgate.core.plan import build_plan
+    from rollgate.core.state import fold
+    from rollgate.tui.app import failed_nodes_of
+    from tests.engine.conftest import SMALL
+
+    plan = build_plan(load_inventory(SMALL))
+    state = fold(plan, [])
+    for node in ("one-cmp4", "two-cmp2"):
+        step = next(s for s in plan.steps if s.node == node and s.action == "restart")
+        state.steps[step.id].status = "failed"
+    gate = SimpleNamespace(id="gate:failures:two/compute:1148")
+    assert failed_nodes_of(plan, state, gate) == ["two-cmp2"]
