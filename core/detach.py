@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollgate.core.errors import UserError
-from rollgate.core.runs import private_dir, runs_dir, state_home, write_private
+from rollgate.core.runs import (
+    cloud_holder,
+    held_by,
+    private_dir,
+    runs_dir,
+    state_home,
+    write_private,
+)
 
 if TYPE_CHECKING:
     from rollgate.core.session import Session
@@ -164,8 +171,8 @@ def check_can_start(
     inventory = load_inventory(inventory_path)
     if driver_alive(inventory.cloud):
         raise UserError(
-            f"another driver runs cloud {inventory.cloud!r} now; attach to it "
-            "(`rollgate runs` lists it) instead of starting a second one"
+            f"another driver runs cloud {inventory.cloud!r} now: "
+            f"{held_by(cloud_holder(inventory.cloud))}; not starting a second one"
         )
     if refuse_outside_window and not resume:
         window = resolve_window(inventory.window, None)

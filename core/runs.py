@@ -171,11 +171,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise UserError(
-                f"{self.what} is already being driven by pid {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')} since {holder.get('started', '?')}; watch it with "
-                "`rollgate watch` or stop that console first"
-            ) from None
+            raise UserError(f"{self.what} is already being driven: {held_by(holder)}") from None
         os.ftruncate(fd, 0)
         info = {
             "pid": os.getpid(),
@@ -186,12 +182,49 @@ class RunLock:
         os.fsync(fd)
         self._fd = fd
 
+    def describe(self, run_id: str) -> None:
+        """Name the run this lock is held for (what a refused second driver is told)."""
+        if self._fd is None:
+            return
+        info = {**_read_holder(self._fd), "run_id": run_id}
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.write(self._fd, json.dumps(info).encode())
+        os.fsync(self._fd)
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def held_by(holder: dict[str, Any]) -> str:
+    """Who holds a cloud's lock, and the command that reaches it: a detached engine (its run
+    has a control socket) is attached to; a console in the foreground is watched or stopped."""
+    run = str(holder.get("run_id") or "")
+    where = (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since "
+             f"{holder.get('started', '?')}")  # fmt: skip
+    if not run:
+        return f"{where}; `rollgate runs` lists its run"
+    if (runs_dir() / run / "control.sock").exists():  # core/detach.py control_socket
+        return (f"run {run}, a detached engine ({where}); attach to it: `rollgate attach "
+                f"{run}`")  # fmt: skip
+    return (f"run {run}, driven by a console in the foreground ({where}); watch it: "
+            f"`rollgate watch {run}`, or quit that console first")  # fmt: skip
+
+
+def cloud_holder(cloud: str) -> dict[str, Any]:
+    """What the cloud's lock file says of the driver that holds it ({} if none is known)."""
+    try:
+        fd = os.open(cloud_lock(cloud).path, os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

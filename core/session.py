@@ -352,6 +352,7 @@ async def open_session(inventory_path: str, options: RunOptions) -> AsyncIterato
         history, header, journal_path, run_dir = _prepare(
             inventory_path, inventory, plan, operator, options
         )
+        lock.describe(str(header["run_id"]))
     except BaseException:
         lock.release()
         raise

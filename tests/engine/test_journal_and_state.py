@@ -140,26 +140,45 @@ def test_not_a_journal_is_refused(tmp_path: Path) -> None:
         read_journal(path)
 
 
-def test_second_driver_is_refused_naming_the_holder(tmp_path: Path) -> None:
+def test_second_driver_is_refused_naming_the_holder_and_the_way_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROLLGATE_STATE_DIR", str(tmp_path / "state"))
     lock_path = tmp_path / "cloud.lock"
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys,time; from pathlib import Path; from rollgate.core.runs import RunLock;"
-            f"RunLock(Path({str(lock_path)!r}), 'cloud x').acquire(); print('held', flush=True);"
-            "time.sleep(30)",
+            f"lock = RunLock(Path({str(lock_path)!r}), 'cloud x'); lock.acquire();"
+            "print('held', flush=True); sys.stdin.readline(); lock.describe('r1');"
+            "print('named', flush=True); time.sleep(30)",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(
+        with pytest.raises(  # no run yet: where it runs, and where to look
             UserError,
-            match=rf"cloud x is already being driven by pid "
-            rf"{holder.pid} on .* since ",
+            match=rf"cloud x is already being driven: pid {holder.pid} on .* since .*; "
+            r"`rollgate runs` lists its run",
         ):
+            RunLock(lock_path, "cloud x").acquire()
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "named"
+        with pytest.raises(  # a console in the foreground: watch it, or quit it
+            UserError,
+            match=r"run r1, driven by a console in the foreground .*`rollgate watch r1`",
+        ):
+            RunLock(lock_path, "cloud x").acquire()
+        sock = tmp_path / "state" / "runs" / "r1" / "control.sock"
+        sock.parent.mkdir(parents=True)
+        sock.touch()
+        with pytest.raises(UserError, match=r"run r1, a detached engine .*`rollgate attach r1`"):
             RunLock(lock_path, "cloud x").acquire()
     finally:
         holder.kill()
