@@ -302,6 +302,25 @@ def _run_state(index: JournalIndex) -> str:
 NO_DRIVER = "engine lost (stopped without finishing; resume it)"
 
 
+def ended_outcome(run: str) -> str | None:
+    """The outcome of a run that has ended (complete, failed, aborted, paused...), or None
+    while it has not (or its journal cannot say)."""
+    from rollgate.core.journal import JournalError
+    from rollgate.core.journal_index import JournalIndex
+
+    try:
+        index = JournalIndex.open(resolve_journal(run))
+    except (JournalError, UserError, OSError):
+        return None
+    for i in range(len(index) - 1, -1, -1):
+        kind = index.kind(i)
+        if kind == "run-finished":
+            return str(index.event(i).outcome)  # type: ignore[attr-defined]
+        if kind == "run-started":
+            return None
+    return None
+
+
 def driver_alive(cloud: str) -> bool:
     """Whether a process holds the cloud's run lock (a driver runs it now)."""
     lock = cloud_lock(cloud).path

@@ -211,6 +211,7 @@ class RollgateApp(App[int]):
         self._sites_dirty = True  # the site map's per-site counts are to be drawn
         self._header_second = 0
         self._gate_nodes_of: tuple[str, list[str]] = ("", [])  # gate id -> its failed nodes
+        self._keys_for: tuple[str | None, bool] = ("", False)  # the footer's gate and end
         self._header_text = Text()
         self._log_buffer: list[str] = []
         self._log_all: list[str] = []
@@ -503,6 +504,10 @@ class RollgateApp(App[int]):
     def _draw_gate(self) -> None:
         bar = self.w_gatebar
         gate = self.state.gate
+        keys_for = (gate.id if gate is not None else None, self.state.finished is not None)
+        if keys_for != self._keys_for:  # the footer shows the keys this moment takes
+            self._keys_for = keys_for
+            self.refresh_bindings()
         self.set_class(gate is not None, "gating")  # compact: the steps make room for it
         if gate is None:
             bar.remove_class("open")
@@ -682,10 +687,22 @@ class RollgateApp(App[int]):
 
     DECISIONS = frozenset({"approve", "reject", "retry", "skip", "abort", "pause_resume", "note"})
 
+    # a gate's decision -> the key's action (a re-run is approve's key, mark-done skip's)
+    GATE_KEYS = {"approve": "approve", "reject": "reject", "retry": "retry", "skip": "skip",
+                 "rerun": "approve", "mark-done": "skip"}  # fmt: skip
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """A read-only console (watch, replay) has no decision keys: not in its footer, and
-        pressing one opens nothing."""
-        return not (self.read_only and action in self.DECISIONS)
+        """The keys that can do something now, and only they, in the footer: none of the
+        decisions in a read-only console (watch, replay) or once the run has ended; a gate's
+        keys only while a gate that takes them is open."""
+        if action not in self.DECISIONS:
+            return True
+        if self.read_only or self.state.finished is not None:
+            return False
+        if action in ("approve", "reject", "retry", "skip"):
+            gate = self.state.gate
+            return gate is not None and action in {self.GATE_KEYS.get(o) for o in gate.options}
+        return True
 
     async def _send(self, kind: str, comment: str = "") -> None:
         if self.read_only:

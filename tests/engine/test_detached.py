@@ -107,7 +107,8 @@ def test_the_command_line_drives_a_detached_run_to_the_end(tmp_path: Path) -> No
     assert all(e.operator == f"{login} (bot)" for e in decided[1:])  # peer + name
     assert not control_socket(run_dir).exists()  # nothing left listening
     after = rollgate(tmp_path, "approve", run_id)
-    assert after.returncode == 1 and "no engine serves run" in after.stderr
+    assert after.returncode == 1 and "has ended (complete); no engine serves it" in after.stderr
+    assert "resume" not in after.stderr and f"rollgate report {run_id}" in after.stderr
     listed = rollgate(tmp_path, "runs").stdout.splitlines()
     assert listed[0].startswith("RUN ID") and "complete" in listed[1]
     [record] = json.loads(rollgate(tmp_path, "runs", "--json").stdout)

@@ -187,3 +187,22 @@ def test_help_scrolled_to_its_end(recorded, snap_compare, size) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app_at(recorded, 3), terminal_size=size, run_before=scroll)
+
+
+async def test_the_footer_offers_the_keys_of_the_moment_only(recorded) -> None:
+    """At a failure gate: retry, skip, abort (no approve); once the run has ended: no
+    decision key at all, only leaving, help and the palette."""
+    from rollgate.tui.keys_footer import KeysFooter
+
+    for cut, wanted, unwanted in (
+        (failure_gate(recorded), {"Retry", "Skip", "Abort"}, {"Approve", "Reject"}),
+        (len(recorded[1]), {"Quit", "Help"}, {"Approve", "Retry", "Abort", "Pause", "Note"}),
+    ):
+        app = app_at(recorded, cut)
+        async with app.run_test(size=(150, 44)) as pilot:
+            await settle(pilot)
+            if cut == len(recorded[1]):
+                await pilot.press("escape")  # the end page
+                await pilot.pause(0.2)
+            shown = set(app.query_one(KeysFooter).visible_descriptions())
+            assert wanted <= shown and not (unwanted & shown), shown

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rollgate.core.errors import UserError
-from rollgate.core.runs import resume_command_of
+from rollgate.core.runs import ended_outcome, resume_command_of
 
 if TYPE_CHECKING:
     from rollgate.core.socket_client import SocketClient
@@ -34,8 +34,21 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
     except NotTheEngine as exc:
         raise UserError(str(exc), exit_code=1) from None
     except EngineGone:
+        ended = ended_outcome(run)
+        if ended is not None and ended.startswith("complete"):  # nothing left to resume
+            raise UserError(
+                f"run {run} has ended ({ended}); no engine serves it: `rollgate report {run}` "
+                f"says what it did, `rollgate replay {run}` shows it",
+                exit_code=1,
+            ) from None
+        if ended is not None:  # paused, stopped, aborted, failed: resumable
+            raise UserError(
+                f"run {run} ended {ended}; no engine serves it: resume it with "
+                f"`{resume_command_of(run)}`",
+                exit_code=1,
+            ) from None
         raise UserError(
-            f"no engine serves run {run} (it ended, or its engine was lost): `rollgate status "
+            f"no engine serves run {run} (its engine was lost): `rollgate status "
             f"{run}` says how it stands; resume it with `{resume_command_of(run)}`",
             exit_code=1,
         ) from None
