@@ -4,6 +4,7 @@ page approves the gate."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +133,144 @@ def test_a_browser_approves_a_gate_with_control_and_only_watches_without(tmp_pat
         env={**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}, capture_output=True,
         timeout=60,
     )  # fmt: skip
+
+
+def _stat(pid: str) -> list[str]:
+    """/proc/PID/stat's fields after the command name (ppid is [1], the session [3])."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text.rsplit(")", 1)[1].split()
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(entry.name) if entry.name.isdigit() else []
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def in_session(sid: int) -> list[str]:
+    """The command lines of the live processes of session `sid` (zombies are gone already)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(entry.name) if entry.name.isdigit() else []
+        if fields and int(fields[3]) == sid and fields[0] != "Z":
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+def open_page(url: str) -> Any:
+    """A headless Chromium on `url`; its chromedriver's pid is driver.service.process.pid."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1200,900"):  # fmt: skip
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.get(url)
+    return driver
+
+
+def kill_browser(driver: Any) -> None:
+    """Abruptly: the tab says nothing to the server."""
+    browser = driver.service.process.pid
+    for pid in [*descendants(browser), browser]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+
+
+def until(probe: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not probe():
+        time.sleep(0.2)
+    return probe()
+
+
+def test_a_tab_killed_and_serve_stopped_leave_no_console_behind(tmp_path: Path) -> None:
+    """A browser killed mid-session (no goodbye over the websocket): its console ends with
+    the session. Another page's console is live when serve alone gets SIGTERM: nothing serve
+    started is left. The console `--control --name` attached is journalled with the login
+    and the name."""
+    run_id = start(tmp_path)
+    env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
+    port = free_port()
+    serving = subprocess.Popen(
+        [sys.executable, "-P", "-m", "rollgate", "serve", run_id, "--port", str(port),
+         "--control", "--name", "ann"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert serving.stdout is not None
+        url = serving.stdout.readline().split()[0]
+        until(lambda: _answers(url), 20)
+        first = open_page(url)
+        try:
+            assert until(lambda: attached(tmp_path, run_id), 30)
+            assert [a.split(" (")[1] for a in attached(tmp_path, run_id)] == ["ann)"]
+        finally:
+            kill_browser(first)
+        assert until(lambda: not attached(tmp_path, run_id), 20)  # ended with its session
+        second = open_page(url)
+        try:
+            assert until(lambda: attached(tmp_path, run_id), 30)
+            os.kill(serving.pid, 15)  # serve alone, not its group, its page still open
+            serving.wait(timeout=30)
+            assert until(lambda: not in_session(serving.pid), 15), in_session(serving.pid)
+        finally:
+            kill_browser(second)
+        assert serving.stdout.read() == ""  # no access log under the URL
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(serving.pid, 9)
+        subprocess.run([sys.executable, "-P", "-m", "rollgate", "abort", run_id], env=env,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+        return True
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def test_a_console_serve_started_ends_when_serve_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves serve no time to end its consoles: each ends itself (the parent-death
+    signal die_with_server asks for), rather than spinning on as an orphan."""
+    child = (
+        "import time; from rollgate.tui.commands.serve import die_with_server; "
+        "die_with_server(); print('ready', flush=True); time.sleep(60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, subprocess, sys, time; "
+         "env = {**os.environ, 'ROLLGATE_SERVED_BY': str(os.getpid())}; "
+         f"p = subprocess.Popen([sys.executable, '-c', {child!r}], env=env); "
+         "print(p.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        console = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "ready"
+        os.kill(parent.pid, 9)
+        parent.wait(timeout=10)
+        assert until(lambda: not _stat(str(console)) or _stat(str(console))[0] == "Z", 10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, 9)

@@ -56,15 +56,18 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
     return client
 
 
-def attach_console(run: str, *, hint: str = "") -> int:
-    """The console on a running run's engine; closing it leaves the run going."""
+def attach_console(run: str, *, hint: str = "", name: str = "") -> int:
+    """The console on a running run's engine; closing it leaves the run going. `name`: who
+    decides, journalled beside the login the engine reads from the socket."""
     from rollgate.tui.app import RollgateApp
+    from rollgate.tui.commands.serve import die_with_server
     from rollgate.tui.gc_policy import tuned_gc
 
-    client = engine_client(run)
+    die_with_server()
+    client = engine_client(run, name=name)
     app = RollgateApp(
         client,
-        operator=getpass.getuser(),
+        operator=name or getpass.getuser(),
         resume_hint=hint or resume_command_of(run),
     )
     with tuned_gc(console=True):
@@ -84,9 +87,10 @@ def attach_console(run: str, *, hint: str = "") -> int:
 
 @click.command()
 @click.argument("run")
-def attach(run: str) -> int:
+@click.option("--name", default="", help="Your name for the journal (besides your login).")
+def attach(run: str, name: str) -> int:
     """Open the console on RUN, a run whose engine is running (any number of consoles)."""
-    return attach_console(run)
+    return attach_console(run, name=name)
 
 
 @click.command()

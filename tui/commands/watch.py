@@ -12,8 +12,10 @@ def watch(run: str) -> int:
     from rollgate.core.client import RunClient, open_journal_client
     from rollgate.core.errors import UserError
     from rollgate.tui.app import RollgateApp
+    from rollgate.tui.commands.serve import die_with_server
     from rollgate.tui.gc_policy import tuned_gc
 
+    die_with_server()
     client: RunClient
     try:  # a detached engine serves the run: follow it through its socket
         from rollgate.tui.commands.control import engine_client
