@@ -5,7 +5,8 @@ detached engine the same way.
 Protocol: line-delimited JSON, one request per connection.
 - `{"op": "events", "from": N}`: every event from seq N, then each new one, one per line,
   until the run ends (the server closes the connection after RunFinished).
-- `{"op": "send", "command": {"kind", "comment", "gate", "name"}}`: one operator command;
+- `{"op": "send", "command": {"kind", "comment", "gate", "name", "twins"}}`: one operator
+  command (`twins`: with approve, twin gates of other sites approved as they open);
   the answer is `{"ok": true}` or `{"ok": false, "error": "..."}`. The operator is the peer's
   login (SO_PEERCRED), with the name the client gives, both journalled.
 - `{"op": "header"}`: the journal's header (plan included).
@@ -264,11 +265,15 @@ class ControlServer:
         if data["kind"] not in ev.COMMAND_KINDS:
             return {"ok": False, "error": f"unknown command {data['kind']!r}"}
         gate = data.get("gate")
+        twins = data.get("twins") or []
+        if not isinstance(twins, list) or not all(isinstance(t, str) for t in twins):
+            return {"ok": False, "error": "twins: a list of gate ids"}
         command = ev.Command(
             data["kind"],
             operator_name(login, str(data.get("name") or "")),
             str(data.get("comment") or ""),
             str(gate) if gate else None,
+            tuple(twins),
         )
         try:
             await self.engine.send(command)

@@ -382,12 +382,15 @@ class Command:
     Gate decisions (approve, reject, retry, skip, abort, rerun, mark-done) answer the open
     gate (`gate` may name it, to avoid answering a gate that has just changed); pause, resume,
     abort, note and quit (leave the run paused, resumable) act on the run at any time.
+    `twins`: with approve, the gates of other sites that ask the same question
+    (core/twins.py), each approved as it opens with the same operator and comment.
     """
 
     kind: str
     operator: str
     comment: str = ""
     gate: str | None = None
+    twins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in COMMAND_KINDS:

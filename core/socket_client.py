@@ -136,6 +136,7 @@ class SocketClient(ClientBase):
                     "comment": command.comment,
                     "gate": command.gate,
                     "name": self.name or command.operator,
+                    "twins": list(command.twins),
                 },
             }
         )

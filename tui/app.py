@@ -34,6 +34,7 @@ from rollgate.core.plan import Plan, Step
 from rollgate.core.report import end_summary, run_outcome
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, apply, touched_by
+from rollgate.core.twins import twins_of
 from rollgate.core.words import GLYPHS, STEP_DEVIATION, STEP_FAILED, WORDS
 from rollgate.themes import STYLESHEET, THEMES
 from rollgate.tui.gc_policy import screen_built
@@ -53,6 +54,8 @@ LOG_LINES = 5000
 
 HELP = """space  pause / resume the run
 a      approve the open gate (asks for an optional comment)
+A      approve it and its twins: the same question of the other sites (listed first;
+       each is approved as it opens, journalled one by one with the same comment)
 j      reject the open gate
 r      retry the failed step (at a failure gate)
 s      skip the failed step (asks for a reason)
@@ -169,6 +172,7 @@ class RollgateApp(App[int]):
         # priority: the site map's tree and the tables would take space for themselves
         Binding("space", "pause_resume", "Pause", priority=True),
         Binding("a", "approve", "Approve"),
+        Binding("A", "approve_twins", "Approve + twins"),  # shown when the gate has twins
         Binding("j", "reject", "Reject"),
         Binding("r", "retry", "Retry"),
         Binding("s", "skip", "Skip"),
@@ -212,6 +216,7 @@ class RollgateApp(App[int]):
         self._header_second = 0
         self._gate_nodes_of: tuple[str, list[str]] = ("", [])  # gate id -> its failed nodes
         self._keys_for: tuple[str | None, bool] = ("", False)  # the footer's gate and end
+        self._twins_of: tuple[str, list[tuple[str, str]]] = ("", [])  # gate id -> its twins
         self._header_text = Text()
         self._log_buffer: list[str] = []
         self._log_all: list[str] = []
@@ -527,6 +532,9 @@ class RollgateApp(App[int]):
         room = max(20, self.size.width - 6)
         if compact:  # one line each: the gate bar leaves room for the pipeline
             choices = [c if len(c) <= room else c[: room - 1] + "…" for c in choices]
+        twins = self._twins() if "approve" in gate.options and not self.read_only else []
+        if twins:
+            options += f"   A approve + twin(s) at {', '.join(site for site, _ in twins)}"
         failed = self._gate_nodes()
         if failed:
             more = f" (+{len(failed) - 1})" if len(failed) > 1 else ""
@@ -685,7 +693,9 @@ class RollgateApp(App[int]):
 
     # ---------------------------------------------------------------- commands out
 
-    DECISIONS = frozenset({"approve", "reject", "retry", "skip", "abort", "pause_resume", "note"})
+    DECISIONS = frozenset(
+        {"approve", "approve_twins", "reject", "retry", "skip", "abort", "pause_resume", "note"}
+    )
 
     # a gate's decision -> the key's action (a re-run is approve's key, mark-done skip's)
     GATE_KEYS = {"approve": "approve", "reject": "reject", "retry": "retry", "skip": "skip",
@@ -702,9 +712,12 @@ class RollgateApp(App[int]):
         if action in ("approve", "reject", "retry", "skip"):
             gate = self.state.gate
             return gate is not None and action in {self.GATE_KEYS.get(o) for o in gate.options}
+        if action == "approve_twins":
+            gate = self.state.gate
+            return gate is not None and "approve" in gate.options and bool(self._twins())
         return True
 
-    async def _send(self, kind: str, comment: str = "") -> None:
+    async def _send(self, kind: str, comment: str = "", twins: tuple[str, ...] = ()) -> None:
         if self.read_only:
             self.notify("read-only: this console only watches", severity="warning")
             return
@@ -716,6 +729,7 @@ class RollgateApp(App[int]):
                     self.operator,
                     comment,
                     gate.id if gate and kind not in ("pause", "resume", "note", "quit") else None,
+                    twins,
                 )
             )
         except (CommandRejected, ValueError) as exc:
@@ -740,6 +754,36 @@ class RollgateApp(App[int]):
         )
         if comment is not None and self._asking_about is not None:
             await self._send(option, comment)
+        self._asking_about = None
+
+    def _twins(self) -> list[tuple[str, str]]:
+        """(site, gate id) of the open gate's twins still to be asked (cached per gate)."""
+        gate = self.state.gate
+        if gate is None:
+            return []
+        if self._twins_of[0] != gate.id:
+            decided = {g.id for g in self.state.gates if g.decision}
+            found = twins_of(self.client.plan, gate.id, decided)
+            self._twins_of = (gate.id, [(site, g.id) for site, g in found])
+        return self._twins_of[1]
+
+    @work(exclusive=True, group="dialog")
+    async def action_approve_twins(self) -> None:
+        """Approve the open gate and, explicitly, its twins at the other sites (each approved
+        as it opens, journalled one by one with this comment)."""
+        gate, twins = self.state.gate, self._twins()
+        if gate is None or not twins or not self._gate_allows("approve"):
+            return
+        self._asking_about = gate.id
+        listed = ", ".join(f"{site} ({gid})" for site, gid in twins)
+        comment = await self.push_screen_wait(
+            PromptScreen(
+                f"approve this and the {len(twins)} identical gate(s) of the other sites: "
+                f"{listed}\n{gate.title}\nComment (optional, journalled with each):"
+            )
+        )
+        if comment is not None and self._asking_about is not None:
+            await self._send("approve", comment, tuple(gid for _, gid in twins))
         self._asking_about = None
 
     @work(exclusive=True, group="dialog")
@@ -877,6 +921,9 @@ class RollgateApp(App[int]):
 
     def action_node_detail(self) -> None:
         """The failed node of the open gate (the first, when several), else the site map's."""
+        twins = self._twins() if "approve" in gate.options and not self.read_only else []
+        if twins:
+            options += f"   A approve + twin(s) at {', '.join(site for site, _ in twins)}"
         failed = self._gate_nodes()
         if failed:
             self._show_node(failed[0])

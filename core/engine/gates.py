@@ -81,7 +81,15 @@ class Gates:
             self.intake.decision = asyncio.get_running_loop().create_future()
             # --auto-approve answers in the same breath, before anyone watching sees it open
             auto = self.options.auto_approve and automatic
-            if auto and "approve" in options:
+            twin = self.intake.twins.pop(gate_id, None)
+            if twin is not None and "approve" in options:  # answered with its twin, by name
+                operator, comment, first = twin
+                self.intake.accept(
+                    ev.Command(
+                        "approve", operator, f"{comment} (with its twin {first})".strip(), gate_id
+                    )
+                )
+            elif auto and "approve" in options:
                 self.intake.accept(
                     ev.Command(
                         "approve", AUTO_OPERATOR, "approved automatically (--auto-approve)", gate_id

@@ -14,6 +14,7 @@ from rollgate.core.client import CommandRejected
 from rollgate.core.engine.options import HALT_MODES
 from rollgate.core.engine.record import Halted, Record
 from rollgate.core.executor import StopSignal
+from rollgate.core.twins import twins_of
 from rollgate.core.words import RUN_PAUSED
 
 # The run's lifecycle: driving its plan, finishing (clean-ups, notifications; only notes and
@@ -34,6 +35,8 @@ class Intake:
         # when the driver leaves, a durable job runs on for the next driver
         self.stop_signal = StopSignal()
         self.decision: asyncio.Future[tuple[str, str]] | None = None  # the open gate's
+        # twin gates approved with another: gate -> (operator, comment, the gate decided)
+        self.twins: dict[str, tuple[str, str, str]] = {}
         self._wakeup = asyncio.Event()  # set (and replaced) when pause, holds or stop change
 
     # ---------------------------------------------------------------- commands
@@ -101,6 +104,7 @@ class Intake:
             raise CommandRejected(f"this gate takes {', '.join(gate.options)}, not {kind}")
         if kind == "skip" and not command.comment.strip():
             raise CommandRejected("skipping needs a reason")
+        twins = self._twins(command, gate.id)
         self.record.emit(
             ev.GateDecided,
             gate=gate.id,
@@ -108,10 +112,36 @@ class Intake:
             operator=command.operator,
             comment=command.comment,
         )
+        if twins:  # said now, journalled: each twin is decided, as it opens, in its own event
+            for twin in twins:
+                self.twins[twin] = (command.operator, command.comment, gate.id)
+            self.record.emit(
+                ev.OperatorNote,
+                operator=command.operator,
+                text=f"approved {gate.id} with its twin gate(s) {', '.join(twins)}: each is "
+                "approved as it opens, with the same comment",
+            )
         if not self.decision.done():
             self.decision.set_result((kind, command.comment))
         if kind == "abort":
             self.abort(command.operator, command.comment, decided=True)
+
+    def _twins(self, command: ev.Command, gate_id: str) -> list[str]:
+        """The twins an approve names, each checked to be one (core/twins.py)."""
+        if not command.twins:
+            return []
+        if command.kind != "approve":
+            raise CommandRejected("only an approval answers twin gates together")
+        decided = {g.id for g in self.record.state.gates if g.decision}
+        known = {g.id for _, g in twins_of(self.record.plan, gate_id, decided)}
+        if command.twins == ("all",):  # every twin still to be asked (`approve --twins`)
+            return sorted(known, key=list(known).index)
+        strangers = [t for t in command.twins if t not in known]
+        if strangers:
+            raise CommandRejected(
+                f"not twins of {gate_id} still to be asked: {', '.join(strangers)}"
+            )
+        return list(dict.fromkeys(command.twins))
 
     def abort(self, operator: str, reason: str, decided: bool = False) -> None:
         """Abort: running commands are told to stop, nothing new starts, the open gate (if

@@ -473,3 +473,32 @@ async def test_a_big_cloud_opens_as_a_line_per_site_and_a_filter_opens_its_match
         await wait_for(pilot, lambda: len(app._node_rows) == 9)
         (branch,) = app.w_sitemap.root.children
         assert branch.is_expanded  # the matches are shown
+
+
+async def test_A_approves_a_gate_and_its_twin_at_the_other_site_only_when_asked() -> None:
+    """At "start Compute at one?" the gate bar offers A for site two's twin; A lists it, takes
+    one comment, and the twin is approved as it opens, journalled as its own decision."""
+    async with console() as (session, app, pilot):
+        while True:
+            await wait_for(pilot, lambda: app.state.gate is not None)
+            gate = app.state.gate
+            assert gate is not None
+            if gate.id == "gate:one/compute":
+                break
+            if gate.id == "gate:hub/identity":  # keystone's, once: no twin anywhere
+                assert "A approve + twin" not in str(app.w_gatebar.render())
+            await pilot.press("a", "enter")
+            await wait_for(
+                pilot, lambda g=gate.id: app.state.gate is None or app.state.gate.id != g
+            )
+        assert "A approve + twin(s) at two" in str(app.w_gatebar.render())
+        await pilot.press("A")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen))
+        assert "two (gate:two/compute)" in str(app.screen.query("Static").first().render())
+        await pilot.press(*"both sites agreed", "enter")
+        await wait_for(pilot, lambda: any(e.gate == "gate:two/compute"
+                                          for e in decisions(session)), 30)  # fmt: skip
+        twin = next(e for e in decisions(session) if e.gate == "gate:two/compute")
+        assert (twin.operator, twin.comment) == (
+            "olga", "both sites agreed (with its twin gate:one/compute)"
+        )  # fmt: skip

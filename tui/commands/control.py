@@ -201,7 +201,14 @@ def _decide(verb: str) -> click.Command:
     @click.argument("run")
     @click.option("--comment", "--reason", "comment", default="", help="Journalled with it.")
     @click.option("--name", default="", help="Your name for the journal (besides your login).")
-    def command(run: str, comment: str, name: str) -> int:
+    @click.option(
+        "--twins",
+        is_flag=True,
+        hidden=verb != "approve",
+        help="Approve the open gate and the gates of the other sites that ask the same "
+        "question, each as it opens (journalled one by one).",
+    )
+    def command(run: str, comment: str, name: str, twins: bool) -> int:
         from rollgate.core.client import CommandRejected, EngineGone
         from rollgate.core.events import Command
 
@@ -216,10 +223,19 @@ def _decide(verb: str) -> click.Command:
                 if gate is None:
                     click.echo(f"refused: run {run} waits at no gate", err=True)
                     return 1
-            asyncio.run(client.send(Command(KIND_OF[verb], name, comment, gate)))
+            if twins and verb != "approve":
+                raise click.UsageError("--twins goes with approve only")
+            together = ("all",) if twins else ()
+            asyncio.run(client.send(Command(KIND_OF[verb], name, comment, gate, together)))
         except (CommandRejected, EngineGone) as exc:
             click.echo(f"refused: {exc}", err=True)
             return 1
+        if twins and gate is not None:
+            from rollgate.core.twins import twins_of
+
+            named = ", ".join(g.id for _, g in twins_of(client.plan, gate, set()))
+            click.echo(f"approve: done, and its twins as they open: {named or 'none left'}")
+            return 0
         click.echo(f"{verb}: done")
         return 0
 
