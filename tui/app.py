@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -85,6 +86,14 @@ _GATE_WORDS = {"approve": "✔ approved", "reject": "■ rejected", "": "⏸ ahe
 GATE_SUMMARY_LINES = 8  # the gate bar stays readable on a 24-line terminal
 COMPACT_BELOW = (100, 32)  # a terminal narrower or lower than this gets the compact layout
 COMPACT_GATE_LINES = 3
+
+
+def short_version(version: str) -> str:
+    """A package version as an operator compares it: upstream's part only, without the
+    epoch and the distribution's revision (3:27.1.0-0ubuntu1~cloud0 -> 27.1.0); node detail
+    has it whole. A probe's word (stale, not-running) stays as it is."""
+    match = re.match(r"^(?:\d+:)?([0-9][^-~+]*)", version)
+    return match.group(1) if match else version
 
 
 def failed_nodes_of(plan: Plan, state: RunState, gate: Any) -> list[str]:
@@ -661,10 +670,10 @@ class RollgateApp(App[int]):
         """A node's line in the site map: glyph, name, state, scheduler, version."""
         node = self.state.nodes[name]
         extra = []
+        if node.version:  # first, and short: what an operator compares across nodes
+            extra.append(short_version(node.version))
         if node.disabled:
             extra.append("disabled in scheduler")
-        if node.version:
-            extra.append(node.version)
         return Text.assemble(
             f"{GLYPHS.get(node.status, '?')} ",
             (name.ljust(14), "bold"),
@@ -921,9 +930,6 @@ class RollgateApp(App[int]):
 
     def action_node_detail(self) -> None:
         """The failed node of the open gate (the first, when several), else the site map's."""
-        twins = self._twins() if "approve" in gate.options and not self.read_only else []
-        if twins:
-            options += f"   A approve + twin(s) at {', '.join(site for site, _ in twins)}"
         failed = self._gate_nodes()
         if failed:
             self._show_node(failed[0])
