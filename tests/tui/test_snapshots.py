@@ -99,7 +99,17 @@ def index_of(events: list[ev.Event], predicate) -> int:
 
 
 async def settle(pilot) -> None:
+    """Until the console has drawn what it was given (a loaded machine takes longer): the
+    gate bar and the footer's keys for the open gate, nothing left to draw; then a frame."""
+    app = pilot.app
     await pilot.pause(0.4)
+    for _ in range(100):
+        gate = app.state.gate
+        wanted = (gate.id if gate is not None else None, app.state.finished is not None)
+        if app._keys_for == wanted and not app._dirty:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
 
 
 def test_console_at_start(recorded, snap_compare) -> None:
