@@ -95,17 +95,12 @@ class ReplayApp(RollgateApp):
 
     def _set_position(self, k: int) -> None:
         self.position = max(0, min(k, len(self.timeline)))
-        self.state = self.timeline.view_at(self.position)
-        self._touched = set(self.state.nodes)
-        self._steps_of = None  # a new state: redraw the steps table
-        self._pipeline_cells.clear()
-        self._dirty = True
         events = self.timeline.events(max(0, self.position - LOG_CONTEXT), self.position)
-        lines = [ln for e in events if (ln := self._log_line(e))]
-        self._log_all = "\n".join(lines).split("\n") if lines else []
-        self._log_buffer.clear()
-        self.w_log.clear()
-        self.w_log.write_lines(self._log_all)
+        lines = [ln for e in events if (ln := self.log_line(e))]
+        self.show_moment(
+            self.timeline.view_at(self.position),
+            "\n".join(lines).split("\n") if lines else [],
+        )
         self.virtual_time = (
             self.timeline.time_of(self.position - 1)
             if self.position

@@ -128,6 +128,7 @@ def drive(
     words kept in `figures`. `abort_when()` true: the run is aborted (the rollback drill)."""
     deadline = time.monotonic() + limit
     killed = stopped = resumed = broken = aborted = False
+    answered: set[str] = set()  # failure gates answered (a status read a moment late)
     last_line = ""
     looked = 0.0
     while time.monotonic() < deadline:
@@ -176,14 +177,18 @@ def drive(
             cloud.on("ctl01", f"kill -9 {pid}")
             say(f"drill: nova-conductor (pid {pid}) killed on ctl01 after the canary")
             killed = True
-        if gate and gate.get("kind") == "failure":
-            open_ = [p for p in now.get("problems") or [] if not p.get("decision")]
-            if broken and any(p.get("node") == BROKEN for p in open_):
-                _skip_broken(run_id, gate, open_, figures)
-            elif killed:
-                _restart_conductor(cloud, run_id, gate, open_)
+        if gate and gate.get("kind") == "failure" and gate.get("id") not in answered:
+            answered.add(str(gate.get("id")))
+            # what this gate asks about (its own failed steps, as status --json gives them),
+            # not every problem of the run: a skipped one elsewhere is no longer a question
+            asked = gate.get("failures") or []
+            nodes = {str(p.get("node")) for p in asked}
+            if broken and nodes == {BROKEN}:
+                _skip_broken(run_id, gate, asked, figures)
+            elif killed and nodes and nodes <= set(COMPUTES_OF["dc1"]):
+                _restart_conductor(cloud, run_id, gate, asked)
             else:
-                raise SetupError(f"unexpected failure gate: {gate.get('title')}")
+                raise SetupError(f"unexpected failure gate: {gate.get('title')} ({nodes})")
         time.sleep(0.5)
     raise SetupError(f"the run did not end within {limit:g}s")
 

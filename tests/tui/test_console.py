@@ -189,7 +189,7 @@ async def test_node_detail_search_and_theme() -> None:
         await close_end_screen(app, pilot, "run complete")
         tree = app.w_sitemap
         tree.focus()
-        node = app._node_rows["one-cmp2"]
+        node = app.w_sitemap.rows["one-cmp2"]
         tree.select_node(node)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
@@ -257,11 +257,11 @@ async def test_site_map_filters_by_state_and_by_name() -> None:
 
         await until_failed()
         await pilot.press("v", *"failed", "enter")
-        await wait_for(pilot, lambda: list(app._node_rows) == ["two-cmp2"])
+        await wait_for(pilot, lambda: list(app.w_sitemap.rows) == ["two-cmp2"])
         await pilot.press("v", *"cmp1", "enter")
-        await wait_for(pilot, lambda: sorted(app._node_rows) == ["one-cmp1", "two-cmp1"])
+        await wait_for(pilot, lambda: sorted(app.w_sitemap.rows) == ["one-cmp1", "two-cmp1"])
         await pilot.press("v", "enter")
-        await wait_for(pilot, lambda: len(app._node_rows) == len(app.state.nodes))
+        await wait_for(pilot, lambda: len(app.w_sitemap.rows) == len(app.state.nodes))
 
 
 async def test_log_of_the_selected_node_and_the_command_palette() -> None:
@@ -269,7 +269,7 @@ async def test_log_of_the_selected_node_and_the_command_palette() -> None:
         await wait_for(pilot, session.engine.finished.is_set, 30)
         await close_end_screen(app, pilot, "run complete")
         app.w_sitemap.focus()
-        app.w_sitemap.move_cursor(app._node_rows["two-cmp3"])
+        app.w_sitemap.move_cursor(app.w_sitemap.rows["two-cmp3"])
         await pilot.press("l")
         await wait_for(
             pilot,
@@ -359,11 +359,11 @@ async def test_enter_on_a_pending_step_shows_its_exact_command() -> None:
         # the scope check ran already: the phase after it, the one at the gate
         gated = next(i for i, p in enumerate(session.plan.phases) if p.gate)
         app.w_pipeline.move_cursor(row=gated)
-        await wait_for(pilot, lambda: any(s.command for s in app._shown_steps))
+        await wait_for(pilot, lambda: any(s.command for s in app.w_steps.shown))
         table = app.w_steps
         table.focus()
         table.move_cursor(row=0)
-        step = app._shown_steps[0]
+        step = app.w_steps.shown[0]
         assert app.state.steps[step.id].status == "pending"
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
@@ -405,7 +405,7 @@ async def test_the_log_keeps_following_after_l_and_a_resize() -> None:
 
         assert await at_end()
         app.w_sitemap.focus()
-        app.w_sitemap.select_node(app._node_rows["one-cmp2"])
+        app.w_sitemap.select_node(app.w_sitemap.rows["one-cmp2"])
         await pilot.press("l")  # one node's log
         assert await at_end()
         await pilot.press("l")  # everything again
@@ -470,7 +470,7 @@ async def test_a_big_cloud_opens_as_a_line_per_site_and_a_filter_opens_its_match
         assert not any(b.is_expanded for b in sites.values())
         assert app.w_sitemap.last_line < 10  # a line per site, not 600 lines
         await pilot.press("v", *"s02-cmp000", "enter")
-        await wait_for(pilot, lambda: len(app._node_rows) == 9)
+        await wait_for(pilot, lambda: len(app.w_sitemap.rows) == 9)
         (branch,) = app.w_sitemap.root.children
         assert branch.is_expanded  # the matches are shown
 

@@ -4,7 +4,7 @@ its command and its last output."""
 
 from __future__ import annotations
 
-from rollgate.tui.header_fit import Piece, fit
+from rollgate.tui.widgets.run_header import Piece, fit
 
 PIECES = [
     Piece("prod-east", 60),
@@ -50,14 +50,14 @@ done so far: 251/409 steps, 1 failed, 2 warnings acknowledged; next: the rest of
 
 def test_a_short_gate_bar_keeps_the_failed_step_its_command_and_its_last_output() -> None:
     """80x24 leaves the gate three lines: what a decision needs, and where the rest is."""
-    from rollgate.tui.app import _gate_summary
+    from rollgate.tui.widgets.gate_bar import gate_summary
 
-    assert _gate_summary(GATE, 3, room=60).splitlines() == [
+    assert gate_summary(GATE, 3, room=60).splitlines() == [
         "✘ restart nova-compute on two-cmp2: failed  (+3 lines: d)",
         "  command: systemctl restart nova-compute",
         "  | Job for nova-compute.service failed",
     ]
-    assert _gate_summary(GATE, 8) == GATE + "\n"  # room for all: all, in order
+    assert gate_summary(GATE, 8) == GATE + "\n"  # room for all: all, in order
 
 
 def test_d_at_a_sites_failure_gate_opens_that_sites_failed_node() -> None:

@@ -109,7 +109,16 @@ async def settle(pilot) -> None:
         if app._keys_for == wanted and not app._dirty:
             break
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    # and the tables have scrolled to the phase at work (a frame later on a loaded machine)
+    last = None
+    for _ in range(40):
+        await pilot.wait_for_scheduled_animations()
+        now = tuple(w.scroll_offset for w in (app.w_pipeline, app.w_steps, app.w_log))
+        if now == last:
+            break
+        last = now
+        await pilot.pause(0.1)
+    await pilot.pause(0.1)
 
 
 def test_console_at_start(recorded, snap_compare) -> None:
