@@ -328,3 +328,38 @@ def test_the_shipped_skip_level_run_jumped_two_releases_on_real_services() -> No
         int(after.split(".")[0]) - int(before.split(".")[0]) == 2
         for before, after in versions.values()
     ), versions
+
+
+ROLLBACK_DRILL = Path(__file__).resolve().parents[2] / "sample_inventory/runs/rollback-drill"
+
+
+def test_the_shipped_rollback_drill_took_region_two_back_under_its_own_gate() -> None:
+    """python -m tests.acceptance --rollback-drill --record: the upgrade of both regions,
+    aborted once region two's canary was back on 2026.1; then `rollgate rollback RUN --site
+    dc2`, a run of its own whose journal names the run it undid: its gate approved, region
+    two's databases restored from the upgrade's own dumps (sha256 checked), every program
+    restarted on 2025.2 and read back, complete."""
+    from rollgate.core.client import open_journal_client
+    from rollgate.core.report import build_report, to_markdown
+
+    up = open_journal_client(str(ROLLBACK_DRILL / "journal.jsonl"))
+    up_report = build_report(up.plan, up.header, up.all_events())
+    assert up_report["outcome"] == "aborted"
+    assert {p.site for p in up.plan.phases} == {"dc1", "dc2"}  # both regions
+    back = open_journal_client(str(ROLLBACK_DRILL / "rollback.jsonl"))
+    report = build_report(back.plan, back.header, back.all_events())
+    assert report["rollback"] == {"run": up.header["run_id"], "site": "dc2", "phase": None}
+    assert (report["from"], report["to"], report["outcome"]) == ("2026.1", "2025.2", "complete")
+    assert [g["decision"] for g in report["gates"]] and all(
+        g["decision"] == "approve" for g in report["gates"]
+    )
+    steps = back.plan.steps
+    assert {s.site for s in steps} == {"dc2"} and {s.node for s in steps} <= {
+        "ctl02", "cmp05", "cmp06", "cmp07", "cmp08"}  # fmt: skip
+    restores = [s for s in steps if s.action == "db-restore"]
+    assert {s.service for s in restores} >= {"glance", "nova", "placement"}
+    assert all("sha256sum -c" in (s.command or "") for s in restores)
+    assert all("/venvs/2025.2 " in (s.command or "") for s in steps if s.action == "restart")
+    assert {x["outcome"] for x in report["steps"]} <= {"ok", "warning"}  # neutron-status warns
+    text = to_markdown(report)
+    assert text.startswith("# Rollback of acceptance at dc2") and "db-restore" not in text

@@ -78,29 +78,3 @@ def test_d_at_a_sites_failure_gate_opens_that_sites_failed_node() -> None:
         state.steps[step.id].status = "failed"
     gate = SimpleNamespace(id="gate:failures:two/compute:1148")
     assert failed_nodes_of(plan, state, gate) == ["two-cmp2"]
-
-
-def test_the_quit_question_leaves_the_header_in_view() -> None:
-    """q on an attached console at 80x24: the question sits above the footer; the header's
-    run state is still on screen."""
-    import asyncio
-
-    from rollgate.tui.screens.dialogs import LeaveScreen
-    from tests.tui.test_snapshots import app_at, record
-
-    app = app_at(record(), 40)
-    app.client.detachable = True  # type: ignore[misc]  # as attached to an engine
-
-    async def ask() -> None:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.5)
-            await pilot.press("escape")  # the recording ends: "engine lost" says so first
-            await pilot.pause(0.2)
-            await pilot.press("q")
-            await pilot.pause(0.5)
-            assert isinstance(app.screen, LeaveScreen)
-            dialog = app.screen.query_one("#dialog")
-            assert dialog.region.y >= 2  # below the header's two lines
-            assert dialog.region.bottom <= 23  # above the footer
-
-    asyncio.run(ask())

@@ -225,3 +225,22 @@ async def test_the_footer_offers_the_keys_of_the_moment_only(recorded) -> None:
                 await pilot.pause(0.2)
             shown = set(app.query_one(KeysFooter).visible_descriptions())
             assert wanted <= shown and not (unwanted & shown), shown
+
+
+async def test_the_quit_question_leaves_the_header_in_view(recorded) -> None:
+    """q on an attached console at 80x24: the question sits above the footer; the header's
+    run state is still on screen."""
+    from rollgate.tui.screens.dialogs import LeaveScreen
+
+    app = app_at(recorded, 40)
+    app.client.detachable = True  # type: ignore[misc]  # as attached to an engine
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("escape")  # the recording ends: "engine lost" says so first
+        await pilot.pause(0.2)
+        await pilot.press("q")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, LeaveScreen)
+        dialog = app.screen.query_one("#dialog")
+        assert dialog.region.y >= 2  # below the header's two lines
+        assert dialog.region.bottom <= 23  # above the footer
