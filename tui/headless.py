@@ -118,7 +118,7 @@ class HeadlessView:
     auto_approve: bool = False
     window: tuple[float, float] | None = None
     notices: list[str] = field(default_factory=list)
-    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True, emoji=False))
 
     def __post_init__(self) -> None:
         if not self.console.is_terminal:  # piped: one line per line, never wrapped

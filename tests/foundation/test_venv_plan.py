@@ -363,3 +363,19 @@ def test_the_shipped_rollback_drill_took_region_two_back_under_its_own_gate() ->
     assert {x["outcome"] for x in report["steps"]} <= {"ok", "warning"}  # neutron-status warns
     text = to_markdown(report)
     assert text.startswith("# Rollback of acceptance at dc2") and "db-restore" not in text
+
+
+def test_replay_of_the_drills_rollback_shows_its_gates_as_journalled() -> None:
+    """`rollgate replay ROLLBACK --headless`: every decision, with the gate ids as the journal
+    has them (a warning gate's id holds ":warning:", which Rich would draw as an emoji)."""
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-P", "-m", "rollgate", "replay",
+         str(ROLLBACK_DRILL / "rollback.jsonl"), "--headless"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "gate gate:dc2/rollback: approve by auto-approve" in shown.stdout
+    assert "gate gate:warning:dc2/rollback/" in shown.stdout and "⚠" not in shown.stdout

@@ -55,7 +55,7 @@ def check(inventory: str, faults: tuple[str, ...], insecure: bool, ask_become_pa
     from rollgate.core.session import RunOptions, open_executor
 
     inv = load_inventory(inventory)
-    console = Console()
+    console = Console(emoji=False)  # ":warning:" in a gate id stays as written
     password = asked_become_password(ask_become_pass)
 
     async def main() -> list:

@@ -39,7 +39,7 @@ def plan(inventory: str, fmt: str, detail: bool) -> int:
 
     tree = plan_tree(the_plan, detail=detail)
     if detail:  # a command is copied whole: never wrapped or cut (the terminal folds it)
-        Console(width=WIDE, soft_wrap=True).print(tree, crop=False)
+        Console(width=WIDE, soft_wrap=True, emoji=False).print(tree, crop=False)
     else:
-        Console().print(tree)
+        Console(emoji=False).print(tree)
     return 0

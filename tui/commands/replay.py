@@ -42,7 +42,7 @@ def replay(run: str, headless: bool) -> int:
 
     with paused_gc():
         state = fold(client.plan, client.index)
-    console = Console()
+    console = Console(emoji=False)  # ":warning:" in a gate id stays as written
     console.print(render(state))
     for gate in state.gates:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(gate.decided or gate.opened))

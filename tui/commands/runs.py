@@ -29,7 +29,7 @@ def runs(as_json: bool) -> int:
     if not found:
         click.echo(f"no runs yet under {runs_dir()}")
         return 0
-    console = Console()
+    console = Console(emoji=False)  # ":warning:" in a gate id stays as written
     if not console.is_terminal:  # piped: a header, then one whole line per run, for grep
         click.echo("RUN ID  CLOUD  FROM -> TO  STARTED  STATE")
         for r in found:
