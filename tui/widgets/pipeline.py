@@ -97,9 +97,10 @@ class PipelineTable(DataTable[Text]):
             row = self.get_row_index(running[0])
             if self.cursor_row != row:
                 self.move_cursor(row=row, animate=False)
-            self._at_work = row
-            # once laid out: before, its height is not known and any row looks out of view
-            self.call_after_refresh(self._keep_in_view)
+            if row != self._at_work:  # a new phase at work (a resize also re-places it)
+                self._at_work = row
+                # once laid out: before, its height is not known and any row looks out of view
+                self.call_after_refresh(self._keep_in_view)
 
     def _keep_in_view(self) -> None:
         """The phase at work one row below the top (the one before it above), whatever the
