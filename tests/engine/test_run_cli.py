@@ -293,7 +293,10 @@ def test_runs_keeps_run_ids_whole_when_piped_and_at_80_columns(tmp_path: Path) -
     run_dir.mkdir(parents=True)
     (run_dir / "journal.jsonl").write_bytes(SHIPPED.read_bytes())
     piped = rollgate(tmp_path, "runs")
-    assert piped.stdout.splitlines()[0].startswith(f"{run_dir.name}  lab-two-sites  ")
+    header, first = piped.stdout.splitlines()[:2]
+    assert header.startswith("RUN ID  CLOUD") and first.startswith(
+        f"{run_dir.name}  lab-two-sites  "
+    )
     import pty
 
     master, slave = pty.openpty()

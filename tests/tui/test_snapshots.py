@@ -102,7 +102,7 @@ async def settle(pilot) -> None:
     """Until the console has drawn what it was given (a loaded machine takes longer): the
     gate bar and the footer's keys for the open gate, nothing left to draw; then a frame."""
     app = pilot.app
-    await pilot.pause(0.4)
+    await pilot.pause(0.1)
     for _ in range(100):
         gate = app.state.gate
         wanted = (gate.id if gate is not None else None, app.state.finished is not None)
