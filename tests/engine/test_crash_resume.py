@@ -17,7 +17,7 @@ from rollgate.core import events as ev
 from rollgate.core.journal import read_journal
 
 SMALL = Path(__file__).with_name("small.yaml")
-KILL_AFTER_LINES = [2, 5, 20, 45, 80, 120, 170, 230, 300, 380, 460]
+KILL_AFTER_LINES = [2, 20, 45, 80, 120, 170, 230, 300, 460]  # from the header to the end
 
 
 def rollgate(state: Path, scale: str, *args: str) -> subprocess.Popen[str]:
@@ -93,7 +93,7 @@ def test_sigkill_at_many_points_then_resume_completes(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         killed_at = [at for at in pool.map(kill_then_resume, KILL_AFTER_LINES) if at is not None]
-    assert len(killed_at) >= 10, f"the run ended before enough kill points: {killed_at}"
+    assert len(killed_at) >= 8, f"the run ended before enough kill points: {killed_at}"
 
 
 def at_a_terminal(state: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
