@@ -36,7 +36,7 @@ from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import within
 from rollgate.core.plan import Plan, json_default
-from rollgate.core.problems import problem_records
+from rollgate.core.problems import budget_phase, problem_records
 from rollgate.core.report import not_upgraded
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
 from rollgate.core.state import RunState
@@ -104,7 +104,7 @@ def gate_failures(plan: Plan, state: RunState, gate: Any) -> list[dict[str, Any]
         return []
     if gate.step is not None:
         return [p for p in problem_records(plan, state) if p["step"] == gate.step]
-    phase = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+    phase = budget_phase(gate.id)
     steps = {s.id for p in plan.phases if p.id == phase for s in p.steps}
     return [
         p for p in problem_records(plan, state) if p["step"] in steps and p["decision"] is None

@@ -23,6 +23,14 @@ PROBLEM_OUTCOMES = (*STEP_FAILED, "skipped", STEP_DEVIATION)
 LAST_LINES = 5  # output lines a record carries; the journal has them all
 
 
+BUDGET_GATE = "gate:failures:"  # a phase's failure-budget gate: gate:failures:PHASE:N
+
+
+def budget_phase(gate_id: str) -> str:
+    """The phase whose failure budget a `gate:failures:PHASE:N` gate is about."""
+    return gate_id.removeprefix(BUDGET_GATE).rsplit(":", 1)[0]
+
+
 def problem_records(
     plan: Plan, state: RunState, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
@@ -35,7 +43,7 @@ def problem_records(
         if gate.step is not None:
             decided[gate.step] = gate
         elif gate.kind == "failure" and gate.id.startswith("gate:failures:"):
-            phase_id = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+            phase_id = budget_phase(gate.id)
             phase_gates.setdefault(phase_id, []).append(gate)
     out: list[dict[str, Any]] = []
     for phase, step in ((p, s) for p in plan.phases for s in p.steps):

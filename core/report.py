@@ -10,7 +10,7 @@ from typing import Any
 from rollgate.core import events as ev
 from rollgate.core.hostrange import compress
 from rollgate.core.plan import Plan
-from rollgate.core.problems import problem_records
+from rollgate.core.problems import budget_phase, problem_records
 from rollgate.core.secrets import mask
 from rollgate.core.state import RunState, fold
 from rollgate.core.words import (
@@ -365,7 +365,7 @@ def failed_attempts(plan: Plan, events: list[ev.Event]) -> list[dict[str, Any]]:
             if e.step is not None:
                 asked[e.gate] = [e.step]
             elif e.gate.startswith("gate:failures:"):  # a phase's failure budget spent
-                phase = e.gate.removeprefix("gate:failures:").rsplit(":", 1)[0]
+                phase = budget_phase(e.gate)
                 asked[e.gate] = [s for s in waiting if phase_of.get(s) == phase]
         elif isinstance(e, ev.GateDecided) and e.gate in asked:
             for step in asked.pop(e.gate):

@@ -290,13 +290,22 @@ def list_runs() -> list[RunSummary]:
 def _run_state(index: JournalIndex) -> str:
     """How the run stands, from its last run-started or run-finished event (read backwards),
     and for one without an end, whether a driver still holds its cloud's lock."""
+    ended = _last_outcome(index)
+    if ended is not None:
+        return ended
+    return "running" if driver_alive(str(index.header.get("cloud", ""))) else NO_DRIVER
+
+
+def _last_outcome(index: JournalIndex) -> str | None:
+    """The outcome of the journal's last run-finished, if no run-started follows it (read
+    backwards: a resumed run's earlier end does not count)."""
     for i in range(len(index) - 1, -1, -1):
         kind = index.kind(i)
         if kind == "run-finished":
             return str(index.event(i).outcome)  # type: ignore[attr-defined]
         if kind == "run-started":
-            break
-    return "running" if driver_alive(str(index.header.get("cloud", ""))) else NO_DRIVER
+            return None
+    return None
 
 
 NO_DRIVER = "engine lost (stopped without finishing; resume it)"
@@ -312,13 +321,7 @@ def ended_outcome(run: str) -> str | None:
         index = JournalIndex.open(resolve_journal(run))
     except (JournalError, UserError, OSError):
         return None
-    for i in range(len(index) - 1, -1, -1):
-        kind = index.kind(i)
-        if kind == "run-finished":
-            return str(index.event(i).outcome)  # type: ignore[attr-defined]
-        if kind == "run-started":
-            return None
-    return None
+    return _last_outcome(index)
 
 
 def driver_alive(cloud: str) -> bool:

@@ -28,6 +28,7 @@ from rollgate.core.errors import UserError
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.narrate import describe, exit_code
 from rollgate.core.plan import Plan
+from rollgate.core.problems import budget_phase
 from rollgate.core.report import run_outcome
 from rollgate.core.state import RunState, apply, touched_by
 from rollgate.core.twins import twins_of
@@ -76,7 +77,7 @@ q      leave the console. Attached to an engine (the default): d detach (the run
 def failed_nodes_of(plan: Plan, state: RunState, gate: Any) -> list[str]:
     """The nodes a phase's failure-budget gate asks about: those with a failed step in its own
     phase (another site's failed nodes are another gate's)."""
-    phase = gate.id.removeprefix("gate:failures:").rsplit(":", 1)[0]
+    phase = budget_phase(gate.id)
     steps = next((p.steps for p in plan.phases if p.id == phase), ())
     return list(dict.fromkeys(
         s.node for s in steps if state.steps[s.id].status in STEP_FAILED
