@@ -203,6 +203,9 @@ class Marks:
 
     def before(self, state: RunState, event: ev.Event) -> None:
         """Called before `event` is applied to `state`."""
+        if type(event) is ev.StepOutput:  # most events: its step, nothing of the node
+            self._steps.add(event.step)
+            return
         steps, nodes = touched_by(state, event)
         self._steps.update(steps)
         self._nodes.update(nodes)

@@ -8,11 +8,12 @@ JOURNAL_FORMAT in core/journal.py; readers ignore fields they do not know.
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 
 EVENT_TYPES: dict[str, type[Event]] = {}
+E = TypeVar("E", bound="Event")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,6 +111,17 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     event = object.__new__(cls)
     object.__setattr__(event, "__dict__", data)
     return event
+
+
+def build(cls: type[E], values: dict[str, Any]) -> E:
+    """`cls(**values)`, without the frozen dataclass's __init__ when `values` names every
+    field (the engine builds 30,000 events a second: a third of the cost of each); otherwise
+    through it, which fills defaults and refuses unknown fields."""
+    if values.keys() == _spec_of(cls).names:
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", values)
+        return event
+    return cls(**values)
 
 
 def event_from_json(line: str | bytes) -> Event:

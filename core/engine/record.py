@@ -91,7 +91,7 @@ class Record:
     def emit(self, cls: type[ev.Event], **fields: Any) -> ev.Event:
         if self.closed:
             raise RecordClosed(f"{cls.type} after the run finished")
-        if cls is not ev.StepOutput:
+        if cls is not ev.StepOutput and self._buffers:
             self.flush_output()
         for name in _FREE_TEXT.get(cls, ()):  # nothing secret reaches the journal or a view
             value = fields.get(name)
@@ -100,7 +100,9 @@ class Record:
             elif isinstance(value, tuple):
                 fields[name] = tuple(self.secrets.mask(v) for v in value)
         self.seq += 1
-        event = cls(seq=self.seq, time=self.clock(), mono=self.monotonic(), **fields)
+        event = ev.build(
+            cls, {"seq": self.seq, "time": self.clock(), "mono": self.monotonic(), **fields}
+        )
         # durable before the engine acts on it: see commit
         json = self.journal.append(event) if self.journal is not None else None
         if self._marks is not None:
@@ -161,6 +163,8 @@ class Record:
         return collect
 
     def flush_output(self, step_id: str | None = None) -> None:
+        if not self._buffers:
+            return
         for key in list(self._buffers):
             if step_id is not None and key[0] != step_id:
                 continue

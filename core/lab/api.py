@@ -53,8 +53,8 @@ def serving(world: World, site: str, kind: str) -> list[Release]:
     unit = APT.unit(role)
     return [
         n.units[unit].code
-        for n in world.nodes.values()
-        if n.site == where and role in n.roles and world.unit_up(n, unit)
+        for n in world.site_nodes(where)
+        if role in n.roles and world.unit_up(n, unit)
     ]
 
 
@@ -389,9 +389,8 @@ class LabApi:
     def _records(self, site: str, prefix: str, query: dict[str, str]) -> list[Any]:
         return [
             r
-            for r in self.world.services
-            if r.site == site
-            and r.binary.startswith(prefix)
+            for r in self.world.site_services(site)
+            if r.binary.startswith(prefix)
             and query.get("host", r.host) == r.host
             and query.get("binary", r.binary) == r.binary
         ]

@@ -97,9 +97,8 @@ def _scope(world: World, site: str, args: dict[str, Any], out: OutputCallback) -
     from rollgate.core.cloud_scope import scope_result
 
     listed: dict[str, set[str]] = {}
-    for record in world.services:
-        if record.site == site:
-            listed.setdefault(record.host, set()).add(record.binary)
+    for record in world.site_services(site):
+        listed.setdefault(record.host, set()).add(record.binary)
     spec = world.inventory.site(site)
     roles = {n.name: n.roles for n in spec.nodes}
     return scope_result(spec.region, listed, roles, args, out)
@@ -175,7 +174,7 @@ def _verify_cloud(
                     f"the {kind} API announces {high}, not {args.get('target')}'s {want}"
                 )
         out("info", line)
-    records = [r for r in world.services if r.site == site]
+    records = world.site_services(site)
     down = [f"{r.binary} on {r.host} is down" for r in records if world.record_state(r) != "up"]
     out("info", f"{len(records) - len(down)} of {len(records)} services and agents up")
     problems += down

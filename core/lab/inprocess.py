@@ -94,11 +94,10 @@ class LabExecutor:
         if site.name in faults.api_errors or "*" in faults.api_errors:  # as the HTTP lab says
             raise TransportError(site.name, "the compute API answered 503 Service Unavailable")
         hosts: dict[str, dict[str, str]] = {}
-        for record in self.world.services:
-            if record.site == site.name:
-                state = self.world.record_state(record)
-                status = "enabled" if record.enabled else "disabled"
-                hosts.setdefault(record.host, {})[record.binary] = f"{state}/{status}"
+        for record in self.world.site_services(site.name):
+            state = self.world.record_state(record)
+            status = "enabled" if record.enabled else "disabled"
+            hosts.setdefault(record.host, {})[record.binary] = f"{state}/{status}"
         return hosts
 
     async def watch_health(self, site: Site) -> dict[str, str | None]:
@@ -109,17 +108,15 @@ class LabExecutor:
         if self.world.faults.api_delay(site.name) > 0:
             await asyncio.sleep(self.world.faults.api_delay(site.name) * (len(API_ROLES) + 3))
 
-        runs = {r for node in self.world.inventory.nodes if node.site == site.name
-                for r in node.roles}  # fmt: skip
+        runs = {r for node in self.world.inventory.site(site.name).nodes for r in node.roles}
         out: dict[str, str | None] = {}
         for kind, role in API_ROLES.items():
             if kind != "volumev3" and (kind == "identity" or role in runs):
                 answers = bool(serving(self.world, site.name, kind))
                 out[f"the {kind} API"] = None if answers else "503 Service Unavailable"
-        for record in self.world.services:
-            if record.site == site.name:
-                reports = self.world.record_state(record) == "up"
-                out[f"{record.binary} on {record.host}"] = None if reports else "down"
+        for record in self.world.site_services(site.name):
+            reports = self.world.record_state(record) == "up"
+            out[f"{record.binary} on {record.host}"] = None if reports else "down"
         return out
 
     async def close(self) -> None:

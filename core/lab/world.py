@@ -161,6 +161,11 @@ class World:
         # only when one can exist (else a thousand restarts would each walk a thousand nodes)
         self.code_floor = self.source.index
         self._service_nodes: dict[tuple[str, str], list[LabNode]] = {}
+        self._at_site: tuple[int, int, dict[str, tuple[list[LabNode], list[ServiceRecord]]]] = (
+            -1,
+            -1,
+            {},
+        )
         series = {site: found[0] for site, found in site_series(inventory.spec).items()}
         for node in inventory.nodes:
             lab_node = LabNode(node.name, node.site, node.address, node.roles)
@@ -287,6 +292,26 @@ class World:
                 and any(ROLES[r].service == service for r in n.roles if r in ROLES)
             ]
         return found
+
+    def site_nodes(self, site: str) -> list[LabNode]:
+        """The world's nodes at `site` (a status poll of one site of ten asks this each time:
+        walking the other nine sites' nodes made polling grow with the square of the sites)."""
+        return self._site_index().get(site, ([], []))[0]
+
+    def site_services(self, site: str) -> list[ServiceRecord]:
+        """The service records `site`'s APIs list."""
+        return self._site_index().get(site, ([], []))[1]
+
+    def _site_index(self) -> dict[str, tuple[list[LabNode], list[ServiceRecord]]]:
+        nodes, services, index = self._at_site
+        if nodes != len(self.nodes) or services != len(self.services):  # built, or grown
+            index = {}
+            for node in self.nodes.values():
+                index.setdefault(node.site, ([], []))[0].append(node)
+            for record in self.services:
+                index.setdefault(record.site, ([], []))[1].append(record)
+            self._at_site = (len(self.nodes), len(self.services), index)
+        return index
 
     def runs(self, unit: Unit, release: Release) -> None:
         """`unit`'s process now runs `release`'s code."""

@@ -25,6 +25,7 @@ Ubuntu and Debian server has them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shlex
@@ -141,14 +142,18 @@ esac
 """
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")  # what a job's file name replaces with "_"
+
+
 def job_name(step_id: str, attempt: int) -> str:
     """A file name for (step, attempt), readable and unique: the same step and attempt always
     give the same name, so a job that was started is found again, never started twice."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", step_id)[-60:].strip("_.")
+    slug = _UNSAFE.sub("_", step_id)[-60:].strip("_.")
     digest = hashlib.sha256(step_id.encode()).hexdigest()[:10]
     return f"{slug}-{digest}-{attempt}"
 
 
+@functools.lru_cache(maxsize=64)  # asked once per step of a run, always the same answer
 def run_dir(root: str, run_id: str) -> str:
     return f"{root.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]+', '_', run_id) or 'run'}"
 
