@@ -61,22 +61,24 @@ ONLY_ZERO_OK: dict[int, str] = {0: "ok"}  # a step's exit codes when it names no
 NO_ARGS: dict[str, Any] = {}  # the args of a step that has none (shared: steps never change)
 
 
-@dataclass(frozen=True, slots=True)  # slots: a plan of 20,000 nodes holds 380,000 steps
+# slots: a plan of 20,000 nodes holds 380,000 steps. Fields in alphabetical order, so orjson
+# writes a step itself as its record with sorted keys (the plan's digest: plan_digest)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    id: str
     action: str
-    service: str
-    role: str
-    node: str
-    site: str
-    executor: str  # ssh | local | cloud
-    command: str | None
-    title: str
     args: dict[str, Any] = field(default_factory=dict)
+    command: str | None
+    executor: str  # ssh | local | cloud
     # shared, never changed: one dict per recipe action, not one per step
     exit_codes: dict[int, str] = field(default_factory=lambda: ONLY_ZERO_OK)
-    repeat_max: int = 1
     gate: Gate | None = None
+    id: str
+    node: str
+    repeat_max: int = 1
+    role: str
+    service: str
+    site: str
+    title: str
 
 
 @dataclass(frozen=True)
@@ -268,14 +270,19 @@ def _gate(data: dict[str, Any] | None) -> Gate | None:
     return Gate(**data) if data else None
 
 
-def _step_dict(step: Step) -> dict[str, Any]:
+def _step_dict(step: Step, *, copies: bool = True) -> dict[str, Any]:
+    """A step's record. `copies` False: its args and exit codes are the step's own tables,
+    for a caller that only serialises them (the digest, the journal's plan record)."""
     # flat JSON values but for gate and exit codes (no asdict copy), read at once
     d = dict(zip(_STEP_ORDER, _step_fields(step), strict=True))
     if step.command is not None:  # stored and shown: a literal password never leaves
         d["command"] = mask(step.command)
-    d["args"] = dict(step.args)
-    d["gate"] = asdict(step.gate) if step.gate else None
-    d["exit_codes"] = _exit_codes_record(step.exit_codes)
+    if copies:
+        d["args"] = dict(step.args)
+    gate = step.gate
+    d["gate"] = {"id": gate.id, "kind": gate.kind, "title": gate.title} if gate else None
+    codes = _exit_codes_record(step.exit_codes)
+    d["exit_codes"] = dict(codes) if copies else codes
     return d
 
 
@@ -292,10 +299,23 @@ def _exit_codes_record(codes: dict[int, str]) -> dict[str, str]:
             codes,  # kept: its id is not reused while it is here
             {str(k): v for k, v in sorted(codes.items())},
         )
-    return dict(known[1])
+    return known[1]  # shared: copied by a caller that hands it out
 
 
-def _phase_dict(phase: Phase) -> dict[str, Any]:
+def _json_step(step: Step) -> Step | dict[str, Any]:
+    """What orjson writes as a step's record (with OPT_NON_STR_KEYS for its exit codes): the
+    step itself (its fields are the record's, in sorted order), or its record as a dict when
+    its command must be masked."""
+    if step.command is None or mask(step.command) == step.command:
+        return step
+    return _step_dict(step, copies=False)
+
+
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # exit codes are ints; JSON's keys are strings
+
+
+def _phase_dict(phase: Phase, *, copies: bool = True) -> dict[str, Any]:
+    """`copies` False: steps as _json_step gives them, for orjson (JSON_OPTIONS) only."""
     return {
         "id": phase.id,
         "tier": phase.tier,
@@ -309,7 +329,9 @@ def _phase_dict(phase: Phase) -> dict[str, Any]:
                 "title": s.title,
                 "kind": s.kind,
                 "gate": asdict(s.gate) if s.gate else None,
-                "steps": [_step_dict(st) for st in s.steps],
+                "steps": [_step_dict(st) for st in s.steps]
+                if copies
+                else [_json_step(st) for st in s.steps],
             }
             for s in phase.stages
         ],
@@ -322,7 +344,9 @@ def plan_json_pieces(plan: Plan) -> Iterator[bytes]:
     head = orjson.dumps({**plan._head(), "phases": None})
     yield head[: -len(b"null}")] + b"["
     for i, phase in enumerate(plan.phases):
-        yield (b"," if i else b"") + orjson.dumps(_phase_dict(phase))
+        yield (b"," if i else b"") + orjson.dumps(
+            _phase_dict(phase, copies=False), option=JSON_OPTIONS
+        )
     yield b"]}"
 
 
@@ -379,7 +403,7 @@ def plan_digest(plan: Plan) -> str:
     """sha256 of to_dict() without its digest, as orjson writes it with sorted keys, fed a
     phase at a time: the same bytes, without holding the whole plan's dict (at 20,000 nodes
     that copy was as big as the plan)."""
-    sort = orjson.OPT_SORT_KEYS
+    sort = orjson.OPT_SORT_KEYS | JSON_OPTIONS
     head: dict[str, Any] = {**plan._head(), "phases": None}
     head.pop("digest")
     sha = hashlib.sha256(b"{")
@@ -390,7 +414,8 @@ def plan_digest(plan: Plan) -> str:
             continue
         sha.update(b"[")
         for j, phase in enumerate(plan.phases):
-            sha.update((b"," if j else b"") + orjson.dumps(_phase_dict(phase), option=sort))
+            record = _phase_dict(phase, copies=False)
+            sha.update((b"," if j else b"") + orjson.dumps(record, option=sort))
         sha.update(b"]")
     sha.update(b"}")
     return sha.hexdigest()
@@ -454,7 +479,8 @@ class PhaseBuilder:
         recipe_action = self.recipe.action(service, action)
         if recipe_action is None:
             return None
-        values = self.ctx.values(node, role, {"service": service, **extra})
+        shared = self.ctx.shared_values(node, role, service)
+        values = {"node": node.name, "service": service, **extra}
         local = recipe_action.on == "deploy-host"
         qualifier = extra.get("unit") or extra.get("package")
         return self._append(
@@ -466,8 +492,8 @@ class PhaseBuilder:
                 node=node.name,
                 site=self.site.name,
                 executor="local" if local else "ssh",
-                command=render(recipe_action.run, values),
-                title=render_title(recipe_action.title, values),
+                command=render(recipe_action.run, values, shared),
+                title=render_title(recipe_action.title, values, shared),
                 args=dict(args) if args else NO_ARGS,
                 exit_codes=recipe_action.exit_codes,
                 repeat_max=recipe_action.repeat_max,
@@ -648,11 +674,16 @@ class PlanContext:
 
     def values(self, node: Node, role: str, extra: dict[str, Any]) -> dict[str, Any]:
         service = extra.get("service") or ROLES[role].service
+        return {**self.shared_values(node, role, service), "node": node.name, **extra}
+
+    def shared_values(self, node: Node, role: str, service: str) -> dict[str, Any]:
+        """The values of every node of the node's site with that role and service (made once;
+        never changed)."""
         key = (node.site, role, service)
         shared = self._shared_values.get(key)
-        if shared is None:  # the same for every node of the site with that role
+        if shared is None:
             shared = self._shared_values[key] = self._values_of(node, role, service)
-        return {**shared, "node": node.name, **extra}
+        return shared
 
     def _values_of(self, node: Node, role: str, service: str) -> dict[str, Any]:
         variables = self.recipe_for(self.inventory.site(node.site)).variables
