@@ -47,7 +47,7 @@ step_values = operator.itemgetter(*CHANGING)  # a step's __dict__ -> what change
 assert set(CHANGING) <= {f.name for f in fields(StepState)}
 
 FORMAT = "rollgate.timeline/3"  # 3: a step's state is the values of CHANGING, in order
-EVERY = 20_000  # events between checkpoints: a seek folds at most this many
+EVERY = 10_000  # events between checkpoints: a seek folds at most this many
 
 
 def timeline_path(journal: Path) -> Path:
@@ -130,13 +130,16 @@ def _node_from(data: dict[str, Any]) -> NodeState:
 _STATUS, _ERROR, _TAIL = (CHANGING.index(name) for name in ("status", "error", "tail"))
 
 
-def _step_from(values: list[Any]) -> tuple[object, ...]:
+def _step_from(values: list[Any], lines: dict[str, str]) -> tuple[object, ...]:
+    """A step's changed values from their record; `lines`: the output lines read so far, one
+    copy of each (a thousand computes print the same apt lines: 126 MB of a 10 x 1,000
+    replay's checkpoints were their tails)."""
     if len(values) != len(CHANGING):
         raise ValueError("a step of another shape")
     values[_STATUS] = sys.intern(values[_STATUS])  # a few words, a hundred thousand times
     if not values[_ERROR]:
         values[_ERROR] = ""
-    values[_TAIL] = tuple(values[_TAIL])
+    values[_TAIL] = tuple([lines.setdefault(line, line) for line in values[_TAIL]])
     return tuple(values)
 
 
@@ -157,17 +160,19 @@ def _record(checkpoint: Checkpoint) -> bytes:
     )
 
 
-def decode(plan: Plan, line: bytes) -> Checkpoint:
-    """A checkpoint from its line; ValueError when the line does not match its seal."""
+def decode(plan: Plan, line: bytes, lines: dict[str, str] | None = None) -> Checkpoint:
+    """A checkpoint from its line; ValueError when the line does not match its seal. `lines`:
+    output lines read before (from earlier checkpoints of the file), shared with them."""
     body = unsealed(line.rstrip(b"\n"))
     if body is None:
         raise ValueError("the checkpoint does not match its integrity check")
     data = orjson.loads(body)
+    seen: dict[str, str] = {} if lines is None else lines
     return Checkpoint(
         data["position"],
         data["line_crc"],
         _run_from(plan, data["run"]),
-        {k: _step_from(v) for k, v in data["steps"].items()},
+        {k: _step_from(v, seen) for k, v in data["steps"].items()},
         {k: _node_from(v) for k, v in data["nodes"].items()},
     )
 
@@ -312,12 +317,13 @@ def load(
     ):
         return 0, []
     found: list[Checkpoint] = []
+    seen: dict[str, str] = {}  # output lines, one copy across the file's checkpoints
     for line in lines:
         position = (len(found) + 1) * every
         if position > events:
             break
         try:
-            checkpoint = decode(plan, line)
+            checkpoint = decode(plan, line, seen)
         except (ValueError, KeyError, TypeError, AttributeError):
             break  # cut short by a crash, or edited: what follows is not used
         if checkpoint.position != position or line_crc(position - 1) != checkpoint.line_crc:

@@ -72,7 +72,6 @@ class Timeline:
         self._persist = persist
         with paused_gc():
             self._cursor = RunState.initial(plan)
-            self._initial_steps = _InitialSteps(plan)
             self._initial_nodes = {k: copy_node(v) for k, v in self._cursor.nodes.items()}
         self._initial_run = RunState(plan=plan)
         copy_run_fields(self._cursor, self._initial_run)
@@ -166,44 +165,57 @@ class Timeline:
         every, count = self.every, len(self._checkpoints)
         low, high = sorted((j * every, self._position))
         between = self._checkpoints[low // every : min(-(-high // every), count)]
-        steps = set().union(*(c.steps.keys() for c in between))
         nodes = set().union(*(c.nodes.keys() for c in between))
-        if high > count * every:  # beyond the last checkpoint
-            steps |= self._touched_steps
-            nodes |= self._touched_nodes
         state = self._cursor
         with paused_gc():
-            self._swap(state.steps, steps, j, self._step_versions, self._initial_steps, True)
-            self._swap(state.nodes, nodes, j, self._node_versions, self._initial_nodes, False)
+            if j * every > self._position:  # forward: each step's copy is in `between`
+                self._steps_forward(state.steps, between)
+            else:
+                steps = set().union(*(c.steps.keys() for c in between))
+                if high > count * every:  # beyond the last checkpoint
+                    steps |= self._touched_steps
+                self._swap_steps(state.steps, steps, j)
+            if high > count * every:
+                nodes |= self._touched_nodes
+            self._swap_nodes(state.nodes, nodes, j)
         copy_run_fields(self._checkpoints[j - 1].run if j else self._initial_run, state)
         self._position = j * every
 
-    def _swap(
-        self,
-        target: dict[str, Any],
-        keys: set[str],
-        j: int,
-        versions: dict[str, list[int]],
-        initial: Any,
-        steps: bool,
-    ) -> None:
-        """Put in `target` a fresh copy of each key's version as of checkpoint j."""
-        checkpoints, find, get = self._checkpoints, bisect.bisect_right, versions.get
-        new = object.__new__
+    def _swap_steps(self, target: dict[str, StepState], keys: set[str], j: int) -> None:
+        """Set on each of the cursor's steps in `keys` what changes in a step, as of checkpoint
+        j (the state is borrowed until the next move; a step's plan fields never change)."""
+        checkpoints, find, get = self._checkpoints, bisect.bisect_right, self._step_versions.get
+        pending = _PENDING_FIELDS
+        for key in keys:
+            fields = target[key].__dict__
+            held = get(key)
+            if held is None or held[0] > j:  # not started as of j (most of a long jump back)
+                fields.update(pending)
+                continue
+            # its last copy as of j: most steps have one (most of a long jump forward)
+            number = held[-1] if held[-1] <= j else held[find(held, j) - 1]
+            fields.update(zip(CHANGING, checkpoints[number - 1].steps[key], strict=True))
+
+    @staticmethod
+    def _steps_forward(target: dict[str, StepState], between: list[Checkpoint]) -> None:
+        """Moving forward to the last of `between`: each step they hold copies of gets its
+        latest (read from the last checkpoint back; no lookup of where its copies are)."""
+        done: set[str] = set()
+        seen, add = done.__contains__, done.add
+        for checkpoint in reversed(between):
+            for key, version in checkpoint.steps.items():
+                if not seen(key):
+                    add(key)
+                    target[key].__dict__.update(zip(CHANGING, version, strict=True))
+
+    def _swap_nodes(self, target: dict[str, Any], keys: set[str], j: int) -> None:
+        """Put in `target` a fresh copy of each node's state as of checkpoint j."""
+        checkpoints, find, get = self._checkpoints, bisect.bisect_right, self._node_versions.get
         for key in keys:
             held = get(key)
             at = find(held, j) if held else 0
-            if at == 0:
-                version = initial[key]
-            else:
-                checkpoint = checkpoints[held[at - 1] - 1]  # type: ignore[index]
-                version = checkpoint.steps[key] if steps else checkpoint.nodes[key]
-            if steps:  # a frozen step: what changed in it (all immutable), on its plan fields
-                step_copy = new(StepState)
-                step_copy.__dict__ = self._initial_steps.with_changes(key, version)
-                target[key] = step_copy
-            else:
-                target[key] = copy_node(version)
+            version = checkpoints[held[at - 1] - 1].nodes[key] if at else self._initial_nodes[key]  # type: ignore[index]
+            target[key] = copy_node(version)
 
     # ---------------------------------------------------------------- moving around
 
@@ -229,40 +241,9 @@ class Timeline:
         return self.source.events(start, stop)
 
 
-class _InitialSteps:
-    """Each step's state before the run, made when asked (kept as copies, they were 70 MB of
-    a replay of 10,000 nodes)."""
-
-    def __init__(self, plan: Plan):
-        self._where = {
-            step.id: (step, phase.id, stage.id)
-            for phase in plan.phases
-            for stage in phase.stages
-            for step in stage.steps
-        }
-
-    def __getitem__(self, sid: str) -> tuple[object, ...]:
-        """What the reducer changes in the step, as the run begins."""
-        return _PENDING
-
-    def with_changes(self, sid: str, changed: tuple[object, ...]) -> dict[str, object]:
-        """The step's fields: its plan's, and `changed` (CHANGING's values)."""
-        step, phase, stage = self._where[sid]
-        fields = StepState(
-            step.id,
-            step.node,
-            step.site,
-            phase,
-            stage,
-            api=step.executor == "cloud",
-            site_check=bool(step.args.get("site_check")),
-        ).__dict__
-        fields.update(zip(CHANGING, changed, strict=True))
-        return fields
-
-
 # a step before the run: CHANGING's values of a fresh StepState
 _PENDING: tuple[object, ...] = step_values(StepState("", "", "", "", "").__dict__)
+_PENDING_FIELDS = dict(zip(CHANGING, _PENDING, strict=True))
 
 
 def journal_timeline(plan: Plan, index: JournalIndex) -> Timeline:

@@ -21,7 +21,7 @@ def snapshot(state) -> tuple:
     return (
         state.status,
         state.last_seq,
-        {k: (v.status, v.attempts, list(v.tail)) for k, v in state.steps.items()},
+        {k: vars(v).copy() for k, v in state.steps.items()},  # every field of every step
         {k: vars(v).copy() for k, v in state.nodes.items()},
         [(g.id, g.decision, g.operator, g.comment) for g in state.gates],
         dict(state.phases),
