@@ -206,7 +206,8 @@ def _exit_codes_from(record: dict[str, str]) -> dict[int, str]:
 class Sharing:
     """Equal commands, titles and argument tables of a plan's steps, one copy of each: a
     thousand computes run the same commands (161,089 commands of a 10 x 1,000 plan are 94
-    texts; its 211,332 titles 40,269), which each step held a copy of (replay: 543 -> MB)."""
+    texts; its 211,332 titles 40,269), which each step held a copy of (a third of what a
+    replay held)."""
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}

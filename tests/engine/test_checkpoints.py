@@ -90,3 +90,18 @@ def test_damaged_checkpoints_are_not_trusted_and_the_replay_writes_them_again(
     # ...and folding to the end wrote them again, whole, for the next replay
     assert len(records(finished_run)) - 1 == whole
     assert seeks_match_folding(finished_run) == whole
+
+
+def test_checkpoints_read_back_hold_one_copy_of_each_output_line(finished_run: Path) -> None:
+    """Computes print the same lines; a replay of thousands holds each once (its memory)."""
+    client = open_journal_client(str(finished_run))
+    timeline = journal_timeline(client.plan, client.index)
+    lines: dict[str, list[str]] = {}
+    tail = checkpoints.CHANGING.index("tail")
+    for checkpoint in timeline._checkpoints:
+        for version in checkpoint.steps.values():
+            for line in version[tail]:  # type: ignore[union-attr]
+                lines.setdefault(line, []).append(line)
+    repeated = [copies for copies in lines.values() if len(copies) > 1]
+    assert repeated, "no line is in two checkpoints: the test would prove nothing"
+    assert all(all(c is copies[0] for c in copies) for copies in repeated)

@@ -13,6 +13,7 @@ from rollgate.core.client import open_journal_client
 from rollgate.core.journal import JournalDamaged, read_journal
 from rollgate.core.report import build_report
 from rollgate.core.state import fold
+from rollgate.core.timeline import journal_timeline
 from tests.cli_helpers import rollgate
 from tests.sample_run import INVENTORY, SHIPPED
 
@@ -50,7 +51,18 @@ def report_reads(path: Path) -> None:
     build_report(client.plan, client.header, client.all_events())
 
 
-READERS = {"replay": replay_reads, "report": report_reads, "resume": read_journal}
+def seek_reads(path: Path) -> None:
+    """The replay console's way: a timeline folding the journal a block of events at a time."""
+    client = open_journal_client(str(path))
+    journal_timeline(client.plan, client.index).view_at(len(client.index))
+
+
+READERS = {
+    "replay": replay_reads,
+    "seek": seek_reads,
+    "report": report_reads,
+    "resume": read_journal,
+}
 
 
 @pytest.mark.parametrize("flip", twelve_flips(), ids=lambda f: f"line{f[0]}-byte{f[1]}-bit{f[2]}")

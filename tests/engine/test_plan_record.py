@@ -24,6 +24,38 @@ def test_a_plan_read_a_phase_at_a_time_is_the_plan(inventory: str) -> None:
     assert again == plan and plan_digest(again) == plan.digest
 
 
+def shareable(value: object) -> bool:
+    """A value Sharing keeps one copy of: a text, or a table whose values can be keys."""
+    if not isinstance(value, dict):
+        return True
+    try:
+        hash(tuple(value.items()))
+    except TypeError:
+        return False
+    return True
+
+
+def test_a_plan_read_back_holds_one_copy_of_each_command_title_and_argument_table() -> None:
+    """A thousand computes run the same commands: read back from a journal, equal ones are one
+    object (a replay of 10 x 1,000 held 94 commands 161,089 times); a table holding a list
+    or a table is kept as it is."""
+    plan = build_plan(load_inventory("sample_inventory/multisite-apt.yaml"))
+    record, layout = plan_record(plan)
+    again = plan_from_record(memoryview(record), layout)
+    assert again == plan
+    for field in ("command", "title", "args"):
+        first: dict[bytes, object] = {}
+        repeated = 0
+        for step in again.steps:
+            value = getattr(step, field)
+            key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            if key in first and shareable(value):
+                assert value is first[key], (field, step.id)
+                repeated += 1
+            first.setdefault(key, value)
+        assert repeated, f"no {field} repeats: the test would prove nothing"
+
+
 def test_the_shipped_journal_opens_its_plan_by_its_layout_as_the_whole_read_would() -> None:
     client = open_journal_client(str(SHIPPED))
     assert "plan_layout" in client.header and "plan" not in client.header  # read by layout
