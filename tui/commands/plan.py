@@ -23,11 +23,13 @@ def plan(inventory: str, fmt: str, detail: bool) -> int:
     from rollgate.core.inventory import load_inventory
     from rollgate.core.lifecycle import warnings
     from rollgate.core.plan import build_plan, plan_json_pieces
+    from rollgate.tui.cli import keep_until_exit
 
     inv = load_inventory(inventory)
     for line in warnings(inv.upgrade):  # stderr: the JSON on stdout stays a plan
         click.echo(f"warning: {inventory}: {line}", err=True)
     the_plan = build_plan(inv)
+    keep_until_exit(inv, the_plan)
     if fmt == "json":  # one line, a phase at a time: a plan of 20,000 nodes is 200 MB of JSON
         out = click.get_binary_stream("stdout")
         out.writelines(plan_json_pieces(the_plan))

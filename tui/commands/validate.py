@@ -14,9 +14,11 @@ def validate(inventory: str) -> int:
     from rollgate.core.inventory import load_inventory
     from rollgate.core.plan import build_plan
     from rollgate.core.window import resolve as resolve_window
+    from rollgate.tui.cli import keep_until_exit
 
     inv = load_inventory(inventory)
     plan = build_plan(inv)
+    keep_until_exit(inv, plan)
     window = resolve_window(inv.window, None)
     if window is not None and not window.relative and window.end < time.time():
         click.echo(
