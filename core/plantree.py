@@ -52,9 +52,11 @@ SUMMARISE_OVER = 2  # nodes in a stage beyond which nodes doing the same steps s
 
 def _node_groups(stage: Stage) -> list[tuple[list[str], list[Step]]]:
     """The stage's nodes grouped by the steps they run (the same actions, in order)."""
+    by_node: dict[str, list[Step]] = {}  # one pass: a stage of 1,000 nodes has 20,000 steps
+    for step in stage.steps:
+        by_node.setdefault(step.node, []).append(step)
     groups: dict[tuple[str, ...], tuple[list[str], list[Step]]] = {}
-    for node in stage.nodes:
-        steps = [s for s in stage.steps if s.node == node]
+    for node, steps in by_node.items():
         key = tuple(s.id.rsplit("/", 1)[-1] for s in steps)
         groups.setdefault(key, ([], steps))[0].append(node)
     return list(groups.values())
