@@ -51,6 +51,7 @@ def main() -> None:
         start = time.perf_counter()
         command("validate_20000", ["validate", str(big)])
         command("plan_20000", ["plan", str(big), "--format", "json"])
+        command("plan_tree_20000", ["plan", str(big)])  # the tree a terminal shows
         command("plan_10x1000", ["plan", str(ten), "--format", "json"])
         report("models.total", time.perf_counter() - start, "s")
 
