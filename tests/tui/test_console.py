@@ -96,7 +96,10 @@ async def test_approve_with_a_comment_reaches_the_journal() -> None:
 
 async def close_end_screen(app: RollgateApp, pilot: object, title: str) -> str:
     """Wait for the end-of-run page, check its title, close it; returns its text."""
-    await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+    # pushed, and composed: its title is mounted (a busy machine shows the gap between them)
+    await wait_for(
+        pilot, lambda: isinstance(app.screen, TextScreen) and bool(app.screen.query("Label"))
+    )
     assert str(app.screen.query("Label").first().render()) == title
     text = str(app.screen.query_one("#page").render())
     await pilot.press("escape")  # type: ignore[attr-defined]
