@@ -228,7 +228,7 @@ class Sharing:
             return args
 
 
-def _step_from_dict(data: dict[str, Any], sharing: Sharing | None = None) -> Step:
+def _step_from_dict(data: dict[str, Any], sharing: Sharing) -> Step:
     """A step from its record; a plan holds tens of thousands, so when the record has exactly
     the step's fields it is built without running the dataclass __init__ (same result)."""
     values = dict(data)
@@ -239,12 +239,9 @@ def _step_from_dict(data: dict[str, Any], sharing: Sharing | None = None) -> Ste
     for name in _WORDS:
         if type(values.get(name)) is str:
             values[name] = sys.intern(values[name])
-    if sharing is not None:
-        values["command"] = sharing.text(values.get("command"))
-        values["title"] = sharing.text(values.get("title"))
-        values["args"] = sharing.args(values.get("args") or NO_ARGS)
-    elif not values.get("args", True):
-        values["args"] = NO_ARGS
+    values["command"] = sharing.text(values.get("command"))
+    values["title"] = sharing.text(values.get("title"))
+    values["args"] = sharing.args(values.get("args") or NO_ARGS)
     if values.keys() != _STEP_FIELDS:
         return Step(**values)  # raises on unknown or missing fields
     return _filled(values)
@@ -272,9 +269,7 @@ _SETTERS = tuple((name, getattr(Step, name).__set__) for name in _STEP_ORDER)
 _step_fields = operator.attrgetter(*_STEP_ORDER)
 
 
-def _phase_from(
-    records: list[dict[str, Any]], i: int, consume: bool, sharing: Sharing | None = None
-) -> Phase:
+def _phase_from(records: list[dict[str, Any]], i: int, consume: bool, sharing: Sharing) -> Phase:
     p = records[i]
     if consume:
         records[i] = None  # type: ignore[call-overload]

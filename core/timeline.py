@@ -213,9 +213,11 @@ class Timeline:
         checkpoints, find, get = self._checkpoints, bisect.bisect_right, self._node_versions.get
         for key in keys:
             held = get(key)
-            at = find(held, j) if held else 0
-            version = checkpoints[held[at - 1] - 1].nodes[key] if at else self._initial_nodes[key]  # type: ignore[index]
-            target[key] = copy_node(version)
+            at = find(held, j) if held is not None else 0
+            if held is not None and at:
+                target[key] = copy_node(checkpoints[held[at - 1] - 1].nodes[key])
+            else:
+                target[key] = copy_node(self._initial_nodes[key])
 
     # ---------------------------------------------------------------- moving around
 
@@ -242,8 +244,9 @@ class Timeline:
 
 
 # a step before the run: CHANGING's values of a fresh StepState
-_PENDING: tuple[object, ...] = step_values(StepState("", "", "", "", "").__dict__)
-_PENDING_FIELDS = dict(zip(CHANGING, _PENDING, strict=True))
+_PENDING_FIELDS = dict(
+    zip(CHANGING, step_values(StepState("", "", "", "", "").__dict__), strict=True)
+)
 
 
 def journal_timeline(plan: Plan, index: JournalIndex) -> Timeline:

@@ -69,7 +69,7 @@ _kept: list[object] | None = None  # a process started by main(): see keep_until
 
 def keep_until_exit(*models: object) -> None:
     """A command's large models (a plan of 20,000 nodes: 400,000 steps) are kept until the
-    process ends, and it then ends without freeing them one by one (half a second of
+    process ends, and it then ends without freeing them one by one (0.2 s of
     `rollgate validate` at that size). Only in a process main() started; called from a test
     (click's CliRunner) they are let go as usual."""
     if _kept is not None:
