@@ -114,6 +114,10 @@ class Sshd:
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
                 "MaxStartups 500\nMaxSessions 50\nLogLevel ERROR\n"
+                # a login shell here is this machine's: root's bash would read its ~/.bashrc
+                # (pyenv's set-up forks ~100 processes a session); sessions of a nested
+                # shell level skip it, as on a node whose login shell is quiet
+                "SetEnv SHLVL=1\n"
             )
             inside = ["ip", "netns", "exec", self.netns] if self.netns else []
             self.procs.append(
