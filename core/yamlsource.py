@@ -60,13 +60,24 @@ def format_path(path: Path) -> str:
 MAX_VALUES = 1_000_000  # values after expanding aliases: an alias bomb stops here
 MAX_ALIASES = 10_000  # uses of an anchor
 MAX_DEPTH = 64  # nesting of mappings and lists
+# libyaml's parser where PyYAML was built with it (its nodes carry the same line marks); a
+# document it refuses is parsed again by PyYAML's own, whose messages say more ("expected
+# ',' or ']', but got ':'" where libyaml says "did not find expected ',' or ']'")
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_FAST_LOADER)
+    except yaml.YAMLError:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def parse_yaml(text: str, file: str) -> YamlDocument:
     """Parse `text`; raise SourceError naming the line for syntax errors, duplicate keys, and
     input that would expand without bound (aliases, nesting)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except RecursionError:
         raise SourceError(
             [Problem(file, None, "", f"nested too deeply (over {MAX_DEPTH} levels); flatten it")]
