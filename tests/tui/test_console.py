@@ -34,7 +34,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.asynccontextmanager
 async def console(
-    faults: list[str] | None = None, *, auto_approve: bool = False
+    faults: list[str] | None = None, *, auto_approve: bool = False, inventory: Path = SMALL
 ) -> AsyncIterator[tuple[Session, RollgateApp, object]]:
     """The console on a run of the small lab cloud; `auto_approve` where the gates are not
     what the test is about (the run then goes through without key presses, much sooner)."""
@@ -45,7 +45,7 @@ async def console(
         faults=faults or [],
         auto_approve=auto_approve,
     )
-    async with open_session(str(SMALL), options) as session:
+    async with open_session(str(inventory), options) as session:
         app = RollgateApp(session.client, operator="olga", resume_hint="rollgate run ... --resume")
         task = asyncio.create_task(session.engine.run())
         async with app.run_test(size=(160, 50)) as pilot:
@@ -79,8 +79,12 @@ async def approve_all(app: RollgateApp, pilot: object, session: Session) -> None
             await pilot.pause(0.05)  # type: ignore[attr-defined]
 
 
-async def test_approve_with_a_comment_reaches_the_journal() -> None:
-    async with console() as (session, app, pilot):
+async def test_approve_with_a_comment_reaches_the_journal(tmp_path: Path) -> None:
+    # every gate is approved by its keys to the end of the run: the downtime and canary gates
+    # (6), not SMALL's phase gates too (13, the same question each time)
+    inventory = tmp_path / "small-canaries.yaml"
+    inventory.write_text(SMALL.read_text().replace("gates: [phase, canary]", "gates: [canary]"))
+    async with console(inventory=inventory) as (session, app, pilot):
         await wait_for(pilot, lambda: app.state.gate is not None)
         await pilot.press("a")
         await pilot.press(*"looks good")
@@ -89,6 +93,7 @@ async def test_approve_with_a_comment_reaches_the_journal() -> None:
         first = decisions(session)[0]
         assert (first.decision, first.operator, first.comment) == ("approve", "olga", "looks good")
         await approve_all(app, pilot, session)
+        assert len(decisions(session)) == 6
         assert session.engine.state.status == "complete"
         assert "complete" in str(app.w_header.render())
         await close_end_screen(app, pilot, "run complete")
