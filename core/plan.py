@@ -248,24 +248,27 @@ def _step_from_dict(data: dict[str, Any], sharing: Sharing) -> Step:
 
 
 def _filled(values: dict[str, Any]) -> Step:
-    """A Step of exactly its fields' `values`, without the frozen dataclass's __init__ (its
-    per-field object.__setattr__ and defaults: a plan builds two hundred thousand)."""
-    step = object.__new__(Step)
-    for name, setter in _SETTERS:
-        setter(step, values[name])
-    return step
+    """A Step of exactly its fields' `values` (built as _new_step builds one)."""
+    return _new_step(**values)
 
 
 _STEP_DEFAULTS = {"args": NO_ARGS, "exit_codes": ONLY_ZERO_OK, "repeat_max": 1, "gate": None}
 
 
-def _new_step(**values: Any) -> Step:
-    """Step(**values), built as _filled() builds one: the same object."""
-    return _filled({**_STEP_DEFAULTS, **values})
+def _step_maker() -> Any:
+    """Step(**values) without the frozen dataclass's __init__ (an object.__setattr__ per
+    field): each field's slot set directly, in a function written out once per field as
+    dataclasses writes __init__ (0.98 against 1.83 µs a step; a plan builds 400,000)."""
+    params = ", ".join(f"{n}=_D_{n}" if n in _STEP_DEFAULTS else n for n in _STEP_ORDER)
+    body = "".join(f"    _set_{n}(step, {n})\n" for n in _STEP_ORDER)
+    scope: dict[str, Any] = {"_new": object.__new__, "Step": Step}
+    scope.update({f"_set_{n}": getattr(Step, n).__set__ for n in _STEP_ORDER})
+    scope.update({f"_D_{n}": v for n, v in _STEP_DEFAULTS.items()})
+    exec(f"def _new_step(*, {params}):\n    step = _new(Step)\n{body}    return step\n", scope)
+    return scope["_new_step"]
 
 
-# each field's slot, set directly (the class is frozen: its own __setattr__ refuses)
-_SETTERS = tuple((name, getattr(Step, name).__set__) for name in _STEP_ORDER)
+_new_step = _step_maker()
 _step_fields = operator.attrgetter(*_STEP_ORDER)
 
 
