@@ -190,7 +190,8 @@ def run(
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                 )
 
-                return await engine_main(session, Path(engine_process), control_group)
+                with tuned_gc():  # no console in this process: as headless
+                    return await engine_main(session, Path(engine_process), control_group)
             if headless:
                 with tuned_gc():
                     return await drive_headless(session)
