@@ -48,7 +48,7 @@ async def run(directory: Path, sites: int, computes: int) -> None:
         journal=journal,
     )
     try:
-        with tuned_gc(), timed() as t:  # as `rollgate run` sets it
+        with tuned_gc(), timed() as t:  # as `rollgate run` sets it for its engine
             outcome = await engine.run()
     finally:
         journal.close()
