@@ -21,7 +21,7 @@ from typing import Any, Protocol, overload
 
 import orjson
 
-from rollgate.core.events import Event, event_from_dict
+from rollgate.core.events import Event, StepOutput, event_from_dict
 from rollgate.core.journal import (
     JOURNAL_FORMAT,
     JournalError,
@@ -78,6 +78,7 @@ class JournalIndex:
         self.lines_consumed = 0  # lines in those bytes
         self.reader = RecordReader(path, header)
         self._first_seq: int | None = None
+        self._shared = _SharedLines()
         # the plan's record in the header line, not parsed (header["plan_layout"] says where
         # its phases are): the client builds the plan from it a phase at a time, then drops it
         self.plan_record: memoryview | None = None
@@ -214,7 +215,10 @@ class JournalIndex:
         return self._first_seq
 
     def events(self, start: int, stop: int) -> list[Event]:
+        """Events start..stop, their output lines shared with those read before (see
+        _SharedLines)."""
         start, stop, _ = slice(start, stop).indices(len(self._lines))
+        share = self._shared.share
         if self.reader.sealed:  # each checked as event() checks it, in one loop
             out: list[Event] = []
             seq = self._first() + start if stop > start else 0
@@ -225,7 +229,7 @@ class JournalIndex:
                     if body is None:
                         break
                     try:
-                        event = make(loads(body))
+                        event = make(share(loads(body)))
                     except (ValueError, TypeError):
                         break
                     if event.seq != seq:
@@ -239,7 +243,7 @@ class JournalIndex:
         loads, make = orjson.loads, event_from_dict
         with paused_gc():
             try:
-                return [make(loads(line)) for line in self._lines[start:stop]]
+                return [make(share(loads(line))) for line in self._lines[start:stop]]
             except (ValueError, TypeError):  # find the line, to name it
                 return [self.event(i) for i in range(start, stop)]
 
@@ -268,6 +272,34 @@ class JournalIndex:
             yield self.event(i)
 
 
+class _SharedLines:
+    """One copy of each output line in the events read back: a replay that folds a journal
+    keeps each step's last lines (its tail) and, without the engine's checkpoints, takes its
+    own; a thousand computes print the same apt lines, and each parsed record had its own copy
+    (a 1,000,000-event journal folded without its checkpoints peaked at 420 MB, 351 MB with
+    the lines shared, the plan's reading being the peak). Forgets them all once it holds
+    LIMIT distinct lines, so output that never repeats does not pile up."""
+
+    LIMIT = 200_000
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def share(self, record: Any) -> Any:
+        """`record` (an event's JSON object), its output lines replaced by shared copies."""
+        if type(record) is dict and record.get("type") == _OUTPUT:
+            lines = record.get("lines")
+            if type(lines) is list:
+                seen = self._seen
+                if len(seen) > self.LIMIT:
+                    seen.clear()
+                # a line that is no string (an edited journal) raises TypeError if it cannot
+                # be a key: the caller reads the event again alone, to name what is wrong
+                record["lines"] = [seen.setdefault(line, line) for line in lines]
+        return record
+
+
+_OUTPUT = StepOutput.type
 CHUNK = 8 << 20  # bytes read at a time while finding the lines
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from rollgate.core import checkpoints
 from rollgate.core import timeline as timeline_module
+from rollgate.core.checkpoints import timeline_path
 from rollgate.core.client import open_journal_client
 from rollgate.core.engine import record
 from rollgate.core.state import fold
@@ -105,3 +106,26 @@ def test_checkpoints_read_back_hold_one_copy_of_each_output_line(finished_run: P
     repeated = [copies for copies in lines.values() if len(copies) > 1]
     assert repeated, "no line is in two checkpoints: the test would prove nothing"
     assert all(all(c is copies[0] for c in copies) for copies in repeated)
+
+
+def test_a_replay_that_folds_without_checkpoints_holds_one_copy_of_each_output_line(
+    finished_run: Path,
+) -> None:
+    """A journal from before checkpoints (or whose file was lost): the replay folds every
+    event and takes its own; the steps' tails, its cursor's and its checkpoints', share their
+    lines as the file's do (its memory: 420 -> 351 MB at 1,000,000 events)."""
+    timeline_path(finished_run).unlink()
+    client = open_journal_client(str(finished_run))
+    timeline = journal_timeline(client.plan, client.index)
+    state = timeline.view_at(len(timeline))
+    tail = checkpoints.CHANGING.index("tail")
+    lines: dict[str, list[str]] = {}
+    held = [s.tail for s in state.steps.values()]
+    held += [version[tail] for c in timeline._checkpoints for version in c.steps.values()]
+    for step_tail in held:
+        for line in step_tail:  # type: ignore[union-attr]
+            lines.setdefault(line, []).append(line)
+    repeated = [copies for copies in lines.values() if len(copies) > 1]
+    assert len(repeated) > 10, "few lines repeat: the test would prove little"
+    assert all(all(c is copies[0] for c in copies) for copies in repeated)
+    assert timeline_path(finished_run).exists()  # and it wrote them for the next replay
