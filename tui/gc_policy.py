@@ -29,12 +29,10 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
 
 # a young collection every 10,000 allocations, not 700: a run of 10 x 1,000 computes spent a
 # fifth of its time collecting (7 of 34 s, measured with gc.callbacks; 1.4 s at this setting).
-# A console keeps its young collections short (5 ms each at that run's pace; its frames wait
-# for them); an engine without a console in its process (detached, headless) collects every
-# 50,000: 25 collections of 20 ms instead of 180 of 5 ms, 30,300 -> 31,800-32,500 events/s at
-# 10 x 1,000, the same peak memory (2026-12-05)
+# Every 50,000 was tried for an engine without a console: the in-process run gained 1-5 %,
+# but the 1,000-node lab run over SSH peaked at 384 MB instead of 339 (its connections'
+# reference cycles wait longer to be collected), and real runs are over SSH (2026-12-05)
 YOUNG_THRESHOLD = (10_000, 10, 10)
-ENGINE_YOUNG_THRESHOLD = (50_000, 10, 10)
 
 _console_tuned = False  # inside tuned_gc(console=True)
 
@@ -60,7 +58,7 @@ def tuned_gc(*, console: bool = False) -> Iterator[None]:
     threshold = gc.get_threshold()
     gc.freeze()
     global _console_tuned
-    gc.set_threshold(*(YOUNG_THRESHOLD if console else ENGINE_YOUNG_THRESHOLD))
+    gc.set_threshold(*YOUNG_THRESHOLD)
     if console:
         gc.callbacks.append(_freeze_survivors)
         _console_tuned = True
