@@ -3,6 +3,7 @@ the installed version, with the real tools' messages and exit codes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from rollgate.core.lab import APT, Shell, World, package_version, systemctl
@@ -11,6 +12,7 @@ from rollgate.core.releases import CATALOGUE, package_source
 from rollgate.core.roles import ROLES
 
 
+@functools.cache  # a few dozen packages, asked at each install and version read
 def service_of(package: str) -> str:
     """The project a package belongs to (its version numbering)."""
     return next((ROLES[r].service for r in ROLES if APT.package(r) == package), package)
