@@ -23,6 +23,21 @@ LIMIT = 1 << 20  # bytes a request line may take (the server's limit too)
 SOCKET_PATH_MAX = 100  # an AF_UNIX path longer than ~107 bytes cannot be bound or reached
 
 
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """The engine's one-line answer, however long: the header of a run of 10,000 nodes holds
+    its plan, 100 MB and more, past any buffer limit a line is read with (readline refused it,
+    and `rollgate status` of such a run ended in a traceback). Empty when the engine closed
+    the connection first."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            return b"".join(chunks) + await reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:  # no newline in the buffer yet: take it
+            chunks.append(await reader.readexactly(exc.consumed))
+        except asyncio.IncompleteReadError as exc:  # closed before the end of the line
+            return b"".join(chunks) + exc.partial if chunks or exc.partial else b""
+
+
 @contextlib.contextmanager
 def reachable(path: Path) -> Iterator[str]:
     """A name for the socket `path` that AF_UNIX takes: the path itself, or, when it is too
@@ -95,12 +110,12 @@ class SocketClient(ClientBase):
         try:
             writer.write(json.dumps(data).encode() + b"\n")
             await writer.drain()
-            line = await reader.readline()
+            line = await _answer(reader)
         finally:
             writer.close()
         if not line:
             raise EngineGone("the run's engine closed the connection")
-        answer: dict[str, Any] = json.loads(line)
+        answer: dict[str, Any] = orjson.loads(line)
         return answer
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:

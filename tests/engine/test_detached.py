@@ -307,3 +307,24 @@ def test_a_control_group_opens_the_socket_to_a_team(tmp_path: Path) -> None:
         rollgate(shared, "abort", run_id, "--comment", "test over")
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_an_answer_longer_than_the_read_buffer_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header of a run of 10,000 nodes holds its plan (118 MB): past the buffer a line is
+    read with, it ended `rollgate status` and `attach` in a traceback. Here the buffer is made
+    smaller than SMALL's header, a real engine answers."""
+    from rollgate.core import socket_client
+
+    run_id = start(tmp_path)
+    client = SocketClient(control_socket(tmp_path / "runs" / run_id), None, {}, name="t")
+    try:
+        header = asyncio.run(client.request({"op": "header"}))
+        monkeypatch.setattr(socket_client, "LIMIT", 64)  # the client reads with 4 KB
+        assert len(json.dumps(header)) > 10 * 64 * 64
+        assert asyncio.run(client.request({"op": "header"})) == header
+        assert asyncio.run(client.request({"op": "status"}))["run_id"] == run_id
+    finally:
+        monkeypatch.undo()
+        rollgate(tmp_path, "abort", run_id)

@@ -17,9 +17,13 @@ if TYPE_CHECKING:
     from rollgate.core.socket_client import SocketClient
 
 
-def engine_client(run: str, name: str = "", *, read_only: bool = False) -> SocketClient:
+def engine_client(
+    run: str, name: str = "", *, read_only: bool = False, plan: bool = True
+) -> SocketClient:
     """A socket client of RUN's engine, with its plan and header; UserError when none answers.
-    `read_only`: it only watches (commands are refused, it does not count as attached)."""
+    `read_only`: it only watches (commands are refused, it does not count as attached).
+    `plan` False: without them (the header of 10,000 nodes is 100 MB, and a status or a
+    decision needs none of it); the engine is asked how the run stands instead."""
     from rollgate.core.client import EngineGone, NotTheEngine
     from rollgate.core.detach import control_socket
     from rollgate.core.plan import Plan
@@ -30,7 +34,7 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
     path = control_socket(run_dir)
     client = SocketClient(path, None, {}, name=name, read_only=read_only)
     try:
-        header = asyncio.run(client.request({"op": "header"}))
+        header = asyncio.run(client.request({"op": "header" if plan else "status"}))
     except NotTheEngine as exc:
         raise UserError(str(exc), exit_code=1) from None
     except EngineGone:
@@ -52,7 +56,8 @@ def engine_client(run: str, name: str = "", *, read_only: bool = False) -> Socke
             f"{run}` says how it stands; resume it with `{resume_command_of(run)}`",
             exit_code=1,
         ) from None
-    client.plan, client.header = Plan.from_dict(header.pop("plan"), consume=True), header
+    if plan:
+        client.plan, client.header = Plan.from_dict(header.pop("plan"), consume=True), header
     return client
 
 
@@ -142,7 +147,7 @@ def _status(run: str) -> dict[str, Any]:
     from rollgate.core.client import EngineGone
 
     try:
-        client = engine_client(run)
+        client = engine_client(run, plan=False)
         answer: dict[str, Any] = asyncio.run(client.request({"op": "status"}))
         return answer
     except (UserError, EngineGone):
@@ -214,7 +219,7 @@ def _decide(verb: str) -> click.Command:
 
         if verb == "skip" and not comment.strip():
             raise click.UsageError("skip needs --reason: why the step is left not run")
-        client = engine_client(run, name=name)
+        client = engine_client(run, name=name, plan=twins)  # its twins are found in the plan
         gate = None
         try:
             if verb not in ("pause", "continue", "abort"):
