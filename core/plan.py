@@ -244,11 +244,6 @@ def _step_from_dict(data: dict[str, Any], sharing: Sharing) -> Step:
     values["args"] = sharing.args(values.get("args") or NO_ARGS)
     if values.keys() != _STEP_FIELDS:
         return Step(**values)  # raises on unknown or missing fields
-    return _filled(values)
-
-
-def _filled(values: dict[str, Any]) -> Step:
-    """A Step of exactly its fields' `values` (built as _new_step builds one)."""
     return _new_step(**values)
 
 

@@ -35,7 +35,7 @@ async def _answer(reader: asyncio.StreamReader) -> bytes:
         except asyncio.LimitOverrunError as exc:  # no newline in the buffer yet: take it
             chunks.append(await reader.readexactly(exc.consumed))
         except asyncio.IncompleteReadError as exc:  # closed before the end of the line
-            return b"".join(chunks) + exc.partial if chunks or exc.partial else b""
+            return b"".join(chunks) + exc.partial
 
 
 @contextlib.contextmanager

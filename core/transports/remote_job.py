@@ -155,7 +155,7 @@ def job_name(step_id: str, attempt: int) -> str:
 
 @functools.lru_cache(maxsize=64)  # asked once per step of a run, always the same answer
 def run_dir(root: str, run_id: str) -> str:
-    return f"{root.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]+', '_', run_id) or 'run'}"
+    return f"{root.rstrip('/')}/{_UNSAFE.sub('_', run_id) or 'run'}"
 
 
 def wrapper_command(
