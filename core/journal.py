@@ -95,6 +95,7 @@ class JournalWriter:
         self._appended = 0  # lines handed to us
         self._durable = 0  # of those, lines known to be on disk
         self._syncing: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # callers of commit, until it is done
         self._closed = False
         self.failed: JournalWriteError | None = None  # once set, nothing more is written
         stat = os.fstat(self._fd)
@@ -209,9 +210,15 @@ class JournalWriter:
         while self._durable < target:
             if self._syncing is None:
                 self._syncing = asyncio.ensure_future(self._sync_pending())
-            await asyncio.shield(self._syncing)
+            # a future of its own, not the sync's: cancelling one waiter cancels only it
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
     async def _sync_pending(self) -> None:
+        """Write and fsync what is pending, then wake the callers of commit (an error goes
+        to each of them, not to this task, which nobody awaits)."""
+        failed: BaseException | None = None
         try:
             upto = self._appended
             self._write_pending()
@@ -223,8 +230,23 @@ class JournalWriter:
                         self._fail_write(exc)
                     # closed meanwhile: close() wrote and fsynced everything itself
             self._durable = max(self._durable, upto)
+        except asyncio.CancelledError as exc:
+            failed = exc
+            raise
+        except Exception as exc:
+            failed = exc
         finally:
             self._syncing = None
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if waiter.done():
+                    continue
+                if failed is None:
+                    waiter.set_result(None)
+                elif isinstance(failed, asyncio.CancelledError):
+                    waiter.cancel()
+                else:
+                    waiter.set_exception(failed)
 
     def _write_pending(self) -> None:
         if self.failed is not None:

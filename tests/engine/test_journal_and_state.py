@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,14 @@ from hypothesis import strategies as st
 from rollgate.core import events as ev
 from rollgate.core.errors import UserError
 from rollgate.core.inventory import load_inventory
-from rollgate.core.journal import JournalError, JournalTail, JournalWriter, read_journal, seal
+from rollgate.core.journal import (
+    JournalError,
+    JournalTail,
+    JournalWriteError,
+    JournalWriter,
+    read_journal,
+    seal,
+)
 from rollgate.core.journal_index import JournalIndex
 from rollgate.core.plan import build_plan
 from rollgate.core.runs import RunLock
@@ -131,6 +140,58 @@ async def test_lanes_committing_together_share_fsyncs_and_are_durable_on_return(
     writer.close()
     assert len(read_journal(path).events) == 100
     assert syncs < 10, f"{syncs} fsyncs for 100 lanes that committed together"
+
+
+async def test_a_lane_cancelled_while_committing_leaves_the_others_waiting_for_their_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An abort cancels one branch mid-commit; the rest still return only once on disk."""
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, {"run_id": "r"})
+    release = threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    done: list[int] = []
+
+    async def lane(i: int) -> None:
+        writer.append(ev.StepStarted(seq=i + 1, step=STEPS[i % len(STEPS)], node="n", attempt=1))
+        await writer.commit()
+        done.append(i)
+
+    lanes = [asyncio.ensure_future(lane(i)) for i in range(3)]
+    await asyncio.sleep(0.05)  # all three wait on the one fsync
+    lanes[0].cancel()
+    await asyncio.sleep(0.05)
+    assert lanes[0].cancelled() and done == []  # the others still wait for the disk
+    release.set()
+    await asyncio.gather(*lanes[1:])
+    assert sorted(done) == [1, 2]
+    writer.close()
+
+
+async def test_a_failed_fsync_reaches_every_lane_waiting_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, {"run_id": "r"})
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+
+    async def lane(i: int) -> None:
+        writer.append(ev.StepStarted(seq=i + 1, step=STEPS[i % len(STEPS)], node="n", attempt=1))
+        await writer.commit()
+
+    outcomes = await asyncio.gather(*(lane(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(o, JournalWriteError) for o in outcomes), outcomes
+    assert "Input/output error" in str(outcomes[0])
 
 
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:
