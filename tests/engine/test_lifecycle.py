@@ -12,7 +12,7 @@ import pytest
 from rollgate.core import events as ev
 from rollgate.core.client import CommandRejected
 from rollgate.core.errors import UserError
-from rollgate.core.executor import Stopped, within
+from rollgate.core.executor import Stopped, StopSignal, TransportError, within
 from rollgate.core.journal import read_journal, seal
 from rollgate.core.session import RunOptions, open_session
 from tests.engine.conftest import SMALL, drive, make
@@ -107,6 +107,31 @@ async def test_within_says_which_limit_ended_a_wait() -> None:
     with pytest.raises(Stopped):
         await within(asyncio.sleep(10), None, stop)
     assert await within(asyncio.sleep(0, "done"), 1, stop) == "done"
+
+
+@pytest.mark.parametrize("ended_by", ["timeout", "stop"])
+async def test_a_call_that_answers_its_cancel_with_its_own_error_leaves_its_caller_whole(
+    ended_by: str,
+) -> None:
+    """A command cancelled by its timeout or an abort may fail its own way while it stops
+    (an SSH channel lost as it closes): that error is what the step reports, and the lane's
+    task is left uncancelled, so its next timeout still says TimeoutError."""
+
+    async def fails_as_it_stops() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise TransportError("n1", "the channel closed as it stopped") from None
+
+    stop = StopSignal()
+    if ended_by == "stop":
+        asyncio.get_running_loop().call_later(0.01, stop.abort)
+    with pytest.raises(TransportError, match="channel closed"):
+        await within(fails_as_it_stops(), 0.01 if ended_by == "timeout" else None, stop)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    with pytest.raises(TimeoutError):  # a later limit in the same task still reads as one
+        await within(asyncio.sleep(10), 0.01, None)
 
 
 async def test_an_abort_ends_the_engine_with_run_finished_while_a_command_hangs() -> None:
