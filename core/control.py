@@ -35,7 +35,7 @@ from rollgate.core.client import CommandRejected
 from rollgate.core.engine import Engine
 from rollgate.core.estimate import remaining_seconds
 from rollgate.core.executor import within
-from rollgate.core.plan import Plan, json_default
+from rollgate.core.plan import Plan, header_answer
 from rollgate.core.problems import budget_phase, problem_records
 from rollgate.core.report import not_upgraded
 from rollgate.core.socket_client import LIMIT, peer_uid, reachable
@@ -241,7 +241,7 @@ class ControlServer:
             elif op == "send":
                 await self._reply(writer, await self._send(request.get("command"), login))
             elif op == "header":
-                await self._reply(writer, self.header)
+                await self._reply(writer, header_answer(self.header))
             else:
                 await self._reply(writer, status_of(self.engine, sorted(self.attached.values())))
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -255,8 +255,7 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _reply(self, writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
-        # the header's plan is made JSON as it is sent (core/plan.py PlanJSON)
-        writer.write(orjson.dumps(data, default=json_default) + b"\n")
+        writer.write(orjson.dumps(data) + b"\n")
         await writer.drain()
 
     async def _send(self, data: Any, login: str) -> dict[str, Any]:

@@ -375,11 +375,6 @@ def plan_json_pieces(plan: Plan) -> Iterator[bytes]:
     yield b"]}"
 
 
-def plan_json(plan: Plan) -> bytes:
-    """to_dict() as JSON (see plan_json_pieces)."""
-    return b"".join(list(plan_json_pieces(plan)))  # one copy, not one per concatenation
-
-
 def plan_record(plan: Plan) -> tuple[bytes, dict[str, Any]]:
     """to_dict() as JSON and where its phases lie in it ({"length", "phases_at", "ends"}: byte
     offsets), so a reader can build the plan a phase at a time (plan_from_record)."""
@@ -394,23 +389,49 @@ def plan_record(plan: Plan) -> tuple[bytes, dict[str, Any]]:
 
 class PlanJSON:
     """A plan in a header kept in memory: its JSON made when the header is sent (an attaching
-    console asks for it), not held for the whole run (100 MB at 10,000 nodes). Not a
-    dataclass: orjson would write a dataclass itself instead of asking json_default."""
+    console asks for it; header_answer), not held for the whole run (100 MB at 10,000
+    nodes)."""
 
     __slots__ = ("plan",)
 
     def __init__(self, plan: Plan):
         self.plan = plan
 
-    def fragment(self) -> orjson.Fragment:
-        return orjson.Fragment(plan_json(self.plan))
+
+def header_answer(header: dict[str, Any]) -> dict[str, Any]:
+    """A header as the control socket sends it: the layout of its plan's phases first, the
+    plan's record last, so a client builds the plan a phase at a time (split_header_answer)
+    instead of parsing 100 MB of JSON whole (at 10,000 nodes: 6 s and 800 MB)."""
+    kept = header.get("plan")
+    if not isinstance(kept, PlanJSON):
+        return header
+    record, layout = plan_record(kept.plan)
+    rest = {k: v for k, v in header.items() if k not in ("plan", "plan_layout")}
+    return {"plan_layout": layout, **rest, "plan": orjson.Fragment(record)}
 
 
-def json_default(value: object) -> object:
-    """orjson's `default` for what headers hold besides JSON values."""
-    if isinstance(value, PlanJSON):
-        return value.fragment()
-    raise TypeError(f"{type(value).__name__} is not JSON")
+_LAYOUT_FIRST, _PLAN_LAST = b'{"plan_layout":', b',"plan":'
+
+
+def split_header_answer(line: bytes) -> tuple[dict[str, Any], memoryview | None]:
+    """A header answer (header_answer) read back: the header without its plan, and the plan's
+    record as it lies in `line`; else (an engine that sends the plan otherwise) the header
+    parsed whole, plan included, and None."""
+    line = line.rstrip(b"\n")
+    try:
+        if not line.startswith(_LAYOUT_FIRST):
+            raise ValueError("no layout first")
+        after = line.index(b"}", len(_LAYOUT_FIRST)) + 1  # the layout holds numbers only
+        layout = orjson.loads(line[len(_LAYOUT_FIRST) : after])
+        start = len(line) - 1 - int(layout["length"])
+        if line[start - len(_PLAN_LAST) : start] != _PLAN_LAST or not line.endswith(b"}"):
+            raise ValueError("the plan is not last")
+        rest = line[after + 1 : start - len(_PLAN_LAST)]
+        header = orjson.loads(b"{" + rest + b"}")
+    except (ValueError, KeyError, TypeError):
+        return orjson.loads(line), None
+    header["plan_layout"] = layout
+    return header, memoryview(line)[start:-1]
 
 
 def plan_from_record(record: bytes | memoryview, layout: dict[str, Any]) -> Plan:

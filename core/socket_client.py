@@ -106,6 +106,11 @@ class SocketClient(ClientBase):
         return reader, writer
 
     async def request(self, data: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = orjson.loads(await self.request_line(data))
+        return answer
+
+    async def request_line(self, data: dict[str, Any]) -> bytes:
+        """The engine's answer to `data` as it came, one JSON line."""
         reader, writer = await self._open()
         try:
             writer.write(json.dumps(data).encode() + b"\n")
@@ -115,8 +120,7 @@ class SocketClient(ClientBase):
             writer.close()
         if not line:
             raise EngineGone("the run's engine closed the connection")
-        answer: dict[str, Any] = orjson.loads(line)
-        return answer
+        return line
 
     async def events(self, from_seq: int = 1) -> AsyncIterator[ev.Event]:
         reader, writer = await self._open()

@@ -279,6 +279,8 @@ async def test_a_watcher_on_the_socket_follows_and_cannot_decide(
     watcher = await asyncio.to_thread(
         functools.partial(engine_client, run_id, "watching", read_only=True)
     )
+    # the plan, built a phase at a time from the engine's answer, is the run's
+    assert watcher.plan.digest == watcher.header["plan_digest"] and "plan" not in watcher.header
     app = RollgateApp(watcher, operator="watching (read-only)")
     async with app.run_test(size=(150, 44)) as pilot:
         await until_a_gate(app, pilot)

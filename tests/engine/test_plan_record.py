@@ -11,7 +11,15 @@ import pytest
 from rollgate.core.client import open_journal_client
 from rollgate.core.inventory import load_inventory
 from rollgate.core.journal import JournalDamaged
-from rollgate.core.plan import build_plan, plan_digest, plan_from_record, plan_record
+from rollgate.core.plan import (
+    PlanJSON,
+    build_plan,
+    header_answer,
+    plan_digest,
+    plan_from_record,
+    plan_record,
+    split_header_answer,
+)
 from tests.sample_run import INVENTORY, SHIPPED
 
 
@@ -22,6 +30,28 @@ def test_a_plan_read_a_phase_at_a_time_is_the_plan(inventory: str) -> None:
     assert orjson.loads(record) == plan.to_dict()  # the record is the plan's, whole
     again = plan_from_record(memoryview(record), layout)
     assert again == plan and plan_digest(again) == plan.digest
+
+
+def test_the_control_sockets_header_answer_gives_the_plan_a_phase_at_a_time() -> None:
+    """An attaching console reads the run's plan from the engine's answer by its layout, as a
+    replay reads a journal's, not as 100 MB of JSON parsed whole; text elsewhere in the
+    header that looks like the layout or the plan's key does not mislead it."""
+    plan = build_plan(load_inventory("sample_inventory/multisite-apt.yaml"))
+    header = {"run_id": "r1", "inventory": 'x,"plan":{"plan_layout":{}}', "plan": PlanJSON(plan)}
+    line = orjson.dumps(header_answer(header)) + b"\n"
+    read, record = split_header_answer(line)
+    assert record is not None
+    assert plan_from_record(record, read.pop("plan_layout")) == plan
+    assert read == {"run_id": "r1", "inventory": 'x,"plan":{"plan_layout":{}}'}
+
+
+def test_a_header_answer_with_its_plan_elsewhere_is_read_whole() -> None:
+    """An engine that sends the plan inside the header (as before the layout came first)."""
+    plan = build_plan(load_inventory(INVENTORY))
+    line = orjson.dumps({"run_id": "r1", "plan": plan.to_dict(), "after": 1}) + b"\n"
+    read, record = split_header_answer(line)
+    assert record is None and read["run_id"] == "r1" and read["after"] == 1
+    assert read["plan"] == plan.to_dict()
 
 
 def shareable(value: object) -> bool:

@@ -26,7 +26,8 @@ def engine_client(
     decision needs none of it); the engine is asked how the run stands instead."""
     from rollgate.core.client import EngineGone, NotTheEngine
     from rollgate.core.detach import control_socket
-    from rollgate.core.plan import Plan
+    from rollgate.core.journal_index import paused_gc
+    from rollgate.core.plan import Plan, plan_from_record, split_header_answer
     from rollgate.core.runs import resolve_journal
     from rollgate.core.socket_client import SocketClient
 
@@ -34,7 +35,7 @@ def engine_client(
     path = control_socket(run_dir)
     client = SocketClient(path, None, {}, name=name, read_only=read_only)
     try:
-        header = asyncio.run(client.request({"op": "header" if plan else "status"}))
+        answer = asyncio.run(client.request_line({"op": "header" if plan else "status"}))
     except NotTheEngine as exc:
         raise UserError(str(exc), exit_code=1) from None
     except EngineGone:
@@ -57,7 +58,12 @@ def engine_client(
             exit_code=1,
         ) from None
     if plan:
-        client.plan, client.header = Plan.from_dict(header.pop("plan"), consume=True), header
+        client.header, record = split_header_answer(answer)
+        if record is not None:  # built a phase at a time, as a replay reads it
+            with paused_gc():
+                client.plan = plan_from_record(record, client.header.pop("plan_layout"))
+        else:
+            client.plan = Plan.from_dict(client.header.pop("plan"), consume=True)
     return client
 
 
