@@ -9,7 +9,8 @@ Protocol: line-delimited JSON, one request per connection.
   command (`twins`: with approve, twin gates of other sites approved as they open);
   the answer is `{"ok": true}` or `{"ok": false, "error": "..."}`. The operator is the peer's
   login (SO_PEERCRED), with the name the client gives, both journalled.
-- `{"op": "header"}`: the journal's header (plan included).
+- `{"op": "header"}`: the journal's header, `plan_layout` first and the plan last (a client
+  builds the plan a phase at a time: core/plan.py split_header_answer).
 - `{"op": "status"}`: state, gate, progress, estimate, and who is attached.
 A malformed or oversized request gets `{"ok": false, "error": "malformed request: ..."}` and
 one line in the engine's log; an internal error is logged with its traceback and closes that
