@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shlex
@@ -18,10 +19,26 @@ STOP_GRACE = 5.0  # seconds a console has to quit when its page goes, before it 
 SERVED_BY = "ROLLGATE_SERVED_BY"  # the serving process's pid, in each console's environment
 
 
+# pids of consoles serve ended itself (see _EndedConsoles)
+_ended: set[int] = set()
+
+
+class _EndedConsoles(logging.Filter):
+    """Drops asyncio's "Unknown child process pid N" for a console serve ended: signalling a
+    process polls it first (CPython's Popen.send_signal), which reaps one that exited that
+    instant, and asyncio's watcher, finding it gone, says so in the operator's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        unknown = str(record.msg).startswith("Unknown child process pid")
+        return not (unknown and args and args[0] in _ended)
+
+
 async def end_process(process: Any) -> None:
     """SIGTERM, then SIGKILL after a grace: a console whose page went does not outlive it."""
     if process is None or process.returncode is not None:
         return
+    _ended.add(process.pid)
     with contextlib.suppress(ProcessLookupError):
         process.terminate()
     try:
@@ -100,6 +117,7 @@ def make_server(run: str, port: int, control: bool, token: str, name: str = "") 
             """textual-serve's serve, without the access log."""
             self.debug = debug
             self.initialize_logging()
+            logging.getLogger("asyncio").addFilter(_EndedConsoles())
             loop = asyncio.new_event_loop()
             loop.add_signal_handler(signal.SIGINT, self.request_exit)
             loop.add_signal_handler(signal.SIGTERM, self.request_exit)
