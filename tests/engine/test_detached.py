@@ -24,7 +24,7 @@ import pytest
 
 from rollgate.core.detach import control_socket
 from rollgate.core.journal import read_journal
-from rollgate.core.plan import Plan
+from rollgate.core.plan import Plan, plan_from_record, split_header_answer
 from rollgate.core.socket_client import SocketClient, reachable
 from rollgate.tui.app import RollgateApp
 from rollgate.tui.keys_footer import KeysFooter
@@ -326,6 +326,10 @@ def test_an_answer_longer_than_the_read_buffer_is_read_whole(
         monkeypatch.setattr(socket_client, "LIMIT", 64)  # the client reads with 4 KB
         assert len(json.dumps(header)) > 10 * 64 * 64
         assert asyncio.run(client.request({"op": "header"})) == header
+        # the plan comes last, laid out by phase: a client builds it a phase at a time
+        read, record = split_header_answer(asyncio.run(client.request_line({"op": "header"})))
+        assert record is not None
+        assert plan_from_record(record, read["plan_layout"]).digest == read["plan_digest"]
         assert asyncio.run(client.request({"op": "status"}))["run_id"] == run_id
     finally:
         monkeypatch.undo()
