@@ -39,14 +39,17 @@ async def end_process(process: Any) -> None:
     if process is None or process.returncode is not None:
         return
     _ended.add(process.pid)
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
     try:
-        await asyncio.wait_for(process.wait(), STOP_GRACE)
-    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    finally:  # asyncio's watcher spoke before the wait returned; the pid may be reused now
+        _ended.discard(process.pid)
 
 
 def bounded_app_service() -> Any:
