@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rollgate.core.errors import UserError
 from rollgate.core.events import Command, Event, RunFinished
 from rollgate.core.journal import JournalError, JournalTail
 from rollgate.core.journal_index import JournalIndex, paused_gc
-from rollgate.core.plan import Plan, plan_from_record
 from rollgate.core.runs import driver_alive, resolve_journal
+
+if TYPE_CHECKING:  # the plan's models are imported where a plan is read: `status` needs none
+    from rollgate.core.plan import Plan
 
 
 class CommandRejected(Exception):
@@ -138,6 +140,8 @@ class JournalClient(ClientBase):
 
 def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:
     """A client for a run id or journal path (the plan comes from the journal's header)."""
+    from rollgate.core.plan import Plan, plan_from_record
+
     path = resolve_journal(ref)
     index = JournalIndex.open(path)
     if index.plan_record is not None:  # built a phase at a time, then let go

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from rollgate.core import events as ev
+from rollgate.core.durations import span_words
 from rollgate.core.hostrange import compress
 from rollgate.core.plan import Plan
 from rollgate.core.problems import budget_phase, problem_records
@@ -216,15 +217,6 @@ def _moved(change: dict[str, Any]) -> str:
         text = f"{before} -> {after}"
     moved = after if after != "not read" else installed
     return text + ("  (did not move)" if before == moved and before != "not read" else "")
-
-
-def span_words(seconds: float) -> str:
-    """A duration as an operator reads it: 45s, 12m, 1h05m."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 def _clock(moment: float) -> str:

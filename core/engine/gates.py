@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 
 from rollgate.core import events as ev
+from rollgate.core.durations import span_words
 from rollgate.core.engine.intake import Intake
 from rollgate.core.engine.options import AUTO_OPERATOR, PLAN_GATE_KINDS, EngineOptions
 from rollgate.core.engine.record import Halted, Record
@@ -16,7 +17,6 @@ from rollgate.core.estimate import remaining_seconds
 from rollgate.core.notify import gate_text
 from rollgate.core.plan import Gate, Phase, Step
 from rollgate.core.recipes import fill_runtime
-from rollgate.core.report import span_words
 from rollgate.core.state import RunState
 from rollgate.core.words import STEP_OK
 

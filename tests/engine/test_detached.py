@@ -331,6 +331,19 @@ def test_an_answer_longer_than_the_read_buffer_is_read_whole(
         assert record is not None
         assert plan_from_record(record, read["plan_layout"]).digest == read["plan_digest"]
         assert asyncio.run(client.request({"op": "status"}))["run_id"] == run_id
+        # `rollgate status` and a decision of a live run read none of its plan: a script that
+        # polls a run of 10,000 nodes does not pay for the plan's models each time
+        probe = (
+            "import sys; from click.testing import CliRunner; from rollgate.tui.cli import cli; "
+            f"out = CliRunner().invoke(cli, ['status', {run_id!r}]); "
+            "print(out.exit_code, 'waiting at gate' in out.output, "
+            "'rollgate.core.plan' in sys.modules)"
+        )
+        env = {**os.environ, "ROLLGATE_STATE_DIR": str(tmp_path)}
+        said = subprocess.run(
+            [sys.executable, "-P", "-c", probe], env=env, capture_output=True, text=True
+        )
+        assert said.stdout.split() == ["0", "True", "False"], said.stdout + said.stderr
     finally:
         monkeypatch.undo()
         rollgate(tmp_path, "abort", run_id)

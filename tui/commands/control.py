@@ -26,8 +26,6 @@ def engine_client(
     decision needs none of it); the engine is asked how the run stands instead."""
     from rollgate.core.client import EngineGone, NotTheEngine
     from rollgate.core.detach import control_socket
-    from rollgate.core.journal_index import paused_gc
-    from rollgate.core.plan import Plan, plan_from_record, split_header_answer
     from rollgate.core.runs import resolve_journal
     from rollgate.core.socket_client import SocketClient
 
@@ -57,7 +55,10 @@ def engine_client(
             f"{run}` says how it stands; resume it with `{resume_command_of(run)}`",
             exit_code=1,
         ) from None
-    if plan:
+    if plan:  # its models are imported only here: a status or a decision needs none
+        from rollgate.core.journal_index import paused_gc
+        from rollgate.core.plan import Plan, plan_from_record, split_header_answer
+
         client.header, record = split_header_answer(answer)
         if record is not None:  # built a phase at a time, as a replay reads it
             with paused_gc():
@@ -120,7 +121,7 @@ def status(run: str, as_json: bool) -> int:
         click.echo(f"steps: {progress['steps_done']}/{progress['steps']} done")
     left = (data.get("estimate") or {}).get("seconds_left")
     if left:
-        from rollgate.core.report import span_words
+        from rollgate.core.durations import span_words
 
         click.echo(f"estimate: about {span_words(left)} of work left")
     gate = data.get("gate")
