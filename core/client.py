@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rollgate.core.errors import UserError
@@ -136,6 +137,26 @@ class JournalClient(ClientBase):
         raise ReadOnlyError(
             "this console only watches; decisions are taken in the console that drives the run"
         )
+
+
+def journal_plan(path: Path, header: dict[str, Any]) -> Plan | None:
+    """The plan in the header of the journal at `path`, built a phase at a time, when that
+    journal can be read and is the run `header` describes (its id and plan digest); else None
+    (another login's journal, one written otherwise, or not this run's)."""
+    from rollgate.core.journal import split_header
+    from rollgate.core.plan import plan_from_record
+
+    try:
+        with path.open("rb") as file:
+            line = file.readline().rstrip(b"\n")
+        found, record = split_header(path, line)
+        if record is None or any(found.get(k) != header.get(k) for k in ("run_id", "plan_digest")):
+            return None
+        with paused_gc():
+            plan = plan_from_record(record, found["plan_layout"])
+    except (OSError, UserError, ValueError, KeyError, TypeError):
+        return None
+    return plan if plan.digest == header.get("plan_digest") else None
 
 
 def open_journal_client(ref: str, *, follow: bool = False) -> JournalClient:

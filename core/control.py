@@ -10,7 +10,8 @@ Protocol: line-delimited JSON, one request per connection.
   the answer is `{"ok": true}` or `{"ok": false, "error": "..."}`. The operator is the peer's
   login (SO_PEERCRED), with the name the client gives, both journalled.
 - `{"op": "header"}`: the journal's header, `plan_layout` first and the plan last (a client
-  builds the plan a phase at a time: core/plan.py split_header_answer).
+  builds the plan a phase at a time: core/plan.py split_header_answer); with `"plan": false`,
+  without the plan (a client that can read the run's journal takes it from there).
 - `{"op": "status"}`: state, gate, progress, estimate, and who is attached.
 A malformed or oversized request gets `{"ok": false, "error": "malformed request: ..."}` and
 one line in the engine's log; an internal error is logged with its traceback and closes that
@@ -241,8 +242,9 @@ class ControlServer:
                 await self._events(reader, writer, request["from"], login, request)
             elif op == "send":
                 await self._reply(writer, await self._send(request.get("command"), login))
-            elif op == "header":
-                await self._reply(writer, header_answer(self.header))
+            elif op == "header":  # "plan": false, without it (a client reads the journal's)
+                with_plan = request.get("plan", True) is not False
+                await self._reply(writer, header_answer(self.header, plan=with_plan))
             else:
                 await self._reply(writer, status_of(self.engine, sorted(self.attached.values())))
         except (ConnectionError, asyncio.IncompleteReadError):

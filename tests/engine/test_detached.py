@@ -27,6 +27,7 @@ from rollgate.core.journal import read_journal
 from rollgate.core.plan import Plan, plan_from_record, split_header_answer
 from rollgate.core.socket_client import SocketClient, reachable
 from rollgate.tui.app import RollgateApp
+from rollgate.tui.commands.control import _with_plan
 from rollgate.tui.keys_footer import KeysFooter
 from rollgate.tui.screens.dialogs import PromptScreen
 from tests.cli_helpers import rollgate
@@ -330,6 +331,13 @@ def test_an_answer_longer_than_the_read_buffer_is_read_whole(
         read, record = split_header_answer(asyncio.run(client.request_line({"op": "header"})))
         assert record is not None
         assert plan_from_record(record, read["plan_layout"]).digest == read["plan_digest"]
+        # asked without it, the engine spends nothing on the plan; a client that cannot read
+        # the run's journal (another login's) then asks for it after all
+        alone = asyncio.run(client.request_line({"op": "header", "plan": False}))
+        assert "plan" not in json.loads(alone) and json.loads(alone)["run_id"] == run_id
+        elsewhere = SocketClient(client.path, None, {}, name="t")
+        _with_plan(elsewhere, tmp_path / "not-readable" / "journal.jsonl", alone)
+        assert elsewhere.plan.digest == elsewhere.header["plan_digest"] == read["plan_digest"]
         assert asyncio.run(client.request({"op": "status"}))["run_id"] == run_id
         # `rollgate status` and a decision of a live run read none of its plan: a script that
         # polls a run of 10,000 nodes does not pay for the plan's models each time

@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rollgate.core.client import open_journal_client
+from rollgate.core.client import journal_plan, open_journal_client
 from rollgate.core.inventory import load_inventory
-from rollgate.core.journal import JournalDamaged
+from rollgate.core.journal import JournalDamaged, read_header
 from rollgate.core.plan import (
     PlanJSON,
     build_plan,
@@ -52,6 +52,24 @@ def test_a_header_answer_with_its_plan_elsewhere_is_read_whole() -> None:
     read, record = split_header_answer(line)
     assert record is None and read["run_id"] == "r1" and read["after"] == 1
     assert read["plan"] == plan.to_dict()
+
+
+def test_a_console_reads_its_plan_from_the_run_journal_only_when_it_is_that_runs(
+    tmp_path: Path,
+) -> None:
+    """An attaching console takes the plan from the run's journal when it may read it and the
+    journal is the run the engine describes; else (unreadable, another run's, another plan)
+    nothing, and it asks the engine."""
+    header = read_header(SHIPPED)
+    plan = journal_plan(SHIPPED, header)
+    assert plan is not None and plan.digest == header["plan_digest"]
+    assert plan == open_journal_client(str(SHIPPED)).plan
+    assert journal_plan(SHIPPED, {**header, "plan_digest": "0" * 64}) is None
+    assert journal_plan(SHIPPED, {**header, "run_id": "another"}) is None
+    assert journal_plan(tmp_path / "journal.jsonl", header) is None  # cannot be read
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(SHIPPED.read_bytes()[:5000])  # its header cut short
+    assert journal_plan(torn, header) is None
 
 
 def shareable(value: object) -> bool:

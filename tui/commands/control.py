@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,11 +30,12 @@ def engine_client(
     from rollgate.core.runs import resolve_journal
     from rollgate.core.socket_client import SocketClient
 
-    run_dir = resolve_journal(run).parent
-    path = control_socket(run_dir)
+    journal = resolve_journal(run)
+    path = control_socket(journal.parent)
     client = SocketClient(path, None, {}, name=name, read_only=read_only)
+    ask = {"op": "header", "plan": False} if plan else {"op": "status"}
     try:
-        answer = asyncio.run(client.request_line({"op": "header" if plan else "status"}))
+        answer = asyncio.run(client.request_line(ask))
     except NotTheEngine as exc:
         raise UserError(str(exc), exit_code=1) from None
     except EngineGone:
@@ -56,16 +58,31 @@ def engine_client(
             exit_code=1,
         ) from None
     if plan:  # its models are imported only here: a status or a decision needs none
-        from rollgate.core.journal_index import paused_gc
-        from rollgate.core.plan import Plan, plan_from_record, split_header_answer
-
-        client.header, record = split_header_answer(answer)
-        if record is not None:  # built a phase at a time, as a replay reads it
-            with paused_gc():
-                client.plan = plan_from_record(record, client.header.pop("plan_layout"))
-        else:
-            client.plan = Plan.from_dict(client.header.pop("plan"), consume=True)
+        _with_plan(client, journal, answer)
     return client
+
+
+def _with_plan(client: SocketClient, journal: Path, answer: bytes) -> None:
+    """Give `client` the run's header and plan: the plan from the run's journal where this
+    login may read it (the engine's loop then spends nothing on it), else from the engine,
+    a phase at a time either way."""
+    from rollgate.core.client import journal_plan
+    from rollgate.core.journal_index import paused_gc
+    from rollgate.core.plan import Plan, plan_from_record, split_header_answer
+
+    header, record = split_header_answer(answer)
+    if "plan" not in header and record is None:  # as asked: the header alone
+        found = journal_plan(journal, header)
+        if found is not None:
+            client.header, client.plan = header, found
+            return
+        header, record = split_header_answer(asyncio.run(client.request_line({"op": "header"})))
+    if record is not None:  # built a phase at a time, as a replay reads it
+        with paused_gc():
+            client.plan = plan_from_record(record, header.pop("plan_layout"))
+    else:  # an engine that sends its plan whole
+        client.plan = Plan.from_dict(header.pop("plan"), consume=True)
+    client.header = header
 
 
 def attach_console(run: str, *, hint: str = "", name: str = "") -> int:
