@@ -243,8 +243,11 @@ class ControlServer:
             elif op == "send":
                 await self._reply(writer, await self._send(request.get("command"), login))
             elif op == "header":  # "plan": false, without it (a client reads the journal's)
-                with_plan = request.get("plan", True) is not False
-                await self._reply(writer, header_answer(self.header, plan=with_plan))
+                if request.get("plan", True) is False:
+                    await self._reply(writer, header_answer(self.header, plan=False))
+                else:  # the plan's record (118 MB at 10,000 nodes) is made off the loop:
+                    # on it, the loop stood still for half a second; on a thread, 84 ms
+                    await self._send_line(writer, await asyncio.to_thread(self._header_line))
             else:
                 await self._reply(writer, status_of(self.engine, sorted(self.attached.values())))
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -258,8 +261,16 @@ class ControlServer:
                 await writer.wait_closed()
 
     async def _reply(self, writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
-        writer.write(orjson.dumps(data) + b"\n")
+        await self._send_line(writer, orjson.dumps(data))
+
+    async def _send_line(self, writer: asyncio.StreamWriter, line: bytes) -> None:
+        writer.write(line)
+        writer.write(b"\n")  # not line + newline: a copy of 118 MB at 10,000 nodes
         await writer.drain()
+
+    def _header_line(self) -> bytes:
+        """The header with its plan, as a line (the plan is never changed while it runs)."""
+        return orjson.dumps(header_answer(self.header))
 
     async def _send(self, data: Any, login: str) -> dict[str, Any]:
         if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
