@@ -402,7 +402,7 @@ def header_answer(header: dict[str, Any], *, plan: bool = True) -> dict[str, Any
     """A header as the control socket sends it: the layout of its plan's phases first, the
     plan's record last, so a client builds the plan a phase at a time (split_header_answer)
     instead of parsing 100 MB of JSON whole (at 10,000 nodes: 6 s and 800 MB). `plan` False:
-    without the plan (making its record holds the engine's loop for a second at that size)."""
+    without the plan (its record takes half a second to make at that size)."""
     kept = header.get("plan")
     rest = {k: v for k, v in header.items() if k not in ("plan", "plan_layout")}
     if not plan:

@@ -71,7 +71,8 @@ def _with_plan(client: SocketClient, journal: Path, answer: bytes) -> None:
     from rollgate.core.plan import Plan, plan_from_record, split_header_answer
 
     header, record = split_header_answer(answer)
-    if "plan" not in header and record is None:  # as asked: the header alone
+    # as asked, the header alone (an engine from before "plan": false sends the plan anyway)
+    if "plan" not in header and record is None:
         found = journal_plan(journal, header)
         if found is not None:
             client.header, client.plan = header, found
